@@ -1,0 +1,175 @@
+#include "raproxy/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Atomic int log_level = RP_LOG_INFO;
+static _Atomic int log_fd = 1;
+
+static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
+
+void rp_log_set_level(enum rp_log_level lvl)
+{
+    atomic_store(&log_level, (int)lvl);
+}
+
+enum rp_log_level rp_log_get_level(void)
+{
+    return (enum rp_log_level)atomic_load(&log_level);
+}
+
+int rp_log_parse_level(const char *s)
+{
+    for (int i = 0; i <= RP_LOG_OFF; i++)
+        if (s && strcmp(s, level_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void rp_log_set_fd(int fd)
+{
+    atomic_store(&log_fd, fd);
+}
+
+static void put(struct rp_logline *l, const char *s, size_t n)
+{
+    /* keep room for the closing "}\n" */
+    size_t room = sizeof l->buf - 2 - l->len;
+    if (n > room) {
+        n = room;
+        l->truncated = 1;
+    }
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+}
+
+static void put_escaped(struct rp_logline *l, const char *s, size_t n)
+{
+    static const char hexd[] = "0123456789abcdef";
+    put(l, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[6];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            put(l, esc, 2);
+        } else if (c < 0x20 || c >= 0x7f) {
+            /* bytes outside printable ASCII are escaped, so a log line is always valid JSON */
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hexd[c >> 4];
+            esc[5] = hexd[c & 15];
+            put(l, esc, 6);
+        } else {
+            put(l, (const char *)&c, 1);
+        }
+    }
+    put(l, "\"", 1);
+}
+
+static void put_key(struct rp_logline *l, const char *key)
+{
+    put(l, ",", 1);
+    put_escaped(l, key, strlen(key));
+    put(l, ":", 1);
+}
+
+int rp_log_begin(struct rp_logline *l, enum rp_log_level lvl, const char *event)
+{
+    if ((int)lvl < atomic_load(&log_level))
+        return 0;
+    l->len = 0;
+    l->truncated = 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char tbuf[64];
+    int n = snprintf(tbuf, sizeof tbuf, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, ts.tv_nsec / 1000000);
+    put(l, tbuf, (size_t)n);
+    rp_log_str(l, "level", level_names[lvl]);
+    rp_log_str(l, "event", event);
+    return 1;
+}
+
+void rp_log_str(struct rp_logline *l, const char *key, const char *val)
+{
+    if (!val)
+        return;
+    rp_log_strn(l, key, val, strlen(val));
+}
+
+void rp_log_strn(struct rp_logline *l, const char *key, const char *val, size_t n)
+{
+    put_key(l, key);
+    put_escaped(l, val, n);
+}
+
+void rp_log_int(struct rp_logline *l, const char *key, int64_t val)
+{
+    char b[32];
+    int n = snprintf(b, sizeof b, "%lld", (long long)val);
+    put_key(l, key);
+    put(l, b, (size_t)n);
+}
+
+void rp_log_dbl(struct rp_logline *l, const char *key, double val)
+{
+    char b[48];
+    int n = snprintf(b, sizeof b, "%.3f", val);
+    put_key(l, key);
+    put(l, b, (size_t)n);
+}
+
+void rp_log_hex(struct rp_logline *l, const char *key, const uint8_t *p, size_t n)
+{
+    static const char hexd[] = "0123456789abcdef";
+    put_key(l, key);
+    put(l, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        char h[2] = {hexd[p[i] >> 4], hexd[p[i] & 15]};
+        put(l, h, 2);
+    }
+    put(l, "\"", 1);
+}
+
+void rp_log_end(struct rp_logline *l)
+{
+    l->buf[l->len++] = '}';
+    l->buf[l->len++] = '\n';
+    size_t off = 0;
+    int fd = atomic_load(&log_fd);
+    while (off < l->len) {
+        ssize_t w = write(fd, l->buf + off, l->len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* logging must never take the process down */
+        off += (size_t)w;
+    }
+}
+
+void rp_log(enum rp_log_level lvl, const char *event, const char *fmt, ...)
+{
+    struct rp_logline l;
+    if (!rp_log_begin(&l, lvl, event))
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof msg)
+        n = (int)sizeof msg - 1;
+    rp_log_strn(&l, "msg", msg, (size_t)n);
+    rp_log_end(&l);
+}

@@ -1,0 +1,74 @@
+#include "raproxy/arena.h"
+#include "raproxy/buf.h"
+#include "raproxy/err.h"
+#include "raproxy/metrics.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+
+Test(err, table_round_trips_names_status_and_failinfo)
+{
+    cr_assert_str_eq(rp_err_name(RP_E_DER_TRUNCATED), "DER_TRUNCATED");
+    cr_assert_eq(rp_err_failinfo(RP_E_DER_TRUNCATED), RP_FI_BAD_DATA_FORMAT);
+    cr_assert_str_eq(rp_failinfo_name(rp_err_failinfo(RP_E_TXID_IN_USE)), "transactionIdInUse");
+    cr_assert_eq(rp_err_http(RP_E_HTTP_METHOD), 405);
+    cr_assert_str_eq(rp_err_name(RP_OK), "OK");
+    cr_assert_str_eq(rp_err_name(-100000), "UNKNOWN");
+    cr_assert_str_eq(rp_err_name(5), "UNKNOWN");
+    cr_assert_null(rp_failinfo_name(RP_FI_NONE));
+    cr_assert_str_eq(rp_failinfo_name(RP_FI_DUPLICATE_CERT_REQ), "duplicateCertReq");
+}
+
+Test(arena, refuses_allocation_beyond_cap)
+{
+    uint8_t mem[256];
+    struct rp_arena a;
+    rp_arena_init(&a, mem, sizeof mem);
+    cr_assert_not_null(rp_arena_alloc(&a, 100));
+    cr_assert_not_null(rp_arena_alloc(&a, 100));
+    cr_assert_null(rp_arena_alloc(&a, 100));
+    cr_assert_null(rp_arena_alloc(&a, (size_t)-1));
+    cr_assert_null(rp_arena_calloc(&a, (size_t)1 << 40, (size_t)1 << 40));
+    rp_arena_reset(&a);
+    cr_assert_not_null(rp_arena_alloc(&a, 200));
+    cr_assert_eq(((uintptr_t)rp_arena_alloc(&a, 1) - (uintptr_t)mem) % 16, 0);
+}
+
+Test(buf, enforces_max_and_compacts)
+{
+    struct rp_buf b;
+    rp_buf_init(&b, 1000);
+    uint8_t chunk[300];
+    memset(chunk, 'x', sizeof chunk);
+    cr_assert_eq(rp_buf_append(&b, chunk, 300), RP_OK);
+    cr_assert_eq(rp_buf_append(&b, chunk, 300), RP_OK);
+    cr_assert_eq(rp_buf_append(&b, chunk, 300), RP_OK);
+    cr_assert_eq(rp_buf_append(&b, chunk, 300), RP_E_ARENA);
+    rp_buf_consume(&b, 600);
+    cr_assert_eq(rp_buf_avail(&b), 300);
+    cr_assert_eq(rp_buf_append(&b, chunk, 300), RP_OK);
+    cr_assert_eq(rp_buf_avail(&b), 600);
+    rp_buf_free(&b);
+}
+
+Test(metrics, renders_prometheus_text)
+{
+    rp_metrics_help("t_requests_total", RP_METRIC_COUNTER, "Requests.");
+    struct rp_metric *c = rp_metric_get("t_requests_total", RP_METRIC_COUNTER, "code=\"200\"");
+    rp_metric_add(c, 3);
+    struct rp_metric *h = rp_metric_get("t_latency_seconds", RP_METRIC_HISTOGRAM, NULL);
+    rp_metric_observe_ns(h, 3000000); /* 3 ms */
+    struct rp_buf out;
+    rp_buf_init(&out, 0);
+    cr_assert_eq(rp_metrics_render(&out), RP_OK);
+    rp_buf_append(&out, "", 1);
+    const char *s = (const char *)rp_buf_head(&out);
+    cr_assert(strstr(s, "# TYPE t_requests_total counter\n"));
+    cr_assert(strstr(s, "t_requests_total{code=\"200\"} 3\n"));
+    cr_assert(strstr(s, "t_latency_seconds_bucket{le=\"0.002\"} 0\n"));
+    cr_assert(strstr(s, "t_latency_seconds_bucket{le=\"0.005\"} 1\n"));
+    cr_assert(strstr(s, "t_latency_seconds_count 1\n"));
+    cr_assert_float_eq(rp_metrics_quantile(h, 0.99), 0.005, 1e-9);
+    rp_buf_free(&out);
+    rp_metrics_reset();
+}

@@ -1,0 +1,252 @@
+#include "support.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+int rpt_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+int rpt_wait_port(int port, int timeout_ms)
+{
+    long deadline = now_ms() + timeout_ms;
+    do {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        close(fd);
+        if (ok)
+            return 0;
+        usleep(20000);
+    } while (now_ms() < deadline);
+    return -1;
+}
+
+static int status_code(int st)
+{
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    if (WIFSIGNALED(st))
+        return 128 + WTERMSIG(st);
+    return -1;
+}
+
+static pid_t spawn_to(const char *const argv[], const char *log_path)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    int fd = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644)
+                      : open("/dev/null", O_WRONLY);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+    }
+    int nul = open("/dev/null", O_RDONLY);
+    if (nul >= 0) {
+        dup2(nul, 0);
+        close(nul);
+    }
+    setpgid(0, 0);
+    execvp(argv[0], (char *const *)argv);
+    _exit(127);
+}
+
+int rpt_spawn(struct rpt_proc *p, const char *const argv[])
+{
+    static int seq;
+    if (!p->log[0])
+        snprintf(p->log, sizeof p->log, "%s/rpt-%d-%d-%s.log", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+                 (int)getpid(), seq++, strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0]);
+    p->pid = spawn_to(argv, p->log);
+    return p->pid > 0 ? 0 : -1;
+}
+
+static int wait_timeout(pid_t pid, int timeout_ms, int *st)
+{
+    long deadline = now_ms() + timeout_ms;
+    for (;;) {
+        pid_t r = waitpid(pid, st, WNOHANG);
+        if (r == pid)
+            return 0;
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (now_ms() >= deadline)
+            return -1;
+        usleep(5000);
+    }
+}
+
+int rpt_run(const char *const argv[], int timeout_ms, const char *log_path)
+{
+    pid_t pid = spawn_to(argv, log_path);
+    if (pid < 0)
+        return -1;
+    int st;
+    if (wait_timeout(pid, timeout_ms, &st) != 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        return -1;
+    }
+    return status_code(st);
+}
+
+int rpt_stop(struct rpt_proc *p, int sig, int timeout_ms)
+{
+    if (p->pid <= 0)
+        return -1;
+    int st;
+    kill(p->pid, sig);
+    int rc;
+    if (wait_timeout(p->pid, timeout_ms, &st) != 0) {
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, &st, 0);
+        rc = -1;
+    } else {
+        rc = status_code(st);
+    }
+    p->pid = 0;
+    return rc;
+}
+
+int rpt_alive(struct rpt_proc *p, int *status)
+{
+    int st;
+    if (p->pid <= 0)
+        return 0;
+    pid_t r = waitpid(p->pid, &st, WNOHANG);
+    if (r == 0)
+        return 1;
+    if (status)
+        *status = r == p->pid ? status_code(st) : -1;
+    p->pid = 0;
+    return 0;
+}
+
+char *rpt_tmpdir(void)
+{
+    char tmpl[256];
+    snprintf(tmpl, sizeof tmpl, "%s/rpt-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    char *d = mkdtemp(tmpl);
+    return d ? strdup(d) : NULL;
+}
+
+void rpt_rmdir(const char *dir)
+{
+    if (!dir || strncmp(dir, "/tmp/", 5) != 0)
+        return;
+    const char *argv[] = {"rm", "-rf", dir, NULL};
+    rpt_run(argv, 10000, NULL);
+}
+
+uint8_t *rpt_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *d = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (d && fread(d, 1, (size_t)n, f) != (size_t)n) {
+        free(d);
+        d = NULL;
+    }
+    fclose(f);
+    if (d) {
+        d[n] = 0;
+        if (len)
+            *len = (size_t)n;
+    }
+    return d;
+}
+
+int rpt_write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    size_t w = fwrite(data, 1, len, f);
+    return (fclose(f) == 0 && w == len) ? 0 : -1;
+}
+
+int rpt_file_count(const char *path, const char *needle)
+{
+    size_t len;
+    char *d = (char *)rpt_read_file(path, &len);
+    if (!d)
+        return 0;
+    int n = 0;
+    for (char *p = d; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    free(d);
+    return n;
+}
+
+const char *rpt_src(void)
+{
+    return RP_SOURCE_DIR;
+}
+
+const char *rpt_bin(void)
+{
+    return RP_BINARY_DIR;
+}
+
+const char *rpt_pki(void)
+{
+    static char dir[512];
+    snprintf(dir, sizeof dir, "%s/test-pki", RP_BINARY_DIR);
+    char lock[600], script[600], done[600];
+    snprintf(lock, sizeof lock, "%s/test-pki.lock", RP_BINARY_DIR);
+    snprintf(script, sizeof script, "%s/scripts/test-pki.sh", RP_SOURCE_DIR);
+    snprintf(done, sizeof done, "%s/.done", dir);
+    int fd = open(lock, O_CREAT | O_RDWR, 0644);
+    if (fd < 0)
+        return NULL;
+    flock(fd, LOCK_EX);
+    int ok = access(done, F_OK) == 0;
+    if (!ok) {
+        const char *argv[] = {"bash", script, dir, NULL};
+        char log[600];
+        snprintf(log, sizeof log, "%s/test-pki.log", RP_BINARY_DIR);
+        ok = rpt_run(argv, 120000, log) == 0 && access(done, F_OK) == 0;
+    }
+    flock(fd, LOCK_UN);
+    close(fd);
+    return ok ? dir : NULL;
+}
