@@ -1,0 +1,167 @@
+/* The parsed configuration: plain data, as read from YAML (libcyaml) with defaults applied
+ * and environment overrides merged. Loading keys, anchors and certificates into a usable
+ * snapshot happens in the layers that own them; this struct only carries paths and values.
+ *
+ * Sequences are a pointer plus a `<field>_count` (libcyaml's convention). Strings are
+ * NUL-terminated and owned by the config; free everything with rp_config_free(). */
+#ifndef RAPROXY_CONFIG_H
+#define RAPROXY_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Defaults, one place. */
+#define RP_DEF_MAX_HEADER_BYTES   8192u
+#define RP_DEF_MAX_BODY_BYTES     65536u
+#define RP_DEF_HANDSHAKE_TIMEOUT  10000u /* ms */
+#define RP_DEF_HEADER_TIMEOUT     10000u
+#define RP_DEF_BODY_TIMEOUT       10000u
+#define RP_DEF_IDLE_TIMEOUT       60000u
+#define RP_DEF_MAX_CONNECTIONS    100000u
+#define RP_DEF_UPSTREAM_TIMEOUT   30000u
+#define RP_DEF_UPSTREAM_CONNECT   5000u
+#define RP_DEF_UPSTREAM_MAX_CONNS 16u
+#define RP_DEF_UPSTREAM_QUEUE     1024u
+#define RP_DEF_SHUTDOWN_GRACE     25u /* s */
+#define RP_DEF_MAX_CLOCK_SKEW     300u /* s */
+#define RP_DEF_REDIS_TIMEOUT      200u /* ms */
+#define RP_DEF_WORKER_QUEUE       4096u
+#define RP_DEF_PBM_MAX_ITER       100000u
+
+struct rp_cfg_tls {
+    char *cert;      /* PEM server (or client) certificate chain file */
+    char *key;       /* PEM private key file */
+    char *client_ca; /* optional: PEM CA file; enables client certificate verification */
+    bool client_cert_required; /* with client_ca: refuse handshakes without a client cert */
+    char *min_version;         /* "1.2" (default) or "1.3" */
+};
+
+struct rp_cfg_listener {
+    char *address; /* "host:port", "[v6]:port" */
+    /* `tls: off` in YAML sets tls_off; otherwise tls must name cert and key. */
+    bool tls_off;
+    struct rp_cfg_tls tls;
+};
+
+struct rp_cfg_http {
+    uint32_t max_header_bytes;
+    uint32_t max_body_bytes;
+    uint32_t handshake_timeout_ms;
+    uint32_t header_timeout_ms;
+    uint32_t body_timeout_ms;
+    uint32_t idle_timeout_ms;
+    uint32_t max_connections; /* per process; split evenly between loops */
+};
+
+struct rp_cfg_upstream {
+    char *url; /* http://host:port/path or https://… */
+    /* https only: CA file to verify the upstream server; client cert/key for mutual TLS */
+    char *ca;
+    char *client_cert;
+    char *client_key;
+    uint32_t timeout_ms;         /* whole request deadline */
+    uint32_t connect_timeout_ms;
+    uint32_t max_connections;    /* per loop */
+    uint32_t max_queue;          /* requests waiting for a connection, per loop */
+    char *ca_trust;              /* optional: PEM anchors to verify the CA's response protection */
+};
+
+struct rp_cfg_admin {
+    char *address; /* "127.0.0.1:9090"; NULL disables the admin listener */
+};
+
+struct rp_cfg_ra {
+    char *cert;  /* PEM RA certificate */
+    char *chain; /* optional PEM chain (intermediates) sent after the RA cert */
+    char *key;   /* PEM RA private key */
+};
+
+struct rp_cfg_limit {
+    uint32_t rate;  /* requests per second; 0 = unlimited */
+    uint32_t burst; /* bucket size; default = rate */
+};
+
+struct rp_cfg_limits {
+    struct rp_cfg_limit global;
+    struct rp_cfg_limit domain;
+    struct rp_cfg_limit per_ip;
+    struct rp_cfg_limit per_device; /* after verification, by vendor serial */
+};
+
+enum rp_forward_mode { RP_FORWARD_REPROTECT = 0, RP_FORWARD_UNCHANGED, RP_FORWARD_NESTED };
+enum rp_redis_failure { RP_REDIS_FAIL_OPEN = 0, RP_REDIS_FAIL_CLOSED };
+enum rp_pop_mode { RP_POP_KEEP = 0, RP_POP_RA_VERIFIED };
+enum rp_genm_mode { RP_GENM_FORWARD = 0, RP_GENM_LOCAL };
+
+/* Bits of rp_cfg_domain.protection */
+#define RP_PROT_SIGNATURE 1u
+#define RP_PROT_MAC       2u
+
+struct rp_cfg_domain {
+    char *name;            /* served at /.well-known/cmp/p/<name> */
+    char **paths;          /* extra paths served by this domain */
+    unsigned paths_count;
+    char **trust_anchors;  /* PEM files */
+    unsigned trust_anchors_count;
+    char **intermediates;
+    unsigned intermediates_count;
+    char **crls;           /* PEM or DER files */
+    unsigned crls_count;
+    char **allow;          /* CMP body type names: "ir", "cr", "p10cr", "kur", "rr", … */
+    unsigned allow_count;
+    uint32_t protection;   /* RP_PROT_* bits; default signature */
+    char **algorithms;     /* allowed: "ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "ed25519",
+                              "rsa-pkcs1", "rsa-pss"; empty = all of those */
+    unsigned algorithms_count;
+    uint32_t rsa_min_bits;   /* default 2048 */
+    char *mac_secrets;       /* file: "<senderKID> <secret>" lines */
+    uint32_t pbm_max_iterations;
+    char *allowlist;         /* file of serial numbers, or "redis" */
+    bool allowlist_consume;
+    enum rp_forward_mode forward;
+    enum rp_pop_mode pop;
+    enum rp_genm_mode genm;
+    uint32_t max_clock_skew_s;
+    char *upstream_path;     /* path on the upstream (the EJBCA alias URL path); default: url's */
+    struct rp_cfg_limits limits;
+    enum rp_redis_failure on_redis_failure;
+    char **admins;           /* PEM files of administrator certificates (rr for anyone) */
+    unsigned admins_count;
+};
+
+struct rp_cfg_redis {
+    char *url; /* redis://[user:pass@]host:port/db | unix:/path */
+    uint32_t timeout_ms;
+    char *key_prefix;
+};
+
+struct rp_config {
+    char *source;              /* file it was read from */
+    uint32_t loops;            /* default 1 */
+    uint32_t workers;          /* default: number of cores */
+    uint32_t worker_queue;     /* per worker */
+    char *log_level;           /* debug|info|warn|error */
+    uint32_t shutdown_grace_s; /* default 25 */
+    char *default_path;        /* optional extra path served by the first domain, e.g. "/pkix/" */
+    struct rp_cfg_listener *listeners;
+    unsigned listeners_count;
+    struct rp_cfg_http http;
+    struct rp_cfg_upstream upstream;
+    struct rp_cfg_admin admin;
+    struct rp_cfg_ra ra;        /* required once domains sign errors (all.ra.cert/key) */
+    struct rp_cfg_domain *domains;
+    unsigned domains_count;
+    struct rp_cfg_redis *redis; /* NULL: in-process limiter and caches */
+};
+
+/* Load and validate. On failure returns RP_E_CONFIG and writes every problem found, one per
+ * line as "FILE:LINE: KEY: message", to `errs` (may be NULL). Environment overrides
+ * (RAPROXY_UPSTREAM_URL, RAPROXY_REDIS_URL, …; see README) are applied after parsing. */
+int rp_config_load(const char *path, struct rp_config **out, FILE *errs);
+void rp_config_free(struct rp_config *cfg);
+
+/* Path a domain is served at: "/.well-known/cmp/p/<name>". Writes into buf. */
+const char *rp_config_domain_path(const struct rp_cfg_domain *d, char *buf, unsigned cap);
+
+#endif
