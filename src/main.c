@@ -1,48 +1,252 @@
-/* raproxy: wiring only. Parses flags, loads the configuration, starts loops and workers. */
+/* raproxy: wiring only. Parses flags, loads the configuration, starts loops and workers,
+ * and turns signals into reloads (SIGHUP) and drains (SIGTERM, SIGINT). */
+#include "raproxy/config.h"
 #include "raproxy/err.h"
+#include "raproxy/http.h"
 #include "raproxy/log.h"
+#include "raproxy/loop.h"
+#include "raproxy/server.h"
+#include "raproxy/snapshot.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define MAX_LOOPS       64
+#define PROBE_TIMEOUT_S 5
+
+struct app {
+    const char *config_path;
+    struct rp_snapshot *snap;
+    struct rp_loop *loops[MAX_LOOPS];
+    unsigned nloops;
+    uv_loop_t uv;
+    uv_signal_t sighup, sigterm, sigint;
+    bool draining;
+};
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: raproxy --config FILE [--check-config]\n"
-                 "       raproxy --version | --help\n"
-                 "\n"
-                 "  -c, --config FILE   YAML configuration (see README.md)\n"
-                 "      --check-config  validate the configuration and exit (1 on error)\n"
-                 "  -V, --version       print version and build information\n"
-                 "  -h, --help          this text\n");
+    fprintf(out,
+            "usage: raproxy --config FILE [--check-config]\n"
+            "       raproxy --probe URL\n"
+            "       raproxy --version | --help\n"
+            "\n"
+            "  -c, --config FILE   YAML configuration (see README.md)\n"
+            "      --check-config  validate the configuration, load its certificates and keys,\n"
+            "                      print problems as FILE:LINE: KEY: message; exit 1 on error\n"
+            "      --probe URL     GET an http:// URL (e.g. http://127.0.0.1:9090/livez);\n"
+            "                      exit 0 on HTTP 200 (container health checks)\n"
+            "  -V, --version       print version and build information\n"
+            "  -h, --help          this text\n"
+            "\n"
+            "Signals: SIGHUP reloads the configuration and certificates; SIGTERM drains\n"
+            "(readiness 503, listeners closed, in-flight exchanges finish) and exits 0.\n");
+}
+
+static int load(const char *path, struct rp_snapshot **out, FILE *errs)
+{
+    struct rp_config *cfg = NULL;
+    int rc = rp_config_load(path, &cfg, errs);
+    if (rc != RP_OK)
+        return rc;
+    return rp_server_snapshot(cfg, out, errs);
+}
+
+static void reload(struct app *a)
+{
+    struct rp_snapshot *s = NULL;
+    char *msg = NULL;
+    size_t msglen = 0;
+    FILE *errs = open_memstream(&msg, &msglen);
+    int rc = load(a->config_path, &s, errs);
+    if (errs)
+        fclose(errs);
+    if (rc != RP_OK) {
+        rp_log_error("reload", "configuration rejected, keeping the running one: %s",
+                     msg ? msg : rp_err_msg(rc));
+        free(msg);
+        return;
+    }
+    free(msg);
+    for (unsigned i = 0; i < a->nloops; i++)
+        rp_loop_set_snapshot(a->loops[i], s);
+    rp_snapshot_unref(a->snap);
+    a->snap = s;
+    rp_log_info("reload", "configuration %s loaded (generation %llu)", a->config_path,
+                (unsigned long long)s->generation);
+}
+
+static void drain(struct app *a)
+{
+    if (a->draining)
+        return;
+    a->draining = true;
+    uint32_t grace_ms = a->snap->cfg->shutdown_grace_s * 1000u;
+    rp_log_info("shutdown", "draining %u loops (grace %u s)", a->nloops,
+                a->snap->cfg->shutdown_grace_s);
+    rp_ready_set_draining();
+    for (unsigned i = 0; i < a->nloops; i++)
+        rp_loop_drain(a->loops[i], grace_ms);
+    uv_close((uv_handle_t *)&a->sighup, NULL);
+    uv_close((uv_handle_t *)&a->sigterm, NULL);
+    uv_close((uv_handle_t *)&a->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct app *a = h->data;
+    if (signum == SIGHUP)
+        reload(a);
+    else
+        drain(a);
+}
+
+static int run(struct app *a)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct rp_config *cfg = a->snap->cfg;
+    int lvl = rp_log_parse_level(cfg->log_level ? cfg->log_level : "info");
+    rp_log_set_level(lvl < 0 ? RP_LOG_INFO : (enum rp_log_level)lvl);
+    unsigned n = cfg->loops ? cfg->loops : 1;
+    if (n > MAX_LOOPS)
+        n = MAX_LOOPS;
+    uv_loop_init(&a->uv);
+    uv_signal_init(&a->uv, &a->sighup);
+    uv_signal_init(&a->uv, &a->sigterm);
+    uv_signal_init(&a->uv, &a->sigint);
+    a->sighup.data = a->sigterm.data = a->sigint.data = a;
+    /* signals first: a SIGTERM that arrives while loops start still drains */
+    uv_signal_start(&a->sighup, on_signal, SIGHUP);
+    uv_signal_start(&a->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&a->sigint, on_signal, SIGINT);
+    int rc = RP_OK;
+    for (unsigned i = 0; i < n && rc == RP_OK; i++) {
+        struct rp_loop_opts o = {
+            .index = i,
+            .snap = a->snap,
+            .on_exchange = rp_server_on_exchange,
+            .admin = i == 0,
+        };
+        rc = rp_loop_start(&a->loops[i], &o);
+        if (rc == RP_OK)
+            a->nloops++;
+    }
+    if (rc != RP_OK) {
+        rp_log_error("start", "cannot start: %s", rp_err_msg(rc));
+        drain(a);
+    } else {
+        rp_log_info("start", "raproxy %s: %u loops, %u listeners", RAPROXY_VERSION, a->nloops,
+                    cfg->listeners_count);
+    }
+    uv_run(&a->uv, UV_RUN_DEFAULT);
+    for (unsigned i = 0; i < a->nloops; i++)
+        rp_loop_join(a->loops[i]);
+    uv_loop_close(&a->uv);
+    rp_snapshot_unref(a->snap);
+    rp_log_info("shutdown", "stopped");
+    return rc == RP_OK ? 0 : 1;
+}
+
+/* A minimal blocking HTTP GET for health checks in images without curl. */
+static int probe(const char *url_s)
+{
+    struct rp_url url;
+    if (rp_url_parse(url_s, &url) != RP_OK || url.tls) {
+        fprintf(stderr, "raproxy: --probe takes an http:// URL\n");
+        return 2;
+    }
+    char port[8];
+    snprintf(port, sizeof port, "%u", url.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(url.host, port, &hints, &res) != 0 || !res) {
+        fprintf(stderr, "raproxy: cannot resolve %s\n", url.host);
+        return 1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM, 0);
+    struct timeval tv = {PROBE_TIMEOUT_S, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int ok = connect(fd, res->ai_addr, res->ai_addrlen) == 0;
+    freeaddrinfo(res);
+    char buf[512];
+    int n = 0;
+    if (ok) {
+        int len =
+            snprintf(buf, sizeof buf, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", url.path, url.host);
+        ok = write(fd, buf, (size_t)len) == len;
+    }
+    if (ok)
+        n = (int)read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) {
+        fprintf(stderr, "raproxy: %s: no answer\n", url_s);
+        return 1;
+    }
+    buf[n] = 0;
+    int status = 0;
+    if (sscanf(buf, "HTTP/%*d.%*d %d", &status) != 1 || status != 200) {
+        fprintf(stderr, "raproxy: %s: HTTP %d\n", url_s, status);
+        return 1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"check-config", no_argument, NULL, 'C'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'C'},
+        {"probe", required_argument, NULL, 'P'},  {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
+    struct app a = {0};
+    bool check = false;
     int c;
     while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
         switch (c) {
+        case 'c':
+            a.config_path = optarg;
+            break;
+        case 'C':
+            check = true;
+            break;
+        case 'P':
+            return probe(optarg);
         case 'V':
             printf("raproxy %s\n", RAPROXY_VERSION);
             return 0;
         case 'h':
             usage(stdout);
             return 0;
-        case 'c':
-        case 'C':
-            break;
         default:
             usage(stderr);
             return 2;
         }
     }
-    usage(stderr);
-    return 2;
+    if (!a.config_path || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    int rc = load(a.config_path, &a.snap, stderr);
+    if (check) {
+        if (rc == RP_OK) {
+            printf("%s: ok\n", a.config_path);
+            rp_snapshot_unref(a.snap);
+        }
+        return rc == RP_OK ? 0 : 1;
+    }
+    if (rc != RP_OK) {
+        fprintf(stderr, "raproxy: %s: configuration rejected\n", a.config_path);
+        return 1;
+    }
+    return run(&a);
 }

@@ -90,8 +90,9 @@ int rpt_spawn(struct rpt_proc *p, const char *const argv[])
 {
     static int seq;
     if (!p->log[0])
-        snprintf(p->log, sizeof p->log, "%s/rpt-%d-%d-%s.log", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-                 (int)getpid(), seq++, strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0]);
+        snprintf(p->log, sizeof p->log, "%s/rpt-%d-%d-%s.log",
+                 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid(), seq++,
+                 strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0]);
     p->pid = spawn_to(argv, p->log);
     return p->pid > 0 ? 0 : -1;
 }

@@ -1,0 +1,55 @@
+/* An I/O loop: one thread, one libuv loop, its own listeners (SO_REUSEPORT), client
+ * connections, upstream pool and admin server (loop 0 only). Everything on it runs on
+ * its thread; other threads talk to it only through the functions marked thread-safe. */
+#ifndef RAPROXY_LOOP_H
+#define RAPROXY_LOOP_H
+
+#include "raproxy/exchange.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct rp_loop;
+struct rp_snapshot;
+struct rp_upstream;
+struct rp_workers;
+
+struct rp_loop_opts {
+    unsigned index;
+    struct rp_snapshot *snap;   /* initial snapshot (a reference is taken) */
+    rp_exchange_fn on_exchange; /* the application handler for CMP listeners */
+    struct rp_workers *workers; /* may be NULL */
+    bool admin;                 /* run the admin listener on this loop */
+    /* Called on the loop thread after start and whenever a new snapshot is installed:
+     * lets the application attach per-loop state (e.g. a Redis client). */
+    void (*on_snapshot)(struct rp_loop *l, struct rp_snapshot *s);
+    void (*on_stop)(struct rp_loop *l); /* loop thread, once the loop drained */
+};
+
+/* Binds the listeners (synchronously, so bind errors are reported here), then starts the
+ * loop thread. */
+int rp_loop_start(struct rp_loop **out, const struct rp_loop_opts *o);
+/* Thread-safe: install a new snapshot (a reference is taken; the old one is released
+ * when its exchanges end). */
+void rp_loop_set_snapshot(struct rp_loop *l, struct rp_snapshot *s);
+/* Thread-safe: stop accepting, finish in-flight exchanges within grace_ms, then stop. */
+void rp_loop_drain(struct rp_loop *l, uint32_t grace_ms);
+/* Wait for the loop thread to end and free everything. */
+void rp_loop_join(struct rp_loop *l);
+
+/* Loop-thread accessors for the application. */
+uv_loop_t *rp_loop_uv(struct rp_loop *l);
+unsigned rp_loop_index(const struct rp_loop *l);
+struct rp_snapshot *rp_loop_snapshot(struct rp_loop *l);
+struct rp_upstream *rp_loop_upstream(struct rp_loop *l);
+struct rp_workers *rp_loop_workers(struct rp_loop *l);
+struct rp_job_port *rp_loop_job_port(struct rp_loop *l);
+void *rp_loop_app(struct rp_loop *l);
+void rp_loop_set_app(struct rp_loop *l, void *app);
+
+/* Process-wide readiness, read by /readyz. */
+void rp_ready_set_draining(void);
+bool rp_ready_draining(void);
+
+#endif

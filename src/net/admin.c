@@ -1,0 +1,62 @@
+/* The admin listener: /livez, /readyz and /metrics (Prometheus text format). */
+#include "net_int.h"
+
+#include "raproxy/buf.h"
+#include "raproxy/err.h"
+#include "raproxy/metrics.h"
+#include "raproxy/upstream.h"
+
+#include <llhttp.h>
+#include <string.h>
+
+static bool path_is(const struct rp_http_req *r, const char *p)
+{
+    size_t n = strlen(p);
+    if (r->path.len < n || memcmp(r->path.p, p, n) != 0)
+        return false;
+    return r->path.len == n || r->path.p[n] == '?';
+}
+
+static void text(struct rp_exchange *ex, int status, const char *body)
+{
+    rp_exchange_respond(ex, status, "text/plain; charset=utf-8", (const uint8_t *)body,
+                        strlen(body), NULL);
+}
+
+static void metrics(struct rp_exchange *ex)
+{
+    struct rp_buf out;
+    rp_buf_init(&out, 0);
+    if (rp_metrics_render(&out) != RP_OK) {
+        rp_buf_free(&out);
+        text(ex, 500, "metrics unavailable\n");
+        return;
+    }
+    rp_exchange_respond(ex, 200, "text/plain; version=0.0.4; charset=utf-8", rp_buf_head(&out),
+                        rp_buf_avail(&out), NULL);
+    rp_buf_free(&out);
+}
+
+void rp_admin_handle(struct rp_exchange *ex)
+{
+    const struct rp_http_req *r = ex->req;
+    if (r->method != HTTP_GET && r->method != HTTP_HEAD) {
+        text(ex, 405, "method not allowed\n");
+        return;
+    }
+    if (path_is(r, "/livez")) {
+        text(ex, 200, "ok\n");
+    } else if (path_is(r, "/readyz")) {
+        struct rp_upstream *u = ex->loop->upstream;
+        if (rp_ready_draining() || ex->loop->draining)
+            text(ex, 503, "draining\n");
+        else if (!u || !rp_upstream_reachable(u))
+            text(ex, 503, "upstream unreachable\n");
+        else
+            text(ex, 200, "ready\n");
+    } else if (path_is(r, "/metrics")) {
+        metrics(ex);
+    } else {
+        text(ex, 404, "not found\n");
+    }
+}

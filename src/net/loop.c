@@ -1,0 +1,314 @@
+/* I/O loops: a thread each, with its own listeners, connections and upstream pool. */
+#include "net_int.h"
+
+#include "raproxy/clock.h"
+#include "raproxy/config.h"
+#include "raproxy/err.h"
+#include "raproxy/log.h"
+#include "raproxy/metrics.h"
+#include "raproxy/snapshot.h"
+#include "raproxy/upstream.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LAG_INTERVAL_MS 250u
+
+static atomic_bool g_draining;
+
+void rp_ready_set_draining(void)
+{
+    atomic_store(&g_draining, true);
+}
+
+bool rp_ready_draining(void)
+{
+    return atomic_load(&g_draining);
+}
+
+uv_loop_t *rp_loop_uv(struct rp_loop *l)
+{
+    return &l->uv;
+}
+
+unsigned rp_loop_index(const struct rp_loop *l)
+{
+    return l->index;
+}
+
+struct rp_snapshot *rp_loop_snapshot(struct rp_loop *l)
+{
+    return l->snap;
+}
+
+struct rp_upstream *rp_loop_upstream(struct rp_loop *l)
+{
+    return l->upstream;
+}
+
+struct rp_workers *rp_loop_workers(struct rp_loop *l)
+{
+    return l->workers;
+}
+
+void *rp_loop_app(struct rp_loop *l)
+{
+    return l->app;
+}
+
+void rp_loop_set_app(struct rp_loop *l, void *app)
+{
+    l->app = app;
+}
+
+static void stop_loop(struct rp_loop *l)
+{
+    if (l->stopped)
+        return;
+    l->stopped = true;
+    if (l->on_stop)
+        l->on_stop(l);
+    rp_listeners_close(l); /* now the admin listener too */
+    if (l->upstream) {
+        rp_upstream_close(l->upstream);
+        l->upstream = NULL;
+    }
+    uv_close((uv_handle_t *)&l->wake, NULL);
+    uv_close((uv_handle_t *)&l->grace, NULL);
+    uv_close((uv_handle_t *)&l->lag, NULL);
+}
+
+static void check_drained(struct rp_loop *l)
+{
+    if (l->draining && !l->stopped && l->conns_alive == 0)
+        stop_loop(l);
+}
+
+void rp_loop_conn_closed(struct rp_loop *l)
+{
+    l->conns_alive--;
+    if (l->draining) {
+        check_drained(l);
+        return;
+    }
+    if (l->nconns < l->max_conns)
+        rp_listeners_resume(l);
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    struct rp_loop *l = t->data;
+    rp_log_warn("drain", "loop %u: grace period over, closing %u connections", l->index, l->nconns);
+    for (struct rp_conn *c = l->conns, *n; c; c = n) {
+        n = c->next;
+        rp_conn_close(c);
+    }
+    /* Exchanges still waiting for the CA end when the pool is closed (RP_E_SHUTDOWN). */
+    if (l->upstream) {
+        rp_upstream_close(l->upstream);
+        l->upstream = NULL;
+    }
+    check_drained(l);
+}
+
+static void start_drain(struct rp_loop *l, uint32_t grace_ms)
+{
+    if (l->draining)
+        return;
+    l->draining = true;
+    rp_listeners_close(l);
+    for (struct rp_conn *c = l->conns, *n; c; c = n) {
+        n = c->next;
+        rp_conn_drain(c);
+    }
+    uv_timer_start(&l->grace, on_grace, grace_ms, 0);
+    check_drained(l);
+}
+
+static int make_upstream(struct rp_loop *l, struct rp_snapshot *s)
+{
+    return rp_upstream_new(&l->upstream, &l->uv, &s->cfg->upstream, s->upstream_tls);
+}
+
+static bool same_upstream(const struct rp_snapshot *a, const struct rp_snapshot *b)
+{
+    const struct rp_cfg_upstream *x = &a->cfg->upstream, *y = &b->cfg->upstream;
+    return strcmp(x->url, y->url) == 0 && x->timeout_ms == y->timeout_ms &&
+           x->connect_timeout_ms == y->connect_timeout_ms &&
+           x->max_connections == y->max_connections && x->max_queue == y->max_queue &&
+           a->upstream_tls == b->upstream_tls;
+}
+
+static void install_snapshot(struct rp_loop *l, struct rp_snapshot *s)
+{
+    struct rp_snapshot *old = l->snap;
+    l->snap = s;
+    if (l->upstream && !same_upstream(old, s)) {
+        /* in-flight requests finish on the old pool; new ones use the new pool */
+        struct rp_upstream *u = l->upstream;
+        l->upstream = NULL;
+        rp_upstream_retire(u);
+        if (make_upstream(l, s) != RP_OK)
+            rp_log_error("reload", "loop %u: cannot create the upstream pool", l->index);
+    }
+    unsigned loops = s->cfg->loops ? s->cfg->loops : 1;
+    l->max_conns = (s->cfg->http.max_connections + loops - 1) / loops;
+    if (l->on_snapshot)
+        l->on_snapshot(l, s);
+    rp_snapshot_unref(old);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    struct rp_loop *l = a->data;
+    pthread_mutex_lock(&l->lock);
+    struct rp_snapshot *s = l->pending_snap;
+    bool drain = l->pending_drain;
+    uint32_t grace = l->pending_grace_ms;
+    l->pending_snap = NULL;
+    l->pending_drain = false;
+    pthread_mutex_unlock(&l->lock);
+    if (s && !l->stopped)
+        install_snapshot(l, s);
+    else if (s)
+        rp_snapshot_unref(s);
+    if (drain)
+        start_drain(l, grace);
+}
+
+static void on_lag(uv_timer_t *t)
+{
+    static struct rp_metric *m;
+    struct rp_loop *l = t->data;
+    if (!m) {
+        rp_metrics_help("raproxy_loop_lag_seconds", RP_METRIC_HISTOGRAM,
+                        "How late the loop ran a timer: time the loop was busy.");
+        m = rp_metric_get("raproxy_loop_lag_seconds", RP_METRIC_HISTOGRAM, NULL);
+    }
+    uint64_t now = rp_clock_ns();
+    rp_metric_observe_ns(m, now > l->lag_expected_ns ? now - l->lag_expected_ns : 0);
+    l->lag_expected_ns = now + (uint64_t)LAG_INTERVAL_MS * 1000000u;
+}
+
+static void *loop_main(void *arg)
+{
+    struct rp_loop *l = arg;
+    char name[16];
+    snprintf(name, sizeof name, "rp-loop-%u", l->index);
+    pthread_setname_np(pthread_self(), name);
+    if (l->on_snapshot)
+        l->on_snapshot(l, l->snap);
+    l->lag_expected_ns = rp_clock_ns() + (uint64_t)LAG_INTERVAL_MS * 1000000u;
+    uv_timer_start(&l->lag, on_lag, LAG_INTERVAL_MS, LAG_INTERVAL_MS);
+    uv_run(&l->uv, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static int bind_all(struct rp_loop *l, bool admin)
+{
+    const struct rp_config *cfg = l->snap->cfg;
+    for (unsigned i = 0; i < cfg->listeners_count; i++) {
+        int fd;
+        int rc = rp_listener_bind(cfg->listeners[i].address, &fd);
+        if (rc == RP_OK)
+            rc = rp_listener_start(l, fd, RP_LISTENER_CMP, i);
+        if (rc != RP_OK)
+            return rc;
+    }
+    if (admin && cfg->admin.address) {
+        int fd;
+        int rc = rp_listener_bind(cfg->admin.address, &fd);
+        if (rc == RP_OK)
+            rc = rp_listener_start(l, fd, RP_LISTENER_ADMIN, 0);
+        if (rc != RP_OK)
+            return rc;
+    }
+    return RP_OK;
+}
+
+static void free_loop(struct rp_loop *l)
+{
+    uv_run(&l->uv, UV_RUN_NOWAIT); /* let close callbacks run */
+    uv_loop_close(&l->uv);
+    rp_snapshot_unref(l->snap);
+    if (l->pending_snap)
+        rp_snapshot_unref(l->pending_snap);
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+}
+
+int rp_loop_start(struct rp_loop **out, const struct rp_loop_opts *o)
+{
+    struct rp_loop *l = calloc(1, sizeof *l);
+    if (!l)
+        return RP_E_NOMEM;
+    l->index = o->index;
+    l->on_exchange = o->on_exchange;
+    l->on_snapshot = o->on_snapshot;
+    l->on_stop = o->on_stop;
+    l->workers = o->workers;
+    l->admin = o->admin;
+    l->snap = rp_snapshot_ref(o->snap);
+    unsigned loops = l->snap->cfg->loops ? l->snap->cfg->loops : 1;
+    l->max_conns = (l->snap->cfg->http.max_connections + loops - 1) / loops;
+    pthread_mutex_init(&l->lock, NULL);
+    if (uv_loop_init(&l->uv) != 0) {
+        rp_snapshot_unref(l->snap);
+        free(l);
+        return RP_E_IO;
+    }
+    uv_async_init(&l->uv, &l->wake, on_wake);
+    l->wake.data = l;
+    uv_timer_init(&l->uv, &l->grace);
+    l->grace.data = l;
+    uv_timer_init(&l->uv, &l->lag);
+    l->lag.data = l;
+    int rc = bind_all(l, o->admin);
+    if (rc == RP_OK)
+        rc = make_upstream(l, l->snap);
+    if (rc == RP_OK && pthread_create(&l->thread, NULL, loop_main, l) != 0)
+        rc = RP_E_IO;
+    if (rc != RP_OK) {
+        l->stopped = true;
+        rp_listeners_close(l);
+        if (l->upstream)
+            rp_upstream_close(l->upstream);
+        uv_close((uv_handle_t *)&l->wake, NULL);
+        uv_close((uv_handle_t *)&l->grace, NULL);
+        uv_close((uv_handle_t *)&l->lag, NULL);
+        uv_run(&l->uv, UV_RUN_DEFAULT);
+        free_loop(l);
+        return rc;
+    }
+    *out = l;
+    return RP_OK;
+}
+
+void rp_loop_set_snapshot(struct rp_loop *l, struct rp_snapshot *s)
+{
+    rp_snapshot_ref(s);
+    pthread_mutex_lock(&l->lock);
+    struct rp_snapshot *prev = l->pending_snap;
+    l->pending_snap = s;
+    pthread_mutex_unlock(&l->lock);
+    if (prev)
+        rp_snapshot_unref(prev);
+    uv_async_send(&l->wake);
+}
+
+void rp_loop_drain(struct rp_loop *l, uint32_t grace_ms)
+{
+    pthread_mutex_lock(&l->lock);
+    l->pending_drain = true;
+    l->pending_grace_ms = grace_ms;
+    pthread_mutex_unlock(&l->lock);
+    uv_async_send(&l->wake);
+}
+
+void rp_loop_join(struct rp_loop *l)
+{
+    pthread_join(l->thread, NULL);
+    free_loop(l);
+}

@@ -1,0 +1,104 @@
+#include "fixtures.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ARGV_MAX 64
+
+int rpt_raproxy_start(struct rpt_proc *p, const char *dir, const char *cfg, int port)
+{
+    char bin[512];
+    snprintf(bin, sizeof bin, "%s/raproxy", rpt_bin());
+    snprintf(p->log, sizeof p->log, "%s/raproxy.log", dir);
+    const char *argv[] = {bin, "--config", cfg, NULL};
+    if (rpt_spawn(p, argv) != 0)
+        return -1;
+    if (rpt_wait_port(port, 10000) != 0) {
+        rpt_stop(p, 9, 1000);
+        return -1;
+    }
+    return 0;
+}
+
+int rpt_mockca_start(struct rpt_proc *p, const char *dir, int port, const char *trusted,
+                     const char *const *extra)
+{
+    const char *pki = rpt_pki();
+    if (!pki)
+        return -1;
+    static char portbuf[16], srvcert[512], srvkey[512], rsp[512], chain[512];
+    snprintf(portbuf, sizeof portbuf, "%d", port);
+    snprintf(srvcert, sizeof srvcert, "%s/ca/srv.pem", pki);
+    snprintf(srvkey, sizeof srvkey, "%s/ca/srv.key", pki);
+    snprintf(rsp, sizeof rsp, "%s/ca/issued.pem", pki);
+    snprintf(chain, sizeof chain, "%s/ca/chain.pem", pki);
+    const char *argv[ARGV_MAX] = {"openssl",      "cmp",   "-port",          portbuf,
+                                  "-srv_cert",    srvcert, "-srv_key",       srvkey,
+                                  "-srv_trusted", trusted, "-rsp_cert",      rsp,
+                                  "-rsp_capubs",  chain,   "-srv_untrusted", chain};
+    int n = 16;
+    for (int i = 0; extra && extra[i] && n < ARGV_MAX - 1; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    snprintf(p->log, sizeof p->log, "%s/mockca-%d.log", dir, port);
+    if (rpt_spawn(p, argv) != 0)
+        return -1;
+    if (rpt_wait_port(port, 10000) != 0) {
+        rpt_stop(p, 9, 1000);
+        return -1;
+    }
+    return 0;
+}
+
+int rpt_device(const char *dir, int port, const char *path, const char *cmd, const char *cert,
+               const char *key, const char *extracerts, const char *certout,
+               const char *const *extra, const char *log)
+{
+    const char *pki = rpt_pki();
+    if (!pki)
+        return -1;
+    char server[64], newkey[512], trusted[512], tlsca[512], untrusted[512];
+    snprintf(server, sizeof server, "127.0.0.1:%d", port);
+    snprintf(newkey, sizeof newkey, "%s/ca/issued.key", pki);
+    snprintf(trusted, sizeof trusted, "%s/operator/root.pem", pki);
+    snprintf(untrusted, sizeof untrusted, "%s/ca/chain.pem", pki);
+    snprintf(tlsca, sizeof tlsca, "%s/tls/ca.pem", pki);
+    const char *argv[ARGV_MAX] = {"openssl",   "cmp",          "-cmd",  cmd,
+                                  "-server",   server,         "-path", path,
+                                  "-tls_used", "-tls_trusted", tlsca,   "-tls_host",
+                                  "localhost", "-trusted",     trusted, "-untrusted",
+                                  untrusted,   "-msg_timeout", "20",    "-total_timeout",
+                                  "60"};
+    int n = 21;
+    if (cert) {
+        argv[n++] = "-cert";
+        argv[n++] = cert;
+    }
+    if (key) {
+        argv[n++] = "-key";
+        argv[n++] = key;
+    }
+    if (extracerts) {
+        argv[n++] = "-extracerts";
+        argv[n++] = extracerts;
+    }
+    if (strcmp(cmd, "ir") == 0 || strcmp(cmd, "cr") == 0 || strcmp(cmd, "kur") == 0 ||
+        strcmp(cmd, "p10cr") == 0) {
+        argv[n++] = "-newkey";
+        argv[n++] = newkey;
+        if (strcmp(cmd, "kur") != 0) {
+            argv[n++] = "-subject";
+            argv[n++] = "/O=Operator/CN=Device 1/serialNumber=SN0001";
+        }
+    }
+    if (certout) {
+        argv[n++] = "-certout";
+        argv[n++] = certout;
+    }
+    for (int i = 0; extra && extra[i] && n < ARGV_MAX - 1; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    (void)dir;
+    return rpt_run(argv, 90000, log);
+}

@@ -1,0 +1,26 @@
+/* Real processes for integration tests: raproxy itself and `openssl cmp` as mock CA and
+ * as device. Every process gets a log file in the test's directory. */
+#ifndef RP_TEST_FIXTURES_H
+#define RP_TEST_FIXTURES_H
+
+#include "support.h"
+
+/* Start <build>/raproxy --config cfg and wait until `port` accepts (10 s).
+ * Returns 0 or -1 (the log is in p->log). */
+int rpt_raproxy_start(struct rpt_proc *p, const char *dir, const char *cfg, int port);
+
+/* `openssl cmp -port PORT` mock CA: signs with ca/srv, always issues ca/issued.pem,
+ * trusting `trusted` (a PEM file) for request protection. extra: NULL-terminated further
+ * arguments (may be NULL). Waits until the port accepts. */
+int rpt_mockca_start(struct rpt_proc *p, const char *dir, int port, const char *trusted,
+                     const char *const *extra);
+
+/* `openssl cmp` as a device over TLS through raproxy: cmd ("ir", "cr", "p10cr", "kur",
+ * "rr", "genm"), signing with cert/key (+ extracerts, may be NULL), new key ca/issued.key,
+ * trusting operator/root.pem (+ ca chain) for responses. Writes the issued certificate
+ * to certout (may be NULL). extra: further arguments. Returns openssl's exit status. */
+int rpt_device(const char *dir, int port, const char *path, const char *cmd, const char *cert,
+               const char *key, const char *extracerts, const char *certout,
+               const char *const *extra, const char *log);
+
+#endif
