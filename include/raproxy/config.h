@@ -23,22 +23,34 @@
 #define RP_DEF_UPSTREAM_CONNECT   5000u
 #define RP_DEF_UPSTREAM_MAX_CONNS 16u
 #define RP_DEF_UPSTREAM_QUEUE     1024u
-#define RP_DEF_SHUTDOWN_GRACE     25u /* s */
+#define RP_DEF_SHUTDOWN_GRACE     25u  /* s */
 #define RP_DEF_MAX_CLOCK_SKEW     300u /* s */
 #define RP_DEF_REDIS_TIMEOUT      200u /* ms */
 #define RP_DEF_WORKER_QUEUE       4096u
 #define RP_DEF_PBM_MAX_ITER       100000u
+#define RP_DEF_LOOPS              1u
+#define RP_DEF_RSA_MIN_BITS       2048u
+#define RP_DEF_LOG_LEVEL          "info"
+#define RP_DEF_TLS_MIN_VERSION    "1.2"
+#define RP_DEF_REDIS_KEY_PREFIX   "raproxy:"
+
+/* Bounds checked by validation. */
+#define RP_CFG_LOOPS_MAX       64u
+#define RP_CFG_WORKERS_MAX     256u
+#define RP_CFG_NAME_MAX        64u /* domain name length */
+#define RP_CFG_DOMAIN_PREFIX   "/.well-known/cmp/p/"
+#define RP_CFG_DOMAIN_PATH_MAX (sizeof RP_CFG_DOMAIN_PREFIX + RP_CFG_NAME_MAX)
 
 struct rp_cfg_tls {
-    char *cert;      /* PEM server (or client) certificate chain file */
-    char *key;       /* PEM private key file */
-    char *client_ca; /* optional: PEM CA file; enables client certificate verification */
+    char *cert;                /* PEM server (or client) certificate chain file */
+    char *key;                 /* PEM private key file */
+    char *client_ca;           /* optional: PEM CA file; enables client certificate verification */
     bool client_cert_required; /* with client_ca: refuse handshakes without a client cert */
-    char *min_version;         /* "1.2" (default) or "1.3" */
+    char *min_version;         /* "1.2" (default) or "1.3"; NULL when tls_off */
 };
 
 struct rp_cfg_listener {
-    char *address; /* "host:port", "[v6]:port" */
+    char *address; /* literal "a.b.c.d:port" or "[v6]:port" (see rp_config_split_address) */
     /* `tls: off` in YAML sets tls_off; otherwise tls must name cert and key. */
     bool tls_off;
     struct rp_cfg_tls tls;
@@ -56,15 +68,16 @@ struct rp_cfg_http {
 
 struct rp_cfg_upstream {
     char *url; /* http://host:port/path or https://… */
-    /* https only: CA file to verify the upstream server; client cert/key for mutual TLS */
+    /* https only: CA file to verify the upstream server (required for https); optional client
+     * cert/key for mutual TLS (both or neither) */
     char *ca;
     char *client_cert;
     char *client_key;
-    uint32_t timeout_ms;         /* whole request deadline */
+    uint32_t timeout_ms; /* whole request deadline */
     uint32_t connect_timeout_ms;
-    uint32_t max_connections;    /* per loop */
-    uint32_t max_queue;          /* requests waiting for a connection, per loop */
-    char *ca_trust;              /* optional: PEM anchors to verify the CA's response protection */
+    uint32_t max_connections; /* per loop */
+    uint32_t max_queue;       /* requests waiting for a connection, per loop */
+    char *ca_trust;           /* optional: PEM anchors to verify the CA's response protection */
 };
 
 struct rp_cfg_admin {
@@ -99,39 +112,40 @@ enum rp_genm_mode { RP_GENM_FORWARD = 0, RP_GENM_LOCAL };
 #define RP_PROT_MAC       2u
 
 struct rp_cfg_domain {
-    char *name;            /* served at /.well-known/cmp/p/<name> */
-    char **paths;          /* extra paths served by this domain */
+    char *name;   /* served at /.well-known/cmp/p/<name> */
+    char **paths; /* extra paths served by this domain */
     unsigned paths_count;
-    char **trust_anchors;  /* PEM files */
+    char **trust_anchors; /* PEM files */
     unsigned trust_anchors_count;
     char **intermediates;
     unsigned intermediates_count;
-    char **crls;           /* PEM or DER files */
+    char **crls; /* PEM or DER files */
     unsigned crls_count;
-    char **allow;          /* CMP body type names: "ir", "cr", "p10cr", "kur", "rr", … */
+    char **allow; /* CMP body type names: "ir", "cr", "p10cr", "kur", "rr", … */
     unsigned allow_count;
-    uint32_t protection;   /* RP_PROT_* bits; default signature */
-    char **algorithms;     /* allowed: "ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "ed25519",
-                              "rsa-pkcs1", "rsa-pss"; empty = all of those */
+    uint32_t protection; /* RP_PROT_* bits; default signature */
+    char **algorithms;   /* allowed: "ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "ed25519",
+                            "rsa-pkcs1", "rsa-pss"; empty = all of those */
     unsigned algorithms_count;
-    uint32_t rsa_min_bits;   /* default 2048 */
-    char *mac_secrets;       /* file: "<senderKID> <secret>" lines */
+    uint32_t rsa_min_bits; /* default 2048 */
+    char *mac_secrets;     /* file: "<senderKID> <secret>" lines */
     uint32_t pbm_max_iterations;
-    char *allowlist;         /* file of serial numbers, or "redis" */
+    char *allowlist; /* file of serial numbers, or "redis" */
     bool allowlist_consume;
     enum rp_forward_mode forward;
     enum rp_pop_mode pop;
     enum rp_genm_mode genm;
     uint32_t max_clock_skew_s;
-    char *upstream_path;     /* path on the upstream (the EJBCA alias URL path); default: url's */
+    char *upstream_path; /* path on the upstream (the EJBCA alias); always set after loading,
+                            by default to upstream.url's path */
     struct rp_cfg_limits limits;
     enum rp_redis_failure on_redis_failure;
-    char **admins;           /* PEM files of administrator certificates (rr for anyone) */
+    char **admins; /* PEM files of administrator certificates (rr for anyone) */
     unsigned admins_count;
 };
 
 struct rp_cfg_redis {
-    char *url; /* redis://[user:pass@]host:port/db | unix:/path */
+    char *url; /* redis://[user:pass@]host[:port][/db] (port 6379, db 0) | unix:/path */
     uint32_t timeout_ms;
     char *key_prefix;
 };
@@ -149,19 +163,43 @@ struct rp_config {
     struct rp_cfg_http http;
     struct rp_cfg_upstream upstream;
     struct rp_cfg_admin admin;
-    struct rp_cfg_ra ra;        /* required once domains sign errors (all.ra.cert/key) */
+    struct rp_cfg_ra ra; /* required once domains sign errors (all.ra.cert/key) */
     struct rp_cfg_domain *domains;
     unsigned domains_count;
     struct rp_cfg_redis *redis; /* NULL: in-process limiter and caches */
 };
 
-/* Load and validate. On failure returns RP_E_CONFIG and writes every problem found, one per
- * line as "FILE:LINE: KEY: message", to `errs` (may be NULL). Environment overrides
- * (RAPROXY_UPSTREAM_URL, RAPROXY_REDIS_URL, …; see README) are applied after parsing. */
+/* rp_config_load_opts() flags */
+/* Skip "file exists and is readable" checks (the example file, tests, `--check-config` on a
+ * machine other than the target). Every other check still runs. */
+#define RP_CONFIG_NO_FILE_CHECKS 1u
+
+/* Load and validate. On failure returns RP_E_CONFIG (RP_E_NOMEM when out of memory) and
+ * writes every problem found, one per line as "FILE:LINE: KEY: message", to `errs` (may be
+ * NULL); a problem in a value set from the environment reads "environment VAR: KEY: message".
+ * Environment overrides (RAPROXY_UPSTREAM_URL, RAPROXY_REDIS_URL, …; see README) are applied
+ * after parsing, before validation. Relative file paths in the file are resolved against the
+ * directory of the file. On success *out is a config to release with rp_config_free(). */
 int rp_config_load(const char *path, struct rp_config **out, FILE *errs);
+int rp_config_load_opts(const char *path, struct rp_config **out, FILE *errs, unsigned flags);
 void rp_config_free(struct rp_config *cfg);
 
-/* Path a domain is served at: "/.well-known/cmp/p/<name>". Writes into buf. */
+/* Path a domain is served at: "/.well-known/cmp/p/<name>". Writes into buf (at least
+ * RP_CFG_DOMAIN_PATH_MAX bytes for any valid name); NULL if it does not fit. */
 const char *rp_config_domain_path(const struct rp_cfg_domain *d, char *buf, unsigned cap);
+
+/* Split a validated listen address "a.b.c.d:port" or "[v6]:port" into the bare host (no
+ * brackets) and port. Returns 0, or RP_E_CONFIG when malformed or host_cap is too small. */
+int rp_config_split_address(const char *addr, char *host, unsigned host_cap, uint16_t *port);
+
+/* A parsed upstream URL. `path` points into the URL string ("/" when it has none). */
+struct rp_cfg_url {
+    bool https;
+    char host[256]; /* bare host, no brackets for IPv6 */
+    uint16_t port;  /* explicit, or 80 / 443 */
+    const char *path;
+};
+/* Parse "http[s]://host[:port][/path]". Returns 0 or RP_E_CONFIG. */
+int rp_config_parse_url(const char *url, struct rp_cfg_url *out);
 
 #endif

@@ -1,0 +1,537 @@
+/* Semantic checks on a parsed configuration: everything the schema cannot say (ranges,
+ * addresses, URLs, names, uniqueness, files that must exist). Every check runs, so one
+ * `--check-config` shows every problem. */
+#include "config_internal.h"
+#include "raproxy/err.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_HEADER_BYTES_MIN 1024u
+#define MAX_HEADER_BYTES_MAX (1u << 20)
+#define MAX_BODY_BYTES_MAX   (64u << 20)
+#define RSA_MIN_BITS_MIN     1024u
+#define RSA_MIN_BITS_MAX     16384u
+#define CLOCK_SKEW_MAX_S     86400u
+#define SHUTDOWN_GRACE_MAX_S 3600u
+#define PORT_MAX             65535u
+#define PORT_DIGITS_MAX      5
+
+/* RFC 9810 PKIBody choice names, as written in configs and logs. */
+static const char *const body_names[] = {
+    "ir",     "ip",      "cr",     "cp",   "p10cr", "popdecc", "popdecr",  "kur",     "kup",
+    "krr",    "krp",     "rr",     "rp",   "ccr",   "ccp",     "ckuann",   "cann",    "rann",
+    "crlann", "pkiconf", "nested", "genm", "genp",  "error",   "certConf", "pollReq", "pollRep",
+};
+
+static const char *const algorithm_names[] = {
+    "ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "ed25519", "rsa-pkcs1", "rsa-pss",
+};
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error"};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static int in_set(const char *s, const char *const *set, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(s, set[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* ---------------------------------------------------------- addresses and URLs */
+
+static int valid_hostname(const char *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)h[i]) && h[i] != '.' && h[i] != '-' && h[i] != '_')
+            return 0;
+    return n > 0;
+}
+
+static int parse_port(const char *p, size_t n, uint16_t *port)
+{
+    char digits[PORT_DIGITS_MAX + 1];
+    uint32_t v;
+    if (n == 0 || n > PORT_DIGITS_MAX)
+        return -1;
+    memcpy(digits, p, n);
+    digits[n] = 0;
+    if (rp_cfgx_parse_u32(digits, PORT_MAX, &v) != 0 || v == 0)
+        return -1;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+/* "host[:port]" or "[v6][:port]" within p[0..n): a name or IP literal. */
+static int parse_authority(const char *p, size_t n, char *host, size_t cap, uint16_t *port)
+{
+    const char *h = p, *hend, *colon = NULL;
+    if (n > 0 && p[0] == '[') {
+        const char *close = memchr(p, ']', n);
+        if (!close)
+            return -1;
+        h = p + 1;
+        hend = close;
+        if (close + 1 < p + n) {
+            if (close[1] != ':')
+                return -1;
+            colon = close + 1;
+        }
+    } else {
+        colon = memchr(p, ':', n);
+        hend = colon ? colon : p + n;
+    }
+    size_t hlen = (size_t)(hend - h);
+    if (hlen == 0 || hlen >= cap)
+        return -1;
+    memcpy(host, h, hlen);
+    host[hlen] = 0;
+    if (p[0] == '[') {
+        unsigned char a6[sizeof(struct in6_addr)];
+        if (inet_pton(AF_INET6, host, a6) != 1)
+            return -1;
+    } else if (!valid_hostname(host, hlen)) {
+        return -1;
+    }
+    if (colon && parse_port(colon + 1, (size_t)(p + n - colon - 1), port) != 0)
+        return -1;
+    return 0;
+}
+
+int rp_config_split_address(const char *addr, char *host, unsigned host_cap, uint16_t *port)
+{
+    if (!addr || !host || !port)
+        return RP_E_CONFIG;
+    const char *colon = strrchr(addr, ':');
+    /* the port is mandatory for a listener */
+    if (!colon || (addr[0] == '[' && colon[-1] != ']'))
+        return RP_E_CONFIG;
+    uint16_t p = 0;
+    if (parse_authority(addr, strlen(addr), host, host_cap, &p) != 0 || p == 0)
+        return RP_E_CONFIG;
+    /* listeners bind: a literal address, not a name to resolve */
+    unsigned char a[sizeof(struct in6_addr)];
+    if (inet_pton(addr[0] == '[' ? AF_INET6 : AF_INET, host, a) != 1)
+        return RP_E_CONFIG;
+    *port = p;
+    return 0;
+}
+
+static int url_chars_ok(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == 0x7f || *s == '#')
+            return 0;
+    return 1;
+}
+
+int rp_config_parse_url(const char *url, struct rp_cfg_url *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *p;
+    if (!url || !url_chars_ok(url))
+        return RP_E_CONFIG;
+    if (strncmp(url, "http://", 7) == 0) {
+        p = url + 7;
+        out->port = 80;
+    } else if (strncmp(url, "https://", 8) == 0) {
+        p = url + 8;
+        out->https = true;
+        out->port = 443;
+    } else {
+        return RP_E_CONFIG;
+    }
+    size_t alen = strcspn(p, "/?");
+    if (memchr(p, '@', alen) ||
+        parse_authority(p, alen, out->host, sizeof out->host, &out->port) != 0)
+        return RP_E_CONFIG;
+    out->path = p[alen] == '/' ? p + alen : "/";
+    /* the CMP endpoint is a path; a query would be dropped or mangled by the pool */
+    return strchr(p, '?') ? RP_E_CONFIG : 0;
+}
+
+/* redis://[user[:pass]@]host[:port][/db] or unix:/path */
+static int valid_redis_url(const char *u)
+{
+    if (strncmp(u, "unix:", 5) == 0)
+        return u[5] == '/' && u[6] != 0 && url_chars_ok(u);
+    if (strncmp(u, "redis://", 8) != 0 || !url_chars_ok(u))
+        return 0;
+    const char *p = u + 8;
+    const char *at = strrchr(p, '@');
+    if (at)
+        p = at + 1;
+    size_t alen = strcspn(p, "/");
+    char host[256];
+    uint16_t port = 0;
+    if (parse_authority(p, alen, host, sizeof host, &port) != 0)
+        return 0;
+    uint32_t db;
+    return p[alen] == 0 || rp_cfgx_parse_u32(p + alen + 1, UINT32_MAX, &db) == 0;
+}
+
+/* ------------------------------------------------------------- generic checks */
+
+static void check_file(struct rp_cfgx *x, const char *path, const char *file)
+{
+    struct stat st;
+    if (!file || (x->flags & RP_CONFIG_NO_FILE_CHECKS))
+        return;
+    if (stat(file, &st) != 0)
+        rp_cfgx_problem(x, path, "file not readable: %s (%s)", file, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rp_cfgx_problem(x, path, "file not readable: %s (not a regular file)", file);
+    else if (access(file, R_OK) != 0)
+        rp_cfgx_problem(x, path, "file not readable: %s (%s)", file, strerror(errno));
+}
+
+static void check_files(struct rp_cfgx *x, const char *base, const char *key, char *const *v,
+                        unsigned n)
+{
+    char p[RP_CFGX_PATH_MAX];
+    for (unsigned i = 0; i < n; i++) {
+        rp_cfgx_key(p, "%s.%s[%u]", base, key, i);
+        check_file(x, p, v[i]);
+    }
+}
+
+static void check_range(struct rp_cfgx *x, const char *path, uint32_t v, uint32_t lo, uint32_t hi)
+{
+    if (v < lo || v > hi)
+        rp_cfgx_problem(x, path, "must be %u..%u, got %u", lo, hi, v);
+}
+
+static int valid_url_path(const char *s)
+{
+    return s[0] == '/' && url_chars_ok(s) && !strchr(s, '?');
+}
+
+/* ------------------------------------------------------------------ sections */
+
+static void check_top(struct rp_cfgx *x, const struct rp_config *cfg)
+{
+    check_range(x, "loops", cfg->loops, 1, RP_CFG_LOOPS_MAX);
+    check_range(x, "workers", cfg->workers, 1, RP_CFG_WORKERS_MAX);
+    check_range(x, "worker_queue", cfg->worker_queue, 1, UINT32_MAX);
+    check_range(x, "shutdown_grace_s", cfg->shutdown_grace_s, 0, SHUTDOWN_GRACE_MAX_S);
+    if (!in_set(cfg->log_level, log_levels, COUNT(log_levels)))
+        rp_cfgx_problem(x, "log_level", "must be one of debug|info|warn|error, got '%s'",
+                        cfg->log_level);
+    if (cfg->default_path) {
+        if (!valid_url_path(cfg->default_path))
+            rp_cfgx_problem(x, "default_path", "must be a URL path starting with '/', got '%s'",
+                            cfg->default_path);
+    }
+}
+
+static void check_tls(struct rp_cfgx *x, const char *base, const struct rp_cfg_listener *l)
+{
+    char p[RP_CFGX_PATH_MAX];
+    const struct rp_cfg_tls *t = &l->tls;
+    rp_cfgx_key(p, "%s.tls", base);
+    if (!rp_cfgx_present(x, p) && !t->cert && !t->key) {
+        rp_cfgx_problem(x, p, "required: a mapping with cert and key, or `off` for plain HTTP");
+        return;
+    }
+    rp_cfgx_key(p, "%s.tls.cert", base);
+    if (!t->cert)
+        rp_cfgx_problem(x, p, "required (or `tls: off` for plain HTTP)");
+    check_file(x, p, t->cert);
+    rp_cfgx_key(p, "%s.tls.key", base);
+    if (!t->key)
+        rp_cfgx_problem(x, p, "required (or `tls: off` for plain HTTP)");
+    check_file(x, p, t->key);
+    rp_cfgx_key(p, "%s.tls.client_ca", base);
+    check_file(x, p, t->client_ca);
+    if (t->client_cert_required && !t->client_ca) {
+        rp_cfgx_key(p, "%s.tls.client_cert_required", base);
+        rp_cfgx_problem(x, p, "needs client_ca to verify client certificates against");
+    }
+    rp_cfgx_key(p, "%s.tls.min_version", base);
+    if (t->min_version && strcmp(t->min_version, "1.2") != 0 && strcmp(t->min_version, "1.3") != 0)
+        rp_cfgx_problem(x, p, "must be \"1.2\" or \"1.3\", got '%s'", t->min_version);
+}
+
+static void check_address(struct rp_cfgx *x, const char *path, const char *addr)
+{
+    char host[INET6_ADDRSTRLEN];
+    uint16_t port;
+    if (rp_config_split_address(addr, host, sizeof host, &port) != 0)
+        rp_cfgx_problem(x, path, "must be IPv4:port or [IPv6]:port with port 1..65535, got '%s'",
+                        addr);
+}
+
+static void check_listeners(struct rp_cfgx *x, const struct rp_config *cfg)
+{
+    if (cfg->listeners_count == 0)
+        rp_cfgx_problem(x, "listeners", "at least one listener is required");
+    for (unsigned i = 0; i < cfg->listeners_count; i++) {
+        const struct rp_cfg_listener *l = &cfg->listeners[i];
+        char base[RP_CFGX_PATH_MAX], p[RP_CFGX_PATH_MAX];
+        rp_cfgx_key(base, "listeners[%u]", i);
+        rp_cfgx_key(p, "%s.address", base);
+        if (!l->address) {
+            rp_cfgx_problem(x, p, "required");
+        } else {
+            check_address(x, p, l->address);
+            for (unsigned j = 0; j < i; j++)
+                if (cfg->listeners[j].address && strcmp(cfg->listeners[j].address, l->address) == 0)
+                    rp_cfgx_problem(x, p, "same address as listeners[%u]", j);
+        }
+        if (!l->tls_off)
+            check_tls(x, base, l);
+    }
+}
+
+static void check_http(struct rp_cfgx *x, const struct rp_cfg_http *h)
+{
+    check_range(x, "http.max_header_bytes", h->max_header_bytes, MAX_HEADER_BYTES_MIN,
+                MAX_HEADER_BYTES_MAX);
+    check_range(x, "http.max_body_bytes", h->max_body_bytes, 1, MAX_BODY_BYTES_MAX);
+    check_range(x, "http.handshake_timeout_ms", h->handshake_timeout_ms, 1, UINT32_MAX);
+    check_range(x, "http.header_timeout_ms", h->header_timeout_ms, 1, UINT32_MAX);
+    check_range(x, "http.body_timeout_ms", h->body_timeout_ms, 1, UINT32_MAX);
+    check_range(x, "http.idle_timeout_ms", h->idle_timeout_ms, 1, UINT32_MAX);
+    check_range(x, "http.max_connections", h->max_connections, 1, UINT32_MAX);
+}
+
+static void check_upstream(struct rp_cfgx *x, const struct rp_cfg_upstream *u)
+{
+    struct rp_cfg_url url;
+    if (!u->url) {
+        rp_cfgx_problem(x, "upstream.url", "required: the CA's CMP URL");
+        return;
+    }
+    if (rp_config_parse_url(u->url, &url) != 0) {
+        rp_cfgx_problem(x, "upstream.url", "must be http://host[:port]/path or https://…, got '%s'",
+                        u->url);
+        return;
+    }
+    if (url.https && !u->ca)
+        rp_cfgx_problem(x, "upstream.ca", "required with an https:// upstream");
+    if (!url.https && (u->ca || u->client_cert || u->client_key))
+        rp_cfgx_problem(x,
+                        u->ca            ? "upstream.ca"
+                        : u->client_cert ? "upstream.client_cert"
+                                         : "upstream.client_key",
+                        "only meaningful with an https:// upstream");
+    if (!u->client_cert != !u->client_key)
+        rp_cfgx_problem(x, u->client_cert ? "upstream.client_cert" : "upstream.client_key",
+                        "client_cert and client_key go together");
+    check_file(x, "upstream.ca", u->ca);
+    check_file(x, "upstream.client_cert", u->client_cert);
+    check_file(x, "upstream.client_key", u->client_key);
+    check_file(x, "upstream.ca_trust", u->ca_trust);
+    check_range(x, "upstream.timeout_ms", u->timeout_ms, 1, UINT32_MAX);
+    check_range(x, "upstream.connect_timeout_ms", u->connect_timeout_ms, 1, UINT32_MAX);
+    check_range(x, "upstream.max_connections", u->max_connections, 1, UINT32_MAX);
+}
+
+static void check_ra(struct rp_cfgx *x, const struct rp_config *cfg)
+{
+    if (cfg->domains_count > 0) {
+        if (!cfg->ra.cert)
+            rp_cfgx_problem(x, "ra.cert", "required: domains forward and sign errors as the RA");
+        if (!cfg->ra.key)
+            rp_cfgx_problem(x, "ra.key", "required: domains forward and sign errors as the RA");
+    }
+    check_file(x, "ra.cert", cfg->ra.cert);
+    check_file(x, "ra.key", cfg->ra.key);
+    check_file(x, "ra.chain", cfg->ra.chain);
+}
+
+static void check_redis(struct rp_cfgx *x, const struct rp_cfg_redis *r)
+{
+    if (!r)
+        return;
+    if (!r->url)
+        rp_cfgx_problem(x, "redis.url", "required when the redis section is present");
+    else if (!valid_redis_url(r->url))
+        rp_cfgx_problem(x, "redis.url",
+                        "must be redis://[user:pass@]host[:port][/db] or unix:/path, got '%s'",
+                        r->url);
+    check_range(x, "redis.timeout_ms", r->timeout_ms, 1, UINT32_MAX);
+}
+
+/* ------------------------------------------------------------------- domains */
+
+static void check_limits(struct rp_cfgx *x, const char *base, const struct rp_cfg_limits *l)
+{
+    const struct rp_cfg_limit *v[] = {&l->global, &l->domain, &l->per_ip, &l->per_device};
+    const char *names[] = {"global", "domain", "per_ip", "per_device"};
+    char p[RP_CFGX_PATH_MAX];
+    for (size_t i = 0; i < COUNT(v); i++) {
+        rp_cfgx_key(p, "%s.limits.%s.burst", base, names[i]);
+        if (v[i]->rate > 0 && v[i]->burst == 0)
+            rp_cfgx_problem(x, p, "must be at least 1 when rate is set");
+        if (v[i]->rate == 0 && v[i]->burst > 0)
+            rp_cfgx_problem(x, p, "set without a rate");
+    }
+}
+
+static void check_names(struct rp_cfgx *x, const char *base, const char *key, char *const *v,
+                        unsigned n, const char *const *set, size_t set_n, const char *what)
+{
+    char p[RP_CFGX_PATH_MAX];
+    for (unsigned i = 0; i < n; i++) {
+        rp_cfgx_key(p, "%s.%s[%u]", base, key, i);
+        if (!in_set(v[i], set, set_n))
+            rp_cfgx_problem(x, p, "'%s' is not %s", v[i], what);
+    }
+}
+
+static int valid_domain_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > RP_CFG_NAME_MAX || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+            return 0;
+    return 1;
+}
+
+static void check_domain_auth(struct rp_cfgx *x, const char *base, const struct rp_config *cfg,
+                              const struct rp_cfg_domain *d)
+{
+    char p[RP_CFGX_PATH_MAX];
+    rp_cfgx_key(p, "%s.trust_anchors", base);
+    if ((d->protection & RP_PROT_SIGNATURE) && d->trust_anchors_count == 0)
+        rp_cfgx_problem(x, p, "required with signature protection");
+    check_files(x, base, "trust_anchors", d->trust_anchors, d->trust_anchors_count);
+    check_files(x, base, "intermediates", d->intermediates, d->intermediates_count);
+    check_files(x, base, "crls", d->crls, d->crls_count);
+    check_files(x, base, "admins", d->admins, d->admins_count);
+    check_names(x, base, "algorithms", d->algorithms, d->algorithms_count, algorithm_names,
+                COUNT(algorithm_names),
+                "an algorithm (ecdsa-p256 ecdsa-p384 ecdsa-p521 ed25519 rsa-pkcs1 rsa-pss)");
+    rp_cfgx_key(p, "%s.rsa_min_bits", base);
+    check_range(x, p, d->rsa_min_bits, RSA_MIN_BITS_MIN, RSA_MIN_BITS_MAX);
+    rp_cfgx_key(p, "%s.mac_secrets", base);
+    if ((d->protection & RP_PROT_MAC) && !d->mac_secrets)
+        rp_cfgx_problem(x, p, "required with mac protection");
+    check_file(x, p, d->mac_secrets);
+    rp_cfgx_key(p, "%s.pbm_max_iterations", base);
+    check_range(x, p, d->pbm_max_iterations, 1, UINT32_MAX);
+    rp_cfgx_key(p, "%s.allowlist", base);
+    if (d->allowlist && strcmp(d->allowlist, "redis") == 0) {
+        if (!cfg->redis)
+            rp_cfgx_problem(x, p, "'redis' needs the redis section (or RAPROXY_REDIS_URL)");
+    } else {
+        check_file(x, p, d->allowlist);
+    }
+    rp_cfgx_key(p, "%s.allowlist_consume", base);
+    if (d->allowlist_consume && !d->allowlist)
+        rp_cfgx_problem(x, p, "needs an allowlist");
+}
+
+static void check_domain(struct rp_cfgx *x, const struct rp_config *cfg, unsigned i)
+{
+    const struct rp_cfg_domain *d = &cfg->domains[i];
+    char base[RP_CFGX_PATH_MAX], p[RP_CFGX_PATH_MAX];
+    rp_cfgx_key(base, "domains[%u]", i);
+    rp_cfgx_key(p, "%s.name", base);
+    if (!d->name) {
+        rp_cfgx_problem(x, p, "required");
+    } else if (!valid_domain_name(d->name)) {
+        rp_cfgx_problem(x, p, "must be 1..%u characters of [A-Za-z0-9._-], got '%s'",
+                        RP_CFG_NAME_MAX, d->name);
+    } else {
+        for (unsigned j = 0; j < i; j++)
+            if (cfg->domains[j].name && strcmp(cfg->domains[j].name, d->name) == 0)
+                rp_cfgx_problem(x, p, "duplicate domain name '%s' (also domains[%u])", d->name, j);
+    }
+    rp_cfgx_key(p, "%s.allow", base);
+    if (d->allow_count == 0)
+        rp_cfgx_problem(x, p, "required: the CMP body types this domain accepts");
+    check_names(x, base, "allow", d->allow, d->allow_count, body_names, COUNT(body_names),
+                "a CMP body type (ir cr p10cr kur rr certConf genm pollReq error …)");
+    check_domain_auth(x, base, cfg, d);
+    rp_cfgx_key(p, "%s.max_clock_skew_s", base);
+    check_range(x, p, d->max_clock_skew_s, 1, CLOCK_SKEW_MAX_S);
+    rp_cfgx_key(p, "%s.upstream_path", base);
+    if (d->upstream_path && !valid_url_path(d->upstream_path))
+        rp_cfgx_problem(x, p, "must be a URL path starting with '/', got '%s'", d->upstream_path);
+    check_limits(x, base, &d->limits);
+}
+
+/* Every URL path served, with who serves it, to find clashes. */
+struct served {
+    char path[RP_CFGX_PATH_MAX]; /* the URL path */
+    char key[RP_CFGX_PATH_MAX];  /* the config key that declares it */
+};
+
+static void add_served(struct rp_cfgx *x, struct served *v, size_t *n, const char *path,
+                       const char *key)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp(v[i].path, path) == 0) {
+            rp_cfgx_problem(x, key, "duplicate path %s (already served by %s)", path, v[i].key);
+            return;
+        }
+    }
+    snprintf(v[*n].path, sizeof v[*n].path, "%s", path);
+    snprintf(v[*n].key, sizeof v[*n].key, "%s", key);
+    (*n)++;
+}
+
+/* A duplicate name is reported once, as a name, not again as a duplicate path. */
+static int name_taken(const struct rp_config *cfg, unsigned i)
+{
+    for (unsigned j = 0; j < i; j++)
+        if (cfg->domains[j].name && strcmp(cfg->domains[j].name, cfg->domains[i].name) == 0)
+            return 1;
+    return 0;
+}
+
+static void check_paths(struct rp_cfgx *x, const struct rp_config *cfg)
+{
+    size_t total = cfg->default_path ? 1 : 0, n = 0;
+    for (unsigned i = 0; i < cfg->domains_count; i++)
+        total += 1 + cfg->domains[i].paths_count;
+    struct served *v = calloc(total ? total : 1, sizeof *v);
+    if (!v) {
+        x->oom = 1;
+        return;
+    }
+    for (unsigned i = 0; i < cfg->domains_count; i++) {
+        const struct rp_cfg_domain *d = &cfg->domains[i];
+        char key[RP_CFGX_PATH_MAX], path[RP_CFG_DOMAIN_PATH_MAX];
+        rp_cfgx_key(key, "domains[%u].name", i);
+        if (d->name && valid_domain_name(d->name) && !name_taken(cfg, i))
+            add_served(x, v, &n, rp_config_domain_path(d, path, sizeof path), key);
+        for (unsigned j = 0; j < d->paths_count; j++) {
+            rp_cfgx_key(key, "domains[%u].paths[%u]", i, j);
+            if (!valid_url_path(d->paths[j]))
+                rp_cfgx_problem(x, key, "must be a URL path starting with '/', got '%s'",
+                                d->paths[j]);
+            else
+                add_served(x, v, &n, d->paths[j], key);
+        }
+    }
+    if (cfg->default_path && valid_url_path(cfg->default_path))
+        add_served(x, v, &n, cfg->default_path, "default_path");
+    free(v);
+}
+
+void rp_cfgx_check(struct rp_cfgx *x, const struct rp_config *cfg)
+{
+    check_top(x, cfg);
+    check_listeners(x, cfg);
+    check_http(x, &cfg->http);
+    check_upstream(x, &cfg->upstream);
+    if (cfg->admin.address)
+        check_address(x, "admin.address", cfg->admin.address);
+    check_ra(x, cfg);
+    for (unsigned i = 0; i < cfg->domains_count; i++)
+        check_domain(x, cfg, i);
+    check_paths(x, cfg);
+    check_redis(x, cfg->redis);
+}

@@ -1,0 +1,694 @@
+/* Configuration: parse, defaults, `tls: off`, every kind of error with FILE:LINE: KEY,
+ * environment overrides, and the shipped example. Files for "exists and is readable" checks
+ * live in a per-test temp dir; the YAML under test/core/configs/ is loaded in place. */
+#include "raproxy/config.h"
+#include "raproxy/err.h"
+#include "support.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char *errs_text;
+static struct rp_config *cfg;
+static char *tmp;
+
+static void teardown(void)
+{
+    rp_config_free(cfg);
+    cfg = NULL;
+    free(errs_text);
+    errs_text = NULL;
+    if (tmp)
+        rpt_rmdir(tmp);
+    free(tmp);
+    tmp = NULL;
+}
+
+TestSuite(config, .fini = teardown);
+
+static char *src_config(const char *name)
+{
+    char *p = NULL;
+    cr_assert_neq(asprintf(&p, "%s/test/core/configs/%s", rpt_src(), name), -1);
+    return p;
+}
+
+/* Load `path`; problems land in errs_text. */
+static int load_path(const char *path, unsigned flags)
+{
+    size_t len = 0;
+    free(errs_text);
+    errs_text = NULL;
+    FILE *f = open_memstream(&errs_text, &len);
+    cr_assert_not_null(f);
+    rp_config_free(cfg);
+    cfg = NULL;
+    int rc = rp_config_load_opts(path, &cfg, f, flags);
+    fclose(f);
+    return rc;
+}
+
+static int load_src(const char *name, unsigned flags)
+{
+    char *p = src_config(name);
+    int rc = load_path(p, flags);
+    free(p);
+    return rc;
+}
+
+static void expect_error(const char *name, const char *needle)
+{
+    cr_assert_eq(load_src(name, RP_CONFIG_NO_FILE_CHECKS), RP_E_CONFIG, "%s loaded", name);
+    cr_assert_null(cfg);
+    cr_assert_not_null(strstr(errs_text, needle), "want \"%s\" in:\n%s", needle, errs_text);
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; s && *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static char *in_tmp(const char *name)
+{
+    char *p = NULL;
+    if (!tmp)
+        tmp = rpt_tmpdir();
+    cr_assert_not_null(tmp);
+    cr_assert_neq(asprintf(&p, "%s/%s", tmp, name), -1);
+    return p;
+}
+
+static void write_tmp(const char *name, const char *text)
+{
+    char *p = in_tmp(name);
+    cr_assert_eq(rpt_write_file(p, text, strlen(text)), 0);
+    free(p);
+}
+
+/* A config written into the temp dir and loaded from there. */
+static int load_text(const char *text, unsigned flags)
+{
+    write_tmp("raproxy.yaml", text);
+    char *p = in_tmp("raproxy.yaml");
+    int rc = load_path(p, flags);
+    free(p);
+    return rc;
+}
+
+static const char *const full_files[] = {
+    "server.pem",          "server.key",
+    "clients.pem",         "upstream-ca.pem",
+    "upstream-client.pem", "upstream-client.key",
+    "ca-trust.pem",        "ra.pem",
+    "ra-chain.pem",        "ra.key",
+    "vendor-root-a.pem",   "vendor-root-b.pem",
+    "vendor-sub.pem",      "vendor.crl",
+    "secrets.txt",         "serials.txt",
+    "admin1.pem",          "operator-root.pem",
+};
+
+/* full.yaml copied into a temp dir with every file it names, except `skip`. */
+static char *setup_full(const char *skip)
+{
+    char *src = src_config("full.yaml");
+    size_t len;
+    uint8_t *text = rpt_read_file(src, &len);
+    cr_assert_not_null(text);
+    char *dst = in_tmp("full.yaml");
+    cr_assert_eq(rpt_write_file(dst, text, len), 0);
+    for (size_t i = 0; i < sizeof full_files / sizeof full_files[0]; i++)
+        if (!skip || strcmp(skip, full_files[i]) != 0)
+            write_tmp(full_files[i], "-----BEGIN CERTIFICATE-----\n");
+    free(text);
+    free(src);
+    return dst;
+}
+
+static void assert_tmp_path(const char *got, const char *name)
+{
+    char *want = in_tmp(name);
+    cr_assert_str_eq(got, want);
+    free(want);
+}
+
+Test(config, full_file_sets_every_key)
+{
+    char *path = setup_full(NULL);
+    cr_assert_eq(load_path(path, 0), 0, "%s", errs_text);
+    cr_assert_str_eq(errs_text, "");
+    cr_assert_str_eq(cfg->source, path);
+    cr_assert_eq(cfg->loops, 2);
+    cr_assert_eq(cfg->workers, 3);
+    cr_assert_eq(cfg->worker_queue, 512);
+    cr_assert_str_eq(cfg->log_level, "debug");
+    cr_assert_eq(cfg->shutdown_grace_s, 10);
+    cr_assert_str_eq(cfg->default_path, "/pkix/");
+
+    cr_assert_eq(cfg->listeners_count, 2);
+    const struct rp_cfg_listener *l = &cfg->listeners[0];
+    cr_assert_str_eq(l->address, "0.0.0.0:8443");
+    cr_assert_not(l->tls_off);
+    assert_tmp_path(l->tls.cert, "server.pem");
+    assert_tmp_path(l->tls.key, "server.key");
+    assert_tmp_path(l->tls.client_ca, "clients.pem");
+    cr_assert(l->tls.client_cert_required);
+    cr_assert_str_eq(l->tls.min_version, "1.3");
+    cr_assert_str_eq(cfg->listeners[1].address, "[::1]:8080");
+    cr_assert(cfg->listeners[1].tls_off);
+
+    cr_assert_eq(cfg->http.max_header_bytes, 4096);
+    cr_assert_eq(cfg->http.max_body_bytes, 32768);
+    cr_assert_eq(cfg->http.handshake_timeout_ms, 5000);
+    cr_assert_eq(cfg->http.header_timeout_ms, 4000);
+    cr_assert_eq(cfg->http.body_timeout_ms, 3000);
+    cr_assert_eq(cfg->http.idle_timeout_ms, 20000);
+    cr_assert_eq(cfg->http.max_connections, 5000);
+
+    cr_assert_str_eq(cfg->upstream.url, "https://ca.example.net:8443/ejbca/publicweb/cmp/raproxy");
+    assert_tmp_path(cfg->upstream.ca, "upstream-ca.pem");
+    assert_tmp_path(cfg->upstream.client_cert, "upstream-client.pem");
+    assert_tmp_path(cfg->upstream.client_key, "upstream-client.key");
+    assert_tmp_path(cfg->upstream.ca_trust, "ca-trust.pem");
+    cr_assert_eq(cfg->upstream.timeout_ms, 15000);
+    cr_assert_eq(cfg->upstream.connect_timeout_ms, 2000);
+    cr_assert_eq(cfg->upstream.max_connections, 8);
+    cr_assert_eq(cfg->upstream.max_queue, 256);
+    cr_assert_str_eq(cfg->admin.address, "127.0.0.1:9090");
+    assert_tmp_path(cfg->ra.cert, "ra.pem");
+    assert_tmp_path(cfg->ra.chain, "ra-chain.pem");
+    assert_tmp_path(cfg->ra.key, "ra.key");
+
+    cr_assert_eq(cfg->domains_count, 2);
+    const struct rp_cfg_domain *d = &cfg->domains[0];
+    cr_assert_str_eq(d->name, "manufacturer");
+    cr_assert_eq(d->paths_count, 2);
+    cr_assert_str_eq(d->paths[1], "/pkix/vendor");
+    cr_assert_eq(d->trust_anchors_count, 2);
+    assert_tmp_path(d->trust_anchors[1], "vendor-root-b.pem");
+    cr_assert_eq(d->intermediates_count, 1);
+    cr_assert_eq(d->crls_count, 1);
+    assert_tmp_path(d->crls[0], "vendor.crl");
+    cr_assert_eq(d->allow_count, 7);
+    cr_assert_str_eq(d->allow[3], "certConf");
+    cr_assert_eq(d->protection, RP_PROT_SIGNATURE | RP_PROT_MAC);
+    cr_assert_eq(d->algorithms_count, 3);
+    cr_assert_str_eq(d->algorithms[2], "rsa-pss");
+    cr_assert_eq(d->rsa_min_bits, 3072);
+    assert_tmp_path(d->mac_secrets, "secrets.txt");
+    cr_assert_eq(d->pbm_max_iterations, 50000);
+    assert_tmp_path(d->allowlist, "serials.txt");
+    cr_assert(d->allowlist_consume);
+    cr_assert_eq(d->forward, RP_FORWARD_NESTED);
+    cr_assert_eq(d->pop, RP_POP_RA_VERIFIED);
+    cr_assert_eq(d->genm, RP_GENM_LOCAL);
+    cr_assert_eq(d->max_clock_skew_s, 120);
+    cr_assert_str_eq(d->upstream_path, "/ejbca/publicweb/cmp/vendor");
+    cr_assert_eq(d->limits.global.rate, 1000);
+    cr_assert_eq(d->limits.global.burst, 2000);
+    cr_assert_eq(d->limits.domain.rate, 500);
+    cr_assert_eq(d->limits.domain.burst, 500, "burst defaults to rate");
+    cr_assert_eq(d->limits.per_ip.rate, 20, "short form \"20/s burst 40\"");
+    cr_assert_eq(d->limits.per_ip.burst, 40);
+    cr_assert_eq(d->limits.per_device.rate, 1);
+    cr_assert_eq(d->limits.per_device.burst, 1);
+    cr_assert_eq(d->on_redis_failure, RP_REDIS_FAIL_CLOSED);
+    cr_assert_eq(d->admins_count, 1);
+
+    d = &cfg->domains[1];
+    cr_assert_str_eq(d->name, "operator");
+    cr_assert_eq(d->forward, RP_FORWARD_UNCHANGED);
+    cr_assert_eq(d->protection, RP_PROT_SIGNATURE);
+    cr_assert_str_eq(d->upstream_path, "/ejbca/publicweb/cmp/raproxy", "from upstream.url");
+
+    cr_assert_not_null(cfg->redis);
+    cr_assert_str_eq(cfg->redis->url, "redis://user:secret@redis.example.net:6380/2");
+    cr_assert_eq(cfg->redis->timeout_ms, 150);
+    cr_assert_str_eq(cfg->redis->key_prefix, "rp:");
+    free(path);
+}
+
+Test(config, minimal_file_gets_defaults)
+{
+    cr_assert_eq(load_src("minimal.yaml", RP_CONFIG_NO_FILE_CHECKS), 0, "%s", errs_text);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    cr_assert_eq(cfg->loops, RP_DEF_LOOPS);
+    cr_assert_eq(cfg->workers, cpus < 1 ? 1 : cpus > 256 ? 256 : (uint32_t)cpus);
+    cr_assert_eq(cfg->worker_queue, RP_DEF_WORKER_QUEUE);
+    cr_assert_str_eq(cfg->log_level, "info");
+    cr_assert_eq(cfg->shutdown_grace_s, RP_DEF_SHUTDOWN_GRACE);
+    cr_assert_null(cfg->default_path);
+    cr_assert_eq(cfg->listeners_count, 1);
+    cr_assert_not(cfg->listeners[0].tls_off);
+    cr_assert_str_eq(cfg->listeners[0].tls.min_version, "1.2");
+    cr_assert_not(cfg->listeners[0].tls.client_cert_required);
+    char *want = src_config("server.pem");
+    cr_assert_str_eq(cfg->listeners[0].tls.cert, want, "relative to the file's directory");
+    free(want);
+    cr_assert_eq(cfg->http.max_header_bytes, RP_DEF_MAX_HEADER_BYTES);
+    cr_assert_eq(cfg->http.max_body_bytes, RP_DEF_MAX_BODY_BYTES);
+    cr_assert_eq(cfg->http.handshake_timeout_ms, RP_DEF_HANDSHAKE_TIMEOUT);
+    cr_assert_eq(cfg->http.header_timeout_ms, RP_DEF_HEADER_TIMEOUT);
+    cr_assert_eq(cfg->http.body_timeout_ms, RP_DEF_BODY_TIMEOUT);
+    cr_assert_eq(cfg->http.idle_timeout_ms, RP_DEF_IDLE_TIMEOUT);
+    cr_assert_eq(cfg->http.max_connections, RP_DEF_MAX_CONNECTIONS);
+    cr_assert_eq(cfg->upstream.timeout_ms, RP_DEF_UPSTREAM_TIMEOUT);
+    cr_assert_eq(cfg->upstream.connect_timeout_ms, RP_DEF_UPSTREAM_CONNECT);
+    cr_assert_eq(cfg->upstream.max_connections, RP_DEF_UPSTREAM_MAX_CONNS);
+    cr_assert_eq(cfg->upstream.max_queue, RP_DEF_UPSTREAM_QUEUE);
+    cr_assert_null(cfg->upstream.ca);
+    cr_assert_null(cfg->admin.address);
+    cr_assert_null(cfg->ra.cert);
+    cr_assert_eq(cfg->domains_count, 0);
+    cr_assert_null(cfg->redis);
+}
+
+Test(config, domain_defaults)
+{
+    cr_assert_eq(load_src("minimal_domain.yaml", RP_CONFIG_NO_FILE_CHECKS), 0, "%s", errs_text);
+    const struct rp_cfg_domain *d = &cfg->domains[0];
+    cr_assert_eq(d->protection, RP_PROT_SIGNATURE);
+    cr_assert_eq(d->rsa_min_bits, 2048);
+    cr_assert_eq(d->max_clock_skew_s, 300);
+    cr_assert_eq(d->pbm_max_iterations, 100000);
+    cr_assert_eq(d->forward, RP_FORWARD_REPROTECT);
+    cr_assert_eq(d->pop, RP_POP_KEEP);
+    cr_assert_eq(d->genm, RP_GENM_FORWARD);
+    cr_assert_eq(d->on_redis_failure, RP_REDIS_FAIL_OPEN);
+    cr_assert_eq(d->algorithms_count, 0);
+    cr_assert_null(d->allowlist);
+    cr_assert_not(d->allowlist_consume);
+    cr_assert_str_eq(d->upstream_path, "/ejbca/publicweb/cmp/raproxy");
+    cr_assert_eq(d->limits.per_ip.rate, 0, "0 = unlimited");
+    cr_assert_eq(d->limits.per_ip.burst, 0);
+    char buf[RP_CFG_DOMAIN_PATH_MAX];
+    cr_assert_str_eq(rp_config_domain_path(d, buf, sizeof buf), "/.well-known/cmp/p/op");
+    cr_assert_null(rp_config_domain_path(d, buf, 10));
+}
+
+Test(config, tls_off_is_plain_http)
+{
+    cr_assert_eq(load_src("tls_off.yaml", 0), 0, "%s", errs_text);
+    for (unsigned i = 0; i < 2; i++) {
+        cr_assert(cfg->listeners[i].tls_off);
+        cr_assert_null(cfg->listeners[i].tls.cert);
+        cr_assert_null(cfg->listeners[i].tls.min_version);
+    }
+}
+
+Test(config, tls_scalar_other_than_off_is_an_error)
+{
+    expect_error("tls_bad_scalar.yaml",
+                 "tls_bad_scalar.yaml:3: listeners[0].tls: expected `off` or a mapping");
+}
+
+Test(config, tls_needs_cert_and_key_unless_off)
+{
+    expect_error("tls_missing.yaml", "tls_missing.yaml:2: listeners[0].tls: required");
+    cr_assert_not_null(strstr(errs_text, "tls_missing.yaml:4: listeners[1].tls.key: required"));
+    cr_assert_not_null(strstr(errs_text, "tls_missing.yaml:6: listeners[1].tls.min_version: "
+                                         "must be \"1.2\" or \"1.3\""));
+    cr_assert_not_null(
+        strstr(errs_text, "tls_missing.yaml:7: listeners[1].tls.client_cert_required: needs"));
+}
+
+Test(config, unknown_top_level_key)
+{
+    expect_error("bad_unknown_top.yaml", "bad_unknown_top.yaml:6: lops: unknown key");
+    cr_assert_not_null(strstr(errs_text, "expected one of: loops, workers"));
+}
+
+Test(config, unknown_nested_key)
+{
+    expect_error("bad_unknown_nested.yaml",
+                 "bad_unknown_nested.yaml:5: listeners[0].tls.crt: unknown key");
+}
+
+Test(config, wrong_types_all_reported)
+{
+    expect_error("bad_type.yaml",
+                 "bad_type.yaml:1: loops: expected an unsigned integer, got 'four'");
+    cr_assert_not_null(strstr(errs_text, "bad_type.yaml:6: http.max_body_bytes: expected an "
+                                         "unsigned integer, got a sequence"));
+    cr_assert_not_null(strstr(errs_text, "bad_type.yaml:7: upstream: expected a mapping"));
+    cr_assert_eq(count_lines(errs_text), 3, "%s", errs_text);
+}
+
+Test(config, bad_enums)
+{
+    expect_error("bad_enum.yaml", "bad_enum.yaml:11: domains[0].forward: must be one of "
+                                  "reprotect|unchanged|nested, got 'resign'");
+    cr_assert_not_null(strstr(errs_text, "bad_enum.yaml:12: domains[0].protection: must be one "
+                                         "of signature|mac|both"));
+    cr_assert_not_null(strstr(errs_text, "bad_enum.yaml:13: domains[0].on_redis_failure:"));
+}
+
+Test(config, bad_addresses)
+{
+    expect_error("bad_address.yaml", "bad_address.yaml:4: listeners[1].address: must be "
+                                     "IPv4:port or [IPv6]:port with port 1..65535");
+    cr_assert_not_null(strstr(errs_text, "bad_address.yaml:6: listeners[2].address:"));
+    cr_assert_not_null(strstr(errs_text, "bad_address.yaml:11: admin.address:"));
+    cr_assert_eq(count_lines(errs_text), 3, "%s", errs_text);
+}
+
+Test(config, missing_file)
+{
+    char *path = setup_full("vendor-root-b.pem");
+    cr_assert_eq(load_path(path, 0), RP_E_CONFIG);
+    char *want = NULL;
+    cr_assert_neq(asprintf(&want,
+                           "full.yaml:46: domains[0].trust_anchors[1]: file not readable: "
+                           "%s/vendor-root-b.pem",
+                           tmp),
+                  -1);
+    cr_assert_not_null(strstr(errs_text, want), "want \"%s\" in:\n%s", want, errs_text);
+    cr_assert_eq(count_lines(errs_text), 1, "%s", errs_text);
+    free(want);
+    free(path);
+}
+
+Test(config, file_checks_want_a_regular_file)
+{
+    cr_assert_eq(load_text("listeners:\n"
+                           "  - address: 127.0.0.1:1\n"
+                           "    tls: {cert: /, key: missing.key}\n"
+                           "upstream: {url: 'http://ca/'}\n",
+                           0),
+                 RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "raproxy.yaml:3: listeners[0].tls.cert: file not "
+                                         "readable: / (not a regular file)"));
+    cr_assert_not_null(strstr(errs_text, "listeners[0].tls.key: file not readable: "));
+    cr_assert_not_null(strstr(errs_text, "/missing.key (No such file"));
+}
+
+Test(config, duplicate_domain)
+{
+    expect_error("dup_domain.yaml", "dup_domain.yaml:11: domains[1].name: duplicate domain name");
+    cr_assert_eq(count_lines(errs_text), 1, "reported once, not also as a path: %s", errs_text);
+}
+
+Test(config, duplicate_path_including_implicit_one)
+{
+    expect_error("dup_path.yaml", "dup_path.yaml:16: domains[1].paths[0]: duplicate path "
+                                  "/.well-known/cmp/p/a (already served by domains[0].name)");
+}
+
+Test(config, duplicate_key)
+{
+    expect_error("dup_key.yaml", "dup_key.yaml:7: loops: duplicate key");
+}
+
+Test(config, bad_body_names_and_algorithms)
+{
+    expect_error("bad_body.yaml",
+                 "bad_body.yaml:12: domains[0].allow[1]: 'renew' is not a CMP body type");
+    cr_assert_not_null(
+        strstr(errs_text, "bad_body.yaml:13: domains[0].algorithms[1]: 'dsa' is not an algorithm"));
+}
+
+Test(config, domains_need_ra)
+{
+    expect_error("no_ra.yaml", "no_ra.yaml:1: ra.cert: required");
+    cr_assert_not_null(strstr(errs_text, "no_ra.yaml:1: ra.key: required"));
+}
+
+Test(config, bad_upstream_url)
+{
+    expect_error("bad_url.yaml", "bad_url.yaml:5: upstream.url: must be http://");
+}
+
+Test(config, bad_redis_url)
+{
+    expect_error("bad_redis_url.yaml", "bad_redis_url.yaml:7: redis.url: must be "
+                                       "redis://[user:pass@]host[:port][/db] or unix:/path");
+}
+
+Test(config, at_least_one_listener)
+{
+    expect_error("no_listener.yaml", "no_listener.yaml:1: listeners: at least one listener");
+}
+
+Test(config, yaml_syntax_error_has_line)
+{
+    expect_error("bad_syntax.yaml", "bad_syntax.yaml:6: (top level): YAML syntax: ");
+}
+
+Test(config, every_semantic_problem_in_one_run)
+{
+    expect_error("many.yaml", "many.yaml:1: loops: must be 1..64, got 0");
+    const char *want[] = {
+        "many.yaml:2: workers: must be 1..256, got 1000",
+        "many.yaml:3: log_level: must be one of debug|info|warn|error, got 'verbose'",
+        "many.yaml:11: domains[0].name: must be 1..64 characters of [A-Za-z0-9._-]",
+        "many.yaml:12: domains[0].allow: required",
+        "domains[0].mac_secrets: required with mac protection",
+        "many.yaml:14: domains[0].allowlist_consume: needs an allowlist",
+        "many.yaml:16: domains[0].limits.per_ip.burst: set without a rate",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert_not_null(strstr(errs_text, want[i]), "want \"%s\" in:\n%s", want[i], errs_text);
+    cr_assert_eq(count_lines(errs_text), 8, "%s", errs_text);
+}
+
+Test(config, odd_documents)
+{
+    cr_assert_eq(load_text("# nothing\n", 0), RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "raproxy.yaml:1: (top level): empty configuration"));
+    cr_assert_eq(load_text("- a\n- b\n", 0), RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "(top level): expected a mapping, got a sequence"));
+    cr_assert_eq(load_text("loops: 99999999999\n", 0), RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "raproxy.yaml:1: loops: expected an unsigned integer"));
+    cr_assert_eq(load_text("loops: -1\n", 0), RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "loops: expected an unsigned integer, got '-1'"));
+    cr_assert_eq(load_text("{listeners: [{address: 127.0.0.1:1, tls: off}],\n"
+                           " upstream: {url: 'http://ca/'}, ra: {key: []}}\n",
+                           0),
+                 RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "raproxy.yaml:2: ra.key: expected a string, got a "
+                                         "sequence"));
+    cr_assert_eq(load_path("/nonexistent/raproxy.yaml", 0), RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "/nonexistent/raproxy.yaml:1: (top level): cannot open"));
+    cr_assert_eq(rp_config_load("/nonexistent/raproxy.yaml", &cfg, NULL), RP_E_CONFIG);
+    cr_assert_null(cfg);
+}
+
+Test(config, null_values_anchors_and_bools)
+{
+    cr_assert_eq(load_text("listeners:\n"
+                           "  - {address: 127.0.0.1:8080, tls: off}\n"
+                           "admin:\n"
+                           "  address: ~\n"
+                           "upstream: {url: 'http://ca:8080/cmp'}\n"
+                           "ra: {cert: /ra.pem, key: /ra.key}\n"
+                           "domains:\n"
+                           "  - name: a\n"
+                           "    trust_anchors: [/r.pem]\n"
+                           "    allow: &allow [ir, certConf]\n"
+                           "    allowlist: /list\n"
+                           "    allowlist_consume: Yes\n"
+                           "    limits: {per_ip: &lim {rate: 5, burst: 9}}\n"
+                           "  - name: b\n"
+                           "    trust_anchors: [/r.pem]\n"
+                           "    allow: *allow\n"
+                           "    limits: {per_device: *lim}\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 0, "%s", errs_text);
+    cr_assert_null(cfg->admin.address, "`~` is no value");
+    cr_assert(cfg->domains[0].allowlist_consume);
+    cr_assert_eq(cfg->domains[1].allow_count, 2);
+    cr_assert_str_eq(cfg->domains[1].allow[1], "certConf");
+    cr_assert_eq(cfg->domains[1].limits.per_device.burst, 9);
+    cr_assert_eq(load_text("listeners:\n"
+                           "  - address: 127.0.0.1:1\n"
+                           "    tls: {cert: /c, key: /k, client_cert_required: maybe}\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "raproxy.yaml:3: listeners[0].tls.client_cert_required: "
+                                         "expected true or false, got 'maybe'"));
+}
+
+Test(config, upstream_https_rules)
+{
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                           "upstream:\n"
+                           "  url: https://ca.example.net/cmp\n"
+                           "  client_cert: /c.pem\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "raproxy.yaml:2: upstream.ca: required with an https://"));
+    cr_assert_not_null(strstr(errs_text, "raproxy.yaml:4: upstream.client_cert: client_cert and "
+                                         "client_key go together"));
+    cr_assert_eq(load_text("default_path: /pkix/\n"
+                           "listeners: [{address: 127.0.0.1:1, tls: off}]\n",
+                           0),
+                 RP_E_CONFIG);
+    cr_assert_eq(count_lines(errs_text), 1, "default_path needs no domain: %s", errs_text);
+    cr_assert_not_null(strstr(errs_text, "raproxy.yaml:1: upstream.url: required"));
+}
+
+Test(config, redis_allowlist_needs_redis)
+{
+    cr_assert_eq(
+        load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                  "upstream: {url: 'http://ca/'}\n"
+                  "ra: {cert: /ra.pem, key: /ra.key}\n"
+                  "domains:\n"
+                  "  - {name: a, trust_anchors: [/r.pem], allow: [ir], allowlist: redis}\n",
+                  RP_CONFIG_NO_FILE_CHECKS),
+        RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "raproxy.yaml:5: domains[0].allowlist: 'redis' needs"));
+    cr_assert_eq(
+        load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                  "upstream: {url: 'http://ca/'}\n"
+                  "ra: {cert: /ra.pem, key: /ra.key}\n"
+                  "redis: {url: 'unix:/run/redis.sock'}\n"
+                  "domains:\n"
+                  "  - {name: a, trust_anchors: [/r.pem], allow: [ir], allowlist: redis}\n",
+                  RP_CONFIG_NO_FILE_CHECKS),
+        0, "%s", errs_text);
+    cr_assert_str_eq(cfg->domains[0].allowlist, "redis", "not resolved as a file");
+    cr_assert_eq(cfg->redis->timeout_ms, RP_DEF_REDIS_TIMEOUT);
+    cr_assert_str_eq(cfg->redis->key_prefix, RP_DEF_REDIS_KEY_PREFIX);
+}
+
+Test(config, env_overrides)
+{
+    setenv("RAPROXY_UPSTREAM_URL", "http://ejbca:8080/ejbca/publicweb/cmp/env", 1);
+    setenv("RAPROXY_REDIS_URL", "redis://redis:6379/1", 1);
+    setenv("RAPROXY_LOG_LEVEL", "warn", 1);
+    setenv("RAPROXY_LOOPS", "4", 1);
+    setenv("RAPROXY_WORKERS", "2", 1);
+    setenv("RAPROXY_ADMIN_ADDRESS", "[::]:9090", 1);
+    setenv("RAPROXY_LISTEN_ADDRESS", "0.0.0.0:443", 1);
+    setenv("RAPROXY_TLS_CERT", "/run/tls/tls.crt", 1);
+    setenv("RAPROXY_TLS_KEY", "/run/tls/tls.key", 1);
+    setenv("RAPROXY_RA_CERT", "/run/ra/ra.pem", 1);
+    setenv("RAPROXY_RA_KEY", "/run/ra/ra.key", 1);
+    setenv("RAPROXY_RA_CHAIN", "/run/ra/chain.pem", 1);
+    cr_assert_eq(load_src("minimal_domain.yaml", RP_CONFIG_NO_FILE_CHECKS), 0, "%s", errs_text);
+    cr_assert_str_eq(cfg->upstream.url, "http://ejbca:8080/ejbca/publicweb/cmp/env");
+    cr_assert_str_eq(cfg->domains[0].upstream_path, "/ejbca/publicweb/cmp/env");
+    cr_assert_not_null(cfg->redis, "RAPROXY_REDIS_URL creates the section");
+    cr_assert_str_eq(cfg->redis->url, "redis://redis:6379/1");
+    cr_assert_eq(cfg->redis->timeout_ms, RP_DEF_REDIS_TIMEOUT);
+    cr_assert_str_eq(cfg->log_level, "warn");
+    cr_assert_eq(cfg->loops, 4);
+    cr_assert_eq(cfg->workers, 2);
+    cr_assert_str_eq(cfg->admin.address, "[::]:9090");
+    cr_assert_str_eq(cfg->listeners[0].address, "0.0.0.0:443");
+    cr_assert_str_eq(cfg->listeners[0].tls.cert, "/run/tls/tls.crt");
+    cr_assert_str_eq(cfg->listeners[0].tls.key, "/run/tls/tls.key");
+    cr_assert_str_eq(cfg->ra.cert, "/run/ra/ra.pem");
+    cr_assert_str_eq(cfg->ra.key, "/run/ra/ra.key");
+    cr_assert_str_eq(cfg->ra.chain, "/run/ra/chain.pem");
+}
+
+Test(config, env_tls_turns_a_plain_listener_to_tls_and_creates_one)
+{
+    setenv("RAPROXY_TLS_CERT", "/c.pem", 1);
+    setenv("RAPROXY_TLS_KEY", "/k.pem", 1);
+    cr_assert_eq(load_src("tls_off.yaml", RP_CONFIG_NO_FILE_CHECKS), 0, "%s", errs_text);
+    cr_assert_not(cfg->listeners[0].tls_off);
+    cr_assert_str_eq(cfg->listeners[0].tls.min_version, "1.2");
+    cr_assert(cfg->listeners[1].tls_off);
+    setenv("RAPROXY_LISTEN_ADDRESS", "127.0.0.1:8443", 1);
+    cr_assert_eq(load_src("no_listener.yaml", RP_CONFIG_NO_FILE_CHECKS), 0, "%s", errs_text);
+    cr_assert_eq(cfg->listeners_count, 1);
+    cr_assert_str_eq(cfg->listeners[0].address, "127.0.0.1:8443");
+}
+
+Test(config, env_empty_is_unset)
+{
+    setenv("RAPROXY_LOOPS", "", 1);
+    setenv("RAPROXY_UPSTREAM_URL", "", 1);
+    cr_assert_eq(load_src("minimal.yaml", RP_CONFIG_NO_FILE_CHECKS), 0, "%s", errs_text);
+    cr_assert_eq(cfg->loops, 1);
+    cr_assert_str_eq(cfg->upstream.url, "http://127.0.0.1:8080/ejbca/publicweb/cmp/raproxy");
+}
+
+Test(config, env_bad_values_name_the_variable)
+{
+    setenv("RAPROXY_LOOPS", "many", 1);
+    setenv("RAPROXY_WORKERS", "0", 1);
+    setenv("RAPROXY_UPSTREAM_URL", "ftp://ca/cmp", 1);
+    setenv("RAPROXY_REDIS_URL", "localhost:6379", 1);
+    setenv("RAPROXY_LOG_LEVEL", "loud", 1);
+    setenv("RAPROXY_LISTEN_ADDRESS", "any:80", 1);
+    cr_assert_eq(load_src("minimal.yaml", RP_CONFIG_NO_FILE_CHECKS), RP_E_CONFIG);
+    const char *want[] = {
+        "environment RAPROXY_LOOPS: loops: not an unsigned integer: 'many'",
+        "environment RAPROXY_WORKERS: workers: must be 1..256, got 0",
+        "environment RAPROXY_UPSTREAM_URL: upstream.url: must be http://",
+        "environment RAPROXY_REDIS_URL: redis.url: must be redis://",
+        "environment RAPROXY_LOG_LEVEL: log_level: must be one of",
+        "environment RAPROXY_LISTEN_ADDRESS: listeners[0].address: must be IPv4:port",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert_not_null(strstr(errs_text, want[i]), "want \"%s\" in:\n%s", want[i], errs_text);
+}
+
+Test(config, example_file_parses)
+{
+    char *p = NULL;
+    cr_assert_neq(asprintf(&p, "%s/deploy/raproxy.example.yaml", rpt_src()), -1);
+    cr_assert_eq(load_path(p, RP_CONFIG_NO_FILE_CHECKS), 0, "%s", errs_text);
+    free(p);
+    cr_assert_eq(cfg->listeners_count, 1);
+    cr_assert_str_eq(cfg->listeners[0].address, "0.0.0.0:8443");
+    cr_assert_not(cfg->listeners[0].tls_off);
+    cr_assert_str_eq(cfg->admin.address, "0.0.0.0:9090");
+    cr_assert_str_eq(cfg->upstream.url, "http://127.0.0.1:8080/ejbca/publicweb/cmp/raproxy");
+    cr_assert_eq(cfg->domains_count, 2);
+    cr_assert_str_eq(cfg->domains[0].name, "manufacturer");
+    cr_assert_not_null(cfg->domains[0].allowlist);
+    cr_assert_str_eq(cfg->domains[1].name, "operator");
+    cr_assert_str_eq(cfg->domains[1].allow[0], "kur");
+    cr_assert_null(cfg->redis, "redis is commented out");
+    cr_assert_eq(strncmp(cfg->ra.key, "/etc/raproxy/", 13), 0);
+}
+
+Test(config, split_address)
+{
+    char host[64];
+    uint16_t port;
+    cr_assert_eq(rp_config_split_address("0.0.0.0:8443", host, sizeof host, &port), 0);
+    cr_assert_str_eq(host, "0.0.0.0");
+    cr_assert_eq(port, 8443);
+    cr_assert_eq(rp_config_split_address("[::1]:443", host, sizeof host, &port), 0);
+    cr_assert_str_eq(host, "::1");
+    cr_assert_eq(port, 443);
+    const char *bad[] = {"localhost:80", "1.2.3.4",   "1.2.3.4:0", "1.2.3.4:65536",
+                         "[::1]",        "::1:80",    ":80",       "[::1]80",
+                         "1.2.3.4:8a",   "[nope]:80", "1.2.3.4:-1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(rp_config_split_address(bad[i], host, sizeof host, &port), RP_E_CONFIG, "%s",
+                     bad[i]);
+    cr_assert_eq(rp_config_split_address("127.0.0.1:1", host, 4, &port), RP_E_CONFIG,
+                 "host does not fit");
+}
+
+Test(config, parse_url)
+{
+    struct rp_cfg_url u;
+    cr_assert_eq(rp_config_parse_url("https://ca.example.net/ejbca/publicweb/cmp/ra", &u), 0);
+    cr_assert(u.https);
+    cr_assert_str_eq(u.host, "ca.example.net");
+    cr_assert_eq(u.port, 443);
+    cr_assert_str_eq(u.path, "/ejbca/publicweb/cmp/ra");
+    cr_assert_eq(rp_config_parse_url("http://[fd00::1]:8080", &u), 0);
+    cr_assert_not(u.https);
+    cr_assert_str_eq(u.host, "fd00::1");
+    cr_assert_eq(u.port, 8080);
+    cr_assert_str_eq(u.path, "/");
+    const char *bad[] = {"ftp://ca/",    "http://",          "http:///cmp",  "http://ca:0/",
+                         "http://u@ca/", "http://ca/a b",    "http://ca:x/", "https://[zz]/",
+                         "ca:8080/cmp",  "http://ca/cmp?x=1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(rp_config_parse_url(bad[i], &u), RP_E_CONFIG, "%s", bad[i]);
+}
