@@ -77,6 +77,10 @@ struct rp_cfg_upstream {
     uint32_t connect_timeout_ms;
     uint32_t max_connections; /* per loop */
     uint32_t max_queue;       /* requests waiting for a connection, per loop */
+    /* false: one request per connection ("Connection: close"), for CAs that announce
+     * keep-alive but close after some answers (a request is never retried on a closed
+     * connection, so such a CA would turn into 502s). Default true. */
+    bool keep_alive;
     char *ca_trust;           /* optional: PEM anchors to verify the CA's response protection */
 };
 

@@ -78,6 +78,7 @@ static const cyaml_schema_field_t upstream_fields[] = {
     U32("connect_timeout_ms", struct rp_cfg_upstream, connect_timeout_ms),
     U32("max_connections", struct rp_cfg_upstream, max_connections),
     U32("max_queue", struct rp_cfg_upstream, max_queue),
+    CYAML_FIELD_BOOL("keep_alive", OPT, struct rp_cfg_upstream, keep_alive),
     STR("ca_trust", struct rp_cfg_upstream, ca_trust),
     CYAML_FIELD_END,
 };
@@ -1001,6 +1002,8 @@ static void apply_defaults(struct rp_cfgx *x, struct rp_config *cfg)
     def_u32(x, "upstream", "connect_timeout_ms", &u->connect_timeout_ms, RP_DEF_UPSTREAM_CONNECT);
     def_u32(x, "upstream", "max_connections", &u->max_connections, RP_DEF_UPSTREAM_MAX_CONNS);
     def_u32(x, "upstream", "max_queue", &u->max_queue, RP_DEF_UPSTREAM_QUEUE);
+    if (!rp_cfgx_present(x, "upstream.keep_alive"))
+        u->keep_alive = true;
 
     for (unsigned i = 0; i < cfg->domains_count; i++)
         defaults_domain(x, cfg, i);

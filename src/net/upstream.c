@@ -54,6 +54,7 @@ struct rp_upstream {
     struct rp_tls_ctx *tls;
     uint32_t timeout_ms, connect_timeout_ms;
     unsigned max_conns, max_queue;
+    bool keep_alive;
     struct rp_upstream_conn *conns;
     unsigned nconns, nconnecting;
     unsigned conns_alive; /* connection memory not yet freed: the pool outlives it */
@@ -245,12 +246,14 @@ static void connect_failed(struct rp_upstream_conn *uc, const char *why)
     u->last_fail_ns = rp_clock_ns();
     rp_log_warn("upstream", "cannot connect to %s:%u: %s", u->url.host, u->url.port, why);
     rp_metrics_count("raproxy_upstream_connect_errors_total", NULL);
-    conn_close(uc);
-    if (u->live == 0 && u->nconnecting == 0) {
+    /* Fail the queue before closing: closing re-dispatches, and with no other connection
+     * that would mean reconnecting in a tight loop until the deadlines. */
+    if (u->live == 0 && u->nconnecting <= 1) {
         struct rp_upstream_req *r;
         while ((r = queue_pop(u)) != NULL)
             req_fail(r, RP_E_UPSTREAM_CONNECT);
     }
+    conn_close(uc);
 }
 
 static void on_uc_timer(uv_timer_t *t)
@@ -324,7 +327,7 @@ static void start_request(struct rp_upstream_conn *uc, struct rp_upstream_req *r
     uv_timer_stop(&uc->timer);
     int rc = rp_http_write_request(&out, "POST", u->host_header, r->path ? r->path : u->url.path,
                                    r->content_type ? r->content_type : "application/pkixcmp",
-                                   r->body, r->len, true);
+                                   r->body, r->len, u->keep_alive);
     if (rc == RP_OK) {
         r->sent = true; /* from here on the CA may see it: no retry */
         rc = uc_send(uc, rp_buf_head(&out), rp_buf_avail(&out));
@@ -353,7 +356,7 @@ static void conn_ready(struct rp_upstream_conn *uc)
 static void on_response(struct rp_upstream_conn *uc, struct rp_http_resp *resp)
 {
     struct rp_upstream_req *r = uc->req;
-    bool keep = resp->keep_alive;
+    bool keep = resp->keep_alive && uc->u->keep_alive;
     uc->req = NULL;
     if (r)
         req_finish(r, RP_OK, resp->status, resp->content_type, resp->body);
@@ -618,6 +621,7 @@ int rp_upstream_new(struct rp_upstream **out, uv_loop_t *loop, const struct rp_c
         cfg->connect_timeout_ms ? cfg->connect_timeout_ms : RP_DEF_UPSTREAM_CONNECT;
     u->max_conns = cfg->max_connections ? cfg->max_connections : RP_DEF_UPSTREAM_MAX_CONNS;
     u->max_queue = cfg->max_queue ? cfg->max_queue : RP_DEF_UPSTREAM_QUEUE;
+    u->keep_alive = cfg->keep_alive;
     *out = u;
     return RP_OK;
 }

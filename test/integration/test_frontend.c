@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,6 +45,7 @@ static void write_config(struct env *e, const char *server_cert, const char *ups
              "  timeout_ms: 5000\n"
              "  connect_timeout_ms: 2000\n"
              "  max_connections: 1\n"
+             "  keep_alive: false\n"
              "%s",
              e->tls_port, e->pki, server_cert, e->pki, server_cert, e->plain_port, e->admin_port,
              upstream_url, extra ? extra : "");

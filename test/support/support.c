@@ -168,8 +168,8 @@ char *rpt_tmpdir(void)
 
 void rpt_rmdir(const char *dir)
 {
-    if (!dir || strncmp(dir, "/tmp/", 5) != 0)
-        return;
+    if (!dir || strncmp(dir, "/tmp/", 5) != 0 || getenv("RPT_KEEP"))
+        return; /* RPT_KEEP=1 keeps test directories (logs, configs) for debugging */
     const char *argv[] = {"rm", "-rf", dir, NULL};
     rpt_run(argv, 10000, NULL);
 }
