@@ -123,6 +123,7 @@ enum rp_failinfo {
     X(REDIS_DOWN, "redis: not connected", 503, RP_FI_SYSTEM_UNAVAIL)                               \
     X(REDIS_TIMEOUT, "redis: command timed out", 503, RP_FI_SYSTEM_UNAVAIL)                        \
     X(REDIS_REPLY, "redis: unexpected reply", 503, RP_FI_SYSTEM_UNAVAIL)                           \
+    X(REDIS_BUSY, "redis: too many commands in flight", 503, RP_FI_SYSTEM_UNAVAIL)                 \
     X(REDIS_NOSCRIPT, "redis: script not loaded", 503, RP_FI_SYSTEM_UNAVAIL)
 
 #define RP_OK 0

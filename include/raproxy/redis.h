@@ -1,0 +1,80 @@
+/* Redis client for one libuv loop: hiredis async + its libuv adapter, with what hiredis 0.14
+ * lacks: a deadline on every command, reconnect with back-off, scripts reloaded on every
+ * (re)connect, and a cap on commands in flight.
+ *
+ * Guarantees
+ * - Exactly one callback per accepted command (rp_redis_command/rp_redis_evalsha returned 0):
+ *   the reply, an error reply (err = RP_E_REDIS_REPLY, reply set), RP_E_REDIS_TIMEOUT when the
+ *   deadline passes first, RP_E_REDIS_DOWN when the connection is lost, RP_E_SHUTDOWN from
+ *   rp_redis_close. A reply arriving after its deadline is dropped.
+ * - While not connected (or over the in-flight cap) commands are refused at once with a
+ *   negative return and no callback: there is no queue that could grow without bound.
+ * - Callbacks run on the loop thread. `reply` is valid only during the callback.
+ *
+ * Metrics: raproxy_redis_errors_total (error replies and commands lost with a connection),
+ * raproxy_redis_timeouts_total, raproxy_redis_reconnects_total (connection attempts after a
+ * loss), raproxy_redis_up (gauge: number of this process's loop connections that are ready;
+ * 0/1 with one loop). */
+#ifndef RAPROXY_REDIS_H
+#define RAPROXY_REDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+struct redisReply;
+struct rp_redis;
+
+/* Used when no key prefix is configured; admission keys and the allowlist CLI share it. */
+#define RP_REDIS_DEFAULT_PREFIX "raproxy:"
+#define RP_REDIS_DEFAULT_PORT   6379
+/* Commands in flight per connection, including timed-out ones whose reply is still due. */
+#define RP_REDIS_MAX_INFLIGHT 8192u
+
+struct rp_redis_opts {
+    const char *url;        /* redis://[user:pass@]host[:port][/db] or unix:/path */
+    uint32_t timeout_ms;    /* per-command deadline; 0 = RP_DEF_REDIS_TIMEOUT */
+    const char *key_prefix; /* NULL = RP_REDIS_DEFAULT_PREFIX */
+};
+
+/* A parsed URL; strings point into `buf`. */
+struct rp_redis_url {
+    const char *host; /* NULL for unix sockets */
+    int port;
+    const char *path; /* unix socket path, or NULL */
+    const char *user; /* NULL when not given */
+    const char *pass; /* NULL when not given */
+    int db;
+    char buf[512];
+};
+
+/* RP_E_CONFIG on anything malformed (percent-escapes in user and password are decoded). */
+int rp_redis_parse_url(const char *url, struct rp_redis_url *out);
+
+/* Starts connecting at once (asynchronously); AUTH and SELECT when the URL asks for them. */
+int rp_redis_new(struct rp_redis **out, uv_loop_t *loop, const struct rp_redis_opts *o);
+/* Every pending callback fires with RP_E_SHUTDOWN (possibly before this returns); memory is
+ * freed in the close path once the libuv handles are closed. Safe to call from a callback. */
+void rp_redis_close(struct rp_redis *r);
+
+typedef void (*rp_redis_reply_fn)(void *arg, int err, const struct redisReply *reply);
+
+/* 0 when accepted (callback will fire), else RP_E_REDIS_DOWN / RP_E_SHUTDOWN / RP_E_NOMEM and
+ * no callback. argvlen may be NULL for NUL-terminated arguments. */
+int rp_redis_command(struct rp_redis *r, rp_redis_reply_fn cb, void *arg, int argc,
+                     const char **argv, const size_t *argvlen);
+/* Registers a Lua script (the text must stay valid for the life of `r`; identical texts share
+ * an id). It is SCRIPT LOADed on every (re)connect. */
+int rp_redis_script(struct rp_redis *r, const char *lua, unsigned *script_id);
+/* EVALSHA script keys… args…; argv holds the nkeys keys then the arguments. On NOSCRIPT (a
+ * SCRIPT FLUSH or failover) the call is retried once as EVAL, which also reloads the cache;
+ * that retry runs behind commands sent meanwhile (ordering across calls is not kept then). */
+int rp_redis_evalsha(struct rp_redis *r, unsigned script_id, int nkeys, int argc, const char **argv,
+                     const size_t *argvlen, rp_redis_reply_fn cb, void *arg);
+/* Connected, authenticated and scripts loaded. */
+bool rp_redis_ready(const struct rp_redis *r);
+const char *rp_redis_key_prefix(const struct rp_redis *r);
+
+#endif

@@ -1,0 +1,731 @@
+/* Admission (see admit.h for the contract, the key names and the Cluster trade-off).
+ *
+ * Every call becomes one request record with up to MAX_SLOTS slots, one per hash slot it
+ * touches. With Redis each slot is one command, all sent back to back (one round trip); the
+ * record decides when the last answer is in. Without Redis, or when Redis failed and the
+ * domain fails open, the same slots are filled by the in-process limiter and the same
+ * decision function runs, so both paths refuse the same things. */
+#include "raproxy/admit.h"
+
+#include "raproxy/clock.h"
+#include "raproxy/err.h"
+#include "raproxy/limiter.h"
+#include "raproxy/log.h"
+#include "raproxy/redis.h"
+
+#include <hiredis/hiredis.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SLOTS       3
+#define MAX_PREFIX      64u
+#define KEY_MAX         640u
+#define NUM_MAX         24u /* decimal uint64 + NUL */
+#define MS_PER_SEC      1000u
+#define NONCE_TTL_SKEWS 2u /* a messageTime is accepted ±skew: remember nonces 2·skew */
+
+enum admit_kind { ADMIT_START, ADMIT_VERIFIED, ADMIT_ISSUED };
+
+/* What a slot asks; the keys it uses are fixed per kind (see build_*). */
+enum slot_kind {
+    SLOT_IP,
+    SLOT_DOMAIN,
+    SLOT_GLOBAL,
+    SLOT_DEVICE,
+    SLOT_TXN,
+    SLOT_ALLOW,
+    SLOT_CONSUME
+};
+
+/* Key indices in admit_req.key */
+enum { K_IP, K_DOMAIN, K_GLOBAL, K_COUNT_START };
+enum { K_DEV, K_NONCE, K_TXN, K_ALLOW, K_COUNT };
+
+/* Script answer codes (admit_lua.c). */
+#define CODE_OK      1
+#define CODE_REFUSED 0
+#define CODE_REPLAY  (-1)
+#define CODE_IN_USE  (-2)
+#define CODE_UNKNOWN (-3)
+
+struct admit_req;
+
+struct admit_slot {
+    struct admit_req *req;
+    enum slot_kind kind;
+    const struct rp_cfg_limit *limit; /* rate slots; points into req->limits */
+    int key;                          /* index of its (first) key */
+    int err;                          /* RP_OK when code/value hold an answer */
+    long long code, value;
+};
+
+struct admit_req {
+    struct rp_admit *a;
+    rp_admit_fn cb;
+    void *arg;
+    enum admit_kind kind;
+    int pending;  /* commands sent, answer not yet in */
+    bool sending; /* no decision while the slots are still being sent */
+    int nslots;
+    struct admit_slot slots[MAX_SLOTS];
+    struct rp_cfg_limits limits;
+    enum rp_redis_failure on_failure;
+    enum rp_txn_mode mode;
+    bool allowlist;
+    char body[RP_LIMITER_STATE_MAX + 1];
+    uint32_t nonce_ttl_ms;
+    uint8_t serial[RP_ADMIT_MAX_SERIAL];
+    size_t serial_len;
+    uint8_t txid[RP_ADMIT_MAX_ID];
+    size_t txid_len;
+    char key[K_COUNT][KEY_MAX];
+    size_t keylen[K_COUNT];
+};
+
+struct rp_admit {
+    struct rp_redis *redis;
+    struct rp_limiter *lim;
+    char prefix[MAX_PREFIX + 1];
+    uint32_t txn_ttl_ms;
+    unsigned sc_gcra, sc_refund, sc_dev, sc_dev_undo, sc_txn, sc_txn_undo;
+};
+
+/* ---- keys --------------------------------------------------------------------------------- */
+
+struct keybuf {
+    char *p;
+    size_t len;
+    bool overflow;
+};
+
+static void kb_bytes(struct keybuf *k, const void *p, size_t n)
+{
+    if (k->overflow || k->len + n >= KEY_MAX) {
+        k->overflow = true;
+        return;
+    }
+    memcpy(k->p + k->len, p, n);
+    k->len += n;
+}
+
+static void kb_str(struct keybuf *k, const char *s)
+{
+    kb_bytes(k, s, strlen(s));
+}
+
+static void kb_hex(struct keybuf *k, const uint8_t *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n && !k->overflow; i++) {
+        char two[2] = {hex[p[i] >> 4], hex[p[i] & 15]};
+        kb_bytes(k, two, 2);
+    }
+}
+
+/* Starts key i of req with the prefix. */
+static struct keybuf kb_begin(struct admit_req *req, int i)
+{
+    struct keybuf k = {req->key[i], 0, false};
+    kb_str(&k, req->a->prefix);
+    return k;
+}
+
+static int kb_end(struct admit_req *req, int i, struct keybuf *k)
+{
+    if (k->overflow)
+        return RP_E_INVAL;
+    k->p[k->len] = '\0';
+    req->keylen[i] = k->len;
+    return RP_OK;
+}
+
+static struct rp_view key_view(const struct admit_req *req, int i)
+{
+    return rp_view_make(req->key[i], req->keylen[i]);
+}
+
+/* ---- setup ---------------------------------------------------------------------------------- */
+
+int rp_admit_new(struct rp_admit **out, const struct rp_admit_opts *o)
+{
+    *out = NULL;
+    if (!o || !o->limiter)
+        return RP_E_INVAL;
+    const char *prefix = o->key_prefix ? o->key_prefix
+                         : o->redis    ? rp_redis_key_prefix(o->redis)
+                                       : RP_REDIS_DEFAULT_PREFIX;
+    if (strlen(prefix) > MAX_PREFIX || strpbrk(prefix, "{}"))
+        return RP_E_CONFIG;
+    struct rp_admit *a = calloc(1, sizeof *a);
+    if (!a)
+        return RP_E_NOMEM;
+    a->redis = o->redis;
+    a->lim = o->limiter;
+    strcpy(a->prefix, prefix);
+    a->txn_ttl_ms = o->txn_ttl_ms ? o->txn_ttl_ms : RP_ADMIT_TXN_TTL_MS;
+    if (a->redis && (rp_redis_script(a->redis, rp_admit_lua_gcra, &a->sc_gcra) ||
+                     rp_redis_script(a->redis, rp_admit_lua_gcra_refund, &a->sc_refund) ||
+                     rp_redis_script(a->redis, rp_admit_lua_device, &a->sc_dev) ||
+                     rp_redis_script(a->redis, rp_admit_lua_device_undo, &a->sc_dev_undo) ||
+                     rp_redis_script(a->redis, rp_admit_lua_txn, &a->sc_txn) ||
+                     rp_redis_script(a->redis, rp_admit_lua_txn_undo, &a->sc_txn_undo))) {
+        free(a);
+        return RP_E_NOMEM;
+    }
+    *out = a;
+    return RP_OK;
+}
+
+void rp_admit_free(struct rp_admit *a)
+{
+    free(a);
+}
+
+enum rp_txn_mode rp_admit_txn_mode(const char *body)
+{
+    static const char *const starts[] = {"ir", "cr", "p10cr", "kur", "rr", "genm", "ccr", "krr"};
+    if (!body)
+        return RP_TXN_CHECK;
+    if (strcmp(body, "certConf") == 0 || strcmp(body, "pollReq") == 0)
+        return RP_TXN_CONTINUE;
+    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++)
+        if (strcmp(body, starts[i]) == 0)
+            return RP_TXN_START;
+    return RP_TXN_CHECK;
+}
+
+static const char *txn_mode_name(enum rp_txn_mode m)
+{
+    return m == RP_TXN_START ? "start" : m == RP_TXN_CONTINUE ? "continue" : "check";
+}
+
+static const char *slot_limit_name(enum slot_kind k)
+{
+    switch (k) {
+    case SLOT_IP:
+        return "per_ip";
+    case SLOT_DOMAIN:
+        return "domain";
+    case SLOT_GLOBAL:
+        return "global";
+    case SLOT_DEVICE:
+        return "per_device";
+    default:
+        return NULL;
+    }
+}
+
+static uint64_t now_us(void)
+{
+    return rp_clock_ns() / 1000u;
+}
+
+static struct admit_req *req_new(struct rp_admit *a, enum admit_kind kind, rp_admit_fn cb,
+                                 void *arg)
+{
+    struct admit_req *req = calloc(1, sizeof *req);
+    if (!req)
+        return NULL;
+    req->a = a;
+    req->kind = kind;
+    req->cb = cb;
+    req->arg = arg;
+    return req;
+}
+
+static void add_slot(struct admit_req *req, enum slot_kind kind, int key,
+                     const struct rp_cfg_limit *limit)
+{
+    struct admit_slot *s = &req->slots[req->nslots++];
+    s->req = req;
+    s->kind = kind;
+    s->key = key;
+    s->limit = limit;
+    s->err = RP_OK;
+}
+
+static void fire(rp_admit_fn cb, void *arg, int err)
+{
+    struct rp_admit_result res = {.err = err};
+    cb(arg, &res);
+}
+
+/* ---- decisions (shared by Redis and in-process answers) ---------------------------------- */
+
+static void ignore_reply(void *arg, int err, const struct redisReply *reply)
+{
+    (void)arg;
+    (void)err;
+    (void)reply;
+}
+
+static void fmt_u64(char *buf, uint64_t v)
+{
+    snprintf(buf, NUM_MAX, "%llu", (unsigned long long)v);
+}
+
+/* Give back what a slot charged, in Redis (fire and forget) or in process. */
+static void undo_slot(struct admit_req *req, struct admit_slot *s, bool local)
+{
+    struct rp_admit *a = req->a;
+    uint64_t now = now_us();
+    uint32_t rate = s->limit ? s->limit->rate : 0;
+    char t[NUM_MAX];
+    fmt_u64(t, rate ? rp_gcra_interval_us(rate) : 0);
+    switch (s->kind) {
+    case SLOT_IP:
+    case SLOT_DOMAIN:
+    case SLOT_GLOBAL:
+        if (local) {
+            rp_limiter_refund(a->lim, key_view(req, s->key), rate, now);
+        } else {
+            const char *argv[] = {req->key[s->key], t};
+            size_t len[] = {req->keylen[s->key], strlen(t)};
+            (void)rp_redis_evalsha(a->redis, a->sc_refund, 1, 2, argv, len, ignore_reply, NULL);
+        }
+        break;
+    case SLOT_DEVICE:
+        if (local) {
+            rp_limiter_nonce_forget(a->lim, key_view(req, K_NONCE));
+            rp_limiter_refund(a->lim, key_view(req, K_DEV), rate, now);
+        } else {
+            const char *argv[] = {req->key[K_DEV], req->key[K_NONCE], t};
+            size_t len[] = {req->keylen[K_DEV], req->keylen[K_NONCE], strlen(t)};
+            (void)rp_redis_evalsha(a->redis, a->sc_dev_undo, 2, 3, argv, len, ignore_reply, NULL);
+        }
+        break;
+    case SLOT_TXN: {
+        struct rp_view txid = rp_view_make(req->txid, req->txid_len);
+        struct rp_view serial = rp_view_make(req->serial, req->serial_len);
+        if (local) {
+            rp_limiter_txn_forget(a->lim, txid, serial);
+        } else {
+            const char *argv[] = {req->key[K_TXN], (const char *)req->serial};
+            size_t len[] = {req->keylen[K_TXN], req->serial_len};
+            (void)rp_redis_evalsha(a->redis, a->sc_txn_undo, 1, 2, argv, len, ignore_reply, NULL);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static void decide_start(struct admit_req *req, bool local, struct rp_admit_result *res)
+{
+    struct admit_slot *worst = NULL;
+    for (int i = 0; i < req->nslots; i++) {
+        struct admit_slot *s = &req->slots[i];
+        if (s->code == CODE_REFUSED && (!worst || s->value > worst->value))
+            worst = s;
+    }
+    if (!worst)
+        return;
+    res->err = RP_E_RATE_LIMITED;
+    res->retry_after_ms = worst->value < 1 ? 1 : (uint32_t)worst->value;
+    res->limit = slot_limit_name(worst->kind);
+    for (int i = 0; i < req->nslots; i++)
+        if (req->slots[i].code == CODE_OK)
+            undo_slot(req, &req->slots[i], local);
+}
+
+static struct admit_slot *find_slot(struct admit_req *req, enum slot_kind kind)
+{
+    for (int i = 0; i < req->nslots; i++)
+        if (req->slots[i].kind == kind)
+            return &req->slots[i];
+    return NULL;
+}
+
+/* Order of refusals: a replay says most about the message, then transaction conflicts, then
+ * authorization, then quota. */
+static void decide_verified(struct admit_req *req, bool local, struct rp_admit_result *res)
+{
+    struct admit_slot *dev = find_slot(req, SLOT_DEVICE);
+    struct admit_slot *txn = find_slot(req, SLOT_TXN);
+    struct admit_slot *allow = find_slot(req, SLOT_ALLOW);
+    if (dev->code == CODE_REPLAY)
+        res->err = RP_E_BAD_SENDER_NONCE;
+    else if (txn->code == CODE_IN_USE)
+        res->err = RP_E_TXID_IN_USE;
+    else if (txn->code == CODE_UNKNOWN)
+        res->err = RP_E_UNKNOWN_TXN;
+    else if (allow && allow->code != CODE_OK)
+        res->err = RP_E_NOT_AUTHORIZED;
+    else if (dev->code == CODE_REFUSED) {
+        res->err = RP_E_RATE_LIMITED;
+        res->retry_after_ms = dev->value < 1 ? 1 : (uint32_t)dev->value;
+        res->limit = slot_limit_name(SLOT_DEVICE);
+    }
+    if (res->err == RP_OK)
+        return;
+    if (dev->code == CODE_OK)
+        undo_slot(req, dev, local);
+    if (txn->code == CODE_OK && txn->value == 1)
+        undo_slot(req, txn, local);
+}
+
+/* ---- in-process answers ------------------------------------------------------------------- */
+
+static void local_slot(struct admit_req *req, struct admit_slot *s, uint64_t now)
+{
+    struct rp_limiter *l = req->a->lim;
+    uint32_t retry = 0;
+    bool created = false;
+    int rc;
+    s->err = RP_OK;
+    s->value = 0;
+    switch (s->kind) {
+    case SLOT_IP:
+    case SLOT_DOMAIN:
+    case SLOT_GLOBAL:
+        rc =
+            rp_limiter_take(l, key_view(req, s->key), s->limit->rate, s->limit->burst, now, &retry);
+        s->code = rc == RP_OK ? CODE_OK : CODE_REFUSED;
+        s->value = retry;
+        break;
+    case SLOT_DEVICE:
+        if (rp_limiter_nonce(l, key_view(req, K_NONCE), req->nonce_ttl_ms, now) != RP_OK) {
+            s->code = CODE_REPLAY;
+            break;
+        }
+        rc = rp_limiter_take(l, key_view(req, K_DEV), s->limit->rate, s->limit->burst, now, &retry);
+        s->code = rc == RP_OK ? CODE_OK : CODE_REFUSED;
+        s->value = retry;
+        if (rc != RP_OK)
+            rp_limiter_nonce_forget(l, key_view(req, K_NONCE));
+        break;
+    case SLOT_TXN:
+        rc = rp_limiter_txn(l, rp_view_make(req->txid, req->txid_len),
+                            rp_view_make(req->serial, req->serial_len), req->mode, req->body,
+                            req->a->txn_ttl_ms, now, &created);
+        s->code = rc == RP_OK              ? CODE_OK
+                  : rc == RP_E_TXID_IN_USE ? CODE_IN_USE
+                  : rc == RP_E_UNKNOWN_TXN ? CODE_UNKNOWN
+                                           : CODE_REFUSED;
+        s->value = created;
+        if (rc != RP_OK && rc != RP_E_TXID_IN_USE && rc != RP_E_UNKNOWN_TXN)
+            s->err = rc;
+        break;
+    default:
+        s->err = RP_E_SYSTEM_UNAVAIL; /* allowlists live in Redis only */
+        break;
+    }
+}
+
+/* The whole decision in process. degraded: Redis failed and the domain fails open. */
+static void decide_local(struct admit_req *req, struct rp_admit_result *res)
+{
+    if (req->kind == ADMIT_ISSUED || (req->kind == ADMIT_VERIFIED && req->allowlist)) {
+        /* allowlists are never judged without Redis: failing open would enroll anyone */
+        res->err = RP_E_SYSTEM_UNAVAIL;
+        return;
+    }
+    uint64_t now = now_us();
+    for (int i = 0; i < req->nslots; i++) {
+        local_slot(req, &req->slots[i], now);
+        if (req->slots[i].err != RP_OK) {
+            res->err = req->slots[i].err;
+            return;
+        }
+    }
+    if (req->kind == ADMIT_START)
+        decide_start(req, true, res);
+    else
+        decide_verified(req, true, res);
+}
+
+/* ---- Redis answers ------------------------------------------------------------------------ */
+
+static void finish(struct admit_req *req)
+{
+    struct rp_admit_result res = {0};
+    int failure = RP_OK;
+    for (int i = 0; i < req->nslots; i++) {
+        int e = req->slots[i].err;
+        if (e == RP_E_SHUTDOWN || (e != RP_OK && failure != RP_E_SHUTDOWN))
+            failure = e;
+    }
+    if (failure == RP_E_SHUTDOWN) {
+        res.err = RP_E_SHUTDOWN;
+    } else if (failure != RP_OK) {
+        if (req->kind == ADMIT_ISSUED) {
+            res.err = failure; /* the device has its certificate: the pipeline logs this */
+        } else if (req->on_failure == RP_REDIS_FAIL_CLOSED) {
+            res.err = RP_E_SYSTEM_UNAVAIL;
+        } else {
+            res.degraded = true;
+            decide_local(req, &res);
+        }
+    } else if (req->kind == ADMIT_START) {
+        decide_start(req, false, &res);
+    } else if (req->kind == ADMIT_VERIFIED) {
+        decide_verified(req, false, &res);
+    }
+    rp_admit_fn cb = req->cb;
+    void *arg = req->arg;
+    free(req);
+    cb(arg, &res);
+}
+
+/* {code, value} from the scripts, a plain integer from SISMEMBER/SREM. */
+static int parse_reply(struct admit_slot *s, const struct redisReply *rep)
+{
+    if (rep->type == REDIS_REPLY_INTEGER) {
+        s->code = rep->integer;
+        s->value = 0;
+        return RP_OK;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        rep->element[1]->type != REDIS_REPLY_INTEGER)
+        return RP_E_REDIS_REPLY;
+    s->code = rep->element[0]->integer;
+    s->value = rep->element[1]->integer;
+    return RP_OK;
+}
+
+static void on_slot_reply(void *arg, int err, const struct redisReply *rep)
+{
+    struct admit_slot *s = arg;
+    struct admit_req *req = s->req;
+    s->err = err == RP_OK ? parse_reply(s, rep) : err;
+    if (s->err != RP_OK && s->err != RP_E_SHUTDOWN)
+        rp_log_debug("admit_redis", "redis answer unusable: %s", rp_err_name(s->err));
+    if (--req->pending == 0 && !req->sending)
+        finish(req);
+}
+
+static int send_slot(struct admit_req *req, struct admit_slot *s)
+{
+    struct rp_admit *a = req->a;
+    char t[NUM_MAX], b[NUM_MAX], ttl[NUM_MAX];
+    uint32_t rate = s->limit ? s->limit->rate : 0;
+    fmt_u64(t, rate ? rp_gcra_interval_us(rate) : 0);
+    fmt_u64(b, s->limit ? rp_gcra_burst(rate, s->limit->burst) : 0);
+    switch (s->kind) {
+    case SLOT_IP:
+    case SLOT_DOMAIN:
+    case SLOT_GLOBAL: {
+        const char *argv[] = {req->key[s->key], t, b};
+        size_t len[] = {req->keylen[s->key], strlen(t), strlen(b)};
+        return rp_redis_evalsha(a->redis, a->sc_gcra, 1, 3, argv, len, on_slot_reply, s);
+    }
+    case SLOT_DEVICE: {
+        fmt_u64(ttl, req->nonce_ttl_ms);
+        const char *argv[] = {req->key[K_DEV], req->key[K_NONCE], t, b, ttl};
+        size_t len[] = {req->keylen[K_DEV], req->keylen[K_NONCE], strlen(t), strlen(b),
+                        strlen(ttl)};
+        return rp_redis_evalsha(a->redis, a->sc_dev, 2, 5, argv, len, on_slot_reply, s);
+    }
+    case SLOT_TXN: {
+        fmt_u64(ttl, a->txn_ttl_ms);
+        const char *mode = txn_mode_name(req->mode);
+        const char *argv[] = {req->key[K_TXN], (const char *)req->serial, mode, req->body, ttl};
+        size_t len[] = {req->keylen[K_TXN], req->serial_len, strlen(mode), strlen(req->body),
+                        strlen(ttl)};
+        return rp_redis_evalsha(a->redis, a->sc_txn, 1, 5, argv, len, on_slot_reply, s);
+    }
+    case SLOT_ALLOW:
+    case SLOT_CONSUME: {
+        const char *argv[] = {s->kind == SLOT_ALLOW ? "SISMEMBER" : "SREM", req->key[K_ALLOW],
+                              (const char *)req->serial};
+        size_t len[] = {s->kind == SLOT_ALLOW ? 9u : 4u, req->keylen[K_ALLOW], req->serial_len};
+        return rp_redis_command(a->redis, on_slot_reply, s, 3, argv, len);
+    }
+    }
+    return RP_E_INTERNAL;
+}
+
+/* Sends every slot (one pipelined round trip), or decides in process without Redis. */
+static void run(struct admit_req *req)
+{
+    if (req->nslots == 0 || !req->a->redis) {
+        struct rp_admit_result res = {0};
+        if (req->nslots)
+            decide_local(req, &res);
+        rp_admit_fn cb = req->cb;
+        void *arg = req->arg;
+        free(req);
+        cb(arg, &res);
+        return;
+    }
+    req->sending = true;
+    for (int i = 0; i < req->nslots; i++) {
+        int rc = send_slot(req, &req->slots[i]);
+        if (rc == RP_OK)
+            req->pending++;
+        else
+            req->slots[i].err = rc;
+    }
+    req->sending = false;
+    if (req->pending == 0)
+        finish(req);
+}
+
+/* ---- public calls ------------------------------------------------------------------------- */
+
+static bool name_ok(const char *s)
+{
+    return s && *s && strlen(s) <= RP_ADMIT_MAX_NAME;
+}
+
+void rp_admit_start(struct rp_admit *a, const struct rp_admit_in *in, rp_admit_fn cb, void *arg)
+{
+    if (!name_ok(in->domain) || !name_ok(in->client_addr) || !in->limits) {
+        fire(cb, arg, RP_E_INVAL);
+        return;
+    }
+    struct admit_req *req = req_new(a, ADMIT_START, cb, arg);
+    if (!req) {
+        fire(cb, arg, RP_E_NOMEM);
+        return;
+    }
+    req->limits = *in->limits;
+    req->on_failure = in->on_redis_failure;
+    struct keybuf k = kb_begin(req, K_IP);
+    kb_str(&k, "rl:{ip:");
+    kb_str(&k, in->client_addr);
+    kb_str(&k, "}:");
+    kb_str(&k, in->domain);
+    kb_end(req, K_IP, &k);
+    k = kb_begin(req, K_DOMAIN);
+    kb_str(&k, "rl:{dom:");
+    kb_str(&k, in->domain);
+    kb_str(&k, "}");
+    kb_end(req, K_DOMAIN, &k);
+    k = kb_begin(req, K_GLOBAL);
+    kb_str(&k, "rl:{glob}");
+    kb_end(req, K_GLOBAL, &k);
+    /* order = tie-break order of the reported limit: the most specific first */
+    if (req->limits.per_ip.rate)
+        add_slot(req, SLOT_IP, K_IP, &req->limits.per_ip);
+    if (req->limits.domain.rate)
+        add_slot(req, SLOT_DOMAIN, K_DOMAIN, &req->limits.domain);
+    if (req->limits.global.rate)
+        add_slot(req, SLOT_GLOBAL, K_GLOBAL, &req->limits.global);
+    run(req);
+}
+
+int rp_admit_allowlist_key(char *buf, size_t cap, const char *prefix, const char *domain)
+{
+    int n = snprintf(buf, cap, "%sallow:{dom:%s}", prefix ? prefix : RP_REDIS_DEFAULT_PREFIX,
+                     domain ? domain : "");
+    return n < 0 || (size_t)n >= cap ? RP_E_INVAL : n;
+}
+
+static int allow_key(struct admit_req *req, const char *domain)
+{
+    int n = rp_admit_allowlist_key(req->key[K_ALLOW], KEY_MAX, req->a->prefix, domain);
+    if (n < 0)
+        return n;
+    req->keylen[K_ALLOW] = (size_t)n;
+    return RP_OK;
+}
+
+static int verified_keys(struct admit_req *req, const struct rp_admit_verified_in *in)
+{
+    int rc = RP_OK;
+    struct keybuf k = kb_begin(req, K_DEV);
+    kb_str(&k, "rl:{dev:");
+    kb_str(&k, in->domain);
+    kb_str(&k, ":");
+    kb_bytes(&k, in->serial.p, in->serial.len);
+    kb_str(&k, "}");
+    rc |= kb_end(req, K_DEV, &k);
+    k = kb_begin(req, K_NONCE);
+    kb_str(&k, "nonce:{dev:");
+    kb_str(&k, in->domain);
+    kb_str(&k, ":");
+    kb_bytes(&k, in->serial.p, in->serial.len);
+    kb_str(&k, "}:");
+    kb_hex(&k, in->nonce.p, in->nonce.len);
+    rc |= kb_end(req, K_NONCE, &k);
+    k = kb_begin(req, K_TXN);
+    kb_str(&k, "txn:{txn:");
+    kb_hex(&k, in->txid.p, in->txid.len);
+    kb_str(&k, "}");
+    rc |= kb_end(req, K_TXN, &k);
+    rc |= allow_key(req, in->domain);
+    return rc ? RP_E_INVAL : RP_OK;
+}
+
+void rp_admit_after_verify(struct rp_admit *a, const struct rp_admit_verified_in *in,
+                           rp_admit_fn cb, void *arg)
+{
+    if (!name_ok(in->domain) || !in->limits || !in->serial.p || in->serial.len == 0 ||
+        in->serial.len > RP_ADMIT_MAX_SERIAL || !in->txid.p || in->txid.len == 0 ||
+        in->txid.len > RP_ADMIT_MAX_ID) {
+        fire(cb, arg, RP_E_INVAL);
+        return;
+    }
+    if (!in->nonce.p || in->nonce.len == 0 || in->nonce.len > RP_ADMIT_MAX_ID) {
+        fire(cb, arg, RP_E_BAD_SENDER_NONCE);
+        return;
+    }
+    struct admit_req *req = req_new(a, ADMIT_VERIFIED, cb, arg);
+    if (!req) {
+        fire(cb, arg, RP_E_NOMEM);
+        return;
+    }
+    if (verified_keys(req, in) != RP_OK) {
+        free(req);
+        fire(cb, arg, RP_E_INVAL);
+        return;
+    }
+    req->limits = *in->limits;
+    req->on_failure = in->on_redis_failure;
+    req->mode = rp_admit_txn_mode(in->body);
+    snprintf(req->body, sizeof req->body, "%s", in->body ? in->body : "");
+    uint32_t skew = in->max_clock_skew_s ? in->max_clock_skew_s : RP_DEF_MAX_CLOCK_SKEW;
+    req->nonce_ttl_ms = NONCE_TTL_SKEWS * skew * MS_PER_SEC;
+    memcpy(req->serial, in->serial.p, in->serial.len);
+    req->serial_len = in->serial.len;
+    memcpy(req->txid, in->txid.p, in->txid.len);
+    req->txid_len = in->txid.len;
+    req->allowlist = in->allowlist_redis;
+    add_slot(req, SLOT_DEVICE, K_DEV, &req->limits.per_device);
+    add_slot(req, SLOT_TXN, K_TXN, NULL);
+    if (req->allowlist)
+        add_slot(req, SLOT_ALLOW, K_ALLOW, NULL);
+    run(req);
+}
+
+void rp_admit_on_issued(struct rp_admit *a, const struct rp_admit_issued_in *in, rp_admit_fn cb,
+                        void *arg)
+{
+    if (!name_ok(in->domain) || !in->serial.p || in->serial.len == 0 ||
+        in->serial.len > RP_ADMIT_MAX_SERIAL) {
+        fire(cb, arg, RP_E_INVAL);
+        return;
+    }
+    struct admit_req *req = req_new(a, ADMIT_ISSUED, cb, arg);
+    if (!req) {
+        fire(cb, arg, RP_E_NOMEM);
+        return;
+    }
+    if (allow_key(req, in->domain) != RP_OK) {
+        free(req);
+        fire(cb, arg, RP_E_INVAL);
+        return;
+    }
+    memcpy(req->serial, in->serial.p, in->serial.len);
+    req->serial_len = in->serial.len;
+    if (in->allowlist_consume)
+        add_slot(req, SLOT_CONSUME, K_ALLOW, NULL);
+    run(req);
+}
+
+bool rp_admit_may_sign_error(struct rp_admit *a, const char *domain)
+{
+    char key[KEY_MAX];
+    int n = snprintf(key, sizeof key, "errsig:%s", domain ? domain : "");
+    if (n < 0 || (size_t)n >= sizeof key)
+        return false;
+    uint32_t retry;
+    return rp_limiter_take(a->lim, rp_view_make(key, (size_t)n), RP_ADMIT_ERRSIG_RATE,
+                           RP_ADMIT_ERRSIG_RATE, now_us(), &retry) == RP_OK;
+}

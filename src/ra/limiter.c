@@ -1,0 +1,395 @@
+/* In-process limiter, replay cache and transaction table (see limiter.h for the contract). */
+#include "raproxy/limiter.h"
+
+#include "raproxy/clock.h"
+#include "raproxy/err.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define USEC_PER_MSEC        1000ull
+#define EXPIRED_SWEEP        2 /* expired LRU heads dropped per insert: keeps dead entries rare */
+#define CACHELINE            64
+#define FNV_OFFSET           0xcbf29ce484222325ull
+#define FNV_PRIME            0x100000001b3ull
+#define MIN_SLOTS_PER_STRIPE 16u
+
+struct lim_entry {
+    struct lim_entry *hnext;       /* hash chain */
+    struct lim_entry *prev, *next; /* LRU list, head = least recently used */
+    uint64_t hash;
+    uint64_t expire_us;
+    uint64_t tat_us;                      /* rate buckets */
+    char state[RP_LIMITER_STATE_MAX + 1]; /* transactions */
+    uint16_t keylen, serlen;
+    uint8_t data[]; /* key, then the owner serial (transactions) */
+};
+
+struct lim_stripe {
+    pthread_mutex_t mu;
+    struct lim_entry **slots;
+    size_t mask;
+    size_t count, max;
+    struct lim_entry *lru_head, *lru_tail;
+} __attribute__((aligned(CACHELINE)));
+
+struct lim_table {
+    struct lim_stripe stripes[RP_LIMITER_STRIPES];
+};
+
+struct rp_limiter {
+    uint64_t seed; /* per process, so that colliding keys cannot be precomputed */
+    struct lim_table buckets, nonces, txns;
+};
+
+/* ---- hash table with LRU ---------------------------------------------------------------- */
+
+static uint64_t key_hash(const struct rp_limiter *l, struct rp_view k)
+{
+    uint64_t h = FNV_OFFSET ^ l->seed;
+    for (size_t i = 0; i < k.len; i++)
+        h = (h ^ k.p[i]) * FNV_PRIME;
+    /* murmur3 finaliser: FNV's low bits are weak and both stripe and slot come from them */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+static int table_init(struct lim_table *t, uint32_t max)
+{
+    size_t per = (max + RP_LIMITER_STRIPES - 1) / RP_LIMITER_STRIPES;
+    size_t slots = MIN_SLOTS_PER_STRIPE;
+    while (slots < per)
+        slots <<= 1;
+    for (unsigned i = 0; i < RP_LIMITER_STRIPES; i++) {
+        struct lim_stripe *s = &t->stripes[i];
+        s->slots = calloc(slots, sizeof *s->slots);
+        if (!s->slots)
+            return RP_E_NOMEM;
+        s->mask = slots - 1;
+        s->max = per ? per : 1;
+        pthread_mutex_init(&s->mu, NULL);
+    }
+    return RP_OK;
+}
+
+static void table_free(struct lim_table *t)
+{
+    for (unsigned i = 0; i < RP_LIMITER_STRIPES; i++) {
+        struct lim_stripe *s = &t->stripes[i];
+        if (!s->slots)
+            continue;
+        for (struct lim_entry *e = s->lru_head, *n; e; e = n) {
+            n = e->next;
+            free(e);
+        }
+        free(s->slots);
+        pthread_mutex_destroy(&s->mu);
+    }
+}
+
+static struct lim_stripe *stripe_of(struct lim_table *t, uint64_t h)
+{
+    return &t->stripes[(h >> 56) % RP_LIMITER_STRIPES];
+}
+
+static void lru_unlink(struct lim_stripe *s, struct lim_entry *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        s->lru_head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        s->lru_tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_append(struct lim_stripe *s, struct lim_entry *e)
+{
+    e->prev = s->lru_tail;
+    e->next = NULL;
+    if (s->lru_tail)
+        s->lru_tail->next = e;
+    else
+        s->lru_head = e;
+    s->lru_tail = e;
+}
+
+static void entry_remove(struct lim_stripe *s, struct lim_entry *e)
+{
+    struct lim_entry **pp = &s->slots[e->hash & s->mask];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    lru_unlink(s, e);
+    s->count--;
+    free(e);
+}
+
+/* Live entry for key, or NULL (an expired one is dropped on the way). */
+static struct lim_entry *entry_find(struct lim_stripe *s, uint64_t h, struct rp_view k,
+                                    uint64_t now_us)
+{
+    for (struct lim_entry *e = s->slots[h & s->mask]; e; e = e->hnext) {
+        if (e->hash != h || e->keylen != k.len || memcmp(e->data, k.p, k.len) != 0)
+            continue;
+        if (e->expire_us <= now_us) {
+            entry_remove(s, e);
+            return NULL;
+        }
+        lru_unlink(s, e);
+        lru_append(s, e);
+        return e;
+    }
+    return NULL;
+}
+
+static struct lim_entry *entry_add(struct lim_stripe *s, uint64_t h, struct rp_view k,
+                                   struct rp_view extra, uint64_t now_us)
+{
+    for (int i = 0; i < EXPIRED_SWEEP && s->lru_head && s->lru_head->expire_us <= now_us; i++)
+        entry_remove(s, s->lru_head);
+    if (s->count >= s->max)
+        entry_remove(s, s->lru_head);
+    struct lim_entry *e = malloc(sizeof *e + k.len + extra.len);
+    if (!e)
+        return NULL;
+    memset(e, 0, sizeof *e);
+    e->hash = h;
+    e->keylen = (uint16_t)k.len;
+    e->serlen = (uint16_t)extra.len;
+    if (k.len)
+        memcpy(e->data, k.p, k.len);
+    if (extra.len)
+        memcpy(e->data + k.len, extra.p, extra.len);
+    struct lim_entry **slot = &s->slots[h & s->mask];
+    e->hnext = *slot;
+    *slot = e;
+    lru_append(s, e);
+    s->count++;
+    return e;
+}
+
+static bool key_ok(struct rp_view k)
+{
+    return k.len <= RP_LIMITER_MAX_KEY && (k.p || k.len == 0);
+}
+
+/* ---- public ----------------------------------------------------------------------------- */
+
+int rp_limiter_new(struct rp_limiter **out, const struct rp_limiter_opts *o)
+{
+    struct rp_limiter_opts d = {0};
+    if (o)
+        d = *o;
+    struct rp_limiter *l = calloc(1, sizeof *l);
+    if (!l)
+        return RP_E_NOMEM;
+    l->seed = rp_clock_ns() ^ (uint64_t)(uintptr_t)l;
+    if (table_init(&l->buckets, d.max_buckets ? d.max_buckets : RP_LIMITER_DEF_BUCKETS) ||
+        table_init(&l->nonces, d.max_nonces ? d.max_nonces : RP_LIMITER_DEF_NONCES) ||
+        table_init(&l->txns, d.max_txns ? d.max_txns : RP_LIMITER_DEF_TXNS)) {
+        rp_limiter_free(l);
+        return RP_E_NOMEM;
+    }
+    *out = l;
+    return RP_OK;
+}
+
+void rp_limiter_free(struct rp_limiter *l)
+{
+    if (!l)
+        return;
+    table_free(&l->buckets);
+    table_free(&l->nonces);
+    table_free(&l->txns);
+    free(l);
+}
+
+uint64_t rp_gcra_interval_us(uint32_t rate)
+{
+    uint64_t t = rate ? RP_USEC_PER_SEC / rate : RP_USEC_PER_SEC;
+    return t ? t : 1;
+}
+
+uint32_t rp_gcra_burst(uint32_t rate, uint32_t burst)
+{
+    uint32_t b = burst ? burst : rate;
+    return b ? b : 1;
+}
+
+int rp_limiter_take(struct rp_limiter *l, struct rp_view key, uint32_t rate, uint32_t burst,
+                    uint64_t now_us, uint32_t *retry_after_ms)
+{
+    *retry_after_ms = 0;
+    if (rate == 0)
+        return RP_OK;
+    if (!key_ok(key))
+        return RP_E_INVAL;
+    uint64_t t = rp_gcra_interval_us(rate);
+    uint64_t b = rp_gcra_burst(rate, burst);
+    uint64_t h = key_hash(l, key);
+    struct lim_stripe *s = stripe_of(&l->buckets, h);
+    int rc = RP_OK;
+    pthread_mutex_lock(&s->mu);
+    struct lim_entry *e = entry_find(s, h, key, now_us);
+    uint64_t tat = e && e->tat_us > now_us ? e->tat_us : now_us;
+    uint64_t next = tat + t;
+    /* allow_at = next - b·t, written so that nothing underflows */
+    if (next > now_us + b * t) {
+        uint64_t wait_us = next - b * t - now_us;
+        uint64_t ms = (wait_us + USEC_PER_MSEC - 1) / USEC_PER_MSEC;
+        *retry_after_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+        rc = RP_E_RATE_LIMITED;
+        goto out;
+    }
+    if (!e)
+        e = entry_add(s, h, key, RP_VIEW_NULL, now_us);
+    if (!e) {
+        rc = RP_E_NOMEM;
+        goto out;
+    }
+    e->tat_us = next;
+    e->expire_us = next; /* a bucket whose TAT has passed is the same as no bucket */
+out:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void rp_limiter_refund(struct rp_limiter *l, struct rp_view key, uint32_t rate, uint64_t now_us)
+{
+    if (rate == 0 || !key_ok(key))
+        return;
+    uint64_t t = rp_gcra_interval_us(rate);
+    uint64_t h = key_hash(l, key);
+    struct lim_stripe *s = stripe_of(&l->buckets, h);
+    pthread_mutex_lock(&s->mu);
+    struct lim_entry *e = entry_find(s, h, key, now_us);
+    if (e) {
+        if (e->tat_us <= now_us + t) {
+            entry_remove(s, e);
+        } else {
+            e->tat_us -= t;
+            e->expire_us = e->tat_us;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+int rp_limiter_nonce(struct rp_limiter *l, struct rp_view key, uint32_t ttl_ms, uint64_t now_us)
+{
+    if (!key_ok(key))
+        return RP_E_INVAL;
+    uint64_t h = key_hash(l, key);
+    struct lim_stripe *s = stripe_of(&l->nonces, h);
+    int rc = RP_OK;
+    pthread_mutex_lock(&s->mu);
+    if (entry_find(s, h, key, now_us)) {
+        rc = RP_E_BAD_SENDER_NONCE;
+    } else {
+        struct lim_entry *e = entry_add(s, h, key, RP_VIEW_NULL, now_us);
+        if (e)
+            e->expire_us = now_us + (uint64_t)ttl_ms * USEC_PER_MSEC;
+        else
+            rc = RP_E_NOMEM;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void rp_limiter_nonce_forget(struct rp_limiter *l, struct rp_view key)
+{
+    if (!key_ok(key))
+        return;
+    uint64_t h = key_hash(l, key);
+    struct lim_stripe *s = stripe_of(&l->nonces, h);
+    pthread_mutex_lock(&s->mu);
+    struct lim_entry *e = entry_find(s, h, key, 0);
+    if (e)
+        entry_remove(s, e);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static bool owner_is(const struct lim_entry *e, struct rp_view serial)
+{
+    return e->serlen == serial.len &&
+           (serial.len == 0 || memcmp(e->data + e->keylen, serial.p, serial.len) == 0);
+}
+
+static void set_state(struct lim_entry *e, const char *state)
+{
+    size_t n = state ? strlen(state) : 0;
+    if (n > RP_LIMITER_STATE_MAX)
+        n = RP_LIMITER_STATE_MAX;
+    memcpy(e->state, state ? state : "", n);
+    e->state[n] = '\0';
+}
+
+int rp_limiter_txn(struct rp_limiter *l, struct rp_view txid, struct rp_view serial,
+                   enum rp_txn_mode mode, const char *state, uint32_t ttl_ms, uint64_t now_us,
+                   bool *created)
+{
+    *created = false;
+    if (!key_ok(txid) || !key_ok(serial))
+        return RP_E_INVAL;
+    uint64_t h = key_hash(l, txid);
+    struct lim_stripe *s = stripe_of(&l->txns, h);
+    uint64_t expire = now_us + (uint64_t)ttl_ms * USEC_PER_MSEC;
+    int rc = RP_OK;
+    pthread_mutex_lock(&s->mu);
+    struct lim_entry *e = entry_find(s, h, txid, now_us);
+    if (e && !owner_is(e, serial)) {
+        rc = RP_E_TXID_IN_USE;
+    } else if (!e && mode == RP_TXN_CONTINUE) {
+        rc = RP_E_UNKNOWN_TXN;
+    } else if (!e && mode == RP_TXN_START) {
+        e = entry_add(s, h, txid, serial, now_us);
+        if (!e) {
+            rc = RP_E_NOMEM;
+            goto out;
+        }
+        *created = true;
+    }
+    if (rc == RP_OK && e && mode != RP_TXN_CHECK) {
+        set_state(e, state);
+        e->expire_us = expire;
+    }
+out:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void rp_limiter_txn_forget(struct rp_limiter *l, struct rp_view txid, struct rp_view serial)
+{
+    if (!key_ok(txid) || !key_ok(serial))
+        return;
+    uint64_t h = key_hash(l, txid);
+    struct lim_stripe *s = stripe_of(&l->txns, h);
+    pthread_mutex_lock(&s->mu);
+    struct lim_entry *e = entry_find(s, h, txid, 0);
+    if (e && owner_is(e, serial))
+        entry_remove(s, e);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static size_t table_count(struct lim_table *t)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < RP_LIMITER_STRIPES; i++) {
+        pthread_mutex_lock(&t->stripes[i].mu);
+        n += t->stripes[i].count;
+        pthread_mutex_unlock(&t->stripes[i].mu);
+    }
+    return n;
+}
+
+size_t rp_limiter_count(struct rp_limiter *l)
+{
+    return table_count(&l->buckets) + table_count(&l->nonces) + table_count(&l->txns);
+}

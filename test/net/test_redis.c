@@ -1,0 +1,394 @@
+/* Redis client against a real redis-server on a loopback port. */
+#include "raproxy/err.h"
+#include "raproxy/metrics.h"
+#include "raproxy/redis.h"
+#include "support.h"
+
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define TICK_MS  5
+#define WAIT_MS  5000
+#define SHORT_MS 100
+
+struct srv {
+    struct rpt_proc p;
+    int port;
+    char url[96];
+};
+
+/* redis-servers this test started: a failed assertion leaves the test early, so the suite's
+ * fini stops whatever is still running */
+static pid_t started[8];
+static int nstarted;
+
+static void remember(pid_t pid)
+{
+    if (nstarted < (int)(sizeof started / sizeof started[0]))
+        started[nstarted++] = pid;
+}
+
+static void stop_leftovers(void)
+{
+    for (int i = 0; i < nstarted; i++) {
+        struct rpt_proc p = {.pid = started[i]};
+        if (kill(p.pid, 0) == 0) {
+            kill(p.pid, SIGCONT);
+            rpt_stop(&p, SIGKILL, WAIT_MS);
+        }
+    }
+}
+
+TestSuite(redis, .fini = stop_leftovers);
+
+static void srv_start_on(struct srv *s, int port, const char *pass)
+{
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    const char *argv[] = {
+        "redis-server", "--save", "",       "--appendonly", "no",
+        "--port",       portstr,  "--bind", "127.0.0.1",    pass ? "--requirepass" : NULL,
+        pass,           NULL};
+    memset(&s->p, 0, sizeof s->p);
+    s->port = port;
+    cr_assert_eq(rpt_spawn(&s->p, argv), 0);
+    remember(s->p.pid);
+    cr_assert_eq(rpt_wait_port(port, WAIT_MS), 0, "redis-server did not start");
+    snprintf(s->url, sizeof s->url, "redis://127.0.0.1:%d", port);
+}
+
+static void srv_start(struct srv *s)
+{
+    srv_start_on(s, rpt_free_port(), NULL);
+}
+
+static void srv_stop(struct srv *s)
+{
+    if (s->p.pid > 0) {
+        kill(s->p.pid, SIGCONT);
+        rpt_stop(&s->p, SIGKILL, WAIT_MS);
+    }
+}
+
+static long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+/* Runs the loop until cond(arg) holds or timeout_ms pass; a ticking timer keeps
+ * UV_RUN_ONCE from blocking forever. Returns whether cond held. */
+static bool run_until(uv_loop_t *loop, bool (*cond)(void *), void *arg, int timeout_ms)
+{
+    uv_timer_t tick;
+    uv_timer_init(loop, &tick);
+    uv_timer_start(&tick, on_tick, TICK_MS, TICK_MS);
+    long deadline = mono_ms() + timeout_ms;
+    bool ok;
+    while (!(ok = cond(arg)) && mono_ms() < deadline)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return ok;
+}
+
+static bool is_ready(void *r)
+{
+    return rp_redis_ready(r);
+}
+
+static bool is_down(void *r)
+{
+    return !rp_redis_ready(r);
+}
+
+struct answer {
+    int calls;
+    int err;
+    char str[64];
+    long long integer;
+    int type;
+};
+
+static void on_answer(void *arg, int err, const struct redisReply *rep)
+{
+    struct answer *a = arg;
+    a->calls++;
+    a->err = err;
+    if (rep) {
+        a->type = rep->type;
+        a->integer = rep->integer;
+        if (rep->str)
+            snprintf(a->str, sizeof a->str, "%.*s", (int)rep->len, rep->str);
+    }
+}
+
+static bool answered(void *arg)
+{
+    return ((struct answer *)arg)->calls > 0;
+}
+
+struct answers {
+    struct answer a[4];
+    int n;
+};
+
+static bool all_answered(void *arg)
+{
+    struct answers *as = arg;
+    for (int i = 0; i < as->n; i++)
+        if (as->a[i].calls == 0)
+            return false;
+    return true;
+}
+
+static struct rp_redis *client(uv_loop_t *loop, const char *url, uint32_t timeout_ms)
+{
+    struct rp_redis *r;
+    struct rp_redis_opts o = {.url = url, .timeout_ms = timeout_ms};
+    cr_assert_eq(rp_redis_new(&r, loop, &o), RP_OK);
+    return r;
+}
+
+static void finish(uv_loop_t *loop, struct rp_redis *r)
+{
+    rp_redis_close(r);
+    uv_run(loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(loop), 0, "a libuv handle was left open");
+}
+
+static int cmd(struct rp_redis *r, struct answer *a, const char *c0, const char *c1, const char *c2)
+{
+    const char *argv[] = {c0, c1, c2};
+    int argc = c2 ? 3 : c1 ? 2 : 1;
+    memset(a, 0, sizeof *a);
+    return rp_redis_command(r, on_answer, a, argc, argv, NULL);
+}
+
+Test(redis, command_round_trip, .timeout = 30)
+{
+    struct srv s;
+    srv_start(&s);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rp_redis *r = client(&loop, s.url, 1000);
+    cr_assert(run_until(&loop, is_ready, r, WAIT_MS));
+    struct answer a;
+    cr_assert_eq(cmd(r, &a, "SET", "k", "hello"), RP_OK);
+    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert_eq(a.err, RP_OK);
+    cr_assert_eq(cmd(r, &a, "GET", "k", NULL), RP_OK);
+    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert_eq(a.calls, 1);
+    cr_assert_str_eq(a.str, "hello");
+    cr_assert_eq(cmd(r, &a, "NOSUCHCOMMAND", NULL, NULL), RP_OK);
+    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert_eq(a.err, RP_E_REDIS_REPLY);
+    cr_assert_eq(a.type, REDIS_REPLY_ERROR);
+    finish(&loop, r);
+    srv_stop(&s);
+}
+
+Test(redis, auth_and_select_from_url, .timeout = 30)
+{
+    struct srv s;
+    srv_start_on(&s, rpt_free_port(), "s3cret");
+    char url[128];
+    snprintf(url, sizeof url, "redis://:s3cret@127.0.0.1:%d/3", s.port);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rp_redis *r = client(&loop, url, 1000);
+    cr_assert(run_until(&loop, is_ready, r, WAIT_MS));
+    struct answer a;
+    cr_assert_eq(cmd(r, &a, "CLIENT", "INFO", NULL), RP_OK);
+    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert_eq(a.err, RP_OK);
+    finish(&loop, r);
+    /* a wrong password never becomes ready */
+    uv_loop_init(&loop);
+    r = client(&loop, s.url, 1000);
+    cr_assert_not(run_until(&loop, is_ready, r, 300));
+    finish(&loop, r);
+    srv_stop(&s);
+}
+
+Test(redis, deadline_fires_and_late_reply_is_dropped, .timeout = 30)
+{
+    struct srv s;
+    srv_start(&s);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rp_redis *r = client(&loop, s.url, SHORT_MS);
+    cr_assert(run_until(&loop, is_ready, r, WAIT_MS));
+    struct rp_metric *timeouts =
+        rp_metric_get("raproxy_redis_timeouts_total", RP_METRIC_COUNTER, NULL);
+    int64_t before = timeouts->value;
+
+    kill(s.p.pid, SIGSTOP);
+    struct answers as = {.n = 3};
+    for (int i = 0; i < as.n; i++)
+        cr_assert_eq(cmd(r, &as.a[i], "INCR", "late", NULL), RP_OK);
+    cr_assert(run_until(&loop, all_answered, &as, WAIT_MS));
+    for (int i = 0; i < as.n; i++) {
+        cr_assert_eq(as.a[i].err, RP_E_REDIS_TIMEOUT);
+        cr_assert_eq(as.a[i].calls, 1);
+    }
+    cr_assert_eq(timeouts->value - before, 3);
+
+    /* the late replies arrive now and must be dropped without a second callback */
+    kill(s.p.pid, SIGCONT);
+    struct answer a;
+    cr_assert_eq(cmd(r, &a, "GET", "late", NULL), RP_OK);
+    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert_eq(a.err, RP_OK);
+    cr_assert_str_eq(a.str, "3", "the timed-out commands did run on the server");
+    for (int i = 0; i < as.n; i++)
+        cr_assert_eq(as.a[i].calls, 1);
+    finish(&loop, r);
+    srv_stop(&s);
+}
+
+Test(redis, reconnects_after_restart_on_same_port, .timeout = 30)
+{
+    struct srv s;
+    srv_start(&s);
+    int port = s.port;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rp_redis *r = client(&loop, s.url, 1000);
+    cr_assert(run_until(&loop, is_ready, r, WAIT_MS));
+    struct rp_metric *up = rp_metric_get("raproxy_redis_up", RP_METRIC_GAUGE, NULL);
+    cr_assert_eq(up->value, 1);
+
+    rpt_stop(&s.p, SIGKILL, WAIT_MS);
+    cr_assert(run_until(&loop, is_down, r, WAIT_MS), "the loss was not noticed");
+    cr_assert_eq(up->value, 0);
+    /* while down: refused at once, no callback */
+    struct answer a;
+    cr_assert_eq(cmd(r, &a, "PING", NULL, NULL), RP_E_REDIS_DOWN);
+    run_until(&loop, answered, &a, 50);
+    cr_assert_eq(a.calls, 0);
+
+    srv_start_on(&s, port, NULL);
+    long t0 = mono_ms();
+    cr_assert(run_until(&loop, is_ready, r, 2000), "not reconnected within 2 s");
+    cr_log_info("reconnected %ld ms after the restart", mono_ms() - t0);
+    cr_assert_eq(cmd(r, &a, "PING", NULL, NULL), RP_OK);
+    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert_str_eq(a.str, "PONG");
+    struct rp_metric *rec =
+        rp_metric_get("raproxy_redis_reconnects_total", RP_METRIC_COUNTER, NULL);
+    cr_assert_gt(rec->value, 0);
+    finish(&loop, r);
+    srv_stop(&s);
+}
+
+Test(redis, commands_fail_fast_when_never_connected, .timeout = 30)
+{
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", rpt_free_port());
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rp_redis *r = client(&loop, url, 1000);
+    cr_assert_not(run_until(&loop, is_ready, r, 200));
+    struct answer a;
+    cr_assert_eq(cmd(r, &a, "PING", NULL, NULL), RP_E_REDIS_DOWN);
+    unsigned id;
+    cr_assert_eq(rp_redis_script(r, "return 1", &id), RP_OK);
+    const char *argv[] = {"x"};
+    cr_assert_eq(rp_redis_evalsha(r, id, 0, 1, argv, NULL, on_answer, &a), RP_E_REDIS_DOWN);
+    cr_assert_eq(a.calls, 0);
+    finish(&loop, r);
+}
+
+Test(redis, noscript_after_script_flush_is_transparent, .timeout = 30)
+{
+    struct srv s;
+    srv_start(&s);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rp_redis *r = client(&loop, s.url, 1000);
+    unsigned id, id2;
+    cr_assert_eq(rp_redis_script(r, "return KEYS[1] .. ARGV[1]", &id), RP_OK);
+    cr_assert_eq(rp_redis_script(r, "return KEYS[1] .. ARGV[1]", &id2), RP_OK);
+    cr_assert_eq(id, id2, "identical scripts share an id");
+    cr_assert(run_until(&loop, is_ready, r, WAIT_MS));
+    const char *argv[] = {"key-", "arg"};
+    struct answer a = {0};
+    cr_assert_eq(rp_redis_evalsha(r, id, 1, 2, argv, NULL, on_answer, &a), RP_OK);
+    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert_eq(a.err, RP_OK);
+    cr_assert_str_eq(a.str, "key-arg");
+
+    cr_assert_eq(cmd(r, &a, "SCRIPT", "FLUSH", NULL), RP_OK);
+    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    memset(&a, 0, sizeof a);
+    cr_assert_eq(rp_redis_evalsha(r, id, 1, 2, argv, NULL, on_answer, &a), RP_OK);
+    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert_eq(a.err, RP_OK, "NOSCRIPT leaked to the caller: %s", rp_err_name(a.err));
+    cr_assert_str_eq(a.str, "key-arg");
+    cr_assert_eq(a.calls, 1);
+    finish(&loop, r);
+    srv_stop(&s);
+}
+
+Test(redis, close_fires_pending_with_shutdown, .timeout = 30)
+{
+    struct srv s;
+    srv_start(&s);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rp_redis *r = client(&loop, s.url, 1000);
+    cr_assert(run_until(&loop, is_ready, r, WAIT_MS));
+    kill(s.p.pid, SIGSTOP);
+    struct answers as = {.n = 2};
+    for (int i = 0; i < as.n; i++)
+        cr_assert_eq(cmd(r, &as.a[i], "PING", NULL, NULL), RP_OK);
+    rp_redis_close(r);
+    for (int i = 0; i < as.n; i++) {
+        cr_assert_eq(as.a[i].calls, 1);
+        cr_assert_eq(as.a[i].err, RP_E_SHUTDOWN);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    srv_stop(&s);
+}
+
+Test(redis, parses_urls)
+{
+    struct rp_redis_url u;
+    cr_assert_eq(rp_redis_parse_url("redis://127.0.0.1:6380/2", &u), RP_OK);
+    cr_assert_str_eq(u.host, "127.0.0.1");
+    cr_assert_eq(u.port, 6380);
+    cr_assert_eq(u.db, 2);
+    cr_assert_null(u.pass);
+    cr_assert_eq(rp_redis_parse_url("redis://app:p%40ss@[::1]:7000", &u), RP_OK);
+    cr_assert_str_eq(u.host, "::1");
+    cr_assert_str_eq(u.user, "app");
+    cr_assert_str_eq(u.pass, "p@ss");
+    cr_assert_eq(u.port, 7000);
+    cr_assert_eq(rp_redis_parse_url("redis://:pw@redis", &u), RP_OK);
+    cr_assert_null(u.user);
+    cr_assert_str_eq(u.pass, "pw");
+    cr_assert_eq(u.port, RP_REDIS_DEFAULT_PORT);
+    cr_assert_eq(rp_redis_parse_url("unix:/run/redis.sock", &u), RP_OK);
+    cr_assert_str_eq(u.path, "/run/redis.sock");
+    cr_assert_null(u.host);
+    cr_assert_eq(rp_redis_parse_url("http://x", &u), RP_E_CONFIG);
+    cr_assert_eq(rp_redis_parse_url("redis://host:99999", &u), RP_E_CONFIG);
+    cr_assert_eq(rp_redis_parse_url("redis://host/x", &u), RP_E_CONFIG);
+    cr_assert_eq(rp_redis_parse_url("redis://user@host", &u), RP_E_CONFIG);
+    cr_assert_eq(rp_redis_parse_url("redis://:p%zz@host", &u), RP_E_CONFIG);
+    cr_assert_eq(rp_redis_parse_url("unix:relative", &u), RP_E_CONFIG);
+}

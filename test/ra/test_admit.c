@@ -1,0 +1,550 @@
+/* Admission against a real redis-server, and the same decisions in process. */
+#include "raproxy/admit.h"
+#include "raproxy/err.h"
+#include "raproxy/limiter.h"
+#include "raproxy/redis.h"
+#include "support.h"
+
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define TICK_MS 5
+#define WAIT_MS 5000
+
+struct srv {
+    struct rpt_proc p;
+    int port;
+    char url[96];
+};
+
+/* redis-servers this test started: a failed assertion leaves the test early, so the suite's
+ * fini stops whatever is still running */
+static pid_t started[8];
+static int nstarted;
+
+static void remember(pid_t pid)
+{
+    if (nstarted < (int)(sizeof started / sizeof started[0]))
+        started[nstarted++] = pid;
+}
+
+static void stop_leftovers(void)
+{
+    for (int i = 0; i < nstarted; i++) {
+        struct rpt_proc p = {.pid = started[i]};
+        if (kill(p.pid, 0) == 0) {
+            kill(p.pid, SIGCONT);
+            rpt_stop(&p, SIGKILL, WAIT_MS);
+        }
+    }
+}
+
+TestSuite(admit, .fini = stop_leftovers);
+
+static void srv_start(struct srv *s)
+{
+    char portstr[16];
+    s->port = rpt_free_port();
+    snprintf(portstr, sizeof portstr, "%d", s->port);
+    const char *argv[] = {"redis-server", "--save", "",       "--appendonly", "no",
+                          "--port",       portstr,  "--bind", "127.0.0.1",    NULL};
+    memset(&s->p, 0, sizeof s->p);
+    cr_assert_eq(rpt_spawn(&s->p, argv), 0);
+    remember(s->p.pid);
+    cr_assert_eq(rpt_wait_port(s->port, WAIT_MS), 0, "redis-server did not start");
+    snprintf(s->url, sizeof s->url, "redis://127.0.0.1:%d", s->port);
+}
+
+static void srv_stop(struct srv *s)
+{
+    if (s->p.pid > 0) {
+        kill(s->p.pid, SIGCONT);
+        rpt_stop(&s->p, SIGKILL, WAIT_MS);
+    }
+}
+
+static long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static bool run_until(uv_loop_t *loop, bool (*cond)(void *), void *arg, int timeout_ms)
+{
+    uv_timer_t tick;
+    uv_timer_init(loop, &tick);
+    uv_timer_start(&tick, on_tick, TICK_MS, TICK_MS);
+    long deadline = mono_ms() + timeout_ms;
+    bool ok;
+    while (!(ok = cond(arg)) && mono_ms() < deadline)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return ok;
+}
+
+static bool is_ready(void *r)
+{
+    return rp_redis_ready(r);
+}
+
+static bool is_down(void *r)
+{
+    return !rp_redis_ready(r);
+}
+
+struct outcome {
+    int calls;
+    struct rp_admit_result res;
+};
+
+static void on_admit(void *arg, const struct rp_admit_result *res)
+{
+    struct outcome *o = arg;
+    o->calls++;
+    o->res = *res;
+}
+
+static bool decided(void *arg)
+{
+    return ((struct outcome *)arg)->calls > 0;
+}
+
+/* One admission "world": a loop, optionally a Redis client, an admit and its limiter. */
+struct world {
+    uv_loop_t *loop;
+    struct rp_redis *redis;
+    struct rp_limiter *lim;
+    struct rp_admit *admit;
+};
+
+static void world_init(struct world *w, uv_loop_t *loop, const char *url)
+{
+    memset(w, 0, sizeof *w);
+    w->loop = loop;
+    cr_assert_eq(rp_limiter_new(&w->lim, NULL), RP_OK);
+    if (url) {
+        struct rp_redis_opts o = {.url = url, .timeout_ms = 1000};
+        cr_assert_eq(rp_redis_new(&w->redis, loop, &o), RP_OK);
+    }
+    struct rp_admit_opts ao = {.redis = w->redis, .limiter = w->lim};
+    cr_assert_eq(rp_admit_new(&w->admit, &ao), RP_OK);
+    if (url)
+        cr_assert(run_until(loop, is_ready, w->redis, WAIT_MS));
+}
+
+/* Closes the Redis clients of every world on the loop, runs their close paths, frees. */
+static void worlds_free(struct world *w, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (w[i].redis)
+            rp_redis_close(w[i].redis);
+    uv_run(w[0].loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(w[0].loop), 0, "a libuv handle was left open");
+    for (int i = 0; i < n; i++) {
+        rp_admit_free(w[i].admit);
+        rp_limiter_free(w[i].lim);
+    }
+}
+
+static void world_free(struct world *w)
+{
+    worlds_free(w, 1);
+}
+
+static struct outcome start(struct world *w, const char *addr, const struct rp_cfg_limits *lim,
+                            enum rp_redis_failure fail)
+{
+    struct outcome o = {0};
+    struct rp_admit_in in = {
+        .domain = "m", .client_addr = addr, .limits = lim, .on_redis_failure = fail};
+    rp_admit_start(w->admit, &in, on_admit, &o);
+    cr_assert(run_until(w->loop, decided, &o, WAIT_MS));
+    cr_assert_eq(o.calls, 1);
+    return o;
+}
+
+struct vreq {
+    const char *serial, *txid, *nonce, *body;
+    bool allowlist;
+};
+
+static struct outcome verify(struct world *w, struct vreq v, const struct rp_cfg_limits *lim,
+                             enum rp_redis_failure fail)
+{
+    struct outcome o = {0};
+    struct rp_admit_verified_in in = {
+        .domain = "m",
+        .serial = rp_view_str(v.serial),
+        .txid = rp_view_str(v.txid),
+        .nonce = rp_view_str(v.nonce),
+        .body = v.body,
+        .limits = lim,
+        .max_clock_skew_s = 60,
+        .allowlist_redis = v.allowlist,
+        .on_redis_failure = fail,
+    };
+    rp_admit_after_verify(w->admit, &in, on_admit, &o);
+    cr_assert(run_until(w->loop, decided, &o, WAIT_MS));
+    cr_assert_eq(o.calls, 1);
+    return o;
+}
+
+static const struct rp_cfg_limits none = {{0, 0}, {0, 0}, {0, 0}, {0, 0}};
+
+/* ---- rate limits ---------------------------------------------------------------------- */
+
+static void burst_case(struct world *w)
+{
+    struct rp_cfg_limits lim = none;
+    lim.per_ip = (struct rp_cfg_limit){.rate = 1, .burst = 5};
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(start(w, "192.0.2.1", &lim, RP_REDIS_FAIL_CLOSED).res.err, RP_OK, "req %d", i);
+    struct outcome o = start(w, "192.0.2.1", &lim, RP_REDIS_FAIL_CLOSED);
+    cr_assert_eq(o.res.err, RP_E_RATE_LIMITED);
+    cr_assert_str_eq(o.res.limit, "per_ip");
+    cr_assert(o.res.retry_after_ms >= 1 && o.res.retry_after_ms <= 1000, "retry %u",
+              o.res.retry_after_ms);
+    cr_assert_not(o.res.degraded);
+    cr_assert_eq(start(w, "192.0.2.2", &lim, RP_REDIS_FAIL_CLOSED).res.err, RP_OK);
+}
+
+Test(admit, redis_burst_then_refused, .timeout = 30)
+{
+    struct srv s;
+    srv_start(&s);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct world w;
+    world_init(&w, &loop, s.url);
+    burst_case(&w);
+    world_free(&w);
+    srv_stop(&s);
+}
+
+Test(admit, in_process_burst_then_refused, .timeout = 30)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct world w;
+    world_init(&w, &loop, NULL);
+    burst_case(&w);
+    world_free(&w);
+}
+
+/* A refusal by one bucket gives back what the others charged. */
+static void refund_case(struct world *w)
+{
+    struct rp_cfg_limits lim = none;
+    lim.per_ip = (struct rp_cfg_limit){.rate = 1, .burst = 2};
+    lim.domain = (struct rp_cfg_limit){.rate = 1, .burst = 3};
+    lim.global = (struct rp_cfg_limit){.rate = 1000, .burst = 1000};
+    cr_assert_eq(start(w, "198.51.100.1", &lim, RP_REDIS_FAIL_CLOSED).res.err, RP_OK);
+    cr_assert_eq(start(w, "198.51.100.1", &lim, RP_REDIS_FAIL_CLOSED).res.err, RP_OK);
+    struct outcome o = start(w, "198.51.100.1", &lim, RP_REDIS_FAIL_CLOSED);
+    cr_assert_eq(o.res.err, RP_E_RATE_LIMITED);
+    cr_assert_str_eq(o.res.limit, "per_ip");
+    /* the domain bucket was refunded: one more client fits, the one after does not */
+    cr_assert_eq(start(w, "198.51.100.2", &lim, RP_REDIS_FAIL_CLOSED).res.err, RP_OK);
+    o = start(w, "198.51.100.3", &lim, RP_REDIS_FAIL_CLOSED);
+    cr_assert_eq(o.res.err, RP_E_RATE_LIMITED);
+    cr_assert_str_eq(o.res.limit, "domain");
+}
+
+Test(admit, redis_refusal_refunds_other_buckets, .timeout = 30)
+{
+    struct srv s;
+    srv_start(&s);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct world w;
+    world_init(&w, &loop, s.url);
+    refund_case(&w);
+    world_free(&w);
+    srv_stop(&s);
+}
+
+Test(admit, in_process_refusal_refunds_other_buckets, .timeout = 30)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct world w;
+    world_init(&w, &loop, NULL);
+    refund_case(&w);
+    world_free(&w);
+}
+
+Test(admit, two_instances_share_one_budget, .timeout = 30)
+{
+    struct srv s;
+    srv_start(&s);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    /* two clients, two admits, two limiters: what two raproxy processes would have */
+    struct world w[2];
+    world_init(&w[0], &loop, s.url);
+    world_init(&w[1], &loop, s.url);
+    struct rp_cfg_limits lim = none;
+    lim.global = (struct rp_cfg_limit){.rate = 1, .burst = 6};
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(start(&w[i % 2], "203.0.113.9", &lim, RP_REDIS_FAIL_CLOSED).res.err, RP_OK);
+    struct outcome o1 = start(&w[0], "203.0.113.9", &lim, RP_REDIS_FAIL_CLOSED);
+    struct outcome o2 = start(&w[1], "203.0.113.10", &lim, RP_REDIS_FAIL_CLOSED);
+    cr_assert_eq(o1.res.err, RP_E_RATE_LIMITED);
+    cr_assert_eq(o2.res.err, RP_E_RATE_LIMITED);
+    cr_assert_str_eq(o2.res.limit, "global");
+    worlds_free(w, 2);
+    srv_stop(&s);
+}
+
+/* ---- after verification ---------------------------------------------------------------- */
+
+static void verified_case(struct world *w)
+{
+    struct rp_cfg_limits lim = none;
+    enum rp_redis_failure fc = RP_REDIS_FAIL_CLOSED;
+    struct vreq a = {"SN-A", "txid-0000000000000001", "nonce-a-1", "ir", false};
+    cr_assert_eq(verify(w, a, &lim, fc).res.err, RP_OK);
+    /* replay: the same message again */
+    cr_assert_eq(verify(w, a, &lim, fc).res.err, RP_E_BAD_SENDER_NONCE);
+    /* another device takes the same transactionID */
+    struct vreq b = {"SN-B", "txid-0000000000000001", "nonce-b-1", "ir", false};
+    cr_assert_eq(verify(w, b, &lim, fc).res.err, RP_E_TXID_IN_USE);
+    /* the refusal did not burn B's nonce: with its own txid the same nonce passes */
+    b.txid = "txid-0000000000000002";
+    cr_assert_eq(verify(w, b, &lim, fc).res.err, RP_OK);
+    /* certConf continues a known transaction only */
+    struct vreq c = {"SN-A", "txid-unknown-000000", "nonce-a-2", "certConf", false};
+    cr_assert_eq(verify(w, c, &lim, fc).res.err, RP_E_UNKNOWN_TXN);
+    c.txid = "txid-0000000000000001";
+    cr_assert_eq(verify(w, c, &lim, fc).res.err, RP_OK, "nonce-a-2 was not burnt either");
+    c.serial = "SN-B";
+    c.nonce = "nonce-b-3";
+    cr_assert_eq(verify(w, c, &lim, fc).res.err, RP_E_TXID_IN_USE);
+    /* an unknown txn does not exist afterwards: the refused certConf created nothing */
+    struct vreq d = {"SN-C", "txid-unknown-000000", "nonce-c-1", "ir", false};
+    cr_assert_eq(verify(w, d, &lim, fc).res.err, RP_OK);
+}
+
+Test(admit, redis_replay_txid_and_unknown_txn, .timeout = 30)
+{
+    struct srv s;
+    srv_start(&s);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct world w;
+    world_init(&w, &loop, s.url);
+    verified_case(&w);
+    world_free(&w);
+    srv_stop(&s);
+}
+
+Test(admit, in_process_replay_txid_and_unknown_txn, .timeout = 30)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct world w;
+    world_init(&w, &loop, NULL);
+    verified_case(&w);
+    world_free(&w);
+}
+
+static void quota_case(struct world *w)
+{
+    struct rp_cfg_limits lim = none;
+    lim.per_device = (struct rp_cfg_limit){.rate = 1, .burst = 1};
+    enum rp_redis_failure fc = RP_REDIS_FAIL_CLOSED;
+    struct vreq a = {"SN-Q", "txid-q-000000000001", "nonce-q-1", "ir", false};
+    cr_assert_eq(verify(w, a, &lim, fc).res.err, RP_OK);
+    a.nonce = "nonce-q-2";
+    a.body = "certConf";
+    struct outcome o = verify(w, a, &lim, fc);
+    cr_assert_eq(o.res.err, RP_E_RATE_LIMITED);
+    cr_assert_str_eq(o.res.limit, "per_device");
+    cr_assert(o.res.retry_after_ms >= 1 && o.res.retry_after_ms <= 1000);
+    /* resending the same message is refused for quota again, not as a replay */
+    cr_assert_eq(verify(w, a, &lim, fc).res.err, RP_E_RATE_LIMITED);
+    /* another device has its own quota */
+    struct vreq b = {"SN-R", "txid-q-000000000002", "nonce-r-1", "ir", false};
+    cr_assert_eq(verify(w, b, &lim, fc).res.err, RP_OK);
+}
+
+Test(admit, redis_device_quota, .timeout = 30)
+{
+    struct srv s;
+    srv_start(&s);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct world w;
+    world_init(&w, &loop, s.url);
+    quota_case(&w);
+    world_free(&w);
+    srv_stop(&s);
+}
+
+Test(admit, in_process_device_quota, .timeout = 30)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct world w;
+    world_init(&w, &loop, NULL);
+    quota_case(&w);
+    world_free(&w);
+}
+
+struct cmd_done {
+    int calls;
+    long long integer;
+};
+
+static void on_cmd(void *arg, int err, const struct redisReply *rep)
+{
+    struct cmd_done *d = arg;
+    cr_assert_eq(err, RP_OK);
+    d->calls++;
+    d->integer = rep->integer;
+}
+
+static bool cmd_done(void *arg)
+{
+    return ((struct cmd_done *)arg)->calls > 0;
+}
+
+Test(admit, redis_allowlist_and_consume, .timeout = 30)
+{
+    struct srv s;
+    srv_start(&s);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct world w;
+    world_init(&w, &loop, s.url);
+    char key[128];
+    cr_assert_gt(rp_admit_allowlist_key(key, sizeof key, NULL, "m"), 0);
+    cr_assert_str_eq(key, "raproxy:allow:{dom:m}");
+    const char *argv[] = {"SADD", key, "SN-OK"};
+    struct cmd_done d = {0};
+    cr_assert_eq(rp_redis_command(w.redis, on_cmd, &d, 3, argv, NULL), RP_OK);
+    cr_assert(run_until(&loop, cmd_done, &d, WAIT_MS));
+
+    enum rp_redis_failure fo = RP_REDIS_FAIL_OPEN;
+    struct vreq ok = {"SN-OK", "txid-allow-00000001", "nonce-ok-1", "ir", true};
+    struct vreq no = {"SN-NO", "txid-allow-00000002", "nonce-no-1", "ir", true};
+    cr_assert_eq(verify(&w, ok, &none, fo).res.err, RP_OK);
+    cr_assert_eq(verify(&w, no, &none, fo).res.err, RP_E_NOT_AUTHORIZED);
+
+    struct outcome o = {0};
+    struct rp_admit_issued_in in = {
+        .domain = "m", .serial = rp_view_str("SN-OK"), .allowlist_consume = true};
+    rp_admit_on_issued(w.admit, &in, on_admit, &o);
+    cr_assert(run_until(&loop, decided, &o, WAIT_MS));
+    cr_assert_eq(o.res.err, RP_OK);
+    ok.txid = "txid-allow-00000003";
+    ok.nonce = "nonce-ok-2";
+    cr_assert_eq(verify(&w, ok, &none, fo).res.err, RP_E_NOT_AUTHORIZED, "consumed");
+    world_free(&w);
+    srv_stop(&s);
+}
+
+Test(admit, redis_down_fail_open_and_fail_closed, .timeout = 30)
+{
+    struct srv s;
+    srv_start(&s);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct world w;
+    world_init(&w, &loop, s.url);
+    rpt_stop(&s.p, SIGKILL, WAIT_MS);
+    cr_assert(run_until(&loop, is_down, w.redis, WAIT_MS));
+
+    struct rp_cfg_limits lim = none;
+    lim.per_ip = (struct rp_cfg_limit){.rate = 1, .burst = 2};
+    struct outcome o = start(&w, "192.0.2.7", &lim, RP_REDIS_FAIL_CLOSED);
+    cr_assert_eq(o.res.err, RP_E_SYSTEM_UNAVAIL);
+    /* open: the in-process limiter decides, with the same limits */
+    o = start(&w, "192.0.2.7", &lim, RP_REDIS_FAIL_OPEN);
+    cr_assert_eq(o.res.err, RP_OK);
+    cr_assert(o.res.degraded);
+    cr_assert_eq(start(&w, "192.0.2.7", &lim, RP_REDIS_FAIL_OPEN).res.err, RP_OK);
+    o = start(&w, "192.0.2.7", &lim, RP_REDIS_FAIL_OPEN);
+    cr_assert_eq(o.res.err, RP_E_RATE_LIMITED);
+    cr_assert(o.res.degraded);
+
+    struct vreq v = {"SN-D", "txid-down-000000001", "nonce-d-1", "ir", false};
+    cr_assert_eq(verify(&w, v, &none, RP_REDIS_FAIL_CLOSED).res.err, RP_E_SYSTEM_UNAVAIL);
+    cr_assert_eq(verify(&w, v, &none, RP_REDIS_FAIL_OPEN).res.err, RP_OK);
+    cr_assert_eq(verify(&w, v, &none, RP_REDIS_FAIL_OPEN).res.err, RP_E_BAD_SENDER_NONCE);
+    /* the allowlist never fails open */
+    v.nonce = "nonce-d-2";
+    v.allowlist = true;
+    cr_assert_eq(verify(&w, v, &none, RP_REDIS_FAIL_OPEN).res.err, RP_E_SYSTEM_UNAVAIL);
+    world_free(&w);
+    srv_stop(&s);
+}
+
+Test(admit, redis_timeout_fails_over_and_close_fires_shutdown, .timeout = 30)
+{
+    struct srv s;
+    srv_start(&s);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct world w;
+    world_init(&w, &loop, s.url);
+    kill(s.p.pid, SIGSTOP);
+    struct rp_cfg_limits lim = none;
+    lim.domain = (struct rp_cfg_limit){.rate = 10, .burst = 10};
+    /* deadline (1 s) -> fail-open decision */
+    struct outcome o = start(&w, "192.0.2.8", &lim, RP_REDIS_FAIL_OPEN);
+    cr_assert_eq(o.res.err, RP_OK);
+    cr_assert(o.res.degraded);
+    /* pending at close: exactly one callback, RP_E_SHUTDOWN */
+    struct outcome p = {0};
+    struct rp_admit_in in = {.domain = "m",
+                             .client_addr = "192.0.2.8",
+                             .limits = &lim,
+                             .on_redis_failure = RP_REDIS_FAIL_OPEN};
+    rp_admit_start(w.admit, &in, on_admit, &p);
+    cr_assert_eq(p.calls, 0);
+    rp_redis_close(w.redis);
+    cr_assert_eq(p.calls, 1);
+    cr_assert_eq(p.res.err, RP_E_SHUTDOWN);
+    w.redis = NULL;
+    world_free(&w);
+    cr_assert_eq(p.calls, 1);
+    srv_stop(&s);
+}
+
+Test(admit, input_checks_and_error_signature_budget)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct world w;
+    world_init(&w, &loop, NULL);
+    struct outcome o = {0};
+    struct rp_admit_in in = {.domain = NULL, .client_addr = "x", .limits = &none};
+    rp_admit_start(w.admit, &in, on_admit, &o);
+    cr_assert_eq(o.calls, 1);
+    cr_assert_eq(o.res.err, RP_E_INVAL);
+    struct vreq v = {"SN", "txid-000000000000001", "", "ir", false};
+    cr_assert_eq(verify(&w, v, &none, RP_REDIS_FAIL_OPEN).res.err, RP_E_BAD_SENDER_NONCE);
+    int signed_ok = 0;
+    for (int i = 0; i < 1000; i++)
+        signed_ok += rp_admit_may_sign_error(w.admit, "m");
+    cr_assert_geq(signed_ok, (int)RP_ADMIT_ERRSIG_RATE);
+    cr_assert_lt(signed_ok, 2 * (int)RP_ADMIT_ERRSIG_RATE, "bounded per domain and second");
+    cr_assert(rp_admit_may_sign_error(w.admit, "other"));
+    cr_assert_eq(rp_admit_txn_mode("pollReq"), RP_TXN_CONTINUE);
+    cr_assert_eq(rp_admit_txn_mode("p10cr"), RP_TXN_START);
+    cr_assert_eq(rp_admit_txn_mode("error"), RP_TXN_CHECK);
+    world_free(&w);
+}

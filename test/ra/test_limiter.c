@@ -1,0 +1,182 @@
+/* In-process limiter: GCRA, replay cache, transaction table, bounds, threads. Time is passed
+ * explicitly, so every expectation is exact. */
+#include "raproxy/err.h"
+#include "raproxy/limiter.h"
+
+#include <criterion/criterion.h>
+
+#include <pthread.h>
+#include <stdio.h>
+
+#define T0      1000000000ull /* µs; any start will do */
+#define MS      1000ull
+#define THREADS 4
+#define OPS     20000
+
+static struct rp_limiter *mk(uint32_t buckets, uint32_t nonces, uint32_t txns)
+{
+    struct rp_limiter *l;
+    struct rp_limiter_opts o = {buckets, nonces, txns};
+    cr_assert_eq(rp_limiter_new(&l, &o), RP_OK);
+    return l;
+}
+
+Test(limiter, burst_then_refused_with_retry_after)
+{
+    struct rp_limiter *l = mk(0, 0, 0);
+    struct rp_view k = rp_view_str("ip:192.0.2.1");
+    uint32_t retry;
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(rp_limiter_take(l, k, 10, 5, T0, &retry), RP_OK, "request %d", i);
+    cr_assert_eq(rp_limiter_take(l, k, 10, 5, T0, &retry), RP_E_RATE_LIMITED);
+    cr_assert_eq(retry, 100, "one emission interval at 10/s");
+    /* refusals do not charge: still 100 ms */
+    cr_assert_eq(rp_limiter_take(l, k, 10, 5, T0 + 40 * MS, &retry), RP_E_RATE_LIMITED);
+    cr_assert_eq(retry, 60);
+    cr_assert_eq(rp_limiter_take(l, k, 10, 5, T0 + 100 * MS, &retry), RP_OK);
+    cr_assert_eq(rp_limiter_take(l, k, 10, 5, T0 + 100 * MS, &retry), RP_E_RATE_LIMITED);
+    /* idle for a full burst: all of it is back */
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(rp_limiter_take(l, k, 10, 5, T0 + 1000 * MS, &retry), RP_OK);
+    /* other keys are independent; rate 0 is unlimited */
+    cr_assert_eq(rp_limiter_take(l, rp_view_str("ip:192.0.2.2"), 10, 5, T0, &retry), RP_OK);
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(rp_limiter_take(l, k, 0, 0, T0, &retry), RP_OK);
+    rp_limiter_free(l);
+}
+
+Test(limiter, burst_defaults_to_rate_and_refund_gives_back)
+{
+    struct rp_limiter *l = mk(0, 0, 0);
+    struct rp_view k = rp_view_str("dom:m");
+    uint32_t retry;
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(rp_limiter_take(l, k, 3, 0, T0, &retry), RP_OK);
+    cr_assert_eq(rp_limiter_take(l, k, 3, 0, T0, &retry), RP_E_RATE_LIMITED);
+    rp_limiter_refund(l, k, 3, T0);
+    cr_assert_eq(rp_limiter_take(l, k, 3, 0, T0, &retry), RP_OK);
+    cr_assert_eq(rp_limiter_take(l, k, 3, 0, T0, &retry), RP_E_RATE_LIMITED);
+    rp_limiter_free(l);
+}
+
+Test(limiter, nonce_is_refused_the_second_time_until_it_expires)
+{
+    struct rp_limiter *l = mk(0, 0, 0);
+    struct rp_view n = rp_view_str("dev:m:SN1:00112233");
+    cr_assert_eq(rp_limiter_nonce(l, n, 600000, T0), RP_OK);
+    cr_assert_eq(rp_limiter_nonce(l, n, 600000, T0 + 1), RP_E_BAD_SENDER_NONCE);
+    cr_assert_eq(rp_limiter_nonce(l, n, 600000, T0 + 599999 * MS), RP_E_BAD_SENDER_NONCE);
+    cr_assert_eq(rp_limiter_nonce(l, n, 600000, T0 + 600000 * MS), RP_OK);
+    rp_limiter_nonce_forget(l, n);
+    cr_assert_eq(rp_limiter_nonce(l, n, 600000, T0 + 600001 * MS), RP_OK);
+    rp_limiter_free(l);
+}
+
+Test(limiter, transactions_belong_to_one_device)
+{
+    struct rp_limiter *l = mk(0, 0, 0);
+    struct rp_view tx = rp_view_str("0123456789abcdef");
+    struct rp_view a = rp_view_str("SN-A"), b = rp_view_str("SN-B");
+    bool created;
+    uint32_t ttl = 60000;
+    cr_assert_eq(rp_limiter_txn(l, tx, a, RP_TXN_CONTINUE, "certConf", ttl, T0, &created),
+                 RP_E_UNKNOWN_TXN);
+    cr_assert_eq(rp_limiter_txn(l, tx, a, RP_TXN_CHECK, "error", ttl, T0, &created), RP_OK);
+    cr_assert_not(created);
+    cr_assert_eq(rp_limiter_txn(l, tx, a, RP_TXN_START, "ir", ttl, T0, &created), RP_OK);
+    cr_assert(created);
+    cr_assert_eq(rp_limiter_txn(l, tx, a, RP_TXN_START, "ir", ttl, T0, &created), RP_OK);
+    cr_assert_not(created, "a retransmitted ir continues its own transaction");
+    cr_assert_eq(rp_limiter_txn(l, tx, b, RP_TXN_START, "ir", ttl, T0, &created), RP_E_TXID_IN_USE);
+    cr_assert_eq(rp_limiter_txn(l, tx, b, RP_TXN_CONTINUE, "certConf", ttl, T0, &created),
+                 RP_E_TXID_IN_USE);
+    cr_assert_eq(rp_limiter_txn(l, tx, a, RP_TXN_CONTINUE, "certConf", ttl, T0, &created), RP_OK);
+    /* the TTL runs from the last use */
+    cr_assert_eq(
+        rp_limiter_txn(l, tx, a, RP_TXN_CONTINUE, "pollReq", ttl, T0 + 50000 * MS, &created),
+        RP_OK);
+    cr_assert_eq(rp_limiter_txn(l, tx, b, RP_TXN_START, "ir", ttl, T0 + 100000 * MS, &created),
+                 RP_E_TXID_IN_USE);
+    cr_assert_eq(rp_limiter_txn(l, tx, b, RP_TXN_START, "ir", ttl, T0 + 110000 * MS, &created),
+                 RP_OK, "expired transactions are forgotten");
+    rp_limiter_txn_forget(l, tx, a); /* not the owner: no effect */
+    cr_assert_eq(rp_limiter_txn(l, tx, a, RP_TXN_START, "ir", ttl, T0 + 110000 * MS, &created),
+                 RP_E_TXID_IN_USE);
+    rp_limiter_txn_forget(l, tx, b);
+    cr_assert_eq(rp_limiter_txn(l, tx, a, RP_TXN_START, "ir", ttl, T0 + 110000 * MS, &created),
+                 RP_OK);
+    rp_limiter_free(l);
+}
+
+Test(limiter, memory_is_bounded)
+{
+    /* 4 entries per stripe per table */
+    struct rp_limiter *l = mk(256, 256, 256);
+    uint32_t retry;
+    char key[32];
+    for (int i = 0; i < 100000; i++) {
+        int n = snprintf(key, sizeof key, "k%d", i);
+        struct rp_view k = rp_view_make(key, (size_t)n);
+        cr_assert_eq(rp_limiter_take(l, k, 1, 1, T0, &retry), RP_OK);
+        cr_assert_eq(rp_limiter_nonce(l, k, 1000, T0), RP_OK);
+    }
+    cr_assert_leq(rp_limiter_count(l), 3 * 256);
+    /* expired entries go without eviction pressure too */
+    bool created;
+    for (int i = 0; i < 1000; i++) {
+        int n = snprintf(key, sizeof key, "t%d", i);
+        cr_assert_eq(rp_limiter_txn(l, rp_view_make(key, (size_t)n), rp_view_str("s"), RP_TXN_START,
+                                    "ir", 1, T0 + (uint64_t)i * 10 * MS, &created),
+                     RP_OK);
+    }
+    cr_assert_leq(rp_limiter_count(l), 3 * 256);
+    cr_assert_eq(rp_limiter_take(l, rp_view_make(key, RP_LIMITER_MAX_KEY + 1), 1, 1, T0, &retry),
+                 RP_E_INVAL);
+    rp_limiter_free(l);
+}
+
+struct hammer {
+    struct rp_limiter *l;
+    int id;
+    int admitted;
+    int nonces_new;
+};
+
+static void *hammer_thread(void *arg)
+{
+    struct hammer *h = arg;
+    uint32_t retry;
+    char key[32];
+    for (int i = 0; i < OPS; i++) {
+        /* one hot bucket shared by every thread, plus a private one */
+        if (rp_limiter_take(h->l, rp_view_str("glob"), 1000, 1000, T0, &retry) == RP_OK)
+            h->admitted++;
+        int n = snprintf(key, sizeof key, "own%d:%d", h->id, i % 64);
+        rp_limiter_take(h->l, rp_view_make(key, (size_t)n), 1, 1, T0, &retry);
+        /* every thread offers the same 5000 nonces: each must be accepted exactly once */
+        n = snprintf(key, sizeof key, "n%d", i % 5000);
+        if (rp_limiter_nonce(h->l, rp_view_make(key, (size_t)n), 60000, T0) == RP_OK)
+            h->nonces_new++;
+    }
+    return NULL;
+}
+
+Test(limiter, threads_share_one_budget_exactly, .timeout = 60)
+{
+    struct rp_limiter *l = mk(0, 0, 0);
+    pthread_t th[THREADS];
+    struct hammer h[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        h[i] = (struct hammer){.l = l, .id = i};
+        cr_assert_eq(pthread_create(&th[i], NULL, hammer_thread, &h[i]), 0);
+    }
+    int admitted = 0, nonces = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        admitted += h[i].admitted;
+        nonces += h[i].nonces_new;
+    }
+    cr_assert_eq(admitted, 1000, "burst of the shared bucket, at one instant");
+    cr_assert_eq(nonces, 5000);
+    rp_limiter_free(l);
+}
