@@ -1,5 +1,6 @@
 /* raproxy: wiring only. Parses flags, loads the configuration, starts loops and workers,
  * and turns signals into reloads (SIGHUP) and drains (SIGTERM, SIGINT). */
+#include "raproxy/allowlist_cli.h"
 #include "raproxy/config.h"
 #include "raproxy/err.h"
 #include "raproxy/http.h"
@@ -39,6 +40,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: raproxy --config FILE [--check-config]\n"
             "       raproxy --probe URL\n"
+            "       raproxy allowlist import|export|count --redis URL --domain D ...\n"
             "       raproxy --version | --help\n"
             "\n"
             "  -c, --config FILE   YAML configuration (see README.md)\n"
@@ -208,6 +210,8 @@ int main(int argc, char **argv)
         {"probe", required_argument, NULL, 'P'},  {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
+    if (argc > 1 && strcmp(argv[1], "allowlist") == 0)
+        return rp_allowlist_cli(argc - 1, argv + 1);
     struct app a = {0};
     bool check = false;
     int c;

@@ -1,0 +1,169 @@
+#include "raproxy/allowlist.h"
+#include "raproxy/err.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Serials longer than this are not serial numbers: refuse to index them. */
+#define SERIAL_MAX 128u
+
+struct slot {
+    uint32_t off; /* offset into text, +1 (0 = empty) */
+    uint32_t len;
+};
+
+struct rp_allowlist {
+    char *text; /* the file, serials in place */
+    struct slot *slots;
+    size_t mask;
+    size_t count;
+};
+
+static uint64_t hash(const uint8_t *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a: short keys, no adversarial control */
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h ^ (h >> 29);
+}
+
+static bool blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+static void insert(struct rp_allowlist *a, uint32_t off, uint32_t len)
+{
+    size_t i = hash((const uint8_t *)a->text + off, len) & a->mask;
+    for (;; i = (i + 1) & a->mask) {
+        struct slot *s = &a->slots[i];
+        if (!s->off) {
+            s->off = off + 1;
+            s->len = len;
+            a->count++;
+            return;
+        }
+        if (s->len == len && memcmp(a->text + s->off - 1, a->text + off, len) == 0)
+            return; /* duplicate line */
+    }
+}
+
+static int build(struct rp_allowlist *a, size_t len)
+{
+    size_t lines = 1;
+    for (size_t i = 0; i < len; i++)
+        lines += a->text[i] == '\n';
+    size_t cap = 16;
+    while (cap < lines * 2)
+        cap <<= 1;
+    a->slots = calloc(cap, sizeof *a->slots);
+    if (!a->slots)
+        return RP_E_NOMEM;
+    a->mask = cap - 1;
+    size_t i = 0;
+    while (i < len) {
+        size_t start = i;
+        while (i < len && a->text[i] != '\n')
+            i++;
+        size_t end = i++;
+        for (size_t k = start; k < end; k++)
+            if (a->text[k] == '#') {
+                end = k;
+                break;
+            }
+        while (start < end && blank(a->text[start]))
+            start++;
+        while (end > start && blank(a->text[end - 1]))
+            end--;
+        if (end > start && end - start <= SERIAL_MAX)
+            insert(a, (uint32_t)start, (uint32_t)(end - start));
+    }
+    return RP_OK;
+}
+
+int rp_allowlist_from_buffer(const char *data, size_t len, struct rp_allowlist **out)
+{
+    if (len >= UINT32_MAX)
+        return RP_E_INVAL;
+    struct rp_allowlist *a = calloc(1, sizeof *a);
+    if (!a)
+        return RP_E_NOMEM;
+    a->text = malloc(len + 1);
+    if (!a->text) {
+        free(a);
+        return RP_E_NOMEM;
+    }
+    memcpy(a->text, data, len);
+    int rc = build(a, len);
+    if (rc != RP_OK) {
+        rp_allowlist_free(a);
+        return rc;
+    }
+    *out = a;
+    return RP_OK;
+}
+
+int rp_allowlist_load(const char *path, struct rp_allowlist **out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return RP_E_IO;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc = RP_OK;
+    for (;;) {
+        if (cap - len < 65536) {
+            size_t ncap = cap ? cap * 2 : 1 << 20;
+            char *n = realloc(buf, ncap);
+            if (!n) {
+                rc = RP_E_NOMEM;
+                break;
+            }
+            buf = n;
+            cap = ncap;
+        }
+        size_t r = fread(buf + len, 1, cap - len, f);
+        len += r;
+        if (r == 0)
+            break;
+    }
+    if (ferror(f))
+        rc = RP_E_IO;
+    fclose(f);
+    if (rc == RP_OK)
+        rc = rp_allowlist_from_buffer(buf ? buf : "", len, out);
+    free(buf);
+    return rc;
+}
+
+bool rp_allowlist_contains(const struct rp_allowlist *a, struct rp_view serial)
+{
+    if (!a || !serial.len || serial.len > SERIAL_MAX)
+        return false;
+    size_t i = hash(serial.p, serial.len) & a->mask;
+    for (;; i = (i + 1) & a->mask) {
+        const struct slot *s = &a->slots[i];
+        if (!s->off)
+            return false;
+        if (s->len == serial.len && memcmp(a->text + s->off - 1, serial.p, serial.len) == 0)
+            return true;
+    }
+}
+
+size_t rp_allowlist_count(const struct rp_allowlist *a)
+{
+    return a ? a->count : 0;
+}
+
+void rp_allowlist_free(struct rp_allowlist *a)
+{
+    if (!a)
+        return;
+    free(a->text);
+    free(a->slots);
+    free(a);
+}
