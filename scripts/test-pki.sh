@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# The test PKI: scripts/test-pki.sh DIR
+#
+# Builds every certificate and key the tests, the corpus generator and the demo use, with the
+# openssl CLI only. Idempotent: exits 0 at once when DIR/.done exists; otherwise builds into a
+# temporary sibling directory, writes .done last and renames it to DIR, so a half-built PKI is
+# never seen. Keys are ECDSA P-256 unless said otherwise, all unencrypted PKCS#8 PEM
+# ("BEGIN PRIVATE KEY"). Certificates are RFC 5280 v3: CA certificates carry basicConstraints
+# critical CA:TRUE, keyUsage critical keyCertSign+cRLSign, SKI and AKI; end-entity certificates
+# carry basicConstraints critical CA:FALSE, keyUsage critical digitalSignature, SKI and AKI.
+#
+# DIR/tls/        the TLS front end
+#   ca.pem ca.key               TLS CA, "O=raproxy test, CN=TLS CA"
+#   server.pem server.key       CN=localhost, SAN DNS:localhost, IP:127.0.0.1, EKU serverAuth
+#   server2.pem server2.key     CN=localhost-2, same SANs (certificate reload tests)
+#   client.pem client.key       CN=client, EKU clientAuth (mutual TLS tests)
+# DIR/vendor/     the manufacturer domain (3GPP TS 33.310 vendor certificates)
+#   root.pem root.key           vendor root, "C=DE, O=Vendor, CN=Vendor Root CA"
+#   ica.pem ica.key             vendor intermediate under root, "C=DE, O=Vendor, CN=Vendor ICA"
+#   devN.pem devN.key           devices signed by ica, "C=DE, O=Vendor, CN=Device N,
+#                               serialNumber=SN000N": dev1 (SN0001), dev2 (SN0002)
+#   dev-rsa.pem/.key            RSA-2048 device key, SN0003
+#   dev-ed25519.pem/.key        Ed25519 device key, SN0004
+#   expired.pem/.key            SN0900, valid 2020-01-01 .. 2021-01-01 only
+#   revoked.pem/.key            SN0901, revoked in crl.pem
+#   notlisted.pem/.key          SN0999, valid but absent from allowlist.txt
+#   <name>.chain.pem            for every device above: the device certificate, then ica.pem
+#   crl.pem crl.der             CRL issued by ica listing revoked.pem (nextUpdate in ~10 years)
+#   allowlist.txt               SN0001 SN0002 SN0003 SN0004 SN0900 SN0901, one per line
+# DIR/unknown/    a vendor nobody trusts
+#   root.pem root.key           "C=DE, O=Unknown Vendor, CN=Unknown Root CA"
+#   dev.pem dev.key             signed directly by unknown/root, serialNumber=SN0001 as well
+# DIR/operator/   the operator PKI (the CA behind raproxy)
+#   root.pem root.key           "O=Operator, CN=Operator Root CA"
+#   ica.pem ica.key             issuing CA under root, "O=Operator, CN=Operator Issuing CA"
+#   ra.pem ra.key               RA certificate "O=Operator, CN=raproxy RA", signed by ica,
+#                               EKU cmcRA (1.3.6.1.5.5.7.3.28)
+#   ra.chain.pem                the RA's intermediates: ica.pem
+# DIR/ca/         the mock CA (`openssl cmp -port`)
+#   srv.pem srv.key             the mock CA's protection certificate "O=Operator, CN=Mock CA",
+#                               signed by operator ica
+#   issued.pem issued.key       what the mock CA always issues: "O=Operator, CN=Device 1,
+#                               serialNumber=SN0001" signed by operator ica (clients must use
+#                               -newkey issued.key)
+#   chain.pem                   operator ica + operator root (caPubs / extraCerts)
+# DIR/mac/
+#   secrets.txt                 "<senderKID> <secret>" lines for MAC (PBM) protection
+# DIR/.done                     written last
+set -euo pipefail
+
+if [[ $# -ne 1 ]]; then
+    echo "usage: $0 DIR" >&2
+    exit 2
+fi
+out=$1
+[[ -e "$out/.done" ]] && exit 0
+
+# Long enough that no test run meets an expiry; short of 2038 is not a concern for 64-bit time.
+readonly DAYS=3650
+
+parent=$(dirname "$out")
+mkdir -p "$parent"
+work=$(mktemp -d "$parent/.test-pki.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+mkdir -p tls vendor unknown operator ca mac
+
+cat > ext.cnf <<'EOF'
+[req]
+distinguished_name = dn
+[dn]
+[v3_ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[ee]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[tls_server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost,IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[tls_client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[ra]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = 1.3.6.1.5.5.7.3.28
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[crl_ext]
+authorityKeyIdentifier = keyid:always
+EOF
+
+# key FILE [ec|rsa|ed25519]
+key() {
+    case ${2:-ec} in
+    ec) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" ;;
+    rsa) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1" ;;
+    ed25519) openssl genpkey -algorithm ED25519 -out "$1" ;;
+    esac 2>/dev/null
+}
+
+serial() { echo "0x$(openssl rand -hex 8)"; }
+
+# root PREFIX SUBJECT: self-signed CA
+root() {
+    key "$1.key"
+    openssl req -x509 -new -key "$1.key" -subj "$2" -days $DAYS -set_serial "$(serial)" \
+        -config ext.cnf -extensions v3_ca -out "$1.pem"
+}
+
+# issue PREFIX SUBJECT ISSUER_PREFIX EXT [keytype]: key + certificate signed by ISSUER
+issue() {
+    key "$1.key" "${5:-ec}"
+    openssl req -new -key "$1.key" -subj "$2" -config ext.cnf -out "$1.csr"
+    openssl x509 -req -in "$1.csr" -CA "$3.pem" -CAkey "$3.key" -set_serial "$(serial)" \
+        -days $DAYS -extfile ext.cnf -extensions "$4" -out "$1.pem" 2>/dev/null
+    rm -f "$1.csr"
+}
+
+# --- TLS ---
+root tls/ca "/O=raproxy test/CN=TLS CA"
+issue tls/server "/O=raproxy test/CN=localhost" tls/ca tls_server
+issue tls/server2 "/O=raproxy test/CN=localhost-2" tls/ca tls_server
+issue tls/client "/O=raproxy test/CN=client" tls/ca tls_client
+
+# --- vendor ---
+root vendor/root "/C=DE/O=Vendor/CN=Vendor Root CA"
+issue vendor/ica "/C=DE/O=Vendor/CN=Vendor ICA" vendor/root v3_ca
+dev_subj() { echo "/C=DE/O=Vendor/CN=Device $1/serialNumber=$2"; }
+issue vendor/dev1 "$(dev_subj 1 SN0001)" vendor/ica ee
+issue vendor/dev2 "$(dev_subj 2 SN0002)" vendor/ica ee
+issue vendor/dev-rsa "$(dev_subj 3 SN0003)" vendor/ica ee rsa
+issue vendor/dev-ed25519 "$(dev_subj 4 SN0004)" vendor/ica ee ed25519
+issue vendor/notlisted "$(dev_subj 999 SN0999)" vendor/ica ee
+
+# The expired and revoked devices go through `openssl ca`: OpenSSL 3.0's x509 has no way to
+# set a start date in the past, and a CRL needs the CA database anyway.
+mkdir -p vendor/db
+: > vendor/db/index.txt
+echo "unique_subject = no" > vendor/db/index.txt.attr
+openssl rand -hex 8 > vendor/db/serial
+echo 01 > vendor/db/crlnumber
+cat > vendor/db/ca.cnf <<EOF
+[ca]
+default_ca = ica
+[ica]
+dir = $work/vendor/db
+database = \$dir/index.txt
+serial = \$dir/serial
+crlnumber = \$dir/crlnumber
+new_certs_dir = \$dir
+certificate = $work/vendor/ica.pem
+private_key = $work/vendor/ica.key
+default_md = sha256
+default_days = $DAYS
+default_crl_days = $DAYS
+policy = any
+copy_extensions = none
+unique_subject = no
+[any]
+commonName = supplied
+$(sed -n '/^\[ee\]/,/^$/p' ext.cnf)
+$(sed -n '/^\[crl_ext\]/,$p' ext.cnf)
+EOF
+ca_issue() { # NAME SUBJECT [extra openssl ca args]
+    local name=$1 subj=$2
+    shift 2
+    key "vendor/$name.key"
+    openssl req -new -key "vendor/$name.key" -subj "$subj" -config ext.cnf -out "vendor/$name.csr"
+    openssl ca -batch -config vendor/db/ca.cnf -preserveDN -notext -extensions ee \
+        -in "vendor/$name.csr" -out "vendor/$name.pem" "$@" 2>/dev/null
+    rm -f "vendor/$name.csr"
+}
+ca_issue expired "$(dev_subj 900 SN0900)" -startdate 20200101000000Z -enddate 20210101000000Z
+ca_issue revoked "$(dev_subj 901 SN0901)"
+openssl ca -batch -config vendor/db/ca.cnf -revoke vendor/revoked.pem \
+    -crl_reason keyCompromise 2>/dev/null
+openssl ca -batch -config vendor/db/ca.cnf -gencrl -crlexts crl_ext -out vendor/crl.pem 2>/dev/null
+openssl crl -in vendor/crl.pem -outform DER -out vendor/crl.der
+rm -rf vendor/db
+
+for d in dev1 dev2 dev-rsa dev-ed25519 expired revoked notlisted; do
+    cat "vendor/$d.pem" vendor/ica.pem > "vendor/$d.chain.pem"
+done
+printf '%s\n' SN0001 SN0002 SN0003 SN0004 SN0900 SN0901 > vendor/allowlist.txt
+
+# --- unknown vendor ---
+root unknown/root "/C=DE/O=Unknown Vendor/CN=Unknown Root CA"
+issue unknown/dev "/C=DE/O=Unknown Vendor/CN=Device 1/serialNumber=SN0001" unknown/root ee
+
+# --- operator ---
+root operator/root "/O=Operator/CN=Operator Root CA"
+issue operator/ica "/O=Operator/CN=Operator Issuing CA" operator/root v3_ca
+issue operator/ra "/O=Operator/CN=raproxy RA" operator/ica ra
+cp operator/ica.pem operator/ra.chain.pem
+
+# --- mock CA ---
+issue ca/srv "/O=Operator/CN=Mock CA" operator/ica ee
+issue ca/issued "/O=Operator/CN=Device 1/serialNumber=SN0001" operator/ica ee
+cat operator/ica.pem operator/root.pem > ca/chain.pem
+
+# --- MAC secrets ---
+printf '%s\n' "kid-1 pbm-secret-1" "kid-2 pbm-secret-2" > mac/secrets.txt
+
+# Sanity: every chain verifies (and the expired/revoked ones fail for the right reason).
+v() { openssl verify -CAfile "$1" "${@:2}" >/dev/null; }
+v tls/ca.pem tls/server.pem tls/server2.pem tls/client.pem
+v vendor/root.pem -untrusted vendor/ica.pem vendor/dev1.pem vendor/dev2.pem vendor/dev-rsa.pem \
+    vendor/dev-ed25519.pem vendor/notlisted.pem vendor/revoked.pem
+v vendor/root.pem -untrusted vendor/ica.pem -no_check_time vendor/expired.pem
+if v vendor/root.pem -untrusted vendor/ica.pem vendor/expired.pem 2>/dev/null; then
+    echo "test-pki: expired.pem is not expired" >&2
+    exit 1
+fi
+if v vendor/root.pem -untrusted vendor/ica.pem -crl_check -CRLfile vendor/crl.pem \
+    vendor/revoked.pem 2>/dev/null; then
+    echo "test-pki: revoked.pem is not revoked by crl.pem" >&2
+    exit 1
+fi
+v operator/root.pem -untrusted operator/ica.pem operator/ra.pem ca/srv.pem ca/issued.pem
+v unknown/root.pem unknown/dev.pem
+
+rm -f ext.cnf
+date -u +%Y-%m-%dT%H:%M:%SZ > .done
+cd "$parent"
+rm -rf "$out"
+mv "$work" "$out"
+trap - EXIT

@@ -1,0 +1,263 @@
+/* CMP encoders: see include/raproxy/cmp_encode.h. */
+#include "raproxy/cmp_encode.h"
+#include "raproxy/derw.h"
+
+#include <string.h>
+
+/* Header octets of the fixed-size fields a response header adds beyond its inputs:
+ * pvno, the NULL-DN recipient, messageTime and the wrappers of everything else. */
+#define RESPONSE_HEADER_FIXED 128u
+/* A PKIStatusInfo's status INTEGER and failInfo BIT STRING, at most. */
+#define STATUS_INFO_FIXED 32u
+/* PKIHeader fields that are wrapped: [4] sender, [1] protectionAlg, [2] senderKID plus its
+ * OCTET STRING, the header SEQUENCE itself. */
+#define REPROTECT_WRAPPERS 5u
+
+/* Room for `payload` bytes inside `elements` TLV headers. */
+static size_t room(size_t payload, size_t elements)
+{
+    return payload + elements * RP_DERW_MAX_HEADER;
+}
+
+static int done(struct rp_derw *w, struct rp_view *out)
+{
+    return rp_derw_finish(w, out);
+}
+
+int rp_cmp_enc_protected_part(struct rp_arena *a, struct rp_view header_tlv,
+                              struct rp_view body_tlv, struct rp_view *out)
+{
+    struct rp_derw w;
+    if (!header_tlv.p || !body_tlv.p)
+        return RP_E_INVAL;
+    rp_derw_init(&w, a, room(header_tlv.len + body_tlv.len, 1));
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_raw(&w, header_tlv);
+    rp_derw_raw(&w, body_tlv);
+    rp_derw_end(&w);
+    return done(&w, out);
+}
+
+int rp_cmp_enc_message(struct rp_arena *a, struct rp_view header_tlv, struct rp_view body_tlv,
+                       struct rp_view protection_sig, const struct rp_view *extra_certs,
+                       size_t n_extra, struct rp_view *out)
+{
+    struct rp_derw w;
+    size_t payload = header_tlv.len + body_tlv.len + protection_sig.len;
+    if (!header_tlv.p || !body_tlv.p || (n_extra && !extra_certs) || n_extra > RP_CMP_MAX_LIST)
+        return RP_E_INVAL;
+    for (size_t i = 0; i < n_extra; i++)
+        payload += extra_certs[i].len;
+    /* message SEQUENCE, [0], BIT STRING, [1], SEQUENCE OF */
+    rp_derw_init(&w, a, room(payload, 5));
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_raw(&w, header_tlv);
+    rp_derw_raw(&w, body_tlv);
+    if (rp_view_present(protection_sig)) {
+        rp_derw_begin(&w, RP_DER_CTX_CONS(0));
+        rp_derw_bits(&w, protection_sig, 0);
+        rp_derw_end(&w);
+    }
+    if (n_extra) {
+        rp_derw_begin(&w, RP_DER_CTX_CONS(1));
+        rp_derw_begin(&w, RP_DER_SEQUENCE);
+        for (size_t i = 0; i < n_extra; i++)
+            rp_derw_raw(&w, extra_certs[i]);
+        rp_derw_end(&w);
+        rp_derw_end(&w);
+    }
+    rp_derw_end(&w);
+    return done(&w, out);
+}
+
+/* [tag] EXPLICIT OCTET STRING: senderKID, senderNonce, recipNonce. */
+static void octets_field(struct rp_derw *w, unsigned tag, struct rp_view v)
+{
+    rp_derw_begin(w, RP_DER_CTX_CONS(tag));
+    rp_derw_octets(w, v);
+    rp_derw_end(w);
+}
+
+/* [tag] EXPLICIT around a complete TLV: sender (directoryName), protectionAlg. */
+static void wrapped_field(struct rp_derw *w, unsigned tag, struct rp_view tlv)
+{
+    rp_derw_begin(w, RP_DER_CTX_CONS(tag));
+    rp_derw_raw(w, tlv);
+    rp_derw_end(w);
+}
+
+/* PKIHeader field tags (RFC 9810 §5.1.1). */
+enum {
+    HDR_MESSAGE_TIME = 0,
+    HDR_PROTECTION_ALG = 1,
+    HDR_SENDER_KID = 2,
+    HDR_SENDER_NONCE = 5,
+    HDR_RECIP_NONCE = 6,
+};
+
+int rp_cmp_enc_reprotect_header(struct rp_arena *a, const struct rp_cmp_msg *in,
+                                struct rp_view new_sender_name, struct rp_view new_sender_kid,
+                                struct rp_view new_protection_alg, struct rp_view *out)
+{
+    const struct rp_cmp_header *h = &in->header;
+    struct rp_derw w;
+    if (!new_sender_name.p || !h->pvno_raw.p || !h->recipient.raw.p)
+        return RP_E_INVAL;
+    /* The kept fields are all inside header_raw, so its length bounds them. */
+    size_t payload = h->raw.len + new_sender_name.len + new_sender_kid.len + new_protection_alg.len;
+    rp_derw_init(&w, a, room(payload, REPROTECT_WRAPPERS));
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_raw(&w, h->pvno_raw);
+    wrapped_field(&w, RP_GNAME_DIRECTORY_NAME, new_sender_name);
+    rp_derw_raw(&w, h->recipient.raw);
+    rp_derw_raw(&w, h->message_time_raw);
+    if (rp_view_present(new_protection_alg))
+        wrapped_field(&w, HDR_PROTECTION_ALG, new_protection_alg);
+    if (rp_view_present(new_sender_kid))
+        octets_field(&w, HDR_SENDER_KID, new_sender_kid);
+    rp_derw_raw(&w, h->transaction_id.raw);
+    rp_derw_raw(&w, h->sender_nonce.raw);
+    rp_derw_raw(&w, h->recip_nonce.raw);
+    rp_derw_raw(&w, h->free_text_raw);
+    rp_derw_raw(&w, h->general_info_raw);
+    rp_derw_end(&w);
+    return done(&w, out);
+}
+
+int rp_cmp_enc_response_header(struct rp_arena *a, const struct rp_cmp_msg *req,
+                               struct rp_view sender_name, struct rp_view sender_kid,
+                               struct rp_view prot_alg, struct rp_view fresh_nonce,
+                               int64_t now_epoch, struct rp_view *out)
+{
+    /* directoryName [4] with an empty rdnSequence: "no recipient known" (RFC 9810 §5.1.1) */
+    static const uint8_t null_dn[] = {RP_DER_CTX_CONS(RP_GNAME_DIRECTORY_NAME), 2, RP_DER_SEQUENCE,
+                                      0};
+    const struct rp_cmp_header *h = req ? &req->header : NULL;
+    struct rp_derw w;
+    if (!sender_name.p || fresh_nonce.len < RP_CMP_NONCE_LEN)
+        return RP_E_INVAL;
+    struct rp_view recipient =
+        h && h->sender.raw.p ? h->sender.raw : rp_view_make(null_dn, sizeof null_dn);
+    struct rp_view txid = h ? h->transaction_id.raw : RP_VIEW_NULL;
+    struct rp_view recip_nonce = h ? h->sender_nonce.val : RP_VIEW_NULL;
+    size_t payload = sender_name.len + sender_kid.len + prot_alg.len + fresh_nonce.len +
+                     recipient.len + txid.len + recip_nonce.len;
+    rp_derw_init(&w, a, room(payload, 0) + RESPONSE_HEADER_FIXED);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_int64(&w, RP_DER_INTEGER, h && h->pvno_raw.p ? h->pvno : RP_CMP_PVNO_CMP2000);
+    wrapped_field(&w, RP_GNAME_DIRECTORY_NAME, sender_name);
+    rp_derw_raw(&w, recipient);
+    rp_derw_begin(&w, RP_DER_CTX_CONS(HDR_MESSAGE_TIME));
+    rp_derw_gentime(&w, now_epoch);
+    rp_derw_end(&w);
+    if (rp_view_present(prot_alg))
+        wrapped_field(&w, HDR_PROTECTION_ALG, prot_alg);
+    if (rp_view_present(sender_kid))
+        octets_field(&w, HDR_SENDER_KID, sender_kid);
+    rp_derw_raw(&w, txid);
+    octets_field(&w, HDR_SENDER_NONCE, fresh_nonce);
+    if (rp_view_present(recip_nonce))
+        octets_field(&w, HDR_RECIP_NONCE, recip_nonce);
+    rp_derw_end(&w);
+    return done(&w, out);
+}
+
+int rp_cmp_enc_body_error(struct rp_arena *a, enum rp_failinfo bit, int status,
+                          struct rp_view freetext, struct rp_view *out)
+{
+    struct rp_derw w;
+    if (bit < RP_FI_NONE || bit > RP_FI_DUPLICATE_CERT_REQ || status < 0)
+        return RP_E_INVAL;
+    /* [23] ErrorMsgContent PKIStatusInfo statusString UTF8String */
+    rp_derw_init(&w, a, room(freetext.len, 5) + STATUS_INFO_FIXED);
+    rp_derw_begin(&w, RP_DER_CTX_CONS(RP_CMP_ERROR));
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_int64(&w, RP_DER_INTEGER, status);
+    if (rp_view_present(freetext)) {
+        rp_derw_begin(&w, RP_DER_SEQUENCE);
+        rp_derw_utf8(&w, freetext);
+        rp_derw_end(&w);
+    }
+    if (bit != RP_FI_NONE)
+        rp_derw_named_bits(&w, 1u << (unsigned)bit);
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    return done(&w, out);
+}
+
+int rp_cmp_enc_body_pkiconf(struct rp_arena *a, struct rp_view *out)
+{
+    struct rp_derw w;
+    rp_derw_init(&w, a, room(0, 2));
+    rp_derw_begin(&w, RP_DER_CTX_CONS(RP_CMP_PKICONF));
+    rp_derw_null(&w);
+    rp_derw_end(&w);
+    return done(&w, out);
+}
+
+/* [tag] { SEQUENCE OF { items... } } */
+static int tagged_list(struct rp_arena *a, unsigned tag, const struct rp_view *items, size_t n,
+                       struct rp_view *out)
+{
+    struct rp_derw w;
+    size_t payload = 0;
+    if ((n && !items) || n > RP_CMP_MAX_LIST)
+        return RP_E_INVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (!items[i].p)
+            return RP_E_INVAL;
+        payload += items[i].len;
+    }
+    rp_derw_init(&w, a, room(payload, 2));
+    rp_derw_begin(&w, RP_DER_CTX_CONS(tag));
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    for (size_t i = 0; i < n; i++)
+        rp_derw_raw(&w, items[i]);
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    return done(&w, out);
+}
+
+int rp_cmp_enc_body_genp(struct rp_arena *a, const struct rp_view *itavs, size_t n,
+                         struct rp_view *out)
+{
+    return tagged_list(a, RP_CMP_GENP, itavs, n, out);
+}
+
+int rp_cmp_enc_body_nested(struct rp_arena *a, const struct rp_view *msgs, size_t n,
+                           struct rp_view *out)
+{
+    if (n == 0) /* PKIMessages ::= SEQUENCE SIZE (1..MAX) */
+        return RP_E_INVAL;
+    return tagged_list(a, RP_CMP_NESTED, msgs, n, out);
+}
+
+int rp_cmp_enc_body_pop_raverified(struct rp_arena *a, const struct rp_cmp_msg *in,
+                                   struct rp_view *out)
+{
+    const struct rp_cmp_body *b = &in->body;
+    struct rp_derw w;
+    if (b->type != RP_CMP_IR && b->type != RP_CMP_CR && b->type != RP_CMP_KUR)
+        return RP_E_INVAL;
+    /* raVerified [0] IMPLICIT NULL: CRMF's module has IMPLICIT TAGS */
+    const struct rp_view ra_verified = RP_VIEW_NULL;
+    size_t payload = 0;
+    for (size_t i = 0; i < b->reqs.n; i++)
+        payload += room(b->reqs.reqs[i].cert_req_raw.len + b->reqs.reqs[i].reg_info_raw.len, 2);
+    rp_derw_init(&w, a, room(payload, 2));
+    rp_derw_begin(&w, RP_DER_CTX_CONS((unsigned)b->type));
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    for (size_t i = 0; i < b->reqs.n; i++) {
+        const struct rp_crmf_req *r = &b->reqs.reqs[i];
+        rp_derw_begin(&w, RP_DER_SEQUENCE);
+        rp_derw_raw(&w, r->cert_req_raw);
+        rp_derw_prim(&w, RP_DER_CTX(RP_CRMF_POP_RA_VERIFIED), ra_verified);
+        rp_derw_raw(&w, r->reg_info_raw);
+        rp_derw_end(&w);
+    }
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    return done(&w, out);
+}
