@@ -9,6 +9,7 @@ PKGS=(
   redis-server redis-tools openssl libssl-dev
   python3 python3-pyasn1 python3-pyasn1-modules python3-yaml
   curl procps iproute2
+  dpkg-dev autoconf automake libtool # scripts/build-wolfssl.sh
 )
 
 missing=()
