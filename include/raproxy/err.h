@@ -116,6 +116,12 @@ enum rp_failinfo {
     X(SYSTEM_UNAVAIL, "service unavailable", 200, RP_FI_SYSTEM_UNAVAIL)                            \
     X(RATE_LIMITED, "rate limit exceeded", 429, RP_FI_SYSTEM_UNAVAIL)                              \
     X(QUEUE_FULL, "crypto workers busy", 200, RP_FI_SYSTEM_UNAVAIL)                                \
+    /* OCSP relay (validation) */                                                                  \
+    X(OCSP_RESPONSE, "OCSP: malformed or unsupported response", 502, RP_FI_SYSTEM_UNAVAIL)         \
+    X(OCSP_MISMATCH, "OCSP: response does not answer the request", 502, RP_FI_SYSTEM_UNAVAIL)      \
+    X(OCSP_STALE, "OCSP: response outside its validity period", 502, RP_FI_SYSTEM_UNAVAIL)         \
+    X(OCSP_SIGNER, "OCSP: responder not authorized", 502, RP_FI_SIGNER_NOT_TRUSTED)                \
+    X(OCSP_SIGNATURE, "OCSP: response signature does not verify", 502, RP_FI_BAD_MESSAGE_CHECK)    \
     /* crypto */                                                                                   \
     X(CRYPTO, "cryptographic operation failed", 500, RP_FI_SYSTEM_FAILURE)                         \
     X(KEY_LOAD, "cannot load key or certificate", 500, RP_FI_SYSTEM_FAILURE)                       \
