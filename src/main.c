@@ -3,11 +3,14 @@
 #include "raproxy/allowlist_cli.h"
 #include "raproxy/config.h"
 #include "raproxy/err.h"
+#include "raproxy/guard.h"
 #include "raproxy/http.h"
+#include "raproxy/limiter.h"
 #include "raproxy/log.h"
 #include "raproxy/loop.h"
 #include "raproxy/server.h"
 #include "raproxy/snapshot.h"
+#include "raproxy/worker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +24,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 #include <uv.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
 
 #define MAX_LOOPS       64
 #define PROBE_TIMEOUT_S 5
@@ -33,6 +38,8 @@ struct app {
     uv_loop_t uv;
     uv_signal_t sighup, sigterm, sigint;
     bool draining;
+    struct rp_workers *workers;
+    struct rp_limiter *limiter;
 };
 
 static void usage(FILE *out)
@@ -131,13 +138,22 @@ static int run(struct app *a)
     uv_signal_start(&a->sighup, on_signal, SIGHUP);
     uv_signal_start(&a->sigterm, on_signal, SIGTERM);
     uv_signal_start(&a->sigint, on_signal, SIGINT);
-    int rc = RP_OK;
+    struct rp_workers_opts wo = {.count = cfg->workers, .queue_cap = cfg->worker_queue,
+                                 .pin = true};
+    int rc = rp_workers_start(&a->workers, &wo);
+    if (rc == RP_OK)
+        rc = rp_limiter_new(&a->limiter, NULL);
+    if (rc == RP_OK)
+        rp_server_init(a->workers, a->limiter);
     for (unsigned i = 0; i < n && rc == RP_OK; i++) {
         struct rp_loop_opts o = {
             .index = i,
             .snap = a->snap,
             .on_exchange = rp_server_on_exchange,
+            .workers = a->workers,
             .admin = i == 0,
+            .on_snapshot = rp_server_on_snapshot,
+            .on_stop = rp_server_on_stop,
         };
         rc = rp_loop_start(&a->loops[i], &o);
         if (rc == RP_OK)
@@ -147,12 +163,18 @@ static int run(struct app *a)
         rp_log_error("start", "cannot start: %s", rp_err_msg(rc));
         drain(a);
     } else {
-        rp_log_info("start", "raproxy %s: %u loops, %u listeners", RAPROXY_VERSION, a->nloops,
-                    cfg->listeners_count);
+        rp_log_info("start", "raproxy %s: %u loops, %u workers, %u listeners (wolfSSL %s)",
+                    RAPROXY_VERSION, a->nloops, rp_workers_count(a->workers),
+                    cfg->listeners_count, RP_WOLFSSL_INFO);
     }
     uv_run(&a->uv, UV_RUN_DEFAULT);
     for (unsigned i = 0; i < a->nloops; i++)
         rp_loop_join(a->loops[i]);
+    /* loops are gone, so no job can be submitted any more */
+    if (a->workers)
+        rp_workers_stop(a->workers);
+    if (a->limiter)
+        rp_limiter_free(a->limiter);
     uv_loop_close(&a->uv);
     rp_snapshot_unref(a->snap);
     rp_log_info("shutdown", "stopped");
@@ -226,7 +248,8 @@ int main(int argc, char **argv)
         case 'P':
             return probe(optarg);
         case 'V':
-            printf("raproxy %s\n", RAPROXY_VERSION);
+            printf("raproxy %s\nwolfSSL %s, %s\n", RAPROXY_VERSION, wolfSSL_lib_version(),
+                   RP_WOLFSSL_INFO);
             return 0;
         case 'h':
             usage(stdout);

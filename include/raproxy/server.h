@@ -3,6 +3,7 @@
 #ifndef RAPROXY_SERVER_H
 #define RAPROXY_SERVER_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 struct rp_config;
@@ -14,7 +15,17 @@ struct rp_loop;
  * Problems are written to errs (may be NULL) and logged. */
 int rp_server_snapshot(struct rp_config *cfg, struct rp_snapshot **out, FILE *errs);
 
+struct rp_workers;
+struct rp_limiter;
+
+/* Process-wide: the crypto workers and the in-process limiter every loop shares. */
+void rp_server_init(struct rp_workers *workers, struct rp_limiter *limiter);
 /* The handler of CMP listeners (rp_loop_opts.on_exchange). */
 void rp_server_on_exchange(struct rp_exchange *ex);
+/* Loop hooks (rp_loop_opts.on_snapshot / on_stop): per-loop Redis client, admission and
+ * the port where worker jobs come back. */
+void rp_server_on_snapshot(struct rp_loop *l, struct rp_snapshot *s);
+void rp_server_on_stop(struct rp_loop *l);
+bool rp_server_redis_ready(struct rp_loop *l);
 
 #endif

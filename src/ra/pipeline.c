@@ -1,37 +1,401 @@
-/* The exchange pipeline (DESIGN.md, "One exchange, end to end"): HTTP policy, route to a
- * trust domain, then forward to the CA and relay its answer. */
+/* The exchange pipeline (DESIGN.md, "One exchange, end to end"), on the loop thread:
+ * HTTP policy → route to a trust domain → decode → header checks → admission → verify and
+ * re-protect on a worker → record (replay, transaction) → forward → check the CA's answer
+ * → relay. Every refusal is an RA-signed CMP error (signed on a worker) with its failInfo. */
+#include "ra.h"
+
+#include "raproxy/admit.h"
+#include "raproxy/clock.h"
 #include "raproxy/config.h"
 #include "raproxy/err.h"
 #include "raproxy/exchange.h"
 #include "raproxy/http.h"
+#include "raproxy/limiter.h"
 #include "raproxy/log.h"
 #include "raproxy/loop.h"
+#include "raproxy/metrics.h"
+#include "raproxy/redis.h"
 #include "raproxy/server.h"
+#include "raproxy/sig.h"
 #include "raproxy/snapshot.h"
 #include "raproxy/upstream.h"
 
 #include <llhttp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CMP_CONTENT_TYPE "application/pkixcmp"
 #define DOMAIN_PATH_MAX  300
+#define MIN_NONCE_LEN    16u
+#define RETRY_HDR_MAX    48
 
-struct ra_exchange {
-    struct rp_exchange *ex;
-    const struct rp_cfg_domain *domain; /* NULL: served by default_path without a domain */
-    struct rp_upstream_req up;
-};
+static struct rp_workers *g_workers;
+static struct rp_limiter *g_limiter;
+
+void rp_server_init(struct rp_workers *workers, struct rp_limiter *limiter)
+{
+    g_workers = workers;
+    g_limiter = limiter;
+}
+
+static void finish(struct ra_exchange *rx, int status, const char *ctype, struct rp_view body)
+{
+    struct rp_exchange *ex = rx->ex;
+    char lbl[160];
+    snprintf(lbl, sizeof lbl, "domain=\"%s\",body=\"%s\",result=\"%s\"", ex->log.domain,
+             ex->log.body[0] ? ex->log.body : "none", ex->log.result[0] ? ex->log.result : "ok");
+    rp_metrics_count("raproxy_cmp_requests_total", lbl);
+    rx->step = RA_DONE;
+    rp_exchange_respond(ex, status, ctype, body.p, body.len, rx->extra_headers);
+}
 
 static void answer_http(struct rp_exchange *ex, int err, const char *extra)
 {
-    const char *msg = rp_err_msg(err);
     char body[160];
-    int n = snprintf(body, sizeof body, "%s\n", msg);
+    int n = snprintf(body, sizeof body, "%s\n", rp_err_msg(err));
     snprintf(ex->log.result, sizeof ex->log.result, "%s", rp_err_name(err));
     rp_exchange_respond(ex, rp_err_http(err), "text/plain; charset=utf-8", (const uint8_t *)body,
                         (size_t)n, extra);
 }
+
+/* ---- refusals ------------------------------------------------------------------- */
+
+static void on_error_signed(struct rp_job *j)
+{
+    struct ra_exchange *rx = container_of(j, struct ra_exchange, job);
+    if (j->result != RP_OK) {
+        rp_log_error("refuse", "cannot sign the CMP error: %s", rp_err_msg(j->result));
+        answer_http(rx->ex, RP_E_SYSTEM_UNAVAIL, NULL);
+        return;
+    }
+    finish(rx, rx->http_status ? rx->http_status : 200, CMP_CONTENT_TYPE, rx->out);
+}
+
+static void run_sign_error(struct rp_job *j)
+{
+    struct ra_exchange *rx = container_of(j, struct ra_exchange, job);
+    j->result = ra_protect_error(rx, rx->verdict, rx->why);
+}
+
+/* Answer with an RA-signed CMP error carrying err's failInfo. */
+static void refuse(struct ra_exchange *rx, int err, const char *why)
+{
+    struct rp_exchange *ex = rx->ex;
+    rx->verdict = err;
+    rx->why = why;
+    snprintf(ex->log.result, sizeof ex->log.result, "refused");
+    const char *fi = rp_failinfo_name(rp_err_failinfo(err));
+    snprintf(ex->log.failinfo, sizeof ex->log.failinfo, "%s", fi ? fi : rp_err_name(err));
+    const struct ra_state *st = ex->snap->ra;
+    bool budget = !rx->rl->admit || !rx->dcfg ||
+                  rp_admit_may_sign_error(rx->rl->admit, rx->dcfg->name);
+    if (!st || !st->ra.key || !budget || !g_workers) {
+        /* no key or over the signing budget: an HTTP answer costs no crypto */
+        int e = err == RP_E_RATE_LIMITED ? RP_E_RATE_LIMITED : RP_E_SYSTEM_UNAVAIL;
+        answer_http(ex, e, rx->extra_headers);
+        return;
+    }
+    rx->step = RA_SIGN_ERROR;
+    rx->job.run = run_sign_error;
+    rx->job.done = on_error_signed;
+    if (rp_workers_submit(g_workers, &rx->job, &rx->rl->port) != RP_OK)
+        answer_http(ex, RP_E_QUEUE_FULL, "Retry-After: 1\r\n");
+}
+
+/* ---- the CA's answer -------------------------------------------------------------- */
+
+static bool answer_fits(enum rp_cmp_body_type req, enum rp_cmp_body_type resp)
+{
+    if (resp == RP_CMP_ERROR)
+        return true;
+    switch (req) {
+    case RP_CMP_IR:
+        return resp == RP_CMP_IP || resp == RP_CMP_POLLREP;
+    case RP_CMP_CR:
+    case RP_CMP_P10CR:
+        return resp == RP_CMP_CP || resp == RP_CMP_POLLREP;
+    case RP_CMP_KUR:
+        return resp == RP_CMP_KUP || resp == RP_CMP_POLLREP;
+    case RP_CMP_POLLREQ:
+        return resp == RP_CMP_POLLREP || resp == RP_CMP_IP || resp == RP_CMP_CP ||
+               resp == RP_CMP_KUP;
+    case RP_CMP_CERTCONF:
+    case RP_CMP_ERROR:
+        return resp == RP_CMP_PKICONF;
+    case RP_CMP_RR:
+        return resp == RP_CMP_RP;
+    case RP_CMP_GENM:
+        return resp == RP_CMP_GENP;
+    default:
+        return false;
+    }
+}
+
+/* The answer belongs to the request: same transaction, our nonce echoed, a fitting body.
+ * A nested answer with one message is unwrapped for the device. */
+static const char *check_answer(struct ra_exchange *rx, struct rp_view resp, struct rp_view *relay)
+{
+    struct rp_cmp_msg *m = rp_arena_calloc(&rx->ex->arena, 1, sizeof *m);
+    if (!m || rp_cmp_decode(resp.p, resp.len, &rx->ex->arena, m, NULL) != RP_OK)
+        return "undecodable answer";
+    *relay = resp;
+    if (m->body.type == RP_CMP_NESTED && m->body.nested.n == 1) {
+        m = &m->body.nested.msgs[0];
+        *relay = m->raw;
+    }
+    const struct rp_cmp_header *q = &rx->msg.header, *r = &m->header;
+    if (!rp_view_eq(q->transaction_id.val, r->transaction_id.val))
+        return "transactionID differs";
+    if (!rp_view_eq(q->sender_nonce.val, r->recip_nonce.val))
+        return "recipNonce is not the request's senderNonce";
+    if (!answer_fits(rx->msg.body.type, m->body.type))
+        return "body type does not answer the request";
+    if (rx->dcfg->allowlist_consume && m->body.type == RP_CMP_IP && m->body.rep.n &&
+        m->body.rep.resps[0].status.status <= RP_CMP_STATUS_GRANTED_WITH_MODS && rx->rl->admit) {
+        struct rp_admit_issued_in in = {rx->dcfg->name, rx->serial, true};
+        rp_admit_on_issued(rx->rl->admit, &in, NULL, NULL);
+    }
+    return NULL;
+}
+
+static void on_upstream(struct rp_upstream_req *up)
+{
+    struct ra_exchange *rx = up->arg;
+    struct rp_exchange *ex = rx->ex;
+    ex->log.upstream_ns = up->t_end_ns - up->t_start_ns;
+    ex->log.upstream_status = up->status;
+    if (up->err != RP_OK) {
+        rp_log_warn("upstream", "txid %s: %s (request %s)", ex->log.txid, rp_err_msg(up->err),
+                    up->sent ? "may have reached the CA: not retried" : "not sent");
+        if (!rx->decoded) {
+            answer_http(ex, up->err, NULL);
+            return;
+        }
+        refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA is not available");
+        return;
+    }
+    if (up->status != 200 || !rp_http_media_type_is(up->ctype, CMP_CONTENT_TYPE)) {
+        rp_log_warn("upstream", "txid %s: CA answered HTTP %d", ex->log.txid, up->status);
+        if (!rx->decoded) {
+            answer_http(ex, RP_E_UPSTREAM_STATUS, NULL);
+            return;
+        }
+        refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA answered with an HTTP error");
+        return;
+    }
+    struct rp_view relay = up->resp;
+    if (rx->decoded) {
+        const char *bad = check_answer(rx, up->resp, &relay);
+        if (bad) {
+            rp_log_warn("upstream", "txid %s: CA answer refused: %s", ex->log.txid, bad);
+            refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA's answer does not match the request");
+            return;
+        }
+    }
+    snprintf(ex->log.result, sizeof ex->log.result, "forwarded");
+    /* the upstream buffer is freed after this callback: respond copies it synchronously */
+    finish(rx, 200, CMP_CONTENT_TYPE, relay);
+}
+
+static void forward(struct ra_exchange *rx, struct rp_view msg)
+{
+    struct rp_exchange *ex = rx->ex;
+    struct rp_upstream *u = rp_loop_upstream(ex->loop);
+    if (!u) {
+        answer_http(ex, RP_E_SHUTDOWN, NULL);
+        return;
+    }
+    rx->step = RA_UPSTREAM;
+    rx->up.path = rx->dcfg ? rx->dcfg->upstream_path : NULL;
+    rx->up.content_type = CMP_CONTENT_TYPE;
+    rx->up.body = msg.p;
+    rx->up.len = msg.len;
+    rx->up.cb = on_upstream;
+    rx->up.arg = rx;
+    int rc = rp_upstream_send(u, &rx->up);
+    if (rc == RP_OK)
+        return;
+    if (rx->decoded)
+        refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA queue is full");
+    else
+        answer_http(ex, rc, "Retry-After: 1\r\n");
+}
+
+/* ---- after verification ------------------------------------------------------------ */
+
+static void on_recorded(void *arg, const struct rp_admit_result *res)
+{
+    struct ra_exchange *rx = arg;
+    if (res->err != RP_OK) {
+        refuse(rx, res->err,
+               res->err == RP_E_BAD_SENDER_NONCE ? "senderNonce already used"
+               : res->err == RP_E_TXID_IN_USE    ? "transactionID in use by another device"
+               : res->err == RP_E_UNKNOWN_TXN    ? "no such transaction"
+               : res->err == RP_E_RATE_LIMITED   ? "per-device quota exceeded"
+                                                 : NULL);
+        return;
+    }
+    forward(rx, rx->out);
+}
+
+static void run_verify(struct rp_job *j)
+{
+    struct ra_exchange *rx = container_of(j, struct ra_exchange, job);
+    uint64_t t0 = rp_clock_ns();
+    ra_verify_request(rx);
+    if (rx->verdict == RP_OK)
+        rx->verdict = ra_protect_forward(rx);
+    rx->ex->log.verify_ns = rp_clock_ns() - t0;
+    j->result = rx->verdict;
+}
+
+static void on_verified(struct rp_job *j)
+{
+    struct ra_exchange *rx = container_of(j, struct ra_exchange, job);
+    struct rp_exchange *ex = rx->ex;
+    if (rp_view_present(rx->serial))
+        snprintf(ex->log.serial, sizeof ex->log.serial, "%.*s", (int)rx->serial.len,
+                 (const char *)rx->serial.p);
+    if (rx->verdict != RP_OK) {
+        refuse(rx, rx->verdict, rx->why);
+        return;
+    }
+    rx->step = RA_RECORD;
+    const struct rp_cmp_header *h = &rx->msg.header;
+    /* MAC-protected senders have no certificate: the senderKID names them */
+    struct rp_view who = rp_view_present(rx->serial) ? rx->serial : h->sender_kid.val;
+    struct rp_admit_verified_in in = {
+        .domain = rx->dcfg->name,
+        .serial = who,
+        .txid = h->transaction_id.val,
+        .nonce = h->sender_nonce.val,
+        .body = rp_cmp_body_name(rx->msg.body.type),
+        .limits = &rx->dcfg->limits,
+        .max_clock_skew_s = rx->dcfg->max_clock_skew_s,
+        .allowlist_redis = rx->dcfg->allowlist && strcmp(rx->dcfg->allowlist, "redis") == 0 &&
+                           (rx->msg.body.type == RP_CMP_IR || rx->msg.body.type == RP_CMP_CR ||
+                            rx->msg.body.type == RP_CMP_P10CR),
+        .on_redis_failure = rx->dcfg->on_redis_failure,
+    };
+    rp_admit_after_verify(rx->rl->admit, &in, on_recorded, rx);
+}
+
+/* ---- admission ------------------------------------------------------------------- */
+
+static void on_admitted(void *arg, const struct rp_admit_result *res)
+{
+    struct ra_exchange *rx = arg;
+    if (res->err != RP_OK) {
+        if (res->err == RP_E_RATE_LIMITED) {
+            char *hdr = rp_arena_alloc(&rx->ex->arena, RETRY_HDR_MAX);
+            if (hdr) {
+                snprintf(hdr, RETRY_HDR_MAX, "Retry-After: %u\r\n",
+                         (res->retry_after_ms + 999) / 1000);
+                rx->extra_headers = hdr;
+            }
+            char *why = rp_arena_alloc(&rx->ex->arena, 64);
+            if (why)
+                snprintf(why, 64, "rate limit %s exceeded", res->limit ? res->limit : "");
+            refuse(rx, RP_E_RATE_LIMITED, why);
+            return;
+        }
+        refuse(rx, res->err, NULL);
+        return;
+    }
+    rx->step = RA_VERIFY;
+    rx->job.run = run_verify;
+    rx->job.done = on_verified;
+    if (rp_workers_submit(g_workers, &rx->job, &rx->rl->port) != RP_OK) {
+        rp_metrics_count("raproxy_worker_rejected_total", NULL);
+        answer_http(rx->ex, RP_E_QUEUE_FULL, "Retry-After: 1\r\n");
+    }
+}
+
+/* ---- cheap checks on the loop ---------------------------------------------------- */
+
+static int check_header(struct ra_exchange *rx, const char **why)
+{
+    const struct rp_cmp_msg *m = &rx->msg;
+    const struct rp_cmp_header *h = &m->header;
+    const struct rp_cfg_domain *d = rx->dcfg;
+    if (!rp_view_present(h->transaction_id.val) || h->transaction_id.val.len == 0) {
+        *why = "transactionID missing";
+        return RP_E_BAD_REQUEST;
+    }
+    if (h->sender_nonce.val.len < MIN_NONCE_LEN) {
+        *why = "senderNonce missing or shorter than 128 bits";
+        return RP_E_BAD_SENDER_NONCE;
+    }
+    if (h->has_message_time) {
+        int64_t skew = h->message_time - rx->now;
+        if (skew < -(int64_t)d->max_clock_skew_s || skew > (int64_t)d->max_clock_skew_s) {
+            *why = "messageTime too far from the RA's clock";
+            return RP_E_BAD_TIME;
+        }
+    }
+    if (!(rx->domain->allow_mask & (1u << m->body.type))) {
+        *why = "this message type is not accepted in this domain";
+        return RP_E_NOT_AUTHORIZED;
+    }
+    if (!m->has_protection || !rp_view_present(h->protection_alg.raw)) {
+        *why = "message is not protected";
+        return RP_E_WRONG_INTEGRITY;
+    }
+    bool mac = ra_is_mac_alg(h->protection_alg.oid);
+    if (mac ? !(d->protection & RP_PROT_MAC) : !(d->protection & RP_PROT_SIGNATURE)) {
+        *why = mac ? "MAC protection is not accepted in this domain"
+                   : "signature protection is not accepted in this domain";
+        return RP_E_WRONG_INTEGRITY;
+    }
+    enum rp_sig_alg alg;
+    if (!mac && rp_sig_alg_parse(h->protection_alg.raw, &alg) != RP_OK) {
+        *why = "protection algorithm not supported";
+        return RP_E_BAD_ALG;
+    }
+    return RP_OK;
+}
+
+static void start_cmp(struct ra_exchange *rx)
+{
+    struct rp_exchange *ex = rx->ex;
+    struct rp_cmp_err where = {0};
+    int rc = rp_cmp_decode(ex->req->body.p, ex->req->body.len, &ex->arena, &rx->msg, &where);
+    if (rc == RP_OK || rc == RP_E_CMP_VERSION) {
+        rx->decoded = true;
+        const struct rp_cmp_header *h = &rx->msg.header;
+        snprintf(ex->log.body, sizeof ex->log.body, "%s", rp_cmp_body_name(rx->msg.body.type));
+        size_t n = h->transaction_id.val.len < 16 ? h->transaction_id.val.len : 16;
+        for (size_t i = 0; i < n; i++)
+            snprintf(ex->log.txid + 2 * i, 3, "%02x", h->transaction_id.val.p[i]);
+    }
+    if (rc == RP_E_CMP_VERSION) {
+        refuse(rx, rc, "pvno must be 2 or 3");
+        return;
+    }
+    if (rc != RP_OK) {
+        rp_log_info("decode", "%s: %s at byte %zu (expected %s)", ex->client_addr,
+                    rp_err_name(rc), where.offset, where.expected ? where.expected : "?");
+        refuse(rx, rc == RP_E_ARENA ? RP_E_BAD_REQUEST : RP_E_CMP_BODY, "malformed PKIMessage");
+        return;
+    }
+    const char *why = NULL;
+    rc = check_header(rx, &why);
+    if (rc != RP_OK) {
+        refuse(rx, rc, why);
+        return;
+    }
+    rx->step = RA_ADMIT;
+    struct rp_admit_in in = {
+        .domain = rx->dcfg->name,
+        .client_addr = ex->client_addr,
+        .limits = &rx->dcfg->limits,
+        .on_redis_failure = rx->dcfg->on_redis_failure,
+    };
+    rp_admit_start(rx->rl->admit, &in, on_admitted, rx);
+}
+
+/* ---- routing ---------------------------------------------------------------------- */
 
 /* Paths match exactly, except that a trailing slash is optional on either side. */
 static bool path_matches(struct rp_view path, const char *want)
@@ -49,13 +413,14 @@ static bool path_matches(struct rp_view path, const char *want)
     return plen == wlen && memcmp(path.p, want, plen) == 0;
 }
 
-/* Returns 1 and the domain (may be NULL for the plain default path) when served here. */
-static int route(const struct rp_config *cfg, struct rp_view path, const struct rp_cfg_domain **out)
+static int route(const struct rp_config *cfg, struct rp_view path,
+                 const struct rp_cfg_domain **out)
 {
     char buf[DOMAIN_PATH_MAX];
     for (unsigned i = 0; i < cfg->domains_count; i++) {
         const struct rp_cfg_domain *d = &cfg->domains[i];
-        if (path_matches(path, rp_config_domain_path(d, buf, sizeof buf))) {
+        const char *dp = rp_config_domain_path(d, buf, sizeof buf);
+        if (dp && path_matches(path, dp)) {
             *out = d;
             return 1;
         }
@@ -70,47 +435,6 @@ static int route(const struct rp_config *cfg, struct rp_view path, const struct 
         return 1;
     }
     return 0;
-}
-
-static void on_upstream(struct rp_upstream_req *up)
-{
-    struct ra_exchange *rx = up->arg;
-    struct rp_exchange *ex = rx->ex;
-    ex->log.upstream_ns = up->t_end_ns - up->t_start_ns;
-    ex->log.upstream_status = up->status;
-    if (up->err != RP_OK) {
-        rp_log_warn("upstream", "request for %s failed: %s (sent: %s)", ex->client_addr,
-                    rp_err_msg(up->err), up->sent ? "yes" : "no");
-        answer_http(ex, up->err, NULL);
-        return;
-    }
-    if (up->status != 200 || !rp_http_media_type_is(up->ctype, CMP_CONTENT_TYPE)) {
-        rp_log_warn("upstream", "CA answered HTTP %d (%.*s) for %s", up->status, (int)up->ctype.len,
-                    (const char *)up->ctype.p, ex->client_addr);
-        answer_http(ex, RP_E_UPSTREAM_STATUS, NULL);
-        return;
-    }
-    snprintf(ex->log.result, sizeof ex->log.result, "forwarded");
-    rp_exchange_respond(ex, 200, CMP_CONTENT_TYPE, up->resp.p, up->resp.len, NULL);
-}
-
-static void forward(struct ra_exchange *rx)
-{
-    struct rp_exchange *ex = rx->ex;
-    struct rp_upstream *u = rp_loop_upstream(ex->loop);
-    if (!u) {
-        answer_http(ex, RP_E_SHUTDOWN, NULL);
-        return;
-    }
-    rx->up.path = rx->domain ? rx->domain->upstream_path : NULL;
-    rx->up.content_type = CMP_CONTENT_TYPE;
-    rx->up.body = ex->req->body.p;
-    rx->up.len = ex->req->body.len;
-    rx->up.cb = on_upstream;
-    rx->up.arg = rx;
-    int rc = rp_upstream_send(u, &rx->up);
-    if (rc != RP_OK)
-        answer_http(ex, rc, rc == RP_E_UPSTREAM_QUEUE_FULL ? "Retry-After: 1\r\n" : NULL);
 }
 
 void rp_server_on_exchange(struct rp_exchange *ex)
@@ -142,7 +466,70 @@ void rp_server_on_exchange(struct rp_exchange *ex)
         return;
     }
     rx->ex = ex;
-    rx->domain = domain;
+    rx->rl = rp_loop_app(ex->loop);
+    rx->dcfg = domain;
+    rx->now = rp_clock_wall_s();
     ex->app = rx;
-    forward(rx);
+    rx->domain = domain ? ra_state_domain(ex->snap->ra, domain) : NULL;
+    if (!rx->domain || !rx->rl || !g_workers) {
+        /* the default path without a domain: a plain relay to the CA */
+        forward(rx, req->body);
+        return;
+    }
+    start_cmp(rx);
+}
+
+/* ---- per-loop state ---------------------------------------------------------------- */
+
+static void on_port_closed(struct rp_job_port *p)
+{
+    struct ra_loop *rl = p->data;
+    free(rl);
+}
+
+void rp_server_on_snapshot(struct rp_loop *l, struct rp_snapshot *s)
+{
+    if (rp_loop_app(l))
+        return; /* Redis, admission and the job port live as long as the loop */
+    struct ra_loop *rl = calloc(1, sizeof *rl);
+    if (!rl)
+        return;
+    rl->loop = l;
+    if (rp_job_port_init(&rl->port, rp_loop_uv(l)) != RP_OK) {
+        free(rl);
+        return;
+    }
+    rl->port.data = rl;
+    rl->port_open = true;
+    const struct rp_config *cfg = s->cfg;
+    if (cfg->redis) {
+        struct rp_redis_opts ro = {cfg->redis->url, cfg->redis->timeout_ms,
+                                   cfg->redis->key_prefix};
+        if (rp_redis_new(&rl->redis, rp_loop_uv(l), &ro) != RP_OK)
+            rp_log_error("redis", "loop %u: cannot create the Redis client for %s",
+                         rp_loop_index(l), cfg->redis->url);
+    }
+    struct rp_admit_opts ao = {.redis = rl->redis, .limiter = g_limiter};
+    if (g_limiter && rp_admit_new(&rl->admit, &ao) != RP_OK)
+        rp_log_error("admit", "loop %u: cannot create admission", rp_loop_index(l));
+    rp_loop_set_app(l, rl);
+}
+
+void rp_server_on_stop(struct rp_loop *l)
+{
+    struct ra_loop *rl = rp_loop_app(l);
+    if (!rl)
+        return;
+    rp_loop_set_app(l, NULL);
+    if (rl->redis)
+        rp_redis_close(rl->redis);
+    if (rl->admit)
+        rp_admit_free(rl->admit);
+    rp_job_port_close(&rl->port, on_port_closed);
+}
+
+bool rp_server_redis_ready(struct rp_loop *l)
+{
+    struct ra_loop *rl = rp_loop_app(l);
+    return !rl || !rl->redis || rp_redis_ready(rl->redis);
 }

@@ -1,4 +1,6 @@
 /* Building a snapshot: everything a configuration needs loaded before it may serve. */
+#include "ra.h"
+
 #include "raproxy/config.h"
 #include "raproxy/err.h"
 #include "raproxy/http.h"
@@ -92,6 +94,13 @@ int rp_server_snapshot(struct rp_config *cfg, struct rp_snapshot **out, FILE *er
     s->generation = atomic_fetch_add(&g_generation, 1) + 1;
     s->release = release_tls;
     int rc = build_tls(s, errs);
+    struct ra_state *ra = NULL;
+    if (rc == RP_OK)
+        rc = ra_state_build(cfg, &ra, errs);
+    if (rc == RP_OK) {
+        s->ra = ra;
+        s->ra_free = ra_state_free;
+    }
     if (rc != RP_OK) {
         rp_snapshot_unref(s);
         return rc;

@@ -1,0 +1,135 @@
+/* What the RA sends, signed with its key, on a crypto worker (DESIGN.md step 7): the
+ * re-protected or nested request for the CA, and every refusal to a device. */
+#include "ra.h"
+
+#include "raproxy/cmp_encode.h"
+#include "raproxy/derw.h"
+#include "raproxy/err.h"
+#include "raproxy/exchange.h"
+#include "raproxy/snapshot.h"
+#include "raproxy/sig.h"
+
+#include <string.h>
+#include <sys/random.h>
+
+#define RA_NONCE_LEN   16u
+#define RA_FREETEXT_MAX 200u
+
+static int sign_and_assemble(struct ra_exchange *rx, struct rp_view hdr, struct rp_view body)
+{
+    struct rp_arena *a = &rx->ex->arena;
+    const struct ra_identity *id = &((struct ra_state *)rx->ex->snap->ra)->ra;
+    struct rp_view pp;
+    int rc = rp_cmp_enc_protected_part(a, hdr, body, &pp);
+    if (rc != RP_OK)
+        return rc;
+    uint8_t *sig = rp_arena_alloc(a, RP_SIG_MAX);
+    size_t siglen = 0;
+    if (!sig)
+        return RP_E_ARENA;
+    rc = rp_privkey_sign(id->key, (enum rp_sig_alg)id->alg, pp.p, pp.len, sig, RP_SIG_MAX,
+                         &siglen);
+    if (rc != RP_OK)
+        return rc;
+    return rp_cmp_enc_message(a, hdr, body, rp_view_make(sig, siglen), id->extra, id->certs.n,
+                              &rx->out);
+}
+
+static int fresh_nonce(uint8_t *out)
+{
+    return getrandom(out, RA_NONCE_LEN, 0) == (ssize_t)RA_NONCE_LEN ? RP_OK : RP_E_CRYPTO;
+}
+
+/* Header of a nested request (RFC 9483 §5.2.2.1, adding protection): the RA is the sender;
+ * transactionID and senderNonce are the inner request's, so the CA's answer — nested or
+ * not — is checked against the device's own request. */
+static int nested_header(struct ra_exchange *rx, struct rp_view *out)
+{
+    struct rp_arena *a = &rx->ex->arena;
+    const struct rp_cmp_header *h = &rx->msg.header;
+    const struct ra_identity *id = &((struct ra_state *)rx->ex->snap->ra)->ra;
+    struct rp_derw w;
+    int rc = rp_derw_init(&w, a, rx->msg.header_raw.len + id->cert.subject.len + 256);
+    if (rc != RP_OK)
+        return rc;
+    rp_derw_begin(&w, 0x30);
+    rp_derw_raw(&w, h->pvno_raw);
+    rp_derw_begin(&w, 0xa4); /* sender: directoryName */
+    rp_derw_raw(&w, id->cert.subject);
+    rp_derw_end(&w);
+    rp_derw_raw(&w, h->recipient.raw);
+    rp_derw_begin(&w, 0xa0);
+    rp_derw_gentime(&w, rx->now);
+    rp_derw_end(&w);
+    rp_derw_begin(&w, 0xa1);
+    rp_derw_raw(&w, id->alg_der);
+    rp_derw_end(&w);
+    if (rp_view_present(id->cert.ski)) {
+        rp_derw_begin(&w, 0xa2);
+        rp_derw_octets(&w, id->cert.ski);
+        rp_derw_end(&w);
+    }
+    rp_derw_raw(&w, h->transaction_id.raw);
+    rp_derw_raw(&w, h->sender_nonce.raw);
+    rp_derw_end(&w);
+    return rp_derw_finish(&w, out);
+}
+
+int ra_protect_forward(struct ra_exchange *rx)
+{
+    struct rp_arena *a = &rx->ex->arena;
+    const struct rp_cmp_msg *m = &rx->msg;
+    const struct ra_identity *id = &((struct ra_state *)rx->ex->snap->ra)->ra;
+    enum rp_forward_mode mode = rx->dcfg->forward;
+    /* kur's signature proves the old key: never replace it */
+    if (m->body.type == RP_CMP_KUR && mode == RP_FORWARD_REPROTECT)
+        mode = RP_FORWARD_UNCHANGED;
+    if (mode == RP_FORWARD_UNCHANGED) {
+        rx->out = m->raw;
+        return RP_OK;
+    }
+    if (!id->key)
+        return RP_E_CONFIG;
+    struct rp_view hdr, body = m->body_raw;
+    int rc;
+    if (mode == RP_FORWARD_NESTED) {
+        rc = nested_header(rx, &hdr);
+        if (rc == RP_OK)
+            rc = rp_cmp_enc_body_nested(a, &m->raw, 1, &body);
+    } else {
+        if (rx->dcfg->pop == RP_POP_RA_VERIFIED &&
+            (m->body.type == RP_CMP_IR || m->body.type == RP_CMP_CR))
+            rc = rp_cmp_enc_body_pop_raverified(a, m, &body);
+        else
+            rc = RP_OK;
+        if (rc == RP_OK)
+            rc = rp_cmp_enc_reprotect_header(a, m, id->cert.subject, id->cert.ski, id->alg_der,
+                                             &hdr);
+    }
+    return rc == RP_OK ? sign_and_assemble(rx, hdr, body) : rc;
+}
+
+int ra_protect_error(struct ra_exchange *rx, int err, const char *why)
+{
+    struct rp_arena *a = &rx->ex->arena;
+    const struct ra_state *st = rx->ex->snap->ra;
+    if (!st || !st->ra.key)
+        return RP_E_CONFIG;
+    const struct ra_identity *id = &st->ra;
+    uint8_t *nonce = rp_arena_alloc(a, RA_NONCE_LEN);
+    if (!nonce)
+        return RP_E_ARENA;
+    int rc = fresh_nonce(nonce);
+    if (rc != RP_OK)
+        return rc;
+    const char *text = why ? why : rp_err_msg(err);
+    size_t tlen = strnlen(text, RA_FREETEXT_MAX);
+    struct rp_view hdr, body;
+    rc = rp_cmp_enc_response_header(a, rx->decoded ? &rx->msg : NULL, id->cert.subject,
+                                    id->cert.ski, id->alg_der,
+                                    rp_view_make(nonce, RA_NONCE_LEN), rx->now, &hdr);
+    if (rc == RP_OK)
+        rc = rp_cmp_enc_body_error(a, rp_err_failinfo(err), 2 /* rejection */,
+                                   rp_view_make(text, tlen), &body);
+    return rc == RP_OK ? sign_and_assemble(rx, hdr, body) : rc;
+}

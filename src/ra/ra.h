@@ -1,0 +1,152 @@
+/* Internals of the RA layer: the per-snapshot RA state (keys, domains, trust material),
+ * the per-loop state and the per-exchange state shared by pipeline.c, verify.c and
+ * protect.c. */
+#ifndef RP_RA_INT_H
+#define RP_RA_INT_H
+
+#include "raproxy/arena.h"
+#include "raproxy/cert.h"
+#include "raproxy/cmp.h"
+#include "raproxy/config.h"
+#include "raproxy/upstream.h"
+#include "raproxy/view.h"
+#include "raproxy/worker.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#endif
+
+struct rp_allowlist;
+struct rp_privkey;
+struct rp_admit;
+struct rp_redis;
+struct rp_limiter;
+struct rp_exchange;
+struct rp_loop;
+
+/* A DER blob owned by the RA state. */
+struct ra_der {
+    uint8_t *p;
+    size_t len;
+};
+
+struct ra_der_list {
+    struct ra_der *v;
+    size_t n;
+};
+
+/* The RA's signing identity. */
+struct ra_identity {
+    struct rp_privkey *key;
+    int alg; /* enum rp_sig_alg */
+    struct rp_view alg_der;
+    struct ra_der_list certs;  /* RA certificate first, then its chain: extraCerts */
+    struct rp_view *extra;     /* views of certs, for the encoders */
+    struct rp_cert cert;       /* parsed RA certificate */
+};
+
+struct ra_secret {
+    char *kid;
+    uint8_t *secret;
+    size_t kid_len, secret_len;
+};
+
+#define RA_CHAIN_CACHE_SLOTS 4096u
+
+struct ra_chain_entry {
+    uint8_t key[32]; /* SHA-256 over the chain's DER */
+    int64_t until;   /* epoch seconds; 0 = empty */
+};
+
+/* Verified chains, so a returning device costs one signature check, not a path build. */
+struct ra_chain_cache {
+    pthread_mutex_t lock;
+    struct ra_chain_entry slots[RA_CHAIN_CACHE_SLOTS];
+    uint64_t hits, misses;
+};
+
+struct ra_domain {
+    const struct rp_cfg_domain *cfg;
+    uint32_t allow_mask;   /* bit per enum rp_cmp_body_type */
+    uint32_t alg_mask;     /* bit per allowed policy name, see verify.c */
+    struct ra_der_list anchors;
+    struct ra_der_list intermediates;
+    struct ra_der_list crls;  /* raw file contents (PEM or DER) */
+    int *crl_types;           /* WOLFSSL_FILETYPE_* per crl */
+    struct rp_allowlist *allowlist; /* NULL: none or Redis */
+    struct ra_secret *secrets;
+    size_t n_secrets;
+    struct ra_chain_cache *cache;
+};
+
+struct ra_state {
+    struct ra_identity ra;
+    struct ra_domain *domains;
+    size_t n_domains;
+};
+
+int ra_state_build(const struct rp_config *cfg, struct ra_state **out, FILE *errs);
+void ra_state_free(void *state);
+struct ra_domain *ra_state_domain(struct ra_state *s, const struct rp_cfg_domain *cfg);
+const struct ra_secret *ra_domain_secret(const struct ra_domain *d, struct rp_view kid);
+
+/* Chain cache (thread-safe). */
+bool ra_chain_cache_get(struct ra_chain_cache *c, const uint8_t key[32], int64_t now);
+void ra_chain_cache_put(struct ra_chain_cache *c, const uint8_t key[32], int64_t until);
+
+/* ---- per exchange ---------------------------------------------------------------- */
+
+enum ra_step {
+    RA_ADMIT,        /* waiting for admission */
+    RA_VERIFY,       /* on a worker: verify and re-protect */
+    RA_RECORD,       /* waiting for the after-verification record */
+    RA_UPSTREAM,     /* waiting for the CA */
+    RA_SIGN_ERROR,   /* on a worker: signing a refusal */
+    RA_DONE,
+};
+
+struct ra_exchange {
+    struct rp_exchange *ex;
+    struct ra_loop *rl;
+    const struct rp_cfg_domain *dcfg; /* NULL: default path without a domain */
+    struct ra_domain *domain;
+    enum ra_step step;
+    struct rp_cmp_msg msg;
+    bool decoded;
+    /* results of verification */
+    int verdict;              /* RP_OK or the refusal */
+    const char *why;          /* short freeText for a refusal */
+    struct rp_view serial;    /* device serial from the protecting certificate */
+    struct rp_view signer;    /* protecting certificate DER */
+    struct rp_view out;       /* the message to forward, or the signed error */
+    int64_t now;
+    struct rp_job job;
+    struct rp_upstream_req up;
+    const char *extra_headers;
+    int http_status; /* for refusals that are HTTP-level (429) */
+};
+
+struct ra_loop {
+    struct rp_loop *loop;
+    struct rp_job_port port;
+    bool port_open;
+    struct rp_redis *redis;
+    struct rp_admit *admit;
+};
+
+/* verify.c — on a worker */
+void ra_verify_request(struct ra_exchange *rx);
+bool ra_is_mac_alg(struct rp_view oid);
+/* verify_mac.c — on a worker: PBM / PBMAC1 with the domain's secret for the senderKID */
+int ra_verify_mac(struct ra_exchange *rx, const char **why);
+/* protect.c — on a worker */
+int ra_protect_forward(struct ra_exchange *rx);
+int ra_protect_error(struct ra_exchange *rx, int err, const char *why);
+
+#endif

@@ -1,0 +1,380 @@
+/* The RA state of one snapshot: its signing identity and, per trust domain, the anchors,
+ * intermediates, CRLs, allowlist, MAC secrets and chain cache. Built on the main thread,
+ * read-only afterwards (the chain cache has its own lock). */
+#include "ra.h"
+
+#include "raproxy/allowlist.h"
+#include "raproxy/err.h"
+#include "raproxy/log.h"
+#include "raproxy/sig.h"
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PEM_CERT_BEGIN "-----BEGIN CERTIFICATE-----"
+#define PEM_CERT_END   "-----END CERTIFICATE-----"
+#define RA_MAX_FILE    (16u * 1024u * 1024u)
+#define RA_MAX_CERTS   256u
+
+static const char *const alg_policy_names[] = {"ecdsa-p256", "ecdsa-p384", "ecdsa-p521",
+                                               "ed25519",    "rsa-pkcs1",  "rsa-pss"};
+
+static int read_file(const char *path, uint8_t **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return RP_E_KEY_LOAD;
+    uint8_t *buf = NULL;
+    size_t n = 0, cap = 0;
+    int rc = RP_OK;
+    for (;;) {
+        if (cap - n < 4096) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > RA_MAX_FILE) {
+                rc = RP_E_KEY_LOAD;
+                break;
+            }
+            uint8_t *nb = realloc(buf, cap);
+            if (!nb) {
+                rc = RP_E_NOMEM;
+                break;
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    fclose(f);
+    if (rc != RP_OK) {
+        free(buf);
+        return rc;
+    }
+    buf[n] = 0;
+    *out = buf;
+    *len = n;
+    return RP_OK;
+}
+
+static int list_push(struct ra_der_list *l, const uint8_t *p, size_t len)
+{
+    if (l->n >= RA_MAX_CERTS)
+        return RP_E_KEY_LOAD;
+    struct ra_der *nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+    if (!nv)
+        return RP_E_NOMEM;
+    l->v = nv;
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy)
+        return RP_E_NOMEM;
+    memcpy(copy, p, len);
+    l->v[l->n].p = copy;
+    l->v[l->n].len = len;
+    l->n++;
+    return RP_OK;
+}
+
+static void list_free(struct ra_der_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i].p);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+/* Every certificate of a PEM file (or the one certificate of a DER file), in order. */
+static int load_certs(const char *path, struct ra_der_list *l, FILE *errs)
+{
+    uint8_t *data;
+    size_t len;
+    int rc = read_file(path, &data, &len);
+    if (rc != RP_OK) {
+        if (errs)
+            fprintf(errs, "%s: cannot read\n", path);
+        return rc;
+    }
+    size_t before = l->n;
+    if (len && data[0] == 0x30) {
+        struct rp_cert c;
+        rc = rp_cert_parse(data, len, &c) == RP_OK ? list_push(l, data, len) : RP_E_KEY_LOAD;
+    } else {
+        char *s = (char *)data;
+        uint8_t *der = malloc(len + 1);
+        while (rc == RP_OK && der && (s = strstr(s, PEM_CERT_BEGIN)) != NULL) {
+            char *e = strstr(s, PEM_CERT_END);
+            if (!e) {
+                rc = RP_E_KEY_LOAD;
+                break;
+            }
+            e += strlen(PEM_CERT_END);
+            int n = wc_CertPemToDer((const unsigned char *)s, (int)(e - s), der, (int)len,
+                                    CERT_TYPE);
+            struct rp_cert c;
+            if (n <= 0 || rp_cert_parse(der, (size_t)n, &c) != RP_OK)
+                rc = RP_E_KEY_LOAD;
+            else
+                rc = list_push(l, der, (size_t)n);
+            s = e;
+        }
+        if (!der)
+            rc = RP_E_NOMEM;
+        free(der);
+    }
+    free(data);
+    if (rc == RP_OK && l->n == before)
+        rc = RP_E_KEY_LOAD;
+    if (rc != RP_OK && errs)
+        fprintf(errs, "%s: no valid certificate\n", path);
+    return rc;
+}
+
+static int load_identity(const struct rp_cfg_ra *cfg, struct ra_identity *id, FILE *errs)
+{
+    int rc = rp_privkey_load_pem(cfg->key, &id->key);
+    if (rc != RP_OK) {
+        if (errs)
+            fprintf(errs, "%s: ra.key: cannot load the private key\n", cfg->key);
+        return rc;
+    }
+    rc = load_certs(cfg->cert, &id->certs, errs);
+    if (rc == RP_OK && cfg->chain)
+        rc = load_certs(cfg->chain, &id->certs, errs);
+    if (rc != RP_OK)
+        return rc;
+    rc = rp_cert_parse(id->certs.v[0].p, id->certs.v[0].len, &id->cert);
+    if (rc == RP_OK && rp_privkey_matches_spki(id->key, id->cert.spki) != 1) {
+        if (errs)
+            fprintf(errs, "%s: ra.key does not belong to the certificate %s\n", cfg->key,
+                    cfg->cert);
+        return RP_E_KEY_LOAD;
+    }
+    if (rc == RP_OK && !rp_view_present(id->cert.ski) && errs)
+        rp_log_warn("config", "RA certificate %s has no subjectKeyIdentifier: senderKID is "
+                              "omitted from re-protected messages", cfg->cert);
+    id->alg = (int)rp_privkey_default_alg(id->key);
+    id->alg_der = rp_sig_alg_der((enum rp_sig_alg)id->alg);
+    id->extra = calloc(id->certs.n, sizeof *id->extra);
+    if (!id->extra)
+        return RP_E_NOMEM;
+    for (size_t i = 0; i < id->certs.n; i++)
+        id->extra[i] = rp_view_make(id->certs.v[i].p, id->certs.v[i].len);
+    return rc;
+}
+
+static int load_secrets(const char *path, struct ra_domain *d, FILE *errs)
+{
+    uint8_t *data;
+    size_t len;
+    if (read_file(path, &data, &len) != RP_OK) {
+        if (errs)
+            fprintf(errs, "%s: cannot read the MAC secrets\n", path);
+        return RP_E_KEY_LOAD;
+    }
+    int rc = RP_OK;
+    char *save = NULL;
+    for (char *line = strtok_r((char *)data, "\n", &save); line && rc == RP_OK;
+         line = strtok_r(NULL, "\n", &save)) {
+        while (isspace((unsigned char)*line))
+            line++;
+        if (!*line || *line == '#')
+            continue;
+        char *sp = line;
+        while (*sp && !isspace((unsigned char)*sp))
+            sp++;
+        char *val = sp;
+        while (*val && isspace((unsigned char)*val))
+            val++;
+        size_t vlen = strlen(val);
+        while (vlen && isspace((unsigned char)val[vlen - 1]))
+            vlen--;
+        if (sp == line || !vlen)
+            continue;
+        struct ra_secret *ns = realloc(d->secrets, (d->n_secrets + 1) * sizeof *ns);
+        if (!ns) {
+            rc = RP_E_NOMEM;
+            break;
+        }
+        d->secrets = ns;
+        struct ra_secret *s = &d->secrets[d->n_secrets++];
+        s->kid_len = (size_t)(sp - line);
+        s->secret_len = vlen;
+        s->kid = malloc(s->kid_len + 1);
+        s->secret = malloc(vlen + 1);
+        if (!s->kid || !s->secret) {
+            rc = RP_E_NOMEM;
+            break;
+        }
+        memcpy(s->kid, line, s->kid_len);
+        s->kid[s->kid_len] = 0;
+        memcpy(s->secret, val, vlen);
+    }
+    /* the secrets stay in memory as long as the snapshot; wipe the file copy */
+    memset(data, 0, len);
+    free(data);
+    return rc;
+}
+
+const struct ra_secret *ra_domain_secret(const struct ra_domain *d, struct rp_view kid)
+{
+    for (size_t i = 0; i < d->n_secrets; i++)
+        if (d->secrets[i].kid_len == kid.len && memcmp(d->secrets[i].kid, kid.p, kid.len) == 0)
+            return &d->secrets[i];
+    return NULL;
+}
+
+static int load_domain(const struct rp_cfg_domain *c, struct ra_domain *d, FILE *errs)
+{
+    d->cfg = c;
+    int rc = RP_OK;
+    for (unsigned i = 0; i < c->allow_count; i++) {
+        int t = rp_cmp_body_from_name(c->allow[i]);
+        if (t >= 0)
+            d->allow_mask |= 1u << t;
+    }
+    for (unsigned i = 0; i < c->algorithms_count; i++)
+        for (unsigned k = 0; k < sizeof alg_policy_names / sizeof alg_policy_names[0]; k++)
+            if (strcmp(c->algorithms[i], alg_policy_names[k]) == 0)
+                d->alg_mask |= 1u << k;
+    if (!d->alg_mask)
+        d->alg_mask = (1u << (sizeof alg_policy_names / sizeof alg_policy_names[0])) - 1;
+    for (unsigned i = 0; i < c->trust_anchors_count && rc == RP_OK; i++)
+        rc = load_certs(c->trust_anchors[i], &d->anchors, errs);
+    for (unsigned i = 0; i < c->intermediates_count && rc == RP_OK; i++)
+        rc = load_certs(c->intermediates[i], &d->intermediates, errs);
+    if (c->crls_count) {
+        d->crl_types = calloc(c->crls_count, sizeof *d->crl_types);
+        if (!d->crl_types)
+            return RP_E_NOMEM;
+    }
+    for (unsigned i = 0; i < c->crls_count && rc == RP_OK; i++) {
+        uint8_t *data;
+        size_t len;
+        rc = read_file(c->crls[i], &data, &len);
+        if (rc != RP_OK) {
+            if (errs)
+                fprintf(errs, "%s: cannot read the CRL\n", c->crls[i]);
+            break;
+        }
+        rc = list_push(&d->crls, data, len);
+        d->crl_types[i] = len && data[0] == 0x30 ? WOLFSSL_FILETYPE_ASN1 : WOLFSSL_FILETYPE_PEM;
+        free(data);
+    }
+    if (rc == RP_OK && c->allowlist && strcmp(c->allowlist, "redis") != 0) {
+        rc = rp_allowlist_load(c->allowlist, &d->allowlist);
+        if (rc != RP_OK && errs)
+            fprintf(errs, "%s: cannot load the allowlist\n", c->allowlist);
+        else
+            rp_log_info("config", "domain %s: %zu serials allowed", c->name,
+                        rp_allowlist_count(d->allowlist));
+    }
+    if (rc == RP_OK && c->mac_secrets)
+        rc = load_secrets(c->mac_secrets, d, errs);
+    if (rc == RP_OK) {
+        d->cache = calloc(1, sizeof *d->cache);
+        if (!d->cache)
+            return RP_E_NOMEM;
+        pthread_mutex_init(&d->cache->lock, NULL);
+    }
+    return rc;
+}
+
+static void free_domain(struct ra_domain *d)
+{
+    list_free(&d->anchors);
+    list_free(&d->intermediates);
+    list_free(&d->crls);
+    free(d->crl_types);
+    rp_allowlist_free(d->allowlist);
+    for (size_t i = 0; i < d->n_secrets; i++) {
+        if (d->secrets[i].secret)
+            memset(d->secrets[i].secret, 0, d->secrets[i].secret_len);
+        free(d->secrets[i].kid);
+        free(d->secrets[i].secret);
+    }
+    free(d->secrets);
+    if (d->cache) {
+        pthread_mutex_destroy(&d->cache->lock);
+        free(d->cache);
+    }
+}
+
+void ra_state_free(void *state)
+{
+    struct ra_state *s = state;
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n_domains; i++)
+        free_domain(&s->domains[i]);
+    free(s->domains);
+    rp_privkey_free(s->ra.key);
+    list_free(&s->ra.certs);
+    free(s->ra.extra);
+    free(s);
+}
+
+int ra_state_build(const struct rp_config *cfg, struct ra_state **out, FILE *errs)
+{
+    struct ra_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return RP_E_NOMEM;
+    int rc = RP_OK;
+    if (cfg->ra.key && cfg->ra.cert)
+        rc = load_identity(&cfg->ra, &s->ra, errs);
+    if (rc == RP_OK && cfg->domains_count) {
+        s->domains = calloc(cfg->domains_count, sizeof *s->domains);
+        if (!s->domains)
+            rc = RP_E_NOMEM;
+    }
+    for (unsigned i = 0; rc == RP_OK && i < cfg->domains_count; i++) {
+        s->n_domains++;
+        rc = load_domain(&cfg->domains[i], &s->domains[i], errs);
+    }
+    if (rc != RP_OK) {
+        ra_state_free(s);
+        return rc;
+    }
+    *out = s;
+    return RP_OK;
+}
+
+struct ra_domain *ra_state_domain(struct ra_state *s, const struct rp_cfg_domain *cfg)
+{
+    for (size_t i = 0; s && i < s->n_domains; i++)
+        if (s->domains[i].cfg == cfg)
+            return &s->domains[i];
+    return NULL;
+}
+
+bool ra_chain_cache_get(struct ra_chain_cache *c, const uint8_t key[32], int64_t now)
+{
+    size_t i;
+    memcpy(&i, key, sizeof i);
+    struct ra_chain_entry *e = &c->slots[i % RA_CHAIN_CACHE_SLOTS];
+    pthread_mutex_lock(&c->lock);
+    bool hit = e->until > now && memcmp(e->key, key, 32) == 0;
+    if (hit)
+        c->hits++;
+    else
+        c->misses++;
+    pthread_mutex_unlock(&c->lock);
+    return hit;
+}
+
+void ra_chain_cache_put(struct ra_chain_cache *c, const uint8_t key[32], int64_t until)
+{
+    size_t i;
+    memcpy(&i, key, sizeof i);
+    struct ra_chain_entry *e = &c->slots[i % RA_CHAIN_CACHE_SLOTS];
+    pthread_mutex_lock(&c->lock);
+    memcpy(e->key, key, 32); /* direct-mapped: a colliding chain simply replaces it */
+    e->until = until;
+    pthread_mutex_unlock(&c->lock);
+}

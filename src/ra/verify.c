@@ -1,0 +1,295 @@
+/* Authentication of one request, on a crypto worker (DESIGN.md step 6): the protecting
+ * certificate and its chain to the domain's anchors, the protection signature or MAC,
+ * proof of possession of the new key, and what this sender may ask for. Cheap checks
+ * (header, body type, algorithm syntax) already ran on the loop. */
+#include "ra.h"
+
+#include "raproxy/allowlist.h"
+#include "raproxy/clock.h"
+#include "raproxy/der.h"
+#include "raproxy/err.h"
+#include "raproxy/exchange.h"
+#include "raproxy/snapshot.h"
+#include "raproxy/log.h"
+#include "raproxy/sig.h"
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/sha256.h>
+
+#include <string.h>
+
+/* A verified chain is trusted again without a path build for this long (and never past
+ * the leaf's notAfter); a reload drops the cache with its snapshot. */
+#define RA_CHAIN_TTL_S       300
+#define RA_MAX_INTERMEDIATES 8u
+
+#define FAIL(err, text)                                                                            \
+    do {                                                                                           \
+        *why = (text);                                                                             \
+        return (err);                                                                              \
+    } while (0)
+
+static const uint8_t oid_pbm[] = {0x2a, 0x86, 0x48, 0x86, 0xf6, 0x7d, 0x07, 0x42, 0x0d};
+static const uint8_t oid_pbmac1[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0e};
+
+bool ra_is_mac_alg(struct rp_view oid)
+{
+    return rp_view_eq(oid, rp_view_make(oid_pbm, sizeof oid_pbm)) ||
+           rp_view_eq(oid, rp_view_make(oid_pbmac1, sizeof oid_pbmac1));
+}
+
+static void chain_key(const struct rp_cmp_msg *m, size_t signer, uint8_t out[32])
+{
+    wc_Sha256 h;
+    wc_InitSha256(&h);
+    wc_Sha256Update(&h, m->extra_certs[signer].p, (word32)m->extra_certs[signer].len);
+    for (size_t i = 0; i < m->n_extra_certs && i <= RA_MAX_INTERMEDIATES; i++)
+        if (i != signer)
+            wc_Sha256Update(&h, m->extra_certs[i].p, (word32)m->extra_certs[i].len);
+    wc_Sha256Final(&h, out);
+    wc_Sha256Free(&h);
+}
+
+/* Loads intermediates in whatever order lets each chain to what is already trusted.
+ * Self-issued certificates from the request are never loaded: wolfSSL would accept a
+ * self-signed one as a new anchor. */
+static void load_intermediates(WOLFSSL_CERT_MANAGER *cm, const struct rp_view *certs, size_t n)
+{
+    bool loaded[RA_MAX_INTERMEDIATES * 2] = {false};
+    if (n > sizeof loaded / sizeof loaded[0])
+        n = sizeof loaded / sizeof loaded[0];
+    for (size_t pass = 0; pass < n; pass++) {
+        bool progress = false;
+        for (size_t i = 0; i < n; i++) {
+            if (loaded[i])
+                continue;
+            struct rp_cert c;
+            if (rp_cert_parse(certs[i].p, certs[i].len, &c) != RP_OK ||
+                rp_name_eq(c.issuer, c.subject) || !c.has_basic_constraints || !c.ca) {
+                loaded[i] = true; /* never usable */
+                continue;
+            }
+            if (wolfSSL_CertManagerLoadCABuffer(cm, certs[i].p, (long)certs[i].len,
+                                                WOLFSSL_FILETYPE_ASN1) == WOLFSSL_SUCCESS) {
+                loaded[i] = true;
+                progress = true;
+            }
+        }
+        if (!progress)
+            break;
+    }
+}
+
+static int check_chain(struct ra_domain *d, const struct rp_cmp_msg *m, size_t signer,
+                       const struct rp_cert *leaf, int64_t now, const char **why)
+{
+    uint8_t key[32];
+    chain_key(m, signer, key);
+    if (ra_chain_cache_get(d->cache, key, now))
+        return RP_OK;
+    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
+    if (!cm)
+        FAIL(RP_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < d->anchors.n; i++)
+        wolfSSL_CertManagerLoadCABuffer(cm, d->anchors.v[i].p, (long)d->anchors.v[i].len,
+                                        WOLFSSL_FILETYPE_ASN1);
+    struct rp_view inter[RA_MAX_INTERMEDIATES * 2];
+    size_t ni = 0;
+    for (size_t i = 0; i < d->intermediates.n && ni < RA_MAX_INTERMEDIATES; i++)
+        inter[ni++] = rp_view_make(d->intermediates.v[i].p, d->intermediates.v[i].len);
+    for (size_t i = 0; i < m->n_extra_certs && ni < RA_MAX_INTERMEDIATES * 2; i++)
+        if (i != signer)
+            inter[ni++] = m->extra_certs[i];
+    load_intermediates(cm, inter, ni);
+    if (d->crls.n) {
+        wolfSSL_CertManagerEnableCRL(cm, 0);
+        for (size_t i = 0; i < d->crls.n; i++)
+            wolfSSL_CertManagerLoadCRLBuffer(cm, d->crls.v[i].p, (long)d->crls.v[i].len,
+                                             d->crl_types[i]);
+    }
+    int rc = wolfSSL_CertManagerVerifyBuffer(cm, leaf->raw.p, (long)leaf->raw.len,
+                                             WOLFSSL_FILETYPE_ASN1);
+    wolfSSL_CertManagerFree(cm);
+    if (rc == CRL_CERT_REVOKED)
+        FAIL(RP_E_CERT_REVOKED, "protection certificate revoked");
+    /* no CRL configured for this issuer: revocation is unknown, not a failure */
+    if (rc != WOLFSSL_SUCCESS && rc != CRL_MISSING) {
+        rp_log_debug("verify", "chain check failed: %d", rc);
+        if (rc == ASN_AFTER_DATE_E || rc == ASN_BEFORE_DATE_E)
+            FAIL(RP_E_SIGNER_NOT_TRUSTED, "protection certificate not valid now");
+        FAIL(RP_E_SIGNER_NOT_TRUSTED, "protection certificate does not chain to a trust anchor");
+    }
+    int64_t until = now + RA_CHAIN_TTL_S;
+    if (leaf->not_after < until)
+        until = leaf->not_after;
+    ra_chain_cache_put(d->cache, key, until);
+    return RP_OK;
+}
+
+/* The protecting certificate: extraCerts[0], or the one whose SKI is the senderKID. */
+static int find_signer(const struct rp_cmp_msg *m, struct rp_cert *out, size_t *idx)
+{
+    struct rp_view kid = m->header.sender_kid.val;
+    for (size_t i = 0; i < m->n_extra_certs; i++) {
+        if (rp_cert_parse(m->extra_certs[i].p, m->extra_certs[i].len, out) != RP_OK)
+            continue;
+        if (!rp_view_present(kid) || rp_view_eq(out->ski, kid) ||
+            (i == 0 && !rp_view_present(out->ski))) {
+            *idx = i;
+            return RP_OK;
+        }
+    }
+    return RP_E_NOT_FOUND;
+}
+
+static int verify_sig(struct rp_view spki, struct rp_view alg_der, struct rp_view data,
+                      const struct rp_der_bits *sig, int bad, const struct ra_domain *d,
+                      const char **why)
+{
+    enum rp_sig_alg alg;
+    if (rp_sig_alg_parse(alg_der, &alg) != RP_OK)
+        FAIL(RP_E_BAD_ALG, "signature algorithm not supported");
+    struct rp_pubkey *pk;
+    if (rp_pubkey_from_spki(spki, &pk) != RP_OK)
+        FAIL(RP_E_BAD_ALG, "public key not supported");
+    int rc = RP_OK;
+    const char *policy = rp_sig_policy_name(alg, pk);
+    unsigned bit = 0;
+    static const char *const names[] = {"ecdsa-p256", "ecdsa-p384", "ecdsa-p521",
+                                        "ed25519",    "rsa-pkcs1",  "rsa-pss"};
+    while (policy && bit < sizeof names / sizeof names[0] && strcmp(names[bit], policy) != 0)
+        bit++;
+    if (!policy || bit == sizeof names / sizeof names[0] || !(d->alg_mask & (1u << bit))) {
+        *why = "algorithm not allowed in this domain";
+        rc = RP_E_BAD_ALG;
+    } else if (rp_pubkey_type(pk) == RP_KEY_RSA && rp_pubkey_bits(pk) < d->cfg->rsa_min_bits) {
+        *why = "RSA key too short";
+        rc = RP_E_BAD_ALG;
+    } else if (sig->unused != 0 ||
+               rp_sig_verify(alg, pk, data.p, data.len, sig->bytes.p, sig->bytes.len) != RP_OK) {
+        *why = bad == RP_E_BAD_POP ? "proof of possession does not verify"
+                                   : "protection signature does not verify";
+        rc = bad;
+    }
+    rp_pubkey_free(pk);
+    return rc;
+}
+
+static int check_signature_protection(struct ra_exchange *rx, struct rp_cert *signer,
+                                      const char **why)
+{
+    const struct rp_cmp_msg *m = &rx->msg;
+    struct ra_domain *d = rx->domain;
+    size_t idx = 0;
+    if (find_signer(m, signer, &idx) != RP_OK)
+        FAIL(RP_E_SIGNER_NOT_TRUSTED, "no protection certificate in extraCerts");
+    if (!rp_view_present(m->header.sender.name) || !rp_name_eq(m->header.sender.name, signer->subject))
+        FAIL(RP_E_BAD_MESSAGE_CHECK, "sender is not the protection certificate's subject");
+    if (signer->has_key_usage && !(signer->key_usage & RP_KU_DIGITAL_SIGNATURE))
+        FAIL(RP_E_SIGNER_NOT_TRUSTED, "protection certificate lacks digitalSignature");
+    if (signer->unknown_critical)
+        FAIL(RP_E_SIGNER_NOT_TRUSTED, "protection certificate has an unknown critical extension");
+    int rc = check_chain(d, m, idx, signer, rx->now, why);
+    if (rc != RP_OK)
+        return rc;
+    struct rp_view pp;
+    if (rp_cmp_protected_part(m, &rx->ex->arena, &pp) != RP_OK)
+        FAIL(RP_E_ARENA, "message too large");
+    rc = verify_sig(signer->spki, m->header.protection_alg.raw, pp, &m->protection,
+                    RP_E_BAD_MESSAGE_CHECK, d, why);
+    if (rc == RP_OK) {
+        rx->serial = signer->subject_serial;
+        rx->signer = signer->raw;
+    }
+    return rc;
+}
+
+static int check_pop(struct ra_exchange *rx, const char **why)
+{
+    const struct rp_cmp_msg *m = &rx->msg;
+    struct rp_arena *a = &rx->ex->arena;
+    if (m->body.type == RP_CMP_P10CR) {
+        const struct rp_cmp_p10 *p = &m->body.p10;
+        return verify_sig(p->spki_raw, p->sig_alg.raw, p->cri_raw, &p->signature, RP_E_BAD_POP,
+                          rx->domain, why);
+    }
+    for (size_t i = 0; i < m->body.reqs.n; i++) {
+        const struct rp_crmf_req *r = &m->body.reqs.reqs[i];
+        switch (r->pop.type) {
+        case RP_CRMF_POP_RA_VERIFIED:
+            FAIL(RP_E_BAD_POP, "raVerified is for RAs, not devices");
+        case RP_CRMF_POP_SIGNATURE:
+            break;
+        default:
+            FAIL(RP_E_BAD_POP, "only signature proof of possession is accepted");
+        }
+        struct rp_view spki, data = r->cert_req_raw;
+        if (rp_crmf_template_spki(&r->tmpl, a, &spki) != RP_OK)
+            FAIL(RP_E_BAD_CERT_TEMPLATE, "certificate template has no public key");
+        if (rp_view_present(r->pop.poposk_input_raw)) {
+            /* RFC 4211 §4.1: the signature covers POPOSigningKeyInput as a SEQUENCE */
+            uint8_t *copy = rp_arena_dup(a, r->pop.poposk_input_raw.p, r->pop.poposk_input_raw.len);
+            if (!copy)
+                FAIL(RP_E_ARENA, "message too large");
+            copy[0] = 0x30;
+            data = rp_view_make(copy, r->pop.poposk_input_raw.len);
+        }
+        int rc = verify_sig(spki, r->pop.alg.raw, data, &r->pop.signature, RP_E_BAD_POP,
+                            rx->domain, why);
+        if (rc != RP_OK)
+            return rc;
+    }
+    return RP_OK;
+}
+
+static bool same_cert(const struct rp_cert *c, struct rp_view issuer, struct rp_view serial)
+{
+    return rp_view_eq(c->serial, serial) &&
+           (!rp_view_present(issuer) || rp_name_eq(c->issuer, issuer));
+}
+
+/* What this sender may ask for: vendor serial on the allowlist; kur and rr only for the
+ * certificate that signs them. */
+static int authorize(struct ra_exchange *rx, const struct rp_cert *signer, const char **why)
+{
+    const struct rp_cmp_msg *m = &rx->msg;
+    enum rp_cmp_body_type t = m->body.type;
+    bool enroll = t == RP_CMP_IR || t == RP_CMP_CR || t == RP_CMP_P10CR;
+    if (enroll && rx->domain->allowlist &&
+        !rp_allowlist_contains(rx->domain->allowlist, signer->subject_serial))
+        FAIL(RP_E_NOT_AUTHORIZED, "device serial number not on the allowlist");
+    if (t == RP_CMP_KUR)
+        for (size_t i = 0; i < m->body.reqs.n; i++) {
+            const struct rp_crmf_req *r = &m->body.reqs.reqs[i];
+            if (r->has_old_cert_id &&
+                !same_cert(signer, r->old_cert_id.issuer.name, r->old_cert_id.serial))
+                FAIL(RP_E_NOT_AUTHORIZED, "kur must be signed by the certificate it replaces");
+        }
+    if (t == RP_CMP_RR)
+        for (size_t i = 0; i < m->body.rr.n; i++) {
+            const struct rp_crmf_template *tp = &m->body.rr.items[i].tmpl;
+            if (!rp_view_present(tp->serial) || !same_cert(signer, tp->issuer, tp->serial))
+                FAIL(RP_E_NOT_AUTHORIZED, "rr may only revoke the certificate that signs it");
+        }
+    return RP_OK;
+}
+
+void ra_verify_request(struct ra_exchange *rx)
+{
+    const char *why = NULL;
+    struct rp_cert signer;
+    int rc;
+    if (ra_is_mac_alg(rx->msg.header.protection_alg.oid))
+        rc = ra_verify_mac(rx, &why);
+    else
+        rc = check_signature_protection(rx, &signer, &why);
+    enum rp_cmp_body_type t = rx->msg.body.type;
+    if (rc == RP_OK && (t == RP_CMP_IR || t == RP_CMP_CR || t == RP_CMP_KUR || t == RP_CMP_P10CR))
+        rc = check_pop(rx, &why);
+    if (rc == RP_OK && !ra_is_mac_alg(rx->msg.header.protection_alg.oid))
+        rc = authorize(rx, &signer, &why);
+    rx->verdict = rc;
+    rx->why = why;
+}
