@@ -2,6 +2,7 @@
 #include "raproxy/cmp_encode.h"
 #include "raproxy/derw.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 /* Header octets of the fixed-size fields a response header adds beyond its inputs:
@@ -144,7 +145,10 @@ int rp_cmp_enc_response_header(struct rp_arena *a, const struct rp_cmp_msg *req,
                      recipient.len + txid.len + recip_nonce.len;
     rp_derw_init(&w, a, room(payload, 0) + RESPONSE_HEADER_FIXED);
     rp_derw_begin(&w, RP_DER_SEQUENCE);
-    rp_derw_int64(&w, RP_DER_INTEGER, h && h->pvno_raw.p ? h->pvno : RP_CMP_PVNO_CMP2000);
+    /* answer in the request's version, unless that version is the problem (unsupportedVersion) */
+    bool known = h && h->pvno_raw.p &&
+                 (h->pvno == RP_CMP_PVNO_CMP2000 || h->pvno == RP_CMP_PVNO_CMP2021);
+    rp_derw_int64(&w, RP_DER_INTEGER, known ? h->pvno : RP_CMP_PVNO_CMP2000);
     wrapped_field(&w, RP_GNAME_DIRECTORY_NAME, sender_name);
     rp_derw_raw(&w, recipient);
     rp_derw_begin(&w, RP_DER_CTX_CONS(HDR_MESSAGE_TIME));
