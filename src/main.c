@@ -154,6 +154,7 @@ static int run(struct app *a)
             .admin = i == 0,
             .on_snapshot = rp_server_on_snapshot,
             .on_stop = rp_server_on_stop,
+            .ready = rp_server_redis_ready,
         };
         rc = rp_loop_start(&a->loops[i], &o);
         if (rc == RP_OK)

@@ -25,6 +25,8 @@ struct rp_loop_opts {
      * lets the application attach per-loop state (e.g. a Redis client). */
     void (*on_snapshot)(struct rp_loop *l, struct rp_snapshot *s);
     void (*on_stop)(struct rp_loop *l); /* loop thread, once the loop drained */
+    /* /readyz asks this too (loop thread); NULL = ready. E.g. Redis connected. */
+    bool (*ready)(struct rp_loop *l);
 };
 
 /* Binds the listeners (synchronously, so bind errors are reported here), then starts the

@@ -3,6 +3,7 @@
 
 #include "raproxy/buf.h"
 #include "raproxy/err.h"
+#include "raproxy/guard.h"
 #include "raproxy/metrics.h"
 #include "raproxy/upstream.h"
 
@@ -25,6 +26,13 @@ static void text(struct rp_exchange *ex, int status, const char *body)
 
 static void metrics(struct rp_exchange *ex)
 {
+    static struct rp_metric *guard;
+    if (!guard) {
+        rp_metrics_help("raproxy_crypto_on_loop_total", RP_METRIC_COUNTER,
+                        "Signature or MAC operations run on an I/O loop thread (must stay 0).");
+        guard = rp_metric_get("raproxy_crypto_on_loop_total", RP_METRIC_COUNTER, NULL);
+    }
+    rp_metric_set(guard, (int64_t)rp_guard_violations());
     struct rp_buf out;
     rp_buf_init(&out, 0);
     if (rp_metrics_render(&out) != RP_OK) {
@@ -52,6 +60,8 @@ void rp_admin_handle(struct rp_exchange *ex)
             text(ex, 503, "draining\n");
         else if (!u || !rp_upstream_reachable(u))
             text(ex, 503, "upstream unreachable\n");
+        else if (ex->loop->ready && !ex->loop->ready(ex->loop))
+            text(ex, 503, "redis unavailable\n");
         else
             text(ex, 200, "ready\n");
     } else if (path_is(r, "/metrics")) {

@@ -66,6 +66,7 @@ struct rp_loop {
     rp_exchange_fn on_exchange;
     void (*on_snapshot)(struct rp_loop *l, struct rp_snapshot *s);
     void (*on_stop)(struct rp_loop *l);
+    bool (*ready)(struct rp_loop *l);
     struct rp_snapshot *snap;
     struct rp_workers *workers;
     struct rp_upstream *upstream;

@@ -147,6 +147,12 @@ Test(enroll, ir_with_vendor_certificate_then_certconf_is_reprotected, .timeout =
     cr_assert_eq(rc, 0, "ir failed, see %s and %s", log, e.rp.log);
     cr_expect_geq(rpt_file_count(log, "received PKICONF"), 1);
     cr_expect_eq(sent_count(&e), 2, "ir and certConf reached the CA");
+    /* every signature check and RA signature ran on a worker, none on the loop */
+    struct rpt_resp r;
+    cr_assert_eq(rpt_http(e.admin, "GET", "/metrics", NULL, NULL, 0, 5000, &r), 0);
+    cr_expect(strstr((char *)r.body, "raproxy_crypto_on_loop_total 0\n"), "%s", r.body);
+    cr_expect(strstr((char *)r.body, "raproxy_worker_jobs_total{result=\"ok\"} 2"), "%s", r.body);
+    rpt_resp_free(&r);
     /* the CA got the RA's protection, with the device's transaction fields and body */
     char sent[700], script[600];
     snprintf(sent, sizeof sent, "%s/001.der", e.rec);
