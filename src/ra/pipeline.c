@@ -139,6 +139,7 @@ static const char *check_answer(struct ra_exchange *rx, struct rp_view resp, str
     struct rp_cmp_msg *m = rp_arena_calloc(&rx->ex->arena, 1, sizeof *m);
     if (!m || rp_cmp_decode(resp.p, resp.len, &rx->ex->arena, m, NULL) != RP_OK)
         return "undecodable answer";
+    rx->answer = m; /* the outer message: that is what the CA signed */
     *relay = resp;
     if (m->body.type == RP_CMP_NESTED && m->body.nested.n == 1) {
         m = &m->body.nested.msgs[0];
@@ -157,6 +158,25 @@ static const char *check_answer(struct ra_exchange *rx, struct rp_view resp, str
         rp_admit_on_issued(rx->rl->admit, &in, NULL, NULL);
     }
     return NULL;
+}
+
+static void run_verify_answer(struct rp_job *j)
+{
+    struct ra_exchange *rx = container_of(j, struct ra_exchange, job);
+    j->result = ra_verify_answer(rx->ex->snap->ra, rx->answer, &rx->ex->arena, rx->now, &rx->why);
+}
+
+static void on_answer_verified(struct rp_job *j)
+{
+    struct ra_exchange *rx = container_of(j, struct ra_exchange, job);
+    if (j->result != RP_OK) {
+        rp_log_warn("upstream", "txid %s: CA answer refused: %s", rx->ex->log.txid,
+                    rx->why ? rx->why : rp_err_msg(j->result));
+        refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA's answer is not signed by a trusted CA");
+        return;
+    }
+    snprintf(rx->ex->log.result, sizeof rx->ex->log.result, "forwarded");
+    finish(rx, 200, CMP_CONTENT_TYPE, rx->relay);
 }
 
 static void on_upstream(struct rp_upstream_req *up)
@@ -186,10 +206,26 @@ static void on_upstream(struct rp_upstream_req *up)
     }
     struct rp_view relay = up->resp;
     if (rx->decoded) {
-        const char *bad = check_answer(rx, up->resp, &relay);
+        /* the pool frees its buffer after this callback: keep a copy for the checks */
+        uint8_t *copy = rp_arena_dup(&ex->arena, up->resp.p, up->resp.len);
+        if (!copy) {
+            refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA's answer is too large");
+            return;
+        }
+        const char *bad = check_answer(rx, rp_view_make(copy, up->resp.len), &relay);
         if (bad) {
             rp_log_warn("upstream", "txid %s: CA answer refused: %s", ex->log.txid, bad);
             refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA's answer does not match the request");
+            return;
+        }
+        const struct ra_state *st = ex->snap->ra;
+        if (st && st->has_ca_trust) {
+            rx->relay = relay;
+            rx->step = RA_VERIFY;
+            rx->job.run = run_verify_answer;
+            rx->job.done = on_answer_verified;
+            if (rp_workers_submit(g_workers, &rx->job, &rx->rl->port) != RP_OK)
+                refuse(rx, RP_E_SYSTEM_UNAVAIL, "crypto workers busy");
             return;
         }
     }

@@ -89,6 +89,9 @@ struct ra_state {
     struct ra_identity ra;
     struct ra_domain *domains;
     size_t n_domains;
+    /* upstream.ca_trust: anchors for the CA's own protection on its answers */
+    bool has_ca_trust;
+    struct ra_domain ca;
 };
 
 int ra_state_build(const struct rp_config *cfg, struct ra_state **out, FILE *errs);
@@ -130,6 +133,8 @@ struct ra_exchange {
     struct rp_upstream_req up;
     const char *extra_headers;
     int http_status; /* for refusals that are HTTP-level (429) */
+    struct rp_cmp_msg *answer; /* the CA's answer, decoded from a copy in the arena */
+    struct rp_view relay;      /* what goes back to the device */
 };
 
 struct ra_loop {
@@ -145,6 +150,9 @@ void ra_verify_request(struct ra_exchange *rx);
 bool ra_is_mac_alg(struct rp_view oid);
 /* verify_mac.c — on a worker: PBM / PBMAC1 with the domain's secret for the senderKID */
 int ra_verify_mac(struct ra_exchange *rx, const char **why);
+/* upstream.ca_trust: the CA's answer is signed by a certificate chaining to those anchors */
+int ra_verify_answer(struct ra_state *s, const struct rp_cmp_msg *m, struct rp_arena *a,
+                     int64_t now, const char **why);
 /* protect.c — on a worker */
 int ra_protect_forward(struct ra_exchange *rx);
 int ra_protect_error(struct ra_exchange *rx, int err, const char *why);

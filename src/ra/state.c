@@ -314,6 +314,8 @@ void ra_state_free(void *state)
     for (size_t i = 0; i < s->n_domains; i++)
         free_domain(&s->domains[i]);
     free(s->domains);
+    if (s->has_ca_trust)
+        free_domain(&s->ca);
     rp_privkey_free(s->ra.key);
     list_free(&s->ra.certs);
     free(s->ra.extra);
@@ -336,6 +338,22 @@ int ra_state_build(const struct rp_config *cfg, struct ra_state **out, FILE *err
     for (unsigned i = 0; rc == RP_OK && i < cfg->domains_count; i++) {
         s->n_domains++;
         rc = load_domain(&cfg->domains[i], &s->domains[i], errs);
+    }
+    if (rc == RP_OK && cfg->upstream.ca_trust) {
+        /* the CA is judged like a domain with only anchors: any algorithm, RSA >= 2048 */
+        static const struct rp_cfg_domain ca_policy = {.name = "upstream",
+                                                       .rsa_min_bits = RP_DEF_RSA_MIN_BITS};
+        s->has_ca_trust = true;
+        s->ca.cfg = &ca_policy;
+        s->ca.alg_mask = ~0u;
+        rc = load_certs(cfg->upstream.ca_trust, &s->ca.anchors, errs);
+        if (rc == RP_OK) {
+            s->ca.cache = calloc(1, sizeof *s->ca.cache);
+            if (!s->ca.cache)
+                rc = RP_E_NOMEM;
+            else
+                pthread_mutex_init(&s->ca.cache->lock, NULL);
+        }
     }
     if (rc != RP_OK) {
         ra_state_free(s);

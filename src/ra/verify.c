@@ -53,8 +53,10 @@ static void chain_key(const struct rp_cmp_msg *m, size_t signer, uint8_t out[32]
 }
 
 /* Loads intermediates in whatever order lets each chain to what is already trusted.
- * Self-issued certificates from the request are never loaded: wolfSSL would accept a
- * self-signed one as a new anchor. */
+ * wolfSSL does NOT verify a certificate loaded as a CA (it becomes an anchor), so each one
+ * is first verified by wolfSSL against what is already loaded and only then added: a
+ * forged intermediate in a request's extraCerts never becomes trusted. Self-issued
+ * certificates are skipped outright. */
 static void load_intermediates(WOLFSSL_CERT_MANAGER *cm, const struct rp_view *certs, size_t n)
 {
     bool loaded[RA_MAX_INTERMEDIATES * 2] = {false};
@@ -71,7 +73,9 @@ static void load_intermediates(WOLFSSL_CERT_MANAGER *cm, const struct rp_view *c
                 loaded[i] = true; /* never usable */
                 continue;
             }
-            if (wolfSSL_CertManagerLoadCABuffer(cm, certs[i].p, (long)certs[i].len,
+            if (wolfSSL_CertManagerVerifyBuffer(cm, certs[i].p, (long)certs[i].len,
+                                                WOLFSSL_FILETYPE_ASN1) == WOLFSSL_SUCCESS &&
+                wolfSSL_CertManagerLoadCABuffer(cm, certs[i].p, (long)certs[i].len,
                                                 WOLFSSL_FILETYPE_ASN1) == WOLFSSL_SUCCESS) {
                 loaded[i] = true;
                 progress = true;
@@ -274,6 +278,25 @@ static int authorize(struct ra_exchange *rx, const struct rp_cert *signer, const
                 FAIL(RP_E_NOT_AUTHORIZED, "rr may only revoke the certificate that signs it");
         }
     return RP_OK;
+}
+
+int ra_verify_answer(struct ra_state *s, const struct rp_cmp_msg *m, struct rp_arena *a,
+                     int64_t now, const char **why)
+{
+    struct rp_cert signer;
+    size_t idx = 0;
+    if (!m->has_protection || ra_is_mac_alg(m->header.protection_alg.oid))
+        FAIL(RP_E_BAD_MESSAGE_CHECK, "answer not signed");
+    if (find_signer(m, &signer, &idx) != RP_OK)
+        FAIL(RP_E_SIGNER_NOT_TRUSTED, "no signer certificate in the answer");
+    int rc = check_chain(&s->ca, m, idx, &signer, now, why);
+    if (rc != RP_OK)
+        return rc;
+    struct rp_view pp;
+    if (rp_cmp_protected_part(m, a, &pp) != RP_OK)
+        FAIL(RP_E_ARENA, "answer too large");
+    return verify_sig(signer.spki, m->header.protection_alg.raw, pp, &m->protection,
+                      RP_E_BAD_MESSAGE_CHECK, &s->ca, why);
 }
 
 void ra_verify_request(struct ra_exchange *rx)

@@ -19,6 +19,9 @@
 #define MANUF ".well-known/cmp/p/manufacturer"
 #define OPER  ".well-known/cmp/p/operator"
 
+/* extra lines for the upstream section (ca_trust tests) */
+static char g_upstream_extra[700];
+
 struct e2e {
     char *dir;
     const char *pki;
@@ -32,7 +35,8 @@ static void p(char *buf, size_t cap, const struct e2e *e, const char *rel)
     snprintf(buf, cap, "%s/%s", e->pki, rel);
 }
 
-static void up(struct e2e *e, const char *operator_forward, const char *const *mock_extra)
+static void up_with(struct e2e *e, const char *operator_forward, const char *const *mock_extra,
+                    const char *manuf_extra)
 {
     memset(e, 0, sizeof *e);
     e->pki = rpt_pki();
@@ -62,8 +66,8 @@ static void up(struct e2e *e, const char *operator_forward, const char *const *m
              "  - address: 127.0.0.1:%d\n"
              "    tls: {cert: %s/tls/server.pem, key: %s/tls/server.key}\n"
              "admin: {address: 127.0.0.1:%d}\n"
-             "upstream: {url: \"http://127.0.0.1:%d/pkix/\", max_connections: 1, "
-             "keep_alive: false, timeout_ms: 20000}\n"
+             "upstream:\n  url: \"http://127.0.0.1:%d/pkix/\"\n  max_connections: 1\n"
+             "  keep_alive: false\n  timeout_ms: 20000\n%s"
              "ra: {cert: %s/operator/ra.pem, key: %s/operator/ra.key, "
              "chain: %s/operator/ra.chain.pem}\n"
              "domains:\n"
@@ -72,16 +76,24 @@ static void up(struct e2e *e, const char *operator_forward, const char *const *m
              "    crls: [%s/vendor/crl.pem]\n"
              "    allow: [ir, cr, p10cr, certConf, genm, pollReq, error]\n"
              "    allowlist: %s/vendor/allowlist.txt\n"
+             "%s"
              "  - name: operator\n"
              "    trust_anchors: [%s/operator/root.pem]\n"
              "    intermediates: [%s/operator/ica.pem]\n"
              "    allow: [kur, rr, certConf, genm, pollReq, error]\n"
              "    forward: %s\n",
-             e->port, e->pki, e->pki, e->admin, e->relay, e->pki, e->pki, e->pki, e->pki,
-             e->pki, e->pki, e->pki, e->pki, operator_forward ? operator_forward : "reprotect");
+             e->port, e->pki, e->pki, e->admin, e->relay, g_upstream_extra, e->pki, e->pki,
+             e->pki, e->pki,
+             e->pki, e->pki, manuf_extra ? manuf_extra : "", e->pki, e->pki,
+             operator_forward ? operator_forward : "reprotect");
     snprintf(path, sizeof path, "%s/raproxy.yaml", e->dir);
     cr_assert_eq(rpt_write_file(path, cfg, strlen(cfg)), 0);
     cr_assert_eq(rpt_raproxy_start(&e->rp, e->dir, path, e->port), 0, "see %s", e->rp.log);
+}
+
+static void up(struct e2e *e, const char *operator_forward, const char *const *mock_extra)
+{
+    up_with(e, operator_forward, mock_extra, NULL);
 }
 
 static void down(struct e2e *e)
@@ -251,6 +263,47 @@ Test(enroll, refusals_carry_the_exact_failinfo_and_never_reach_the_ca, .timeout 
     expect_refused(&e, "vendor/notlisted", "vendor/ica.pem", "notAuthorized");
     expect_refused(&e, "vendor/expired", "vendor/ica.pem", "signerNotTrusted");
     expect_refused(&e, "vendor/revoked", "vendor/ica.pem", "certRevoked");
+    /* a forged intermediate in extraCerts (CA:TRUE, named like the vendor CA, signed by an
+     * attacker's key) must not become trusted: the device under it is refused */
+    char sh[4096];
+    snprintf(sh, sizeof sh,
+             "set -e; cd %s; "
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+             "-keyout evil-root.key -out evil-root.pem -subj '/C=DE/O=Vendor/CN=Vendor Root CA' "
+             "-days 30 2>/dev/null; "
+             "printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign,cRLSign\\n' > ca.ext; "
+             "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout evil-ica.key "
+             "-out evil-ica.csr -subj '/C=DE/O=Vendor/CN=Vendor ICA' 2>/dev/null; "
+             "openssl x509 -req -in evil-ica.csr -CA evil-root.pem -CAkey evil-root.key "
+             "-CAcreateserial -days 30 -extfile ca.ext -out evil-ica.pem 2>/dev/null; "
+             "printf 'keyUsage=critical,digitalSignature\\n' > ee.ext; "
+             "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout evil.key "
+             "-out evil.csr -subj '/C=DE/O=Vendor/CN=Device 1/serialNumber=SN0001' 2>/dev/null; "
+             "openssl x509 -req -in evil.csr -CA evil-ica.pem -CAkey evil-ica.key "
+             "-CAcreateserial -days 30 -extfile ee.ext -out evil.pem 2>/dev/null",
+             e.dir);
+    const char *mk[] = {"bash", "-c", sh, NULL};
+    cr_assert_eq(rpt_run(mk, 30000, NULL), 0);
+    char evil[600], evkey[600], evica[600];
+    snprintf(evil, sizeof evil, "%s/evil.pem", e.dir);
+    snprintf(evkey, sizeof evkey, "%s/evil.key", e.dir);
+    snprintf(evica, sizeof evica, "%s/evil-ica.pem", e.dir);
+    char elog[600], newkey[600], tlsca[600], trusted[600], untrusted[600], server[64];
+    snprintf(elog, sizeof elog, "%s/device-evil.log", e.dir);
+    p(newkey, sizeof newkey, &e, "ca/issued.key");
+    p(tlsca, sizeof tlsca, &e, "tls/ca.pem");
+    p(trusted, sizeof trusted, &e, "operator/root.pem");
+    p(untrusted, sizeof untrusted, &e, "ca/chain.pem");
+    snprintf(server, sizeof server, "127.0.0.1:%d", e.port);
+    int before_evil = sent_count(&e);
+    const char *ev[] = {"openssl", "cmp", "-cmd", "ir", "-server", server, "-path", MANUF,
+                        "-tls_used", "-tls_trusted", tlsca, "-tls_host", "localhost", "-trusted",
+                        trusted, "-untrusted", untrusted, "-cert", evil, "-key", evkey,
+                        "-extracerts", evica, "-newkey", newkey, "-subject", "/CN=x", "-certout",
+                        elog, NULL};
+    cr_expect_neq(rpt_run(ev, 60000, elog), 0, "a forged intermediate must not be trusted");
+    cr_expect_geq(rpt_file_count(elog, "PKIFailureInfo: signerNotTrusted"), 1, "%s", elog);
+    cr_expect_eq(sent_count(&e), before_evil);
     /* a device certificate in the wrong domain: the operator root doesn't know it */
     char log[600];
     int before = sent_count(&e);
@@ -311,5 +364,46 @@ Test(enroll, tampered_and_replayed_messages_are_refused, .timeout = 180)
               "tampered: %s", json);
     cr_expect_eq(sent_count(&e), before, "neither reached the CA");
     free(msg);
+    down(&e);
+}
+
+/* EJBCA's allowraverifypopo: the RA has checked the POP, so it sends raVerified instead. */
+Test(enroll, pop_ra_verified_replaces_the_device_pop, .timeout = 120)
+{
+    struct e2e e;
+    const char *mock[] = {"-accept_raverified", NULL};
+    up_with(&e, NULL, mock, "    pop: ra_verified\n");
+    char log[600];
+    cr_expect_eq(device(&e, MANUF, "ir", "vendor/dev1", "vendor/ica.pem", NULL, log, sizeof log),
+                 0, "%s / %s", log, e.rp.log);
+    char dump[700], cmd[1200];
+    snprintf(dump, sizeof dump, "%s/dump.json", e.dir);
+    snprintf(cmd, sizeof cmd, "%s/raproxy-cmpdump %s/001.der", rpt_bin(), e.rec);
+    const char *argv[] = {"bash", "-c", cmd, NULL};
+    rpt_run(argv, 20000, dump);
+    cr_expect_geq(rpt_file_count(dump, "raVerified"), 1, "the CA got raVerified: see %s", dump);
+    down(&e);
+}
+
+/* upstream.ca_trust: the CA's answers must be signed under these anchors. */
+Test(enroll, ca_trust_accepts_the_ca_and_refuses_an_untrusted_signer, .timeout = 120)
+{
+    const char *pki = rpt_pki();
+    cr_assert_not_null(pki);
+    snprintf(g_upstream_extra, sizeof g_upstream_extra, "  ca_trust: %s/operator/root.pem\n",
+             pki);
+    struct e2e e;
+    up(&e, NULL, NULL);
+    char log[600];
+    cr_expect_eq(device(&e, MANUF, "ir", "vendor/dev1", "vendor/ica.pem", NULL, log, sizeof log),
+                 0, "trusted CA: %s / %s", log, e.rp.log);
+    down(&e);
+    snprintf(g_upstream_extra, sizeof g_upstream_extra, "  ca_trust: %s/vendor/root.pem\n", pki);
+    up(&e, NULL, NULL);
+    cr_expect_neq(device(&e, MANUF, "ir", "vendor/dev1", "vendor/ica.pem", NULL, log, sizeof log),
+                  0);
+    cr_expect_geq(rpt_file_count(log, "PKIFailureInfo: systemUnavail"), 1, "%s", log);
+    cr_expect_geq(rpt_file_count(log, "not signed by a trusted CA"), 1, "%s", log);
+    g_upstream_extra[0] = 0;
     down(&e);
 }
