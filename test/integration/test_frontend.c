@@ -314,3 +314,38 @@ Test(frontend, sigterm_answers_requests_in_flight_and_exits_0, .timeout = 120)
     rpt_rmdir(e.dir);
     free(e.dir);
 }
+
+Test(frontend, max_connections_holds_new_clients_in_the_backlog, .timeout = 60)
+{
+    struct env e;
+    env_up(&e, false, "http:\n  max_connections: 4\n  idle_timeout_ms: 30000\n"
+                      "  header_timeout_ms: 30000\n");
+    /* the TLS listener holds nothing; four idle plain connections fill the cap */
+    int held[4];
+    for (int i = 0; i < 4; i++) {
+        held[i] = rpt_connect(e.plain_port);
+        cr_assert_geq(held[i], 0);
+    }
+    usleep(200000);
+    /* the fifth connects (kernel backlog) but is not served while the cap holds */
+    int fd = rpt_connect(e.plain_port);
+    cr_assert_geq(fd, 0);
+    const char req[] = "GET /pkix/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    cr_assert_eq(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+    struct timeval tv = {0, 500000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[256];
+    cr_expect_lt(read(fd, buf, sizeof buf), 1, "served beyond max_connections");
+    /* one slot frees: the waiting client is accepted and answered (405 for GET) */
+    close(held[0]);
+    tv.tv_sec = 5;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    cr_assert_gt(n, 0, "the waiting client is served once a slot frees");
+    buf[n] = 0;
+    cr_expect(strstr(buf, " 405 "), "%s", buf);
+    close(fd);
+    for (int i = 1; i < 4; i++)
+        close(held[i]);
+    env_down(&e);
+}
