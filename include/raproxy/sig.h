@@ -91,4 +91,8 @@ int rp_privkey_sign(struct rp_privkey *k, enum rp_sig_alg a, const uint8_t *data
  * SPKI cannot be read. */
 int rp_privkey_matches_spki(const struct rp_privkey *k, struct rp_view spki);
 
+/* Release the per-thread caches wolfCrypt keeps (FP_ECC point tables) before a thread that
+ * did ECC work ends; without it they leak once per thread. */
+void rp_sig_thread_cleanup(void);
+
 #endif

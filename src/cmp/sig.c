@@ -890,3 +890,10 @@ int rp_privkey_matches_spki(const struct rp_privkey *k, struct rp_view spki)
     rp_pubkey_free(pk);
     return rc;
 }
+
+void rp_sig_thread_cleanup(void)
+{
+#ifdef FP_ECC
+    wc_ecc_fp_free();
+#endif
+}

@@ -7,6 +7,7 @@
 #include "raproxy/guard.h"
 #include "raproxy/log.h"
 #include "raproxy/metrics.h"
+#include "raproxy/sig.h"
 #include "raproxy/snapshot.h"
 #include "raproxy/upstream.h"
 
@@ -205,6 +206,7 @@ static void *loop_main(void *arg)
     l->lag_expected_ns = rp_clock_ns() + (uint64_t)LAG_INTERVAL_MS * 1000000u;
     uv_timer_start(&l->lag, on_lag, LAG_INTERVAL_MS, LAG_INTERVAL_MS);
     uv_run(&l->uv, UV_RUN_DEFAULT);
+    rp_sig_thread_cleanup(); /* TLS handshakes filled wolfCrypt's per-thread ECC caches */
     return NULL;
 }
 

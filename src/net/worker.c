@@ -5,6 +5,7 @@
 #include "raproxy/guard.h"
 #include "raproxy/log.h"
 #include "raproxy/metrics.h"
+#include "raproxy/sig.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -113,14 +114,15 @@ static void *worker_main(void *arg)
         if (!wk->head)
             wk->tail = NULL;
         unsigned depth = atomic_fetch_sub_explicit(&wk->depth, 1, memory_order_relaxed) - 1;
+        rp_metric_set(wk->m_depth, depth); /* under the lock: pushes and pops set it in order */
         pthread_mutex_unlock(&wk->lock);
-        rp_metric_set(wk->m_depth, depth);
 
         j->t_start = rp_clock_ns();
         j->run(j);
         j->t_end = rp_clock_ns();
         deliver(j);
     }
+    rp_sig_thread_cleanup(); /* wolfCrypt per-thread ECC caches */
     return NULL;
 }
 

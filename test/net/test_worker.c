@@ -38,6 +38,7 @@ struct tjob {
 struct driver {
     uv_loop_t loop;
     struct rp_job_port port;
+    uv_timer_t retry; /* re-submits after a refusal when none of our jobs is out */
     struct rp_workers *w;
     pthread_t thread;
     struct tjob *jobs;
@@ -65,8 +66,15 @@ static void tjob_done(struct rp_job *j)
         d->wrong_thread++;
     d->done++;
     submit_next(d);
-    if (d->done == d->total)
+    if (d->done == d->total) {
         rp_job_port_close(&d->port, NULL);
+        uv_close((uv_handle_t *)&d->retry, NULL);
+    }
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    submit_next(t->data);
 }
 
 static void submit_next(struct driver *d)
@@ -77,8 +85,12 @@ static void submit_next(struct driver *d)
         t->job.run = tjob_run;
         t->job.done = tjob_done;
         int rc = rp_workers_submit(d->w, &t->job, &d->port);
-        if (rc == RP_E_QUEUE_FULL) { /* retried when the next job comes back */
+        if (rc == RP_E_QUEUE_FULL) {
+            /* The other loop filled the queues. Our next done() retries; with none of ours
+             * out, a timer does. */
             d->rejected++;
+            if (d->submitted == d->done)
+                uv_timer_start(&d->retry, on_retry, 1, 0);
             return;
         }
         cr_assert_eq(rc, RP_OK, "%s", rp_err_name(rc));
@@ -103,6 +115,8 @@ static void *driver_main(void *arg)
     rp_guard_mark_loop_thread();
     cr_assert_eq(uv_loop_init(&d->loop), 0);
     cr_assert_eq(rp_job_port_init(&d->port, &d->loop), RP_OK);
+    cr_assert_eq(uv_timer_init(&d->loop, &d->retry), 0);
+    d->retry.data = d;
     submit_next(d);
     uv_run(&d->loop, UV_RUN_DEFAULT); /* returns once the port is closed */
     cr_assert_eq(uv_loop_close(&d->loop), 0);
