@@ -2,6 +2,8 @@
  * and turns signals into reloads (SIGHUP) and drains (SIGTERM, SIGINT). */
 #include "raproxy/allowlist_cli.h"
 #include "raproxy/config.h"
+#include "raproxy/crl.h"
+#include "raproxy/sig.h"
 #include "raproxy/err.h"
 #include "raproxy/guard.h"
 #include "raproxy/http.h"
@@ -22,6 +24,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 #include <wolfssl/options.h>
@@ -37,6 +40,7 @@ struct app {
     unsigned nloops;
     uv_loop_t uv;
     uv_signal_t sighup, sigterm, sigint;
+    uv_timer_t crl_timer; /* reloads when a configured CRL reaches its nextUpdate */
     bool draining;
     struct rp_workers *workers;
     struct rp_limiter *limiter;
@@ -71,6 +75,8 @@ static int load(const char *path, struct rp_snapshot **out, FILE *errs)
     return rp_server_snapshot(cfg, out, errs);
 }
 
+static void arm_crl_timer(struct app *a);
+
 static void reload(struct app *a)
 {
     struct rp_snapshot *s = NULL;
@@ -84,6 +90,7 @@ static void reload(struct app *a)
         rp_log_error("reload", "configuration rejected, keeping the running one: %s",
                      msg ? msg : rp_err_msg(rc));
         free(msg);
+        arm_crl_timer(a);
         return;
     }
     free(msg);
@@ -93,6 +100,37 @@ static void reload(struct app *a)
     a->snap = s;
     rp_log_info("reload", "configuration %s loaded (generation %llu)", a->config_path,
                 (unsigned long long)s->generation);
+    arm_crl_timer(a);
+}
+
+static void on_crl_due(uv_timer_t *t)
+{
+    struct app *a = t->data;
+    rp_log_info("reload", "a configured CRL reached its nextUpdate: reloading");
+    reload(a);
+}
+
+/* CRLs come with the snapshot; a fresh snapshot is built when the earliest one expires, so
+ * a CRL file replaced by a cron job is picked up without a SIGHUP. */
+static void arm_crl_timer(struct app *a)
+{
+    if (a->draining)
+        return;
+    const struct rp_config *cfg = a->snap->cfg;
+    int64_t next = 0;
+    for (unsigned i = 0; i < cfg->domains_count; i++)
+        for (unsigned j = 0; j < cfg->domains[i].crls_count; j++) {
+            int64_t t;
+            if (rp_crl_file_next_update(cfg->domains[i].crls[j], &t) == RP_OK &&
+                (next == 0 || t < next))
+                next = t;
+        }
+    uv_timer_stop(&a->crl_timer);
+    if (next == 0)
+        return;
+    int64_t now = (int64_t)time(NULL);
+    int64_t wait = next > now ? next - now : RP_CRL_STALE_RETRY_S;
+    uv_timer_start(&a->crl_timer, on_crl_due, (uint64_t)wait * 1000u, 0);
 }
 
 static void drain(struct app *a)
@@ -109,6 +147,7 @@ static void drain(struct app *a)
     uv_close((uv_handle_t *)&a->sighup, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->crl_timer, NULL);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -134,6 +173,8 @@ static int run(struct app *a)
     uv_signal_init(&a->uv, &a->sigterm);
     uv_signal_init(&a->uv, &a->sigint);
     a->sighup.data = a->sigterm.data = a->sigint.data = a;
+    uv_timer_init(&a->uv, &a->crl_timer);
+    a->crl_timer.data = a;
     /* signals first: a SIGTERM that arrives while loops start still drains */
     uv_signal_start(&a->sighup, on_signal, SIGHUP);
     uv_signal_start(&a->sigterm, on_signal, SIGTERM);
@@ -164,6 +205,7 @@ static int run(struct app *a)
         rp_log_error("start", "cannot start: %s", rp_err_msg(rc));
         drain(a);
     } else {
+        arm_crl_timer(a);
         rp_log_info("start", "raproxy %s: %u loops, %u workers, %u listeners (wolfSSL %s)",
                     RAPROXY_VERSION, a->nloops, rp_workers_count(a->workers),
                     cfg->listeners_count, RP_WOLFSSL_INFO);
@@ -177,6 +219,7 @@ static int run(struct app *a)
     if (a->limiter)
         rp_limiter_free(a->limiter);
     uv_loop_close(&a->uv);
+    rp_sig_thread_cleanup();
     rp_snapshot_unref(a->snap);
     rp_log_info("shutdown", "stopped");
     return rc == RP_OK ? 0 : 1;
@@ -266,6 +309,7 @@ int main(int argc, char **argv)
     }
     int rc = load(a.config_path, &a.snap, stderr);
     if (check) {
+        rp_sig_thread_cleanup();
         if (rc == RP_OK) {
             printf("%s: ok\n", a.config_path);
             rp_snapshot_unref(a.snap);

@@ -33,6 +33,10 @@
 #define RP_DEF_LOG_LEVEL          "info"
 #define RP_DEF_TLS_MIN_VERSION    "1.2"
 #define RP_DEF_REDIS_KEY_PREFIX   "raproxy:"
+#define RP_DEF_OCSP_PATH          "/ocsp"
+#define RP_DEF_OCSP_CACHE_ENTRIES 10000u
+#define RP_DEF_OCSP_CACHE_MAX_AGE 3600u /* s */
+#define RP_DEF_OCSP_TIMEOUT       5000u /* ms */
 
 /* Bounds checked by validation. */
 #define RP_CFG_LOOPS_MAX       64u
@@ -111,6 +115,19 @@ enum rp_redis_failure { RP_REDIS_FAIL_OPEN = 0, RP_REDIS_FAIL_CLOSED };
 enum rp_pop_mode { RP_POP_KEEP = 0, RP_POP_RA_VERIFIED };
 enum rp_genm_mode { RP_GENM_FORWARD = 0, RP_GENM_LOCAL };
 
+/* PKI information raproxy answers itself with `genm: local` (RFC 9483 §4.3). */
+struct rp_cfg_root_ca_update {
+    char *new_with_new; /* PEM: the new root CA certificate (required) */
+    char *new_with_old; /* optional PEM: the new root's key certified with the old root key */
+    char *old_with_new; /* optional PEM: the old root's key certified with the new root key */
+};
+
+struct rp_cfg_pki_info {
+    char *ca_certs; /* PEM file of CA certificates (caCerts), in order */
+    struct rp_cfg_root_ca_update *root_ca_update; /* NULL: rootCaKeyUpdate is forwarded */
+    char *cert_req_template; /* DER CertReqTemplateContent (certReqTemplate) */
+};
+
 /* Bits of rp_cfg_domain.protection */
 #define RP_PROT_SIGNATURE 1u
 #define RP_PROT_MAC       2u
@@ -144,14 +161,41 @@ struct rp_cfg_domain {
                             by default to upstream.url's path */
     struct rp_cfg_limits limits;
     enum rp_redis_failure on_redis_failure;
-    char **admins; /* PEM files of administrator certificates (rr for anyone) */
+    char **admins; /* PEM files of administrator certificates: rr (revoke, suspend) for any
+                      certificate issued under the domain's anchors and intermediates */
     unsigned admins_count;
+    /* with genm: local, what raproxy answers itself; crlStatusList uses `crls`. NULL: none */
+    struct rp_cfg_pki_info *pki_info;
 };
 
 struct rp_cfg_redis {
     char *url; /* redis://[user:pass@]host[:port][/db] (port 6379, db 0) | unix:/path */
     uint32_t timeout_ms;
     char *key_prefix;
+};
+
+struct rp_cfg_ocsp_cache {
+    uint32_t max_entries; /* default 10000 */
+    uint32_t max_age_s;   /* default 3600; entries also expire at the response's nextUpdate */
+};
+
+/* OCSP relay to the Validation Authority (RFC 6960 over HTTP). */
+struct rp_cfg_validation {
+    /* the VA's OCSP URL, http://… or https://… */
+    char *url;
+    /* https only: PEM CA file to verify the VA's TLS certificate */
+    char *ca;
+    /* PEM: a responder trusted for every CA (RFC 6960 §4.2.2.2, local configuration) */
+    char *responder_cert;
+    /* PEM files of the issuing CAs: responses signed by them, or by a certificate they issued
+     * with EKU id-kp-OCSPSigning, pass for the certificates they issued */
+    char **trust_anchors;
+    unsigned trust_anchors_count;
+    /* listener path, default "/ocsp" (GET: <path>/<base64 request>) */
+    char *path;
+    struct rp_cfg_ocsp_cache cache;
+    /* whole VA request deadline, default 5000 */
+    uint32_t timeout_ms;
 };
 
 struct rp_config {
@@ -171,6 +215,8 @@ struct rp_config {
     struct rp_cfg_domain *domains;
     unsigned domains_count;
     struct rp_cfg_redis *redis; /* NULL: in-process limiter and caches */
+    /* NULL: no OCSP relay */
+    struct rp_cfg_validation *validation;
 };
 
 /* rp_config_load_opts() flags */

@@ -134,6 +134,21 @@ static const cyaml_strval_t protection_names[] = {
 #define ENUM(key, st, m, names)                                                                    \
     CYAML_FIELD_ENUM(key, OPT | CYAML_FLAG_STRICT, st, m, names, CYAML_ARRAY_LEN(names))
 
+static const cyaml_schema_field_t root_ca_update_fields[] = {
+    STR("new_with_new", struct rp_cfg_root_ca_update, new_with_new),
+    STR("new_with_old", struct rp_cfg_root_ca_update, new_with_old),
+    STR("old_with_new", struct rp_cfg_root_ca_update, old_with_new),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t pki_info_fields[] = {
+    STR("ca_certs", struct rp_cfg_pki_info, ca_certs),
+    CYAML_FIELD_MAPPING_PTR("root_ca_update", OPT, struct rp_cfg_pki_info, root_ca_update,
+                            root_ca_update_fields),
+    STR("cert_req_template", struct rp_cfg_pki_info, cert_req_template),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t domain_fields[] = {
     STR("name", struct rp_cfg_domain, name),
     STRS("paths", struct rp_cfg_domain, paths),
@@ -156,6 +171,7 @@ static const cyaml_schema_field_t domain_fields[] = {
     CYAML_FIELD_MAPPING("limits", OPT, struct rp_cfg_domain, limits, limits_fields),
     ENUM("on_redis_failure", struct rp_cfg_domain, on_redis_failure, redis_failure_names),
     STRS("admins", struct rp_cfg_domain, admins),
+    CYAML_FIELD_MAPPING_PTR("pki_info", OPT, struct rp_cfg_domain, pki_info, pki_info_fields),
     CYAML_FIELD_END,
 };
 static const cyaml_schema_value_t domain_entry = {
@@ -166,6 +182,23 @@ static const cyaml_schema_field_t redis_fields[] = {
     STR("url", struct rp_cfg_redis, url),
     U32("timeout_ms", struct rp_cfg_redis, timeout_ms),
     STR("key_prefix", struct rp_cfg_redis, key_prefix),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t ocsp_cache_fields[] = {
+    U32("max_entries", struct rp_cfg_ocsp_cache, max_entries),
+    U32("max_age_s", struct rp_cfg_ocsp_cache, max_age_s),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t validation_fields[] = {
+    STR("url", struct rp_cfg_validation, url),
+    STR("ca", struct rp_cfg_validation, ca),
+    STR("responder_cert", struct rp_cfg_validation, responder_cert),
+    STRS("trust_anchors", struct rp_cfg_validation, trust_anchors),
+    STR("path", struct rp_cfg_validation, path),
+    CYAML_FIELD_MAPPING("cache", OPT, struct rp_cfg_validation, cache, ocsp_cache_fields),
+    U32("timeout_ms", struct rp_cfg_validation, timeout_ms),
     CYAML_FIELD_END,
 };
 
@@ -185,6 +218,7 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_SEQUENCE("domains", OPT | CYAML_FLAG_POINTER, struct rp_config, domains,
                          &domain_entry, 0, CYAML_UNLIMITED),
     CYAML_FIELD_MAPPING_PTR("redis", OPT, struct rp_config, redis, redis_fields),
+    CYAML_FIELD_MAPPING_PTR("validation", OPT, struct rp_config, validation, validation_fields),
     CYAML_FIELD_END,
 };
 
@@ -916,6 +950,22 @@ static void resolve_paths(struct rp_cfgx *x, struct rp_config *cfg)
         resolve_list(x, dir, d->admins, d->admins_count);
         resolve_one(x, dir, &d->mac_secrets);
         resolve_one(x, dir, &d->allowlist);
+        if (d->pki_info) {
+            resolve_one(x, dir, &d->pki_info->ca_certs);
+            resolve_one(x, dir, &d->pki_info->cert_req_template);
+            struct rp_cfg_root_ca_update *r = d->pki_info->root_ca_update;
+            if (r) {
+                resolve_one(x, dir, &r->new_with_new);
+                resolve_one(x, dir, &r->new_with_old);
+                resolve_one(x, dir, &r->old_with_new);
+            }
+        }
+    }
+    if (cfg->validation) {
+        struct rp_cfg_validation *v = cfg->validation;
+        resolve_one(x, dir, &v->ca);
+        resolve_one(x, dir, &v->responder_cert);
+        resolve_list(x, dir, v->trust_anchors, v->trust_anchors_count);
     }
 }
 
@@ -1011,6 +1061,15 @@ static void apply_defaults(struct rp_cfgx *x, struct rp_config *cfg)
     if (cfg->redis) {
         def_u32(x, "redis", "timeout_ms", &cfg->redis->timeout_ms, RP_DEF_REDIS_TIMEOUT);
         def_str(x, &cfg->redis->key_prefix, RP_DEF_REDIS_KEY_PREFIX);
+    }
+
+    struct rp_cfg_validation *v = cfg->validation;
+    if (v) {
+        def_str(x, &v->path, RP_DEF_OCSP_PATH);
+        def_u32(x, "validation", "timeout_ms", &v->timeout_ms, RP_DEF_OCSP_TIMEOUT);
+        def_u32(x, "validation.cache", "max_entries", &v->cache.max_entries,
+                RP_DEF_OCSP_CACHE_ENTRIES);
+        def_u32(x, "validation.cache", "max_age_s", &v->cache.max_age_s, RP_DEF_OCSP_CACHE_MAX_AGE);
     }
 }
 

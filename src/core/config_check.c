@@ -360,6 +360,37 @@ static void check_redis(struct rp_cfgx *x, const struct rp_cfg_redis *r)
     check_range(x, "redis.timeout_ms", r->timeout_ms, 1, UINT32_MAX);
 }
 
+#define OCSP_CACHE_ENTRIES_MAX (10u * 1000u * 1000u)
+#define OCSP_MAX_AGE_MAX_S     (7u * 86400u)
+
+static void check_validation(struct rp_cfgx *x, const struct rp_cfg_validation *v)
+{
+    struct rp_cfg_url url;
+    if (!v)
+        return;
+    if (!v->url)
+        rp_cfgx_problem(x, "validation.url", "required: the VA's OCSP URL");
+    else if (rp_config_parse_url(v->url, &url) != 0)
+        rp_cfgx_problem(x, "validation.url",
+                        "must be http://host[:port]/path or https://…, got '%s'", v->url);
+    else if (url.https && !v->ca)
+        rp_cfgx_problem(x, "validation.ca", "required with an https:// VA");
+    else if (!url.https && v->ca)
+        rp_cfgx_problem(x, "validation.ca", "only meaningful with an https:// VA");
+    if (!v->responder_cert && v->trust_anchors_count == 0)
+        rp_cfgx_problem(x, "validation",
+                        "responder_cert or trust_anchors required: who may sign OCSP responses");
+    check_file(x, "validation.ca", v->ca);
+    check_file(x, "validation.responder_cert", v->responder_cert);
+    check_files(x, "validation", "trust_anchors", v->trust_anchors, v->trust_anchors_count);
+    if (v->path && !valid_url_path(v->path))
+        rp_cfgx_problem(x, "validation.path", "must be a URL path starting with '/', got '%s'",
+                        v->path);
+    check_range(x, "validation.cache.max_entries", v->cache.max_entries, 1, OCSP_CACHE_ENTRIES_MAX);
+    check_range(x, "validation.cache.max_age_s", v->cache.max_age_s, 1, OCSP_MAX_AGE_MAX_S);
+    check_range(x, "validation.timeout_ms", v->timeout_ms, 1, UINT32_MAX);
+}
+
 /* ------------------------------------------------------------------- domains */
 
 static void check_limits(struct rp_cfgx *x, const char *base, const struct rp_cfg_limits *l)
@@ -432,6 +463,33 @@ static void check_domain_auth(struct rp_cfgx *x, const char *base, const struct 
         rp_cfgx_problem(x, p, "needs an allowlist");
 }
 
+/* pki_info: files answered by raproxy itself, so only with genm: local. */
+static void check_pki_info(struct rp_cfgx *x, const char *base, const struct rp_cfg_domain *d)
+{
+    const struct rp_cfg_pki_info *pi = d->pki_info;
+    char p[RP_CFGX_PATH_MAX];
+    if (!pi)
+        return;
+    rp_cfgx_key(p, "%s.pki_info", base);
+    if (d->genm != RP_GENM_LOCAL)
+        rp_cfgx_problem(x, p, "only used with genm: local");
+    rp_cfgx_key(p, "%s.pki_info.ca_certs", base);
+    check_file(x, p, pi->ca_certs);
+    rp_cfgx_key(p, "%s.pki_info.cert_req_template", base);
+    check_file(x, p, pi->cert_req_template);
+    const struct rp_cfg_root_ca_update *r = pi->root_ca_update;
+    if (!r)
+        return;
+    rp_cfgx_key(p, "%s.pki_info.root_ca_update.new_with_new", base);
+    if (!r->new_with_new)
+        rp_cfgx_problem(x, p, "required: the new root CA certificate");
+    check_file(x, p, r->new_with_new);
+    rp_cfgx_key(p, "%s.pki_info.root_ca_update.new_with_old", base);
+    check_file(x, p, r->new_with_old);
+    rp_cfgx_key(p, "%s.pki_info.root_ca_update.old_with_new", base);
+    check_file(x, p, r->old_with_new);
+}
+
 static void check_domain(struct rp_cfgx *x, const struct rp_config *cfg, unsigned i)
 {
     const struct rp_cfg_domain *d = &cfg->domains[i];
@@ -454,6 +512,7 @@ static void check_domain(struct rp_cfgx *x, const struct rp_config *cfg, unsigne
     check_names(x, base, "allow", d->allow, d->allow_count, body_names, COUNT(body_names),
                 "a CMP body type (ir cr p10cr kur rr certConf genm pollReq error …)");
     check_domain_auth(x, base, cfg, d);
+    check_pki_info(x, base, d);
     rp_cfgx_key(p, "%s.max_clock_skew_s", base);
     check_range(x, p, d->max_clock_skew_s, 1, CLOCK_SKEW_MAX_S);
     rp_cfgx_key(p, "%s.upstream_path", base);
@@ -493,7 +552,7 @@ static int name_taken(const struct rp_config *cfg, unsigned i)
 
 static void check_paths(struct rp_cfgx *x, const struct rp_config *cfg)
 {
-    size_t total = cfg->default_path ? 1 : 0, n = 0;
+    size_t total = (cfg->default_path ? 1 : 0) + (cfg->validation ? 1 : 0), n = 0;
     for (unsigned i = 0; i < cfg->domains_count; i++)
         total += 1 + cfg->domains[i].paths_count;
     struct served *v = calloc(total ? total : 1, sizeof *v);
@@ -518,6 +577,8 @@ static void check_paths(struct rp_cfgx *x, const struct rp_config *cfg)
     }
     if (cfg->default_path && valid_url_path(cfg->default_path))
         add_served(x, v, &n, cfg->default_path, "default_path");
+    if (cfg->validation && cfg->validation->path && valid_url_path(cfg->validation->path))
+        add_served(x, v, &n, cfg->validation->path, "validation.path");
     free(v);
 }
 
@@ -534,4 +595,5 @@ void rp_cfgx_check(struct rp_cfgx *x, const struct rp_config *cfg)
         check_domain(x, cfg, i);
     check_paths(x, cfg);
     check_redis(x, cfg->redis);
+    check_validation(x, cfg->validation);
 }

@@ -14,6 +14,7 @@
 #include "raproxy/log.h"
 #include "raproxy/loop.h"
 #include "raproxy/metrics.h"
+#include "raproxy/ocsp_relay.h"
 #include "raproxy/redis.h"
 #include "raproxy/server.h"
 #include "raproxy/sig.h"
@@ -50,13 +51,26 @@ static void finish(struct ra_exchange *rx, int status, const char *ctype, struct
     rp_exchange_respond(ex, status, ctype, body.p, body.len, rx->extra_headers);
 }
 
-static void answer_http(struct rp_exchange *ex, int err, const char *extra)
+static void answer_status(struct rp_exchange *ex, int err, int status, const char *extra)
 {
     char body[160];
     int n = snprintf(body, sizeof body, "%s\n", rp_err_msg(err));
     snprintf(ex->log.result, sizeof ex->log.result, "%s", rp_err_name(err));
-    rp_exchange_respond(ex, rp_err_http(err), "text/plain; charset=utf-8", (const uint8_t *)body,
+    rp_exchange_respond(ex, status, "text/plain; charset=utf-8", (const uint8_t *)body,
                         (size_t)n, extra);
+}
+
+/* HTTP-level answer. CMP-level errors that cannot be signed (no RA key, over the signing
+ * budget, workers busy) must not look like a CMP answer: 503 (or 429) with Retry-After. */
+static void answer_http(struct rp_exchange *ex, int err, const char *extra)
+{
+    int status = rp_err_http(err);
+    if (status == 200) {
+        status = 503;
+        if (!extra)
+            extra = "Retry-After: 1\r\n";
+    }
+    answer_status(ex, err, status, extra);
 }
 
 /* ---- refusals ------------------------------------------------------------------- */
@@ -272,6 +286,11 @@ static void on_recorded(void *arg, const struct rp_admit_result *res)
                                                  : NULL);
         return;
     }
+    if (rx->local_answer) {
+        snprintf(rx->ex->log.result, sizeof rx->ex->log.result, "answered");
+        finish(rx, 200, CMP_CONTENT_TYPE, rx->out);
+        return;
+    }
     forward(rx, rx->out);
 }
 
@@ -280,7 +299,12 @@ static void run_verify(struct rp_job *j)
     struct ra_exchange *rx = container_of(j, struct ra_exchange, job);
     uint64_t t0 = rp_clock_ns();
     ra_verify_request(rx);
-    if (rx->verdict == RP_OK)
+    if (rx->verdict == RP_OK && rx->msg.body.type == RP_CMP_GENM) {
+        rx->verdict = ra_genm_answer(rx); /* PKI information answered at the edge */
+        if (rx->verdict == RP_E_NOT_FOUND)
+            rx->verdict = RP_OK; /* not configured locally: forwarded */
+    }
+    if (rx->verdict == RP_OK && !rx->local_answer)
         rx->verdict = ra_protect_forward(rx);
     rx->ex->log.verify_ns = rp_clock_ns() - t0;
     j->result = rx->verdict;
@@ -478,6 +502,10 @@ void rp_server_on_exchange(struct rp_exchange *ex)
     const struct rp_http_req *req = ex->req;
     const struct rp_config *cfg = ex->snap->cfg;
     const struct rp_cfg_domain *domain = NULL;
+    if (rp_ocsp_route(cfg, req->path)) {
+        rp_ocsp_handle(ex); /* the validation relay: OCSP to the configured VA */
+        return;
+    }
     if (!route(cfg, req->path, &domain)) {
         answer_http(ex, RP_E_HTTP_PATH, NULL);
         return;
@@ -553,6 +581,7 @@ void rp_server_on_snapshot(struct rp_loop *l, struct rp_snapshot *s)
 
 void rp_server_on_stop(struct rp_loop *l)
 {
+    rp_ocsp_loop_stop(l);
     struct ra_loop *rl = rp_loop_app(l);
     if (!rl)
         return;

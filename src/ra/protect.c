@@ -109,7 +109,7 @@ int ra_protect_forward(struct ra_exchange *rx)
     return rc == RP_OK ? sign_and_assemble(rx, hdr, body) : rc;
 }
 
-int ra_protect_error(struct ra_exchange *rx, int err, const char *why)
+int ra_sign_response(struct ra_exchange *rx, struct rp_view body)
 {
     struct rp_arena *a = &rx->ex->arena;
     const struct ra_state *st = rx->ex->snap->ra;
@@ -120,16 +120,20 @@ int ra_protect_error(struct ra_exchange *rx, int err, const char *why)
     if (!nonce)
         return RP_E_ARENA;
     int rc = fresh_nonce(nonce);
-    if (rc != RP_OK)
-        return rc;
+    struct rp_view hdr;
+    if (rc == RP_OK)
+        rc = rp_cmp_enc_response_header(a, rx->decoded ? &rx->msg : NULL, id->cert.subject,
+                                        id->cert.ski, id->alg_der,
+                                        rp_view_make(nonce, RA_NONCE_LEN), rx->now, &hdr);
+    return rc == RP_OK ? sign_and_assemble(rx, hdr, body) : rc;
+}
+
+int ra_protect_error(struct ra_exchange *rx, int err, const char *why)
+{
     const char *text = why ? why : rp_err_msg(err);
     size_t tlen = strnlen(text, RA_FREETEXT_MAX);
-    struct rp_view hdr, body;
-    rc = rp_cmp_enc_response_header(a, rx->decoded ? &rx->msg : NULL, id->cert.subject,
-                                    id->cert.ski, id->alg_der,
-                                    rp_view_make(nonce, RA_NONCE_LEN), rx->now, &hdr);
-    if (rc == RP_OK)
-        rc = rp_cmp_enc_body_error(a, rp_err_failinfo(err), 2 /* rejection */,
+    struct rp_view body;
+    int rc = rp_cmp_enc_body_error(&rx->ex->arena, rp_err_failinfo(err), 2 /* rejection */,
                                    rp_view_make(text, tlen), &body);
-    return rc == RP_OK ? sign_and_assemble(rx, hdr, body) : rc;
+    return rc == RP_OK ? ra_sign_response(rx, body) : rc;
 }

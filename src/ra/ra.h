@@ -29,6 +29,7 @@ struct rp_redis;
 struct rp_limiter;
 struct rp_exchange;
 struct rp_loop;
+struct ra_pki_info;
 
 /* A DER blob owned by the RA state. */
 struct ra_der {
@@ -83,6 +84,8 @@ struct ra_domain {
     struct ra_secret *secrets;
     size_t n_secrets;
     struct ra_chain_cache *cache;
+    struct ra_der_list admins; /* administrator certificates (admins.c) */
+    struct ra_pki_info *pki;   /* what genm: local answers (genm.c); NULL otherwise */
 };
 
 struct ra_state {
@@ -95,6 +98,11 @@ struct ra_state {
 };
 
 int ra_state_build(const struct rp_config *cfg, struct ra_state **out, FILE *errs);
+/* Every certificate of a PEM (or DER) file appended to l; RP_E_KEY_LOAD when it has none. */
+int ra_load_certs(const char *path, struct ra_der_list *l, FILE *errs);
+void ra_der_list_free(struct ra_der_list *l);
+/* A whole file (at most 16 MiB), NUL-terminated, malloc'ed. RP_E_KEY_LOAD when unreadable. */
+int ra_read_file(const char *path, uint8_t **out, size_t *len);
 void ra_state_free(void *state);
 struct ra_domain *ra_state_domain(struct ra_state *s, const struct rp_cfg_domain *cfg);
 const struct ra_secret *ra_domain_secret(const struct ra_domain *d, struct rp_view kid);
@@ -133,6 +141,7 @@ struct ra_exchange {
     struct rp_upstream_req up;
     const char *extra_headers;
     int http_status; /* for refusals that are HTTP-level (429) */
+    bool local_answer; /* out is the RA's own answer to the device (genp), not for the CA */
     struct rp_cmp_msg *answer; /* the CA's answer, decoded from a copy in the arena */
     struct rp_view relay;      /* what goes back to the device */
 };
@@ -156,5 +165,21 @@ int ra_verify_answer(struct ra_state *s, const struct rp_cmp_msg *m, struct rp_a
 /* protect.c — on a worker */
 int ra_protect_forward(struct ra_exchange *rx);
 int ra_protect_error(struct ra_exchange *rx, int err, const char *why);
+/* The RA's answer to the device with `body` (error, genp): a response header for the
+ * request's transaction, signed with the RA key, RA certificates in extraCerts. */
+int ra_sign_response(struct ra_exchange *rx, struct rp_view body);
+/* admins.c — administrators of a domain (lost or stolen devices): rr for any certificate
+ * the domain's CAs issued. signer_der is the verified protecting certificate. */
+bool ra_is_admin(const struct ra_domain *d, struct rp_view signer_der);
+/* issuer_name (a Name TLV) is the subject of one of the domain's anchors or intermediates. */
+bool ra_domain_issued(const struct ra_domain *d, struct rp_view issuer_name);
+/* genm.c — PKI information at the edge (RFC 9483 §4.3) */
+int ra_pki_info_load(const struct rp_cfg_domain *c, struct ra_domain *d, FILE *errs);
+void ra_pki_info_free(struct ra_pki_info *p);
+/* On a worker, after verification: with genm: local, answer a genm whose every InfoType is
+ * known here with a genp signed by the RA in rx->out. RP_E_NOT_FOUND when the genm is to
+ * be forwarded (other domain mode, an InfoType not answered locally, no InfoType), another
+ * RP_E_* to refuse (malformed crlStatusList, arena full). */
+int ra_genm_answer(struct ra_exchange *rx);
 
 #endif

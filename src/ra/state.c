@@ -277,6 +277,10 @@ static int load_domain(const struct rp_cfg_domain *c, struct ra_domain *d, FILE 
     }
     if (rc == RP_OK && c->mac_secrets)
         rc = load_secrets(c->mac_secrets, d, errs);
+    for (unsigned i = 0; i < c->admins_count && rc == RP_OK; i++)
+        rc = load_certs(c->admins[i], &d->admins, errs);
+    if (rc == RP_OK)
+        rc = ra_pki_info_load(c, d, errs);
     if (rc == RP_OK) {
         d->cache = calloc(1, sizeof *d->cache);
         if (!d->cache)
@@ -300,6 +304,8 @@ static void free_domain(struct ra_domain *d)
         free(d->secrets[i].secret);
     }
     free(d->secrets);
+    list_free(&d->admins);
+    ra_pki_info_free(d->pki);
     if (d->cache) {
         pthread_mutex_destroy(&d->cache->lock);
         free(d->cache);
@@ -395,4 +401,19 @@ void ra_chain_cache_put(struct ra_chain_cache *c, const uint8_t key[32], int64_t
     memcpy(e->key, key, 32); /* direct-mapped: a colliding chain simply replaces it */
     e->until = until;
     pthread_mutex_unlock(&c->lock);
+}
+
+int ra_load_certs(const char *path, struct ra_der_list *l, FILE *errs)
+{
+    return load_certs(path, l, errs);
+}
+
+void ra_der_list_free(struct ra_der_list *l)
+{
+    list_free(l);
+}
+
+int ra_read_file(const char *path, uint8_t **out, size_t *len)
+{
+    return read_file(path, out, len);
 }

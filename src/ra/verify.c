@@ -271,12 +271,18 @@ static int authorize(struct ra_exchange *rx, const struct rp_cert *signer, const
                 !same_cert(signer, r->old_cert_id.issuer.name, r->old_cert_id.serial))
                 FAIL(RP_E_NOT_AUTHORIZED, "kur must be signed by the certificate it replaces");
         }
-    if (t == RP_CMP_RR)
+    if (t == RP_CMP_RR) {
+        /* an operator administrator may revoke or suspend any certificate of the domain */
+        bool admin = ra_is_admin(rx->domain, signer->raw);
         for (size_t i = 0; i < m->body.rr.n; i++) {
             const struct rp_crmf_template *tp = &m->body.rr.items[i].tmpl;
-            if (!rp_view_present(tp->serial) || !same_cert(signer, tp->issuer, tp->serial))
+            bool ok = rp_view_present(tp->serial) &&
+                      (admin ? ra_domain_issued(rx->domain, tp->issuer)
+                             : same_cert(signer, tp->issuer, tp->serial));
+            if (!ok)
                 FAIL(RP_E_NOT_AUTHORIZED, "rr may only revoke the certificate that signs it");
         }
+    }
     return RP_OK;
 }
 

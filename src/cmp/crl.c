@@ -1,0 +1,287 @@
+/* CRL view: the fields of a CertificateList raproxy needs to answer crlStatusList and to
+ * reload CRLs when their nextUpdate comes. */
+#include "raproxy/crl.h"
+
+#include "raproxy/cert.h"
+#include "raproxy/err.h"
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/coding.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PEM_CRL_BEGIN "-----BEGIN X509 CRL-----"
+#define PEM_CRL_END   "-----END X509 CRL-----"
+#define CRL_V2        1 /* encoded value of v2 */
+
+static int is_time(const struct rp_der_tlv *t)
+{
+    return t->ident == RP_DER_UTC_TIME || t->ident == RP_DER_GENERALIZED_TIME;
+}
+
+/* IssuingDistributionPoint ::= SEQUENCE { distributionPoint [0] DistributionPointName
+ * OPTIONAL, ... } inside the extension's OCTET STRING. Only the name is kept. */
+static int read_idp(const struct rp_der *parent, struct rp_view value, struct rp_crl *c)
+{
+    struct rp_der d, seq, dp;
+    struct rp_der_tlv t;
+    int rc;
+    rp_der_init(&d, value.p, value.len, parent->err);
+    d.base = parent->base;
+    d.depth = parent->depth;
+    if ((rc = rp_der_expect_enter(&d, RP_DER_SEQUENCE, &seq, NULL, "IssuingDistributionPoint")) < 0)
+        return rc;
+    if ((rc = rp_der_finish(&d, "end of IssuingDistributionPoint")) < 0)
+        return rc;
+    if ((rc = rp_der_optional(&seq, RP_DER_CTX_CONS(0), &t)) <= 0)
+        return rc;
+    if ((rc = rp_der_enter(&seq, &t, &dp)) < 0 || (rc = rp_der_next(&dp, &t)) < 0)
+        return rc;
+    if ((rc = rp_der_validate(&dp, &t)) < 0)
+        return rc;
+    c->idp_name = t.raw;
+    return rp_der_finish(&dp, "end of distributionPoint");
+}
+
+/* crlExtensions [0] EXPLICIT Extensions: framing of each, the IDP read. */
+static int read_extensions(const struct rp_der *tbs, const struct rp_der_tlv *wrap,
+                           struct rp_crl *c)
+{
+    struct rp_der w, exts, ext;
+    struct rp_der_tlv t;
+    struct rp_view oid;
+    int rc;
+    if ((rc = rp_der_enter(tbs, wrap, &w)) < 0)
+        return rc;
+    if ((rc = rp_der_expect_enter(&w, RP_DER_SEQUENCE, &exts, NULL, "Extensions")) < 0)
+        return rc;
+    if ((rc = rp_der_finish(&w, "end of crlExtensions")) < 0)
+        return rc;
+    while (rp_der_left(&exts) > 0) {
+        if ((rc = rp_der_expect_enter(&exts, RP_DER_SEQUENCE, &ext, NULL, "Extension")) < 0)
+            return rc;
+        if ((rc = rp_der_expect(&ext, RP_DER_OID, &t, "extnID")) < 0 ||
+            (rc = rp_der_oid(&ext, &t, &oid)) < 0)
+            return rc;
+        if ((rc = rp_der_optional(&ext, RP_DER_BOOLEAN, &t)) < 0)
+            return rc;
+        if ((rc = rp_der_expect(&ext, RP_DER_OCTET_STRING, &t, "extnValue")) < 0)
+            return rc;
+        if ((rc = rp_der_finish(&ext, "end of Extension")) < 0)
+            return rc;
+        if (rp_oid_is(oid, RP_OID_CE_IDP) && (rc = read_idp(&ext, t.val, c)) < 0)
+            return rc;
+    }
+    return RP_OK;
+}
+
+static int read_tbs(struct rp_crl *c, struct rp_der *list)
+{
+    struct rp_der tbs;
+    struct rp_der_tlv t;
+    struct rp_der_algid alg;
+    int64_t version;
+    int rc;
+    if ((rc = rp_der_expect_enter(list, RP_DER_SEQUENCE, &tbs, &t, "TBSCertList")) < 0)
+        return rc;
+    c->tbs = t.raw;
+    if ((rc = rp_der_optional(&tbs, RP_DER_INTEGER, &t)) < 0)
+        return rc;
+    if (rc == 1) {
+        if ((rc = rp_der_int64(&tbs, &t, &version)) < 0)
+            return rc;
+        if (version != CRL_V2)
+            return rp_der_fail(&tbs, t.raw.p, RP_E_DER_INTEGER, "CRL version v2");
+    }
+    if ((rc = rp_der_next(&tbs, &t)) < 0 || (rc = rp_der_algid(&tbs, &t, &alg)) < 0)
+        return rc;
+    if ((rc = rp_der_expect(&tbs, RP_DER_SEQUENCE, &t, "issuer Name")) < 0)
+        return rc;
+    c->issuer = t.raw;
+    if ((rc = rp_name_check(c->issuer)) < 0)
+        return rp_der_fail(&tbs, t.raw.p, rc, "issuer Name");
+    if ((rc = rp_der_next(&tbs, &t)) < 0)
+        return rc;
+    if (!is_time(&t))
+        return rp_der_fail(&tbs, t.raw.p, RP_E_DER_TAG, "thisUpdate Time");
+    if ((rc = rp_der_time(&tbs, &t, &c->this_update)) < 0)
+        return rc;
+    if (rp_der_left(&tbs) > 0) {
+        if ((rc = rp_der_peek(&tbs, &t)) < 0)
+            return rc;
+        if (is_time(&t)) {
+            rp_der_next(&tbs, &t);
+            if ((rc = rp_der_time(&tbs, &t, &c->next_update)) < 0)
+                return rc;
+            c->has_next_update = 1;
+        }
+    }
+    /* revokedCertificates: framed by rp_der_optional; the entries are wolfSSL's business */
+    if ((rc = rp_der_optional(&tbs, RP_DER_SEQUENCE, &t)) < 0)
+        return rc;
+    if ((rc = rp_der_optional(&tbs, RP_DER_CTX_CONS(0), &t)) < 0)
+        return rc;
+    if (rc == 1 && (rc = read_extensions(&tbs, &t, c)) < 0)
+        return rc;
+    return rp_der_finish(&tbs, "end of TBSCertList");
+}
+
+int rp_crl_parse(const uint8_t *p, size_t n, struct rp_crl *c)
+{
+    struct rp_der top, list;
+    struct rp_der_tlv t;
+    struct rp_der_algid alg;
+    struct rp_der_bits sig;
+    int rc;
+    memset(c, 0, sizeof *c);
+    rp_der_init(&top, p, n, NULL);
+    if ((rc = rp_der_expect_enter(&top, RP_DER_SEQUENCE, &list, &t, "CertificateList")) < 0)
+        return rc;
+    c->raw = t.raw;
+    if ((rc = rp_der_finish(&top, "end of input after the CertificateList")) < 0)
+        return rc;
+    if ((rc = read_tbs(c, &list)) < 0)
+        return rc;
+    if ((rc = rp_der_next(&list, &t)) < 0 || (rc = rp_der_algid(&list, &t, &alg)) < 0)
+        return rc;
+    if ((rc = rp_der_expect(&list, RP_DER_BIT_STRING, &t, "signatureValue")) < 0 ||
+        (rc = rp_der_bits(&list, &t, &sig)) < 0)
+        return rc;
+    return rp_der_finish(&list, "end of CertificateList");
+}
+
+int rp_crl_next_update(struct rp_view crl_der, int64_t *out)
+{
+    struct rp_crl c;
+    int rc = rp_crl_parse(crl_der.p, crl_der.len, &c);
+    if (rc != RP_OK)
+        return rc;
+    if (!c.has_next_update)
+        return RP_E_NOT_FOUND;
+    *out = c.next_update;
+    return RP_OK;
+}
+
+static const char *find_sub(const char *hay, size_t n, const char *needle)
+{
+    size_t m = strlen(needle);
+    for (size_t i = 0; i + m <= n; i++)
+        if (memcmp(hay + i, needle, m) == 0)
+            return hay + i;
+    return NULL;
+}
+
+int rp_crl_pem_next(const char *text, size_t len, size_t *pos, uint8_t **der, size_t *der_len)
+{
+    if (*pos >= len)
+        return RP_E_NOT_FOUND;
+    const char *b = find_sub(text + *pos, len - *pos, PEM_CRL_BEGIN);
+    if (!b)
+        return RP_E_NOT_FOUND;
+    b += strlen(PEM_CRL_BEGIN);
+    const char *e = find_sub(b, len - (size_t)(b - text), PEM_CRL_END);
+    if (!e)
+        return RP_E_DER_TRUNCATED;
+    size_t b64 = (size_t)(e - b);
+    if (b64 > UINT32_MAX)
+        return RP_E_DER_COUNT;
+    word32 dlen = (word32)b64;
+    uint8_t *buf = malloc(b64 ? b64 : 1);
+    if (!buf)
+        return RP_E_NOMEM;
+    if (Base64_Decode((const byte *)b, (word32)b64, buf, &dlen) != 0) {
+        free(buf);
+        return RP_E_DER_TAG;
+    }
+    *pos = (size_t)(e - text) + strlen(PEM_CRL_END);
+    *der = buf;
+    *der_len = dlen;
+    return RP_OK;
+}
+
+static int read_all(const char *path, uint8_t **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return RP_E_IO;
+    uint8_t *buf = NULL;
+    size_t n = 0, cap = 0;
+    int rc = RP_OK;
+    for (;;) {
+        if (cap - n < 4096) {
+            cap = cap ? cap * 2 : 8192;
+            uint8_t *nb = cap <= RP_CRL_MAX_FILE ? realloc(buf, cap) : NULL;
+            if (!nb) {
+                rc = cap > RP_CRL_MAX_FILE ? RP_E_IO : RP_E_NOMEM;
+                break;
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    if (rc == RP_OK && ferror(f))
+        rc = RP_E_IO;
+    fclose(f);
+    if (rc != RP_OK) {
+        free(buf);
+        return rc;
+    }
+    buf[n] = 0;
+    *out = buf;
+    *len = n;
+    return RP_OK;
+}
+
+static void earliest(struct rp_view der, int64_t *best, int *found, int *rc)
+{
+    int64_t t;
+    int r = rp_crl_next_update(der, &t);
+    if (r == RP_OK && (!*found || t < *best)) {
+        *best = t;
+        *found = 1;
+    } else if (r != RP_OK && r != RP_E_NOT_FOUND) {
+        *rc = r;
+    }
+}
+
+int rp_crl_file_next_update(const char *path, int64_t *out)
+{
+    uint8_t *data;
+    size_t len;
+    int rc = read_all(path, &data, &len);
+    if (rc != RP_OK)
+        return rc;
+    int64_t best = 0;
+    int found = 0;
+    if (len && data[0] == RP_DER_SEQUENCE) {
+        earliest(rp_view_make(data, len), &best, &found, &rc);
+    } else {
+        size_t pos = 0, n = 0, dlen;
+        uint8_t *der;
+        int r;
+        while (rc == RP_OK && n++ < RP_CRL_MAX_PER_FILE &&
+               (r = rp_crl_pem_next((const char *)data, len, &pos, &der, &dlen)) !=
+                   RP_E_NOT_FOUND) {
+            if (r != RP_OK) {
+                rc = r;
+                break;
+            }
+            earliest(rp_view_make(der, dlen), &best, &found, &rc);
+            free(der);
+        }
+        if (rc == RP_OK && n == 1)
+            rc = RP_E_DER_TAG; /* neither DER nor a PEM CRL */
+    }
+    free(data);
+    if (rc != RP_OK)
+        return rc;
+    if (!found)
+        return RP_E_NOT_FOUND;
+    *out = best;
+    return RP_OK;
+}

@@ -1,0 +1,483 @@
+/* The OCSP relay: request in (POST or GET), cache, VA over the loop's pool, verification
+ * on a crypto worker (through the pipeline's per-loop job port), answer. */
+#include "raproxy/ocsp_relay.h"
+
+#include "ra.h"
+
+#include "raproxy/clock.h"
+#include "raproxy/config.h"
+#include "raproxy/err.h"
+#include "raproxy/exchange.h"
+#include "raproxy/http.h"
+#include "raproxy/log.h"
+#include "raproxy/loop.h"
+#include "raproxy/metrics.h"
+#include "raproxy/ocsp.h"
+#include "raproxy/ocsp_cache.h"
+#include "raproxy/snapshot.h"
+#include "raproxy/tls.h"
+#include "raproxy/upstream.h"
+#include "raproxy/worker.h"
+
+#include <llhttp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Largest DER request taken from a GET URL (base64 of it is a third longer). */
+#define GET_REQUEST_MAX 4096u
+
+/* One loop's link to the VA, rebuilt when the snapshot generation changes. */
+struct loop_state {
+    struct rp_loop *loop;
+    uint64_t generation;
+    const struct rp_cfg_validation *cfg; /* owned by that generation's snapshot */
+    struct rp_upstream *pool;
+    struct rp_tls_ctx *tls;
+    struct rp_ocsp_trust *trust; /* NULL when the certificates could not be loaded */
+    struct rp_ocsp_cache *cache;
+};
+
+/* Slot i belongs to loop index i and is only touched on that loop's thread. */
+static struct loop_state g_loops[RP_CFG_LOOPS_MAX];
+
+/* Per-exchange state, in the exchange's arena. */
+struct ocsp_exchange {
+    struct rp_exchange *ex;
+    struct rp_ocsp_req req;
+    struct rp_view der;
+    struct rp_view key; /* cache key; absent when the request bypasses the cache */
+    struct rp_ocsp_trust *trust;
+    struct rp_ocsp_cache *cache;
+    struct rp_upstream_req up;
+    struct rp_job job;
+    struct rp_ocsp_resp resp; /* parsed from `answer`, a copy in the arena */
+    struct rp_view answer;
+    int verdict;
+    int64_t now, expires;
+};
+
+static struct {
+    struct rp_metric *hits, *misses, *bypass, *va_seconds, *entries;
+} m;
+static pthread_once_t m_once = PTHREAD_ONCE_INIT;
+
+static void metrics_init(void)
+{
+    rp_metrics_help("raproxy_ocsp_cache_hits_total", RP_METRIC_COUNTER,
+                    "OCSP requests answered from the cache.");
+    rp_metrics_help("raproxy_ocsp_cache_misses_total", RP_METRIC_COUNTER,
+                    "Cacheable OCSP requests forwarded to the VA.");
+    rp_metrics_help("raproxy_ocsp_cache_bypass_total", RP_METRIC_COUNTER,
+                    "OCSP requests with a nonce, forwarded without looking at the cache.");
+    rp_metrics_help("raproxy_ocsp_cache_entries", RP_METRIC_GAUGE, "OCSP responses cached.");
+    rp_metrics_help("raproxy_ocsp_va_seconds", RP_METRIC_HISTOGRAM,
+                    "Time from sending an OCSP request to the VA to its answer.");
+    rp_metrics_help("raproxy_ocsp_va_errors_total", RP_METRIC_COUNTER,
+                    "VA answers not relayed (or relayed as tryLater), by reason.");
+    m.hits = rp_metric_get("raproxy_ocsp_cache_hits_total", RP_METRIC_COUNTER, NULL);
+    m.misses = rp_metric_get("raproxy_ocsp_cache_misses_total", RP_METRIC_COUNTER, NULL);
+    m.bypass = rp_metric_get("raproxy_ocsp_cache_bypass_total", RP_METRIC_COUNTER, NULL);
+    m.entries = rp_metric_get("raproxy_ocsp_cache_entries", RP_METRIC_GAUGE, NULL);
+    m.va_seconds = rp_metric_get("raproxy_ocsp_va_seconds", RP_METRIC_HISTOGRAM, NULL);
+}
+
+static void va_error(const char *reason)
+{
+    char labels[64];
+    snprintf(labels, sizeof labels, "reason=\"%s\"", reason);
+    rp_metrics_count("raproxy_ocsp_va_errors_total", labels);
+}
+
+/* ---- answers ------------------------------------------------------------------------ */
+
+static void answer_http(struct rp_exchange *ex, int err, const char *extra)
+{
+    char body[160];
+    int n = snprintf(body, sizeof body, "%s\n", rp_err_msg(err));
+    snprintf(ex->log.result, sizeof ex->log.result, "%s", rp_err_name(err));
+    rp_exchange_respond(ex, rp_err_http(err), "text/plain; charset=utf-8", (const uint8_t *)body,
+                        (size_t)n, extra);
+}
+
+static void answer_ocsp(struct rp_exchange *ex, struct rp_view der, const char *result)
+{
+    snprintf(ex->log.result, sizeof ex->log.result, "%s", result);
+    rp_exchange_respond(ex, 200, RP_OCSP_RESPONSE_TYPE, der.p, der.len, NULL);
+}
+
+/* A status-only OCSPResponse (tryLater, malformedRequest, …), HTTP 200 as RFC 6960
+ * Appendix A asks: the device's OCSP client reads the status, not the HTTP code. */
+static void answer_status(struct rp_exchange *ex, enum rp_ocsp_resp_status s, const char *result)
+{
+    uint8_t der[RP_OCSP_STATUS_RESPONSE_LEN];
+    rp_ocsp_status_response(s, der);
+    answer_ocsp(ex, rp_view_make(der, sizeof der), result);
+}
+
+/* ---- per-loop state ------------------------------------------------------------------- */
+
+static void state_release(struct loop_state *st, bool retire_pool)
+{
+    if (st->pool) {
+        if (retire_pool)
+            rp_upstream_retire(st->pool);
+        else
+            rp_upstream_close(st->pool);
+    }
+    rp_tls_ctx_unref(st->tls);
+    rp_ocsp_trust_unref(st->trust);
+    *st = (struct loop_state){0};
+}
+
+static bool same_va(const struct rp_cfg_validation *a, const struct rp_cfg_validation *b)
+{
+    return strcmp(a->url, b->url) == 0 && a->timeout_ms == b->timeout_ms &&
+           (a->ca == b->ca || (a->ca && b->ca && strcmp(a->ca, b->ca) == 0));
+}
+
+static int open_pool(struct loop_state *st, const struct rp_cfg_validation *v)
+{
+    struct rp_cfg_url url;
+    int rc = rp_config_parse_url(v->url, &url);
+    if (rc == RP_OK && url.https) {
+        struct rp_tls_client_opts o = {.ca_file = v->ca, .sni = url.host};
+        rc = rp_tls_ctx_client(&st->tls, &o);
+    }
+    struct rp_cfg_upstream uc = {
+        .url = v->url,
+        .timeout_ms = v->timeout_ms,
+        .connect_timeout_ms =
+            v->timeout_ms < RP_DEF_UPSTREAM_CONNECT ? v->timeout_ms : RP_DEF_UPSTREAM_CONNECT,
+        .max_connections = RP_DEF_UPSTREAM_MAX_CONNS,
+        .max_queue = RP_DEF_UPSTREAM_QUEUE,
+        .keep_alive = true,
+    };
+    if (rc == RP_OK)
+        rc = rp_upstream_new(&st->pool, rp_loop_uv(st->loop), &uc, st->tls);
+    return rc;
+}
+
+/* The state for this exchange's loop and snapshot, built or rebuilt on the loop thread. */
+static struct loop_state *loop_state(struct rp_exchange *ex)
+{
+    unsigned idx = rp_loop_index(ex->loop);
+    const struct rp_cfg_validation *v = ex->snap->cfg->validation;
+    if (idx >= RP_CFG_LOOPS_MAX)
+        return NULL;
+    struct loop_state *st = &g_loops[idx];
+    if (st->loop == ex->loop && st->generation == ex->snap->generation)
+        return st;
+    struct loop_state old = *st, fresh = {.loop = ex->loop, .generation = ex->snap->generation};
+    fresh.cfg = v;
+    if (old.pool && same_va(old.cfg, v)) { /* same VA: keep the pool and its connections */
+        fresh.pool = old.pool;
+        fresh.tls = old.tls;
+        old.pool = NULL;
+        old.tls = NULL;
+    } else if (open_pool(&fresh, v) != RP_OK) {
+        rp_log_error("ocsp", "cannot set up the VA connection pool for %s", v->url);
+    }
+    state_release(&old, true);
+    if (rp_ocsp_trust_load(&fresh.trust, v->responder_cert, v->trust_anchors,
+                           v->trust_anchors_count) != RP_OK)
+        rp_log_error("ocsp", "validation certificates not loaded: every answer is tryLater");
+    fresh.cache = rp_ocsp_cache_shared(v->cache.max_entries, v->cache.max_age_s);
+    *st = fresh;
+    return st;
+}
+
+void rp_ocsp_loop_stop(struct rp_loop *l)
+{
+    unsigned idx = rp_loop_index(l);
+    if (idx < RP_CFG_LOOPS_MAX && g_loops[idx].loop == l)
+        state_release(&g_loops[idx], false);
+}
+
+/* ---- request ------------------------------------------------------------------------- */
+
+static size_t path_len(struct rp_view path)
+{
+    const uint8_t *q = memchr(path.p, '?', path.len);
+    return q ? (size_t)(q - path.p) : path.len;
+}
+
+static size_t vpath_len(const char *p)
+{
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/')
+        n--;
+    return n;
+}
+
+bool rp_ocsp_route(const struct rp_config *cfg, struct rp_view path)
+{
+    if (!cfg->validation || !cfg->validation->path)
+        return false;
+    const char *vp = cfg->validation->path;
+    size_t plen = path_len(path), vlen = vpath_len(vp);
+    if (vlen == 1) /* "/" as the validation path: everything */
+        return plen >= 1 && path.p[0] == '/';
+    return plen >= vlen && memcmp(path.p, vp, vlen) == 0 && (plen == vlen || path.p[vlen] == '/');
+}
+
+static int hexval(uint8_t c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* RFC 5019 §5: GET <path>/<url-encoding of base64 of the DER request>. */
+static int der_from_url(struct rp_exchange *ex, struct rp_view rest, struct rp_view *der)
+{
+    char *b64 = rp_arena_alloc(&ex->arena, rest.len + 1);
+    uint8_t *out = rp_arena_alloc(&ex->arena, GET_REQUEST_MAX);
+    size_t n = 0, len;
+    if (!b64 || !out)
+        return RP_E_ARENA;
+    for (size_t i = 0; i < rest.len; i++) {
+        if (rest.p[i] != '%') {
+            b64[n++] = (char)rest.p[i];
+            continue;
+        }
+        int hi = i + 2 < rest.len ? hexval(rest.p[i + 1]) : -1;
+        int lo = i + 2 < rest.len ? hexval(rest.p[i + 2]) : -1;
+        if (hi < 0 || lo < 0)
+            return RP_E_HTTP_PARSE;
+        b64[n++] = (char)(hi << 4 | lo);
+        i += 2;
+    }
+    if (rp_ocsp_b64_decode(b64, n, out, GET_REQUEST_MAX, &len) != RP_OK || len == 0)
+        return RP_E_HTTP_PARSE;
+    *der = rp_view_make(out, len);
+    return RP_OK;
+}
+
+/* The DER request from a POST body or a GET URL; HTTP errors for anything else. */
+static int request_der(struct rp_exchange *ex, const struct rp_cfg_validation *v,
+                       struct rp_view *der)
+{
+    const struct rp_http_req *req = ex->req;
+    size_t plen = path_len(req->path), vlen = vpath_len(v->path);
+    struct rp_view rest = rp_view_make(req->path.p + vlen, plen - vlen);
+    if (vlen == 1)
+        rest = rp_view_make(req->path.p, plen);
+    while (rest.len > 0 && rest.p[0] == '/')
+        rest = rp_view_make(rest.p + 1, rest.len - 1);
+    if (req->method == HTTP_POST) {
+        if (!rp_http_media_type_is(req->content_type, RP_OCSP_REQUEST_TYPE))
+            return RP_E_HTTP_CTYPE;
+        if (req->body.len == 0)
+            return RP_E_HTTP_PARSE;
+        *der = req->body;
+        return RP_OK;
+    }
+    if (req->method == HTTP_GET && rest.len > 0)
+        return der_from_url(ex, rest, der);
+    return RP_E_HTTP_METHOD;
+}
+
+/* The cache key: the CertIDs of the request, in order. */
+static int cache_key(struct ocsp_exchange *ox)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < ox->req.n_ids; i++)
+        len += ox->req.ids[i].raw.len;
+    uint8_t *k = rp_arena_alloc(&ox->ex->arena, len);
+    if (!k)
+        return RP_E_ARENA;
+    for (size_t i = 0, off = 0; i < ox->req.n_ids; i++) {
+        memcpy(k + off, ox->req.ids[i].raw.p, ox->req.ids[i].raw.len);
+        off += ox->req.ids[i].raw.len;
+    }
+    ox->key = rp_view_make(k, len);
+    return RP_OK;
+}
+
+/* ---- VA answer ---------------------------------------------------------------------- */
+
+/* Drop what the exchange holds outside its arena. Before answering: the answer frees the
+ * arena, and ox with it. */
+static void finish(struct ocsp_exchange *ox)
+{
+    rp_ocsp_trust_unref(ox->trust);
+    ox->trust = NULL;
+}
+
+/* A verified response, relayed and cached. */
+static void relay_verified(struct ocsp_exchange *ox, const struct rp_ocsp_resp *resp,
+                           int64_t expires, int64_t now)
+{
+    if (rp_view_present(ox->key) && expires > now && ox->cache) {
+        rp_ocsp_cache_put(ox->cache, ox->key, resp->raw, expires, now);
+        rp_metric_set(m.entries, (int64_t)rp_ocsp_cache_count(ox->cache));
+    }
+    answer_ocsp(ox->ex, resp->raw, "ocsp-forwarded");
+}
+
+static void verify(struct ocsp_exchange *ox)
+{
+    uint64_t t0 = rp_clock_ns();
+    ox->verdict = rp_ocsp_verify(ox->trust, &ox->req, &ox->resp, ox->now, &ox->expires);
+    ox->ex->log.verify_ns = rp_clock_ns() - t0;
+}
+
+static void verified(struct ocsp_exchange *ox)
+{
+    finish(ox);
+    if (ox->verdict == RP_E_QUEUE_FULL) {
+        answer_status(ox->ex, RP_OCSP_TRY_LATER, "ocsp-busy");
+    } else if (ox->verdict != RP_OK) {
+        rp_log_warn("ocsp", "VA answer refused for %s: %s", ox->ex->client_addr,
+                    rp_err_msg(ox->verdict));
+        va_error("unverified");
+        answer_status(ox->ex, RP_OCSP_TRY_LATER, "ocsp-unverified");
+    } else {
+        relay_verified(ox, &ox->resp, ox->expires, ox->now);
+    }
+}
+
+static void run_verify(struct rp_job *j)
+{
+    struct ocsp_exchange *ox = container_of(j, struct ocsp_exchange, job);
+    verify(ox);
+    j->result = ox->verdict;
+}
+
+static void on_verified(struct rp_job *j)
+{
+    verified(container_of(j, struct ocsp_exchange, job));
+}
+
+/* The signature check goes to a worker when the loop has the pipeline's job port, else it
+ * runs here (tests and tools without workers). Returns true when the answer is pending. */
+static bool verify_async(struct ocsp_exchange *ox)
+{
+    struct rp_workers *w = rp_loop_workers(ox->ex->loop);
+    struct ra_loop *rl = rp_loop_app(ox->ex->loop);
+    if (!w || !rl || !rl->port_open) {
+        verify(ox);
+        return false;
+    }
+    ox->job.run = run_verify;
+    ox->job.done = on_verified;
+    if (rp_workers_submit(w, &ox->job, &rl->port) == RP_OK)
+        return true;
+    rp_metrics_count("raproxy_worker_rejected_total", NULL);
+    ox->verdict = RP_E_QUEUE_FULL;
+    return false;
+}
+
+static void on_va_answer(struct ocsp_exchange *ox, struct rp_view body)
+{
+    struct rp_exchange *ex = ox->ex;
+    struct rp_der_err derr = {0};
+    /* the pool frees the body when on_upstream returns: the worker needs its own copy */
+    uint8_t *copy = body.len ? rp_arena_dup(&ex->arena, body.p, body.len) : NULL;
+    int rc = copy ? rp_ocsp_resp_parse(copy, body.len, &ox->resp, &derr) : RP_E_OCSP_RESPONSE;
+    if (rc != RP_OK) {
+        rp_log_warn("ocsp", "VA answer unreadable: %s at offset %zu (%s)", rp_err_msg(rc),
+                    derr.offset, derr.expected ? derr.expected : "-");
+        va_error("malformed");
+        finish(ox);
+        answer_status(ex, RP_OCSP_TRY_LATER, "ocsp-trylater");
+        return;
+    }
+    if (ox->resp.status != RP_OCSP_SUCCESSFUL) {
+        /* unsigned by design: only the status is relayed, in our own encoding */
+        if (ox->resp.status == RP_OCSP_INTERNAL_ERROR || ox->resp.status == RP_OCSP_TRY_LATER)
+            va_error("status");
+        finish(ox);
+        answer_status(ex, ox->resp.status, "ocsp-va-status");
+        return;
+    }
+    ox->now = rp_clock_wall_s();
+    if (!verify_async(ox))
+        verified(ox);
+}
+
+static void on_upstream(struct rp_upstream_req *up)
+{
+    struct ocsp_exchange *ox = up->arg;
+    struct rp_exchange *ex = ox->ex;
+    ex->log.upstream_ns = up->t_end_ns - up->t_start_ns;
+    ex->log.upstream_status = up->status;
+    rp_metric_observe_ns(m.va_seconds, ex->log.upstream_ns);
+    if (up->err == RP_OK && up->status == 200) {
+        on_va_answer(ox, up->resp);
+        return;
+    }
+    rp_log_warn("ocsp", "VA request failed: %s (HTTP %d)",
+                up->err != RP_OK ? rp_err_msg(up->err) : "status", up->status);
+    va_error(up->err == RP_E_UPSTREAM_TIMEOUT ? "timeout"
+             : up->err != RP_OK               ? "unreachable"
+                                              : "http_status");
+    finish(ox);
+    answer_status(ex, RP_OCSP_TRY_LATER, "ocsp-trylater");
+}
+
+static void forward(struct ocsp_exchange *ox, struct loop_state *st)
+{
+    ox->up.path = NULL;
+    ox->up.content_type = RP_OCSP_REQUEST_TYPE;
+    ox->up.body = ox->der.p;
+    ox->up.len = ox->der.len;
+    ox->up.cb = on_upstream;
+    ox->up.arg = ox;
+    int rc = st->pool ? rp_upstream_send(st->pool, &ox->up) : RP_E_UPSTREAM_CONNECT;
+    if (rc != RP_OK) {
+        va_error(rc == RP_E_UPSTREAM_QUEUE_FULL ? "queue_full" : "unreachable");
+        finish(ox);
+        answer_status(ox->ex, RP_OCSP_TRY_LATER, "ocsp-trylater");
+    }
+}
+
+void rp_ocsp_handle(struct rp_exchange *ex)
+{
+    const struct rp_cfg_validation *v = ex->snap->cfg->validation;
+    struct ocsp_exchange *ox;
+    struct rp_der_err derr = {0};
+    pthread_once(&m_once, metrics_init);
+    snprintf(ex->log.body, sizeof ex->log.body, "ocsp");
+    if (!v) {
+        answer_http(ex, RP_E_HTTP_PATH, NULL);
+        return;
+    }
+    if (!(ox = rp_arena_calloc(&ex->arena, 1, sizeof *ox))) {
+        answer_http(ex, RP_E_ARENA, NULL);
+        return;
+    }
+    ox->ex = ex;
+    ex->app = ox;
+    int rc = request_der(ex, v, &ox->der);
+    if (rc != RP_OK) {
+        answer_http(ex, rc, rc == RP_E_HTTP_METHOD ? "Allow: GET, POST\r\n" : NULL);
+        return;
+    }
+    if (rp_ocsp_req_parse(ox->der.p, ox->der.len, &ox->req, &derr) != RP_OK) {
+        answer_status(ex, RP_OCSP_MALFORMED_REQUEST, "ocsp-malformed");
+        return;
+    }
+    struct loop_state *st = loop_state(ex);
+    if (!st || !st->trust) {
+        answer_status(ex, RP_OCSP_TRY_LATER, "ocsp-trylater");
+        return;
+    }
+    ox->trust = rp_ocsp_trust_ref(st->trust);
+    ox->cache = st->cache;
+    if (rp_view_present(ox->req.nonce)) {
+        rp_metric_inc(m.bypass);
+    } else if (cache_key(ox) == RP_OK && ox->cache) {
+        struct rp_view hit;
+        if (rp_ocsp_cache_get(ox->cache, ox->key, rp_clock_wall_s(), &ex->arena, &hit) == 1) {
+            rp_metric_inc(m.hits);
+            finish(ox);
+            answer_ocsp(ex, hit, "ocsp-cached");
+            return;
+        }
+        rp_metric_inc(m.misses);
+    }
+    forward(ox, st);
+}
