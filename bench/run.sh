@@ -1,0 +1,493 @@
+#!/usr/bin/env bash
+# bench/run.sh: the whole load test in one command, on loopback, bounded in time.
+#
+#   bench/run.sh [--quick] [--redis] [--no-nginx] [--no-perf] [--build DIR]
+#
+# Builds raproxy and the bench tools (build-bench/, fast wolfSSL), makes the fleet
+# (bench/make-fleet.sh), then measures, all in this one run and on these cores:
+#   1. the crypto ceiling (bench_ceiling)
+#   2. a sweep of concurrency levels, storm (TLS connection per enrollment) and keep-alive,
+#      through raproxy (1 loop + 1 worker) and through nginx terminating TLS in front of the
+#      same mock CA (the cost of a plain TLS reverse proxy doing no RA work)
+#   3. raproxy with 2 loops + 2 workers at the sweep's best level
+#   4. p99 added latency at half of the keep-alive peak: raproxy vs the mock CA directly
+#   5. memory per idle TLS connection, raproxy and nginx
+#   6. a stall of the mock CA under load: raproxy RSS, what devices get, recovery
+#   7. a perf profile of raproxy in the storm case
+# and writes bench/results/<date>-<host>.md with PNG plots (gnuplot) next to it.
+# Default under 10 minutes, --quick under 2. Installs gnuplot and nginx (Debian packages)
+# when missing. Every process it starts is stopped on exit.
+set -euo pipefail
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=$src/build-bench
+quick=0 use_redis=0 use_nginx=1 use_perf=1
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    --quick) quick=1 ;;
+    --redis) use_redis=1 ;;
+    --no-nginx) use_nginx=0 ;;
+    --no-perf) use_perf=0 ;;
+    --build) build=$2; shift ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if ((quick)); then
+    levels=(16 64) dur=3 ceil_s=0.3 idle_n=2000 hold=2 stall_run=9 fleet_n=2000
+else
+    levels=(4 16 64 256) dur=8 ceil_s=1 idle_n=10000 hold=4 stall_run=14 fleet_n=10000
+fi
+readonly STALL_AT=3 STALL_LEN=5 UPSTREAM_TIMEOUT_MS=2000
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+# ---- tools ----
+need=()
+command -v gnuplot >/dev/null || need+=(gnuplot-nox)
+((use_nginx)) && ! command -v nginx >/dev/null && need+=(nginx-light)
+if ((${#need[@]})); then
+    log "installing ${need[*]}"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${need[@]}"; } >/dev/null 2>&1; then
+        log "could not install ${need[*]}; continuing without"
+    fi
+    # Debian starts nginx on port 80 after installing it; the bench runs its own.
+    command -v systemctl >/dev/null && systemctl stop nginx >/dev/null 2>&1 || true
+fi
+command -v nginx >/dev/null || use_nginx=0
+command -v perf >/dev/null || use_perf=0
+
+log "building raproxy and the bench tools in $build"
+mkdir -p "$build"
+cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build/bench-cmake.log" 2>&1 ||
+    { cat "$build/bench-cmake.log" >&2; exit 1; }
+cmake --build "$build" -j "$(nproc)" --target raproxy bench_fleet bench_mockca bench_ceiling \
+    bench_mkfleet >"$build/bench-build.log" 2>&1 || { tail -30 "$build/bench-build.log" >&2; exit 1; }
+B=$build/bench
+wolfssl_info=$(grep -o 'wolfSSL [a-z]* build:[^(]*' "$build/bench-cmake.log" | tail -1 | sed 's/ *$//' || true)
+
+data=$build/bench-data
+bash "$src/bench/make-fleet.sh" "$data" "$fleet_n" "$build" >&2
+pki=$data/pki fleet=$data/fleet-$fleet_n.bin serials=$data/serials-$fleet_n.txt
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/raproxy-bench.XXXXXX")
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 0.3
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+fd_limit=$(ulimit -n)
+((idle_n > fd_limit - 200)) && idle_n=$((fd_limit - 200))
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    log "nothing listens on port $1"; return 1
+}
+field() { grep -o "\b$1=[^ ]*" <<<"$2" | head -1 | cut -d= -f2-; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+tree_pids() { echo "$1"; pgrep -P "$1" || true; }
+cpu_ticks() { # utime+stime of a process and its children processes (nginx workers)
+    local t=0 p
+    for p in $(tree_pids "$1"); do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+tree_rss() { local t=0 p; for p in $(tree_pids "$1"); do t=$((t + $(rss_kb "$p"))); done; echo "$t"; }
+hz=$(getconf CLK_TCK)
+
+# ---- the mock CA (one thread; verifies every request against vendor + operator roots) ----
+ca_port=$(free_port)
+"$B/bench_mockca" --listen "127.0.0.1:$ca_port" --cert "$pki/ca/srv.pem" --key "$pki/ca/srv.key" \
+    --chain "$pki/operator/ica.pem" --issuer-cert "$pki/operator/ica.pem" \
+    --issuer-key "$pki/operator/ica.key" --trust "$data/ca-trust.pem" --max-seconds 1200 \
+    >"$work/mockca.log" 2>&1 &
+ca_pid=$!
+pids+=("$ca_pid")
+wait_port "$ca_port"
+
+redis_url=
+if ((use_redis)); then
+    rport=$(free_port)
+    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &
+    pids+=($!)
+    wait_port "$rport"
+    redis_url=redis://127.0.0.1:$rport/0
+fi
+
+# raproxy with `loops` loops and `workers` workers; sets ra_pid and ra_port.
+ra_pid= ra_port=
+start_raproxy() {
+    local loops=$1 workers=$2 timeout_ms=${3:-30000}
+    stop_raproxy
+    ra_port=$(free_port)
+    cat >"$work/raproxy.yaml" <<EOF
+loops: $loops
+workers: $workers
+log_level: warn
+listeners:
+  - address: 127.0.0.1:$ra_port
+    tls: {cert: $pki/tls/server.pem, key: $pki/tls/server.key}
+http:
+  idle_timeout_ms: 120000
+  header_timeout_ms: 60000
+  max_connections: 100000
+upstream:
+  url: http://127.0.0.1:$ca_port/
+  timeout_ms: $timeout_ms
+  max_connections: 64
+  max_queue: 8192
+ra: {cert: $pki/operator/ra.pem, key: $pki/operator/ra.key, chain: $pki/operator/ra.chain.pem}
+domains:
+  - name: manufacturer
+    trust_anchors: [$pki/vendor/root.pem]
+    intermediates: [$pki/vendor/ica.pem]
+    allow: [ir, cr, p10cr, certConf]
+    allowlist: $serials
+    forward: reprotect
+EOF
+    [[ -n $redis_url ]] && printf 'redis:\n  url: %s\n' "$redis_url" >>"$work/raproxy.yaml"
+    "$build/raproxy" --config "$work/raproxy.yaml" >"$work/raproxy-$loops-$workers.log" 2>&1 &
+    ra_pid=$!
+    pids+=("$ra_pid")
+    wait_port "$ra_port"
+}
+stop_raproxy() {
+    [[ -n $ra_pid ]] || return 0
+    kill "$ra_pid" 2>/dev/null || true
+    wait "$ra_pid" 2>/dev/null || true
+    ra_pid=
+}
+
+ng_pid= ng_port=
+start_nginx() {
+    ng_port=$(free_port)
+    mkdir -p "$work/nginx"
+    cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile $fd_limit;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections $((fd_limit - 100)); }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    keepalive_timeout 120s;
+    keepalive_requests 10000000;
+    upstream ca { server 127.0.0.1:$ca_port; keepalive 64; }
+    server {
+        listen 127.0.0.1:$ng_port ssl;
+        ssl_certificate $pki/tls/server.pem;
+        ssl_certificate_key $pki/tls/server.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+            proxy_pass http://ca;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+    nginx -e "$work/nginx/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" \
+        -g 'daemon off; master_process on;' >"$work/nginx/stdout.log" 2>&1 &
+    ng_pid=$!
+    pids+=("$ng_pid")
+    wait_port "$ng_port"
+}
+stop_nginx() {
+    [[ -n $ng_pid ]] || return 0
+    kill -QUIT "$ng_pid" 2>/dev/null || true
+    wait "$ng_pid" 2>/dev/null || true
+    ng_pid=
+}
+
+fleet() { # fleet URL ARGS...: runs bench_fleet, prints its RESULT line
+    local url=$1
+    shift
+    timeout 300 "$B/bench_fleet" --url "$url" --fleet "$fleet" --chain "$pki/vendor/ica.pem" "$@" \
+        >"$work/fleet.out" 2>&1 || true
+    cat "$work/fleet.out" >>"$work/fleet.log"
+    grep '^RESULT' "$work/fleet.out" | tail -1 || echo "RESULT failed=1 eps=0 errors=fleet_failed"
+}
+
+# One measured run: target label, pid to account CPU to, then fleet args. Appends a row to
+# $work/runs.tsv: target mode conc eps p50 p90 p99 p999 hs cpu_cores eps_per_cpu failed errors
+run_one() {
+    local target=$1 pid=$2 url=$3 mode=$4 conc=$5
+    shift 5
+    local c0 c1 t0 t1 r
+    c0=$(cpu_ticks "$pid")
+    t0=$(date +%s.%N)
+    r=$(fleet "$url" --mode "$mode" --concurrency "$conc" --duration "$dur" --label "$target" "$@")
+    t1=$(date +%s.%N)
+    c1=$(cpu_ticks "$pid")
+    local cores eps epc
+    cores=$(awk -v a="$c0" -v b="$c1" -v h="$hz" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.2f", (b - a) / h / (e - s)}')
+    eps=$(field eps "$r")
+    epc=$(awk -v e="$eps" -v c="$cores" 'BEGIN {printf "%.0f", (c > 0 ? e / c : 0)}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$mode" "$conc" "$eps" \
+        "$(field p50 "$r")" "$(field p90 "$r")" "$(field p99 "$r")" "$(field p999 "$r")" \
+        "$(field hs "$r")" "$cores" "$epc" "$(field failed "$r")" "$(field errors "$r")" \
+        >>"$work/runs.tsv"
+    log "$target $mode c=$conc: $eps enrollments/s, p99 $(field p99 "$r") us, proxy CPU $cores cores, errors $(field errors "$r")"
+}
+
+t_start=$(date +%s)
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+: >"$work/runs.tsv"
+
+# ---- 1. ceiling ----
+log "crypto ceiling"
+"$B/bench_ceiling" --pki "$pki" --fleet "$fleet" --seconds "$ceil_s" >"$work/ceiling.out"
+ceiling=$(grep '^CEILING' "$work/ceiling.out")
+ceil_storm=$(field storm_eps "$ceiling") ceil_keep=$(field keepalive_eps "$ceiling")
+ceil_fwd=$(field forward_storm_eps "$ceiling")
+
+# ---- 2. sweep ----
+start_raproxy 1 1
+ra_url=https://127.0.0.1:$ra_port/.well-known/cmp/p/manufacturer
+fleet "$ra_url" --mode keepalive --concurrency 8 --duration 1 >/dev/null # warm-up
+for mode in storm keepalive; do
+    for c in "${levels[@]}"; do
+        run_one raproxy-1x1 "$ra_pid" "$ra_url" "$mode" "$c"
+    done
+done
+if ((use_perf)); then
+    log "perf profile of raproxy, storm, c=${levels[-1]}"
+    (sleep 1 && timeout 20 perf record -F 499 -g -p "$ra_pid" -o "$work/perf.data" -- sleep 3 \
+        >/dev/null 2>&1) &
+    perf_pid=$!
+    fleet "$ra_url" --mode storm --concurrency "${levels[-1]}" --duration 5 --label perf >/dev/null
+    wait "$perf_pid" || true
+    perf report -i "$work/perf.data" --stdio --no-children -g none --sort dso,symbol 2>/dev/null |
+        awk '$1 ~ /^[0-9.]+%$/ {printf "%8s  %-18s %s\n", $1, $2, $4}' | head -25 >"$work/perf.txt" || true
+fi
+if ((use_nginx)); then
+    start_nginx
+    ng_url=https://127.0.0.1:$ng_port/
+    fleet "$ng_url" --mode keepalive --concurrency 8 --duration 1 >/dev/null
+    for mode in storm keepalive; do
+        for c in "${levels[@]}"; do
+            run_one nginx "$ng_pid" "$ng_url" "$mode" "$c"
+        done
+    done
+    stop_nginx
+fi
+
+best_level() { # the concurrency with the highest throughput for target+mode
+    awk -F'\t' -v t="$1" -v m="$2" '$1 == t && $2 == m && $4 + 0 > best {best = $4 + 0; c = $3}
+        END {print c ? c : 16}' "$work/runs.tsv"
+}
+peak() { awk -F'\t' -v t="$1" -v m="$2" '$1 == t && $2 == m && $4 + 0 > b {b = $4 + 0} END {print b + 0}' "$work/runs.tsv"; }
+
+# ---- 3. scaling: 2 loops + 2 workers ----
+start_raproxy 2 2
+ra_url=https://127.0.0.1:$ra_port/.well-known/cmp/p/manufacturer
+for mode in storm keepalive; do
+    run_one raproxy-2x2 "$ra_pid" "$ra_url" "$mode" "$(best_level raproxy-1x1 "$mode")" --threads 2
+done
+
+# ---- 4. latency at half of the keep-alive peak ----
+start_raproxy 1 1
+ra_url=https://127.0.0.1:$ra_port/.well-known/cmp/p/manufacturer
+half=$(awk -v p="$(peak raproxy-1x1 keepalive)" 'BEGIN {printf "%d", (p / 2 > 1 ? p / 2 : 1)}')
+log "latency at half of peak: $half enrollments/s, open loop"
+lat_ra=$(fleet "$ra_url" --mode keepalive --concurrency 256 --rate "$half" --duration "$dur" --label half-raproxy)
+lat_ca=$(fleet "http://127.0.0.1:$ca_port/" --mode keepalive --concurrency 256 --rate "$half" --duration "$dur" --label half-direct)
+
+# ---- 5. memory per idle TLS connection ----
+idle_rss() { # idle_rss PID URL → "established base_kb loaded_kb"
+    local pid=$1 url=$2 base loaded est
+    base=$(tree_rss "$pid")
+    timeout 300 "$B/bench_fleet" --url "$url" --fleet "$fleet" --idle "$idle_n" --hold "$hold" \
+        --concurrency 64 --duration 60 --timeout-ms 20000 >"$work/idle.out" 2>&1 &
+    local f=$!
+    for _ in $(seq 600); do
+        grep -q '^IDLE' "$work/idle.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    sleep 1
+    loaded=$(tree_rss "$pid")
+    wait "$f" || true
+    cat "$work/idle.out" >>"$work/fleet.log"
+    est=$(field idle_ok "$(grep '^RESULT' "$work/idle.out" || true)")
+    echo "${est:-0} $base $loaded"
+}
+log "memory: $idle_n idle TLS connections to raproxy"
+start_raproxy 1 1
+read -r ra_idle ra_base ra_loaded < <(idle_rss "$ra_pid" "https://127.0.0.1:$ra_port/")
+ng_idle=0 ng_base=0 ng_loaded=0
+if ((use_nginx)); then
+    log "memory: $idle_n idle TLS connections to nginx"
+    start_nginx
+    read -r ng_idle ng_base ng_loaded < <(idle_rss "$ng_pid" "https://127.0.0.1:$ng_port/")
+    stop_nginx
+fi
+
+# ---- 6. stall ----
+log "stall: mock CA stops answering at ${STALL_AT}s for ${STALL_LEN}s (upstream timeout ${UPSTREAM_TIMEOUT_MS} ms)"
+start_raproxy 1 1 "$UPSTREAM_TIMEOUT_MS"
+ra_url=https://127.0.0.1:$ra_port/.well-known/cmp/p/manufacturer
+timeout 120 "$B/bench_fleet" --url "$ra_url" --fleet "$fleet" --chain "$pki/vendor/ica.pem" \
+    --mode keepalive --concurrency 32 --duration "$stall_run" --timeout-ms 10000 \
+    --timeline "$work/stall-timeline.txt" --label stall >"$work/stall.out" 2>&1 &
+sf=$!
+: >"$work/stall-rss.txt"
+for i in $(seq 0 $((stall_run * 2))); do
+    sec=$(awk -v i="$i" 'BEGIN {printf "%.1f", i / 2}')
+    [[ $sec == "$STALL_AT.0" ]] && kill -USR1 "$ca_pid"
+    [[ $sec == "$((STALL_AT + STALL_LEN)).0" ]] && kill -USR2 "$ca_pid"
+    echo "$sec $(rss_kb "$ra_pid")" >>"$work/stall-rss.txt"
+    sleep 0.5
+done
+kill -USR2 "$ca_pid"
+wait "$sf" || true
+stall=$(grep '^RESULT' "$work/stall.out" || echo "RESULT errors=fleet_failed")
+stop_raproxy
+t_total=$(($(date +%s) - t_start))
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- report ----
+stamp=$(date +%Y-%m-%d-%H%M)
+host=$(hostname -s 2>/dev/null || echo host)
+out=$src/bench/results/$stamp-$host
+mkdir -p "$src/bench/results"
+cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+mockca_stats=$(grep '^MOCKCA' "$work/mockca.log" || true)
+kill "$ca_pid" 2>/dev/null && sleep 0.5
+mockca_stats=$(grep '^MOCKCA' "$work/mockca.log" || echo "$mockca_stats")
+
+if command -v gnuplot >/dev/null; then
+    for t in raproxy-1x1 nginx; do
+        for m in storm keepalive; do
+            awk -F'\t' -v t="$t" -v m="$m" '$1 == t && $2 == m {print $3, $4, $5 / 1000, $7 / 1000, $8 / 1000}' \
+                "$work/runs.tsv" >"$work/$t-$m.dat"
+        done
+    done
+    gnuplot <<EOF 2>"$work/gnuplot.err" || log "gnuplot failed: $(head -3 "$work/gnuplot.err")"
+set terminal pngcairo size 900,540 noenhanced
+set output "$out-throughput.png"
+set title "Enrollments/s vs concurrency ($(nproc) cores shared by fleet, proxy and mock CA)"
+set xlabel "concurrent devices"; set ylabel "enrollments/s"; set logscale x 2; set key top left; set grid
+set yrange [0:*]
+plot "$work/raproxy-1x1-storm.dat" u 1:2 w lp lw 2 t "raproxy storm", \
+     "$work/raproxy-1x1-keepalive.dat" u 1:2 w lp lw 2 t "raproxy keep-alive", \
+     "$work/nginx-storm.dat" u 1:2 w lp dt 2 t "nginx storm", \
+     "$work/nginx-keepalive.dat" u 1:2 w lp dt 2 t "nginx keep-alive"
+set output "$out-latency.png"
+set title "raproxy enrollment latency (ir + certConf) vs concurrency"
+set ylabel "ms"; set logscale y 10; set yrange [*:*]
+plot "$work/raproxy-1x1-storm.dat" u 1:3 w lp t "storm p50", \
+     "$work/raproxy-1x1-storm.dat" u 1:4 w lp t "storm p99", \
+     "$work/raproxy-1x1-storm.dat" u 1:5 w lp t "storm p99.9", \
+     "$work/raproxy-1x1-keepalive.dat" u 1:3 w lp dt 2 t "keep-alive p50", \
+     "$work/raproxy-1x1-keepalive.dat" u 1:4 w lp dt 2 t "keep-alive p99", \
+     "$work/raproxy-1x1-keepalive.dat" u 1:5 w lp dt 2 t "keep-alive p99.9"
+EOF
+fi
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf (b > 0 ? "%.2f" : "n/a"), (b > 0 ? a / b : 0)}'; }
+best_row() { awk -F'\t' -v t="$1" -v m="$2" '$1 == t && $2 == m && $4 + 0 > b {b = $4 + 0; r = $0} END {print r}' "$work/runs.tsv"; }
+col() { cut -f"$2" <<<"$1"; }
+{
+    echo "# raproxy load test — $stamp on $host"
+    echo
+    echo "\`bench/run.sh$( ((quick)) && echo ' --quick')$( ((use_redis)) && echo ' --redis')\`, ${t_total} s. CPU: $cpu_model, $(nproc) cores shared by"
+    echo "the fleet, raproxy (or nginx) and the mock CA, all on loopback. $wolfssl_info."
+    echo "Fleet: $fleet_n vendor devices; every enrollment is a fresh ir (new key from a pool of 64,"
+    echo "POP, protection, new transactionID/nonces) + certConf. \"storm\": a new TLS connection per"
+    echo "enrollment (full handshake); \"keep-alive\": one connection per device slot."
+    echo "Mock CA: $mockca_stats (by_ra: requests it saw protected by the RA certificate)."
+    echo "Load average (1/5/15 min) at the start: $load_start, at the end: $load_end — anything"
+    echo "above $(nproc) means other work shared these cores and every figure below is lower for it."
+    echo
+    echo "## Crypto ceiling (bench_ceiling, one core)"
+    echo
+    echo '```'
+    grep -v '^CEILING' "$work/ceiling.out"
+    echo '```'
+    echo
+    echo "## Throughput and latency (1 loop + 1 worker; nginx: 1 worker process)"
+    echo
+    echo "Latency is per enrollment (ir + certConf, and the handshake in storm mode), in ms."
+    echo "*proxy CPU* is the CPU time the proxy used per second of the run (cores); *per CPU-s* is"
+    echo "enrollments per CPU-second of the proxy, the figure comparable to the per-core ceiling."
+    echo
+    echo "| target | mode | devices | enroll/s | p50 | p90 | p99 | p99.9 | handshakes/s | proxy CPU | per CPU-s | failed | errors |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    awk -F'\t' '{printf "| %s | %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s |\n",
+        $1, $2, $3, $4, $5 / 1000, $6 / 1000, $7 / 1000, $8 / 1000, $9, $10, $11, $12, $13}' "$work/runs.tsv"
+    echo
+    echo "![throughput]($stamp-$host-throughput.png)"
+    echo "![latency]($stamp-$host-latency.png)"
+    echo
+    echo "## Against the targets"
+    echo
+    rs=$(best_row raproxy-1x1 storm) rk=$(best_row raproxy-1x1 keepalive)
+    ns=$(best_row nginx storm) nk=$(best_row nginx keepalive)
+    s2=$(best_row raproxy-2x2 storm) k2=$(best_row raproxy-2x2 keepalive)
+    echo "| figure | storm | keep-alive | target |"
+    echo "|---|---:|---:|---|"
+    echo "| raproxy peak enroll/s (1+1) | $(col "$rs" 4) | $(col "$rk" 4) | |"
+    echo "| ceiling enroll/s/core (full RA work) | $ceil_storm | $ceil_keep | |"
+    echo "| raproxy per CPU-s / ceiling | $(ratio "$(col "$rs" 11)" "$ceil_storm") | $(ratio "$(col "$rk" 11)" "$ceil_keep") | ≥ 0.8 |"
+    echo "| raproxy per CPU-s / forward-only ceiling (TLS only) | $(ratio "$(col "$rs" 11)" "$ceil_fwd") | | |"
+    echo "| nginx peak enroll/s | $(col "$ns" 4) | $(col "$nk" 4) | |"
+    echo "| raproxy / nginx (throughput) | $(ratio "$(col "$rs" 4)" "$(col "$ns" 4)") | $(ratio "$(col "$rk" 4)" "$(col "$nk" 4)") | |"
+    echo "| raproxy / nginx (per CPU-s) | $(ratio "$(col "$rs" 11)" "$(col "$ns" 11)") | $(ratio "$(col "$rk" 11)" "$(col "$nk" 11)") | |"
+    echo "| 2 loops + 2 workers enroll/s | $(col "$s2" 4) | $(col "$k2" 4) | |"
+    echo "| scaling 2+2 / 1+1 | $(ratio "$(col "$s2" 4)" "$(col "$rs" 4)") | $(ratio "$(col "$k2" 4)" "$(col "$rk" 4)") | |"
+    echo
+    p99r=$(field p99 "$lat_ra") p99d=$(field p99 "$lat_ca")
+    echo "**Latency at half of the keep-alive peak** ($half enrollments/s, open loop, latency from the"
+    echo "scheduled start): through raproxy p50 $(field p50 "$lat_ra") us, p99 $p99r us; straight to the mock CA"
+    echo "(plain HTTP) p50 $(field p50 "$lat_ca") us, p99 $p99d us. Added p99 per enrollment (two exchanges):"
+    echo "**$(awk -v a="$p99r" -v b="$p99d" 'BEGIN {printf "%.2f ms", (a - b) / 1000}')** (target < 5 ms)."
+    echo "Errors: raproxy $(field errors "$lat_ra"), direct $(field errors "$lat_ca")."
+    echo
+    echo "**Memory per idle TLS connection** ($idle_n requested, fd limit $fd_limit):"
+    echo
+    echo "| proxy | connections held | RSS before | RSS with them | per connection | target |"
+    echo "|---|---:|---:|---:|---:|---|"
+    per() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN {printf (n > 0 ? "%.1f KB" : "n/a"), (n > 0 ? (b - a) / n : 0)}'; }
+    echo "| raproxy | $ra_idle | $ra_base KB | $ra_loaded KB | $(per "$ra_idle" "$ra_base" "$ra_loaded") | ≤ 20 KB |"
+    ((use_nginx)) && echo "| nginx (master + worker) | $ng_idle | $ng_base KB | $ng_loaded KB | $(per "$ng_idle" "$ng_base" "$ng_loaded") | |"
+    echo
+    echo "## Stall of the mock CA"
+    echo
+    echo "Keep-alive load, 32 devices, ${stall_run} s; the mock CA holds every request from ${STALL_AT} s to"
+    echo "$((STALL_AT + STALL_LEN)) s; raproxy's upstream timeout is ${UPSTREAM_TIMEOUT_MS} ms. Result: ok $(field ok "$stall"),"
+    echo "failed $(field failed "$stall"), errors \`$(field errors "$stall")\`."
+    echo "raproxy RSS during the run: min $(awk '{print $2}' "$work/stall-rss.txt" | sort -n | head -1) KB,"
+    echo "max $(awk '{print $2}' "$work/stall-rss.txt" | sort -n | tail -1) KB."
+    echo
+    echo "| second | enrollments ok | failed | raproxy RSS KB |"
+    echo "|---:|---:|---:|---:|"
+    awk 'NR == FNR {if ($1 ~ /\.0$/) r[int($1)] = $2; next} /^[0-9]/ && $1 < '"$stall_run"' {print "| " $1 " | " $2 " | " $3 " | " r[$1] " |"}' \
+        "$work/stall-rss.txt" "$work/stall-timeline.txt"
+    if [[ -s $work/perf.txt ]]; then
+        echo
+        echo "## Where raproxy's time goes (perf, storm, ${levels[-1]} devices, top symbols, self time)"
+        echo
+        echo '```'
+        cat "$work/perf.txt"
+        echo '```'
+    fi
+} >"$out.md"
+cp "$work/fleet.log" "$out-fleet.log" 2>/dev/null || true
+log "report: $out.md"
+echo "$out.md"
