@@ -247,10 +247,24 @@ static void add_slot(struct admit_req *req, enum slot_kind kind, int key,
     s->err = RP_OK;
 }
 
+/* The one place a decision reaches the caller. rp_admit_on_issued may be called without a
+ * callback (fire and forget: the device already has its certificate); a failure to consume
+ * the serial is then logged here, since nobody else will see it. */
+static void deliver(rp_admit_fn cb, void *arg, const struct rp_admit_result *res)
+{
+    if (cb) {
+        cb(arg, res);
+        return;
+    }
+    if (res->err != RP_OK && res->err != RP_E_SHUTDOWN)
+        rp_log_warn("allowlist_consume", "serial not removed from the Redis allowlist: %s",
+                    rp_err_msg(res->err));
+}
+
 static void fire(rp_admit_fn cb, void *arg, int err)
 {
     struct rp_admit_result res = {.err = err};
-    cb(arg, &res);
+    deliver(cb, arg, &res);
 }
 
 /* ---- decisions (shared by Redis and in-process answers) ---------------------------------- */
@@ -468,7 +482,7 @@ static void finish(struct admit_req *req)
     rp_admit_fn cb = req->cb;
     void *arg = req->arg;
     free(req);
-    cb(arg, &res);
+    deliver(cb, arg, &res);
 }
 
 /* {code, value} from the scripts, a plain integer from SISMEMBER/SREM. */
@@ -550,7 +564,7 @@ static void run(struct admit_req *req)
         rp_admit_fn cb = req->cb;
         void *arg = req->arg;
         free(req);
-        cb(arg, &res);
+        deliver(cb, arg, &res);
         return;
     }
     req->sending = true;

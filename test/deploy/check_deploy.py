@@ -644,6 +644,8 @@ def ldd_packages(binary):
         if not m:
             continue  # linux-vdso.so.1
         lib = m.group(m.lastindex)
+        if re.search(r"/lib(asan|ubsan|lsan|tsan)\.so", lib):
+            continue  # a sanitizer build's runtime: the image is built without sanitizers
         cands = [lib, os.path.realpath(lib)]
         for c in list(cands):
             if c.startswith("/usr/lib/"):

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -93,6 +94,8 @@ static pid_t spawn_to(const char *const argv[], const char *log_path)
         close(nul);
     }
     setpgid(0, 0);
+    /* a failed assertion ends the test process without cleanup: take the child along */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     execvp(argv[0], (char *const *)argv);
     _exit(127);
 }
