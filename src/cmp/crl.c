@@ -4,6 +4,7 @@
 
 #include "raproxy/cert.h"
 #include "raproxy/err.h"
+#include "raproxy/file.h"
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/coding.h>
@@ -164,24 +165,15 @@ int rp_crl_next_update(struct rp_view crl_der, int64_t *out)
     return RP_OK;
 }
 
-static const char *find_sub(const char *hay, size_t n, const char *needle)
-{
-    size_t m = strlen(needle);
-    for (size_t i = 0; i + m <= n; i++)
-        if (memcmp(hay + i, needle, m) == 0)
-            return hay + i;
-    return NULL;
-}
-
 int rp_crl_pem_next(const char *text, size_t len, size_t *pos, uint8_t **der, size_t *der_len)
 {
     if (*pos >= len)
         return RP_E_NOT_FOUND;
-    const char *b = find_sub(text + *pos, len - *pos, PEM_CRL_BEGIN);
+    const char *b = rp_memfind(text + *pos, len - *pos, PEM_CRL_BEGIN);
     if (!b)
         return RP_E_NOT_FOUND;
     b += strlen(PEM_CRL_BEGIN);
-    const char *e = find_sub(b, len - (size_t)(b - text), PEM_CRL_END);
+    const char *e = rp_memfind(b, len - (size_t)(b - text), PEM_CRL_END);
     if (!e)
         return RP_E_DER_TRUNCATED;
     size_t b64 = (size_t)(e - b);
@@ -201,42 +193,6 @@ int rp_crl_pem_next(const char *text, size_t len, size_t *pos, uint8_t **der, si
     return RP_OK;
 }
 
-static int read_all(const char *path, uint8_t **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return RP_E_IO;
-    uint8_t *buf = NULL;
-    size_t n = 0, cap = 0;
-    int rc = RP_OK;
-    for (;;) {
-        if (cap - n < 4096) {
-            cap = cap ? cap * 2 : 8192;
-            uint8_t *nb = cap <= RP_CRL_MAX_FILE ? realloc(buf, cap) : NULL;
-            if (!nb) {
-                rc = cap > RP_CRL_MAX_FILE ? RP_E_IO : RP_E_NOMEM;
-                break;
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    if (rc == RP_OK && ferror(f))
-        rc = RP_E_IO;
-    fclose(f);
-    if (rc != RP_OK) {
-        free(buf);
-        return rc;
-    }
-    buf[n] = 0;
-    *out = buf;
-    *len = n;
-    return RP_OK;
-}
-
 static void earliest(struct rp_view der, int64_t *best, int *found, int *rc)
 {
     int64_t t;
@@ -253,7 +209,7 @@ int rp_crl_file_next_update(const char *path, int64_t *out)
 {
     uint8_t *data;
     size_t len;
-    int rc = read_all(path, &data, &len);
+    int rc = rp_file_read(path, RP_CRL_MAX_FILE, &data, &len);
     if (rc != RP_OK)
         return rc;
     int64_t best = 0;

@@ -3,6 +3,7 @@
 #include "raproxy/ocsp.h"
 
 #include "raproxy/err.h"
+#include "raproxy/file.h"
 #include "raproxy/log.h"
 #include "raproxy/sig.h"
 
@@ -465,20 +466,8 @@ static int pem_certs(char *text, size_t len, struct rp_view *ders, size_t cap, s
 
 static char *read_text(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = malloc(PEM_FILE_MAX + 1);
-    size_t n = buf ? fread(buf, 1, PEM_FILE_MAX + 1, f) : 0;
-    int bad = ferror(f) || n > PEM_FILE_MAX;
-    fclose(f);
-    if (!buf || bad) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
+    uint8_t *buf;
+    return rp_file_read(path, PEM_FILE_MAX, &buf, len) == RP_OK ? (char *)buf : NULL;
 }
 
 /* ---- trust ------------------------------------------------------------------------- */

@@ -10,6 +10,7 @@
 
 #include "raproxy/der.h"
 #include "raproxy/err.h"
+#include "raproxy/file.h"
 #include "raproxy/guard.h"
 #include "raproxy/sig.h"
 
@@ -692,15 +693,6 @@ out:
     return RP_OK;
 }
 
-static const char *find_sub(const char *hay, size_t n, const char *needle)
-{
-    size_t m = strlen(needle);
-    for (size_t i = 0; i + m <= n; i++)
-        if (memcmp(hay + i, needle, m) == 0)
-            return hay + i;
-    return NULL;
-}
-
 int rp_privkey_from_pem(const char *pem, size_t len, struct rp_privkey **out)
 {
     static const struct {
@@ -713,11 +705,11 @@ int rp_privkey_from_pem(const char *pem, size_t len, struct rp_privkey **out)
     };
     *out = NULL;
     for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++) {
-        const char *b = find_sub(pem, len, labels[i].begin);
+        const char *b = rp_memfind(pem, len, labels[i].begin);
         if (!b)
             continue;
         b += strlen(labels[i].begin);
-        const char *e = find_sub(b, len - (size_t)(b - pem), labels[i].end);
+        const char *e = rp_memfind(b, len - (size_t)(b - pem), labels[i].end);
         if (!e)
             return RP_E_KEY_LOAD;
         size_t b64 = (size_t)(e - b);

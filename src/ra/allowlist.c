@@ -1,13 +1,15 @@
 #include "raproxy/allowlist.h"
 #include "raproxy/err.h"
+#include "raproxy/file.h"
 
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Serials longer than this are not serial numbers: refuse to index them. */
 #define SERIAL_MAX 128u
+/* 4 GiB of serials is beyond any fleet; the offsets are 32-bit. */
+#define ALLOWLIST_MAX_FILE ((size_t)UINT32_MAX - 1)
 
 struct slot {
     uint32_t off; /* offset into text, +1 (0 = empty) */
@@ -109,33 +111,12 @@ int rp_allowlist_from_buffer(const char *data, size_t len, struct rp_allowlist *
 
 int rp_allowlist_load(const char *path, struct rp_allowlist **out)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return RP_E_IO;
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    int rc = RP_OK;
-    for (;;) {
-        if (cap - len < 65536) {
-            size_t ncap = cap ? cap * 2 : 1 << 20;
-            char *n = realloc(buf, ncap);
-            if (!n) {
-                rc = RP_E_NOMEM;
-                break;
-            }
-            buf = n;
-            cap = ncap;
-        }
-        size_t r = fread(buf + len, 1, cap - len, f);
-        len += r;
-        if (r == 0)
-            break;
-    }
-    if (ferror(f))
-        rc = RP_E_IO;
-    fclose(f);
-    if (rc == RP_OK)
-        rc = rp_allowlist_from_buffer(buf ? buf : "", len, out);
+    uint8_t *buf;
+    size_t len;
+    int rc = rp_file_read(path, ALLOWLIST_MAX_FILE, &buf, &len);
+    if (rc != RP_OK)
+        return rc;
+    rc = rp_allowlist_from_buffer((const char *)buf, len, out);
     free(buf);
     return rc;
 }

@@ -5,6 +5,7 @@
 
 #include "raproxy/allowlist.h"
 #include "raproxy/err.h"
+#include "raproxy/file.h"
 #include "raproxy/log.h"
 #include "raproxy/sig.h"
 
@@ -27,40 +28,8 @@ static const char *const alg_policy_names[] = {"ecdsa-p256", "ecdsa-p384", "ecds
 
 static int read_file(const char *path, uint8_t **out, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return RP_E_KEY_LOAD;
-    uint8_t *buf = NULL;
-    size_t n = 0, cap = 0;
-    int rc = RP_OK;
-    for (;;) {
-        if (cap - n < 4096) {
-            cap = cap ? cap * 2 : 8192;
-            if (cap > RA_MAX_FILE) {
-                rc = RP_E_KEY_LOAD;
-                break;
-            }
-            uint8_t *nb = realloc(buf, cap);
-            if (!nb) {
-                rc = RP_E_NOMEM;
-                break;
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    fclose(f);
-    if (rc != RP_OK) {
-        free(buf);
-        return rc;
-    }
-    buf[n] = 0;
-    *out = buf;
-    *len = n;
-    return RP_OK;
+    int rc = rp_file_read(path, RA_MAX_FILE, out, len);
+    return rc == RP_E_IO ? RP_E_KEY_LOAD : rc;
 }
 
 static int list_push(struct ra_der_list *l, const uint8_t *p, size_t len)
