@@ -161,7 +161,8 @@ static int op_p256_sign(struct bench *b, unsigned i)
 }
 
 /* What verifying a device's signature costs: load its public key, verify. */
-static int ecc_verify(struct ecc_pool *p, unsigned i, const byte *hash, word32 hash_len, int curve_id)
+static int ecc_verify(struct ecc_pool *p, unsigned i, const byte *hash, word32 hash_len,
+                      int curve_id)
 {
     ecc_key k;
     int ok = 0;
@@ -427,7 +428,8 @@ static void run_all(struct bench *b)
 
 static void describe(char *out, size_t cap)
 {
-    snprintf(out, cap, "wolfSSL %s %s: SP ECC %s, SP RSA %s, SP x86-64 asm %s, Intel asm %s, AES-NI %s",
+    snprintf(out, cap,
+             "wolfSSL %s %s: SP ECC %s, SP RSA %s, SP x86-64 asm %s, Intel asm %s, AES-NI %s",
              wolfSSL_lib_version(), RP_WOLFSSL_BUILD,
 #ifdef WOLFSSL_HAVE_SP_ECC
              "on",
@@ -566,8 +568,8 @@ int main(int argc, char **argv)
             if (best[i] > 0)
                 printf("op %d %.1f\n", i, best[i]);
     } else {
-        printf("bench/crypto: operations per CPU-second, one thread, best of %d rounds of %gs\n", rounds,
-               b.seconds);
+        printf("bench/crypto: operations per CPU-second, one thread, best of %d rounds of %gs\n",
+               rounds, b.seconds);
         const double *fast = best, *sys = sys_best;
         if (!sys_exe[0]) { /* only this build: show it in its own column */
             if (strcmp(RP_WOLFSSL_BUILD, "fast") != 0) {

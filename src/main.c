@@ -179,8 +179,8 @@ static int run(struct app *a)
     uv_signal_start(&a->sighup, on_signal, SIGHUP);
     uv_signal_start(&a->sigterm, on_signal, SIGTERM);
     uv_signal_start(&a->sigint, on_signal, SIGINT);
-    struct rp_workers_opts wo = {.count = cfg->workers, .queue_cap = cfg->worker_queue,
-                                 .pin = true};
+    struct rp_workers_opts wo = {
+        .count = cfg->workers, .queue_cap = cfg->worker_queue, .pin = true};
     int rc = rp_workers_start(&a->workers, &wo);
     if (rc == RP_OK)
         rc = rp_limiter_new(&a->limiter, NULL);
@@ -207,8 +207,8 @@ static int run(struct app *a)
     } else {
         arm_crl_timer(a);
         rp_log_info("start", "raproxy %s: %u loops, %u workers, %u listeners (wolfSSL %s)",
-                    RAPROXY_VERSION, a->nloops, rp_workers_count(a->workers),
-                    cfg->listeners_count, RP_WOLFSSL_INFO);
+                    RAPROXY_VERSION, a->nloops, rp_workers_count(a->workers), cfg->listeners_count,
+                    RP_WOLFSSL_INFO);
     }
     uv_run(&a->uv, UV_RUN_DEFAULT);
     for (unsigned i = 0; i < a->nloops; i++)

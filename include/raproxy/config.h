@@ -85,7 +85,7 @@ struct rp_cfg_upstream {
      * keep-alive but close after some answers (a request is never retried on a closed
      * connection, so such a CA would turn into 502s). Default true. */
     bool keep_alive;
-    char *ca_trust;           /* optional: PEM anchors to verify the CA's response protection */
+    char *ca_trust; /* optional: PEM anchors to verify the CA's response protection */
 };
 
 struct rp_cfg_admin {
@@ -125,7 +125,7 @@ struct rp_cfg_root_ca_update {
 struct rp_cfg_pki_info {
     char *ca_certs; /* PEM file of CA certificates (caCerts), in order */
     struct rp_cfg_root_ca_update *root_ca_update; /* NULL: rootCaKeyUpdate is forwarded */
-    char *cert_req_template; /* DER CertReqTemplateContent (certReqTemplate) */
+    char *cert_req_template;                      /* DER CertReqTemplateContent (certReqTemplate) */
 };
 
 /* Bits of rp_cfg_domain.protection */

@@ -76,7 +76,7 @@ enum rp_failinfo {
     /* HTTP front end */                                                                           \
     X(HTTP_PARSE, "HTTP: malformed request", 400, RP_FI_NONE)                                      \
     X(HTTP_METHOD, "HTTP: method not allowed", 405, RP_FI_NONE)                                    \
-    X(HTTP_CTYPE, "HTTP: unsupported content type", 415, RP_FI_NONE)                              \
+    X(HTTP_CTYPE, "HTTP: unsupported content type", 415, RP_FI_NONE)                               \
     X(HTTP_PATH, "HTTP: no such path", 404, RP_FI_NONE)                                            \
     X(HTTP_BODY_TOO_LARGE, "HTTP: body too large", 413, RP_FI_NONE)                                \
     X(HTTP_HEADER_TOO_LARGE, "HTTP: header too large", 431, RP_FI_NONE)                            \
@@ -95,16 +95,14 @@ enum rp_failinfo {
     X(UPSTREAM_PROTOCOL, "upstream: malformed answer", 502, RP_FI_SYSTEM_UNAVAIL)                  \
     X(UPSTREAM_QUEUE_FULL, "upstream: queue full", 503, RP_FI_SYSTEM_UNAVAIL)                      \
     X(UPSTREAM_CLOSED, "upstream: connection closed", 502, RP_FI_SYSTEM_UNAVAIL)                   \
-    X(UPSTREAM_MISMATCH, "upstream: answer does not match the request", 502,                      \
-      RP_FI_SYSTEM_UNAVAIL)                                                                        \
+    X(UPSTREAM_MISMATCH, "upstream: answer does not match the request", 502, RP_FI_SYSTEM_UNAVAIL) \
     /* RA decisions (CMP error messages to the device) */                                          \
     X(BAD_SENDER_NONCE, "senderNonce missing, short or replayed", 200, RP_FI_BAD_SENDER_NONCE)     \
     X(BAD_RECIP_NONCE, "recipNonce does not match", 200, RP_FI_BAD_RECIPIENT_NONCE)                \
     X(BAD_TIME, "messageTime outside the allowed window", 200, RP_FI_BAD_TIME)                     \
     X(BAD_REQUEST, "request not acceptable", 200, RP_FI_BAD_REQUEST)                               \
     X(NOT_AUTHORIZED, "not authorized", 200, RP_FI_NOT_AUTHORIZED)                                 \
-    X(WRONG_INTEGRITY, "protection missing or of a kind not allowed", 200,                         \
-      RP_FI_WRONG_INTEGRITY)                                                                       \
+    X(WRONG_INTEGRITY, "protection missing or of a kind not allowed", 200, RP_FI_WRONG_INTEGRITY)  \
     X(BAD_ALG, "algorithm not allowed", 200, RP_FI_BAD_ALG)                                        \
     X(BAD_MESSAGE_CHECK, "protection does not verify", 200, RP_FI_BAD_MESSAGE_CHECK)               \
     X(SIGNER_NOT_TRUSTED, "signer certificate not trusted", 200, RP_FI_SIGNER_NOT_TRUSTED)         \

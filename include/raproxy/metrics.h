@@ -16,10 +16,10 @@ enum rp_metric_kind { RP_METRIC_COUNTER, RP_METRIC_GAUGE, RP_METRIC_HISTOGRAM };
 #define RP_HIST_BUCKETS 21
 
 struct rp_metric {
-    const char *name;   /* family name, e.g. "raproxy_requests_total" (static string) */
-    char *labels;       /* rendered label set without braces, e.g. code="200" (owned) */
+    const char *name; /* family name, e.g. "raproxy_requests_total" (static string) */
+    char *labels;     /* rendered label set without braces, e.g. code="200" (owned) */
     enum rp_metric_kind kind;
-    _Atomic int64_t value; /* counter / gauge */
+    _Atomic int64_t value;                         /* counter / gauge */
     _Atomic uint64_t buckets[RP_HIST_BUCKETS + 1]; /* histogram: last one is +Inf */
     _Atomic uint64_t sum_ns;
     _Atomic uint64_t count;

@@ -146,8 +146,8 @@ int rp_cmp_enc_response_header(struct rp_arena *a, const struct rp_cmp_msg *req,
     rp_derw_init(&w, a, room(payload, 0) + RESPONSE_HEADER_FIXED);
     rp_derw_begin(&w, RP_DER_SEQUENCE);
     /* answer in the request's version, unless that version is the problem (unsupportedVersion) */
-    bool known = h && h->pvno_raw.p &&
-                 (h->pvno == RP_CMP_PVNO_CMP2000 || h->pvno == RP_CMP_PVNO_CMP2021);
+    bool known =
+        h && h->pvno_raw.p && (h->pvno == RP_CMP_PVNO_CMP2000 || h->pvno == RP_CMP_PVNO_CMP2021);
     rp_derw_int64(&w, RP_DER_INTEGER, known ? h->pvno : RP_CMP_PVNO_CMP2000);
     wrapped_field(&w, RP_GNAME_DIRECTORY_NAME, sender_name);
     rp_derw_raw(&w, recipient);

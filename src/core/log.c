@@ -91,8 +91,8 @@ int rp_log_begin(struct rp_logline *l, enum rp_log_level lvl, const char *event)
     gmtime_r(&ts.tv_sec, &tm);
     char tbuf[64];
     int n = snprintf(tbuf, sizeof tbuf, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000);
     put(l, tbuf, (size_t)n);
     rp_log_str(l, "level", level_names[lvl]);
     rp_log_str(l, "event", event);

@@ -139,8 +139,8 @@ static bool same_upstream(const struct rp_snapshot *a, const struct rp_snapshot 
     const struct rp_cfg_upstream *x = &a->cfg->upstream, *y = &b->cfg->upstream;
     return strcmp(x->url, y->url) == 0 && x->timeout_ms == y->timeout_ms &&
            x->connect_timeout_ms == y->connect_timeout_ms &&
-           x->max_connections == y->max_connections && x->max_queue == y->max_queue && x->keep_alive == y->keep_alive &&
-           a->upstream_tls == b->upstream_tls;
+           x->max_connections == y->max_connections && x->max_queue == y->max_queue &&
+           x->keep_alive == y->keep_alive && a->upstream_tls == b->upstream_tls;
 }
 
 static void install_snapshot(struct rp_loop *l, struct rp_snapshot *s)

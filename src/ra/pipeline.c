@@ -56,8 +56,8 @@ static void answer_status(struct rp_exchange *ex, int err, int status, const cha
     char body[160];
     int n = snprintf(body, sizeof body, "%s\n", rp_err_msg(err));
     snprintf(ex->log.result, sizeof ex->log.result, "%s", rp_err_name(err));
-    rp_exchange_respond(ex, status, "text/plain; charset=utf-8", (const uint8_t *)body,
-                        (size_t)n, extra);
+    rp_exchange_respond(ex, status, "text/plain; charset=utf-8", (const uint8_t *)body, (size_t)n,
+                        extra);
 }
 
 /* HTTP-level answer. CMP-level errors that cannot be signed (no RA key, over the signing
@@ -102,8 +102,8 @@ static void refuse(struct ra_exchange *rx, int err, const char *why)
     const char *fi = rp_failinfo_name(rp_err_failinfo(err));
     snprintf(ex->log.failinfo, sizeof ex->log.failinfo, "%s", fi ? fi : rp_err_name(err));
     const struct ra_state *st = ex->snap->ra;
-    bool budget = !rx->rl->admit || !rx->dcfg ||
-                  rp_admit_may_sign_error(rx->rl->admit, rx->dcfg->name);
+    bool budget =
+        !rx->rl->admit || !rx->dcfg || rp_admit_may_sign_error(rx->rl->admit, rx->dcfg->name);
     if (!st || !st->ra.key || !budget || !g_workers) {
         /* no key or over the signing budget: an HTTP answer costs no crypto */
         int e = err == RP_E_RATE_LIMITED ? RP_E_RATE_LIMITED : RP_E_SYSTEM_UNAVAIL;
@@ -434,8 +434,8 @@ static void start_cmp(struct ra_exchange *rx)
         return;
     }
     if (rc != RP_OK) {
-        rp_log_info("decode", "%s: %s at byte %zu (expected %s)", ex->client_addr,
-                    rp_err_name(rc), where.offset, where.expected ? where.expected : "?");
+        rp_log_info("decode", "%s: %s at byte %zu (expected %s)", ex->client_addr, rp_err_name(rc),
+                    where.offset, where.expected ? where.expected : "?");
         refuse(rx, rc == RP_E_ARENA ? RP_E_BAD_REQUEST : RP_E_CMP_BODY, "malformed PKIMessage");
         return;
     }
@@ -473,8 +473,7 @@ static bool path_matches(struct rp_view path, const char *want)
     return plen == wlen && memcmp(path.p, want, plen) == 0;
 }
 
-static int route(const struct rp_config *cfg, struct rp_view path,
-                 const struct rp_cfg_domain **out)
+static int route(const struct rp_config *cfg, struct rp_view path, const struct rp_cfg_domain **out)
 {
     char buf[DOMAIN_PATH_MAX];
     for (unsigned i = 0; i < cfg->domains_count; i++) {
@@ -567,8 +566,7 @@ void rp_server_on_snapshot(struct rp_loop *l, struct rp_snapshot *s)
     rl->port_open = true;
     const struct rp_config *cfg = s->cfg;
     if (cfg->redis) {
-        struct rp_redis_opts ro = {cfg->redis->url, cfg->redis->timeout_ms,
-                                   cfg->redis->key_prefix};
+        struct rp_redis_opts ro = {cfg->redis->url, cfg->redis->timeout_ms, cfg->redis->key_prefix};
         if (rp_redis_new(&rl->redis, rp_loop_uv(l), &ro) != RP_OK)
             rp_log_error("redis", "loop %u: cannot create the Redis client for %s",
                          rp_loop_index(l), cfg->redis->url);

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#define RA_NONCE_LEN   16u
+#define RA_NONCE_LEN    16u
 #define RA_FREETEXT_MAX 200u
 
 static int sign_and_assemble(struct ra_exchange *rx, struct rp_view hdr, struct rp_view body)
@@ -27,8 +27,7 @@ static int sign_and_assemble(struct ra_exchange *rx, struct rp_view hdr, struct 
     size_t siglen = 0;
     if (!sig)
         return RP_E_ARENA;
-    rc = rp_privkey_sign(id->key, (enum rp_sig_alg)id->alg, pp.p, pp.len, sig, RP_SIG_MAX,
-                         &siglen);
+    rc = rp_privkey_sign(id->key, (enum rp_sig_alg)id->alg, pp.p, pp.len, sig, RP_SIG_MAX, &siglen);
     if (rc != RP_OK)
         return rc;
     return rp_cmp_enc_message(a, hdr, body, rp_view_make(sig, siglen), id->extra, id->certs.n,

@@ -47,9 +47,9 @@ struct ra_identity {
     struct rp_privkey *key;
     int alg; /* enum rp_sig_alg */
     struct rp_view alg_der;
-    struct ra_der_list certs;  /* RA certificate first, then its chain: extraCerts */
-    struct rp_view *extra;     /* views of certs, for the encoders */
-    struct rp_cert cert;       /* parsed RA certificate */
+    struct ra_der_list certs; /* RA certificate first, then its chain: extraCerts */
+    struct rp_view *extra;    /* views of certs, for the encoders */
+    struct rp_cert cert;      /* parsed RA certificate */
 };
 
 struct ra_secret {
@@ -74,12 +74,12 @@ struct ra_chain_cache {
 
 struct ra_domain {
     const struct rp_cfg_domain *cfg;
-    uint32_t allow_mask;   /* bit per enum rp_cmp_body_type */
-    uint32_t alg_mask;     /* bit per allowed policy name, see verify.c */
+    uint32_t allow_mask; /* bit per enum rp_cmp_body_type */
+    uint32_t alg_mask;   /* bit per allowed policy name, see verify.c */
     struct ra_der_list anchors;
     struct ra_der_list intermediates;
-    struct ra_der_list crls;  /* raw file contents (PEM or DER) */
-    int *crl_types;           /* WOLFSSL_FILETYPE_* per crl */
+    struct ra_der_list crls;        /* raw file contents (PEM or DER) */
+    int *crl_types;                 /* WOLFSSL_FILETYPE_* per crl */
     struct rp_allowlist *allowlist; /* NULL: none or Redis */
     struct ra_secret *secrets;
     size_t n_secrets;
@@ -114,11 +114,11 @@ void ra_chain_cache_put(struct ra_chain_cache *c, const uint8_t key[32], int64_t
 /* ---- per exchange ---------------------------------------------------------------- */
 
 enum ra_step {
-    RA_ADMIT,        /* waiting for admission */
-    RA_VERIFY,       /* on a worker: verify and re-protect */
-    RA_RECORD,       /* waiting for the after-verification record */
-    RA_UPSTREAM,     /* waiting for the CA */
-    RA_SIGN_ERROR,   /* on a worker: signing a refusal */
+    RA_ADMIT,      /* waiting for admission */
+    RA_VERIFY,     /* on a worker: verify and re-protect */
+    RA_RECORD,     /* waiting for the after-verification record */
+    RA_UPSTREAM,   /* waiting for the CA */
+    RA_SIGN_ERROR, /* on a worker: signing a refusal */
     RA_DONE,
 };
 
@@ -131,17 +131,17 @@ struct ra_exchange {
     struct rp_cmp_msg msg;
     bool decoded;
     /* results of verification */
-    int verdict;              /* RP_OK or the refusal */
-    const char *why;          /* short freeText for a refusal */
-    struct rp_view serial;    /* device serial from the protecting certificate */
-    struct rp_view signer;    /* protecting certificate DER */
-    struct rp_view out;       /* the message to forward, or the signed error */
+    int verdict;           /* RP_OK or the refusal */
+    const char *why;       /* short freeText for a refusal */
+    struct rp_view serial; /* device serial from the protecting certificate */
+    struct rp_view signer; /* protecting certificate DER */
+    struct rp_view out;    /* the message to forward, or the signed error */
     int64_t now;
     struct rp_job job;
     struct rp_upstream_req up;
     const char *extra_headers;
-    int http_status; /* for refusals that are HTTP-level (429) */
-    bool local_answer; /* out is the RA's own answer to the device (genp), not for the CA */
+    int http_status;           /* for refusals that are HTTP-level (429) */
+    bool local_answer;         /* out is the RA's own answer to the device (genp), not for the CA */
     struct rp_cmp_msg *answer; /* the CA's answer, decoded from a copy in the arena */
     struct rp_view relay;      /* what goes back to the device */
 };

@@ -84,8 +84,8 @@ static int load_certs(const char *path, struct ra_der_list *l, FILE *errs)
                 break;
             }
             e += strlen(PEM_CERT_END);
-            int n = wc_CertPemToDer((const unsigned char *)s, (int)(e - s), der, (int)len,
-                                    CERT_TYPE);
+            int n =
+                wc_CertPemToDer((const unsigned char *)s, (int)(e - s), der, (int)len, CERT_TYPE);
             struct rp_cert c;
             if (n <= 0 || rp_cert_parse(der, (size_t)n, &c) != RP_OK)
                 rc = RP_E_KEY_LOAD;
@@ -126,8 +126,10 @@ static int load_identity(const struct rp_cfg_ra *cfg, struct ra_identity *id, FI
         return RP_E_KEY_LOAD;
     }
     if (rc == RP_OK && !rp_view_present(id->cert.ski) && errs)
-        rp_log_warn("config", "RA certificate %s has no subjectKeyIdentifier: senderKID is "
-                              "omitted from re-protected messages", cfg->cert);
+        rp_log_warn("config",
+                    "RA certificate %s has no subjectKeyIdentifier: senderKID is "
+                    "omitted from re-protected messages",
+                    cfg->cert);
     id->alg = (int)rp_privkey_default_alg(id->key);
     id->alg_der = rp_sig_alg_der((enum rp_sig_alg)id->alg);
     id->extra = calloc(id->certs.n, sizeof *id->extra);

@@ -189,7 +189,8 @@ static int check_signature_protection(struct ra_exchange *rx, struct rp_cert *si
     size_t idx = 0;
     if (find_signer(m, signer, &idx) != RP_OK)
         FAIL(RP_E_SIGNER_NOT_TRUSTED, "no protection certificate in extraCerts");
-    if (!rp_view_present(m->header.sender.name) || !rp_name_eq(m->header.sender.name, signer->subject))
+    if (!rp_view_present(m->header.sender.name) ||
+        !rp_name_eq(m->header.sender.name, signer->subject))
         FAIL(RP_E_BAD_MESSAGE_CHECK, "sender is not the protection certificate's subject");
     if (signer->has_key_usage && !(signer->key_usage & RP_KU_DIGITAL_SIGNATURE))
         FAIL(RP_E_SIGNER_NOT_TRUSTED, "protection certificate lacks digitalSignature");
@@ -240,8 +241,8 @@ static int check_pop(struct ra_exchange *rx, const char **why)
             copy[0] = 0x30;
             data = rp_view_make(copy, r->pop.poposk_input_raw.len);
         }
-        int rc = verify_sig(spki, r->pop.alg.raw, data, &r->pop.signature, RP_E_BAD_POP,
-                            rx->domain, why);
+        int rc = verify_sig(spki, r->pop.alg.raw, data, &r->pop.signature, RP_E_BAD_POP, rx->domain,
+                            why);
         if (rc != RP_OK)
             return rc;
     }
@@ -276,9 +277,9 @@ static int authorize(struct ra_exchange *rx, const struct rp_cert *signer, const
         bool admin = ra_is_admin(rx->domain, signer->raw);
         for (size_t i = 0; i < m->body.rr.n; i++) {
             const struct rp_crmf_template *tp = &m->body.rr.items[i].tmpl;
-            bool ok = rp_view_present(tp->serial) &&
-                      (admin ? ra_domain_issued(rx->domain, tp->issuer)
-                             : same_cert(signer, tp->issuer, tp->serial));
+            bool ok =
+                rp_view_present(tp->serial) && (admin ? ra_domain_issued(rx->domain, tp->issuer)
+                                                      : same_cert(signer, tp->issuer, tp->serial));
             if (!ok)
                 FAIL(RP_E_NOT_AUTHORIZED, "rr may only revoke the certificate that signs it");
         }

@@ -21,9 +21,9 @@ int ra_verify_mac(struct ra_exchange *rx, const char **why)
         *why = "message too large";
         return RP_E_ARENA;
     }
-    int rc = rp_mac_verify(m->header.protection_alg.raw, s->secret, s->secret_len, pp.p, pp.len,
-                           m->protection.bytes.p, m->protection.bytes.len,
-                           rx->dcfg->pbm_max_iterations);
+    int rc =
+        rp_mac_verify(m->header.protection_alg.raw, s->secret, s->secret_len, pp.p, pp.len,
+                      m->protection.bytes.p, m->protection.bytes.len, rx->dcfg->pbm_max_iterations);
     if (rc == RP_E_BAD_ALG)
         *why = "MAC algorithm or iteration count not accepted";
     else if (rc != RP_OK)

@@ -34,7 +34,10 @@ static void run_checker(const char *only)
     cr_assert_eq(rc, 0, "deployment checks failed (see the log above)");
 }
 
-Test(deploy, every_yaml_file_parses) { run_checker("yaml"); }
+Test(deploy, every_yaml_file_parses)
+{
+    run_checker("yaml");
+}
 
 Test(deploy, kubernetes_manifests_are_consistent_with_the_example_config)
 {
@@ -46,6 +49,12 @@ Test(deploy, dockerfile_installs_exactly_the_runtime_libraries_and_uses_known_fl
     run_checker("dockerfile");
 }
 
-Test(deploy, systemd_unit_is_hardened_and_reloads_with_sighup) { run_checker("systemd"); }
+Test(deploy, systemd_unit_is_hardened_and_reloads_with_sighup)
+{
+    run_checker("systemd");
+}
 
-Test(deploy, docs_cover_ejbca_ra_mode_and_every_environment_override) { run_checker("docs"); }
+Test(deploy, docs_cover_ejbca_ra_mode_and_every_environment_override)
+{
+    run_checker("docs");
+}

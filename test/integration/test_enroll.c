@@ -82,9 +82,8 @@ static void up_with(struct e2e *e, const char *operator_forward, const char *con
              "    intermediates: [%s/operator/ica.pem]\n"
              "    allow: [kur, rr, certConf, genm, pollReq, error]\n"
              "    forward: %s\n",
-             e->port, e->pki, e->pki, e->admin, e->relay, g_upstream_extra, e->pki, e->pki,
-             e->pki, e->pki,
-             e->pki, e->pki, manuf_extra ? manuf_extra : "", e->pki, e->pki,
+             e->port, e->pki, e->pki, e->admin, e->relay, g_upstream_extra, e->pki, e->pki, e->pki,
+             e->pki, e->pki, e->pki, manuf_extra ? manuf_extra : "", e->pki, e->pki,
              operator_forward ? operator_forward : "reprotect");
     snprintf(path, sizeof path, "%s/raproxy.yaml", e->dir);
     cr_assert_eq(rpt_write_file(path, cfg, strlen(cfg)), 0);
@@ -182,21 +181,20 @@ Test(enroll, cr_p10cr_and_implicit_confirm, .timeout = 180)
     const char *mock[] = {"-grant_implicitconf", NULL};
     up(&e, NULL, mock);
     char log[600];
-    cr_expect_eq(device(&e, MANUF, "cr", "vendor/dev2", "vendor/ica.pem", NULL, log, sizeof log),
-                 0, "cr: %s", log);
+    cr_expect_eq(device(&e, MANUF, "cr", "vendor/dev2", "vendor/ica.pem", NULL, log, sizeof log), 0,
+                 "cr: %s", log);
     char csr[600], key[600];
     snprintf(csr, sizeof csr, "%s/dev.csr", e.dir);
     p(key, sizeof key, &e, "ca/issued.key");
-    const char *req[] = {"openssl", "req", "-new", "-key", key, "-subj", "/CN=Device 1",
-                         "-out", csr, NULL};
+    const char *req[] = {"openssl", "req",          "-new", "-key", key,
+                         "-subj",   "/CN=Device 1", "-out", csr,    NULL};
     cr_assert_eq(rpt_run(req, 20000, NULL), 0);
     const char *p10[] = {"-csr", csr, NULL};
-    cr_expect_eq(device(&e, MANUF, "p10cr", "vendor/dev1", "vendor/ica.pem", p10, log,
-                        sizeof log),
+    cr_expect_eq(device(&e, MANUF, "p10cr", "vendor/dev1", "vendor/ica.pem", p10, log, sizeof log),
                  0, "p10cr: %s", log);
     const char *ic[] = {"-implicit_confirm", NULL};
-    cr_expect_eq(device(&e, MANUF, "ir", "vendor/dev1", "vendor/ica.pem", ic, log, sizeof log),
-                 0, "implicit confirm: %s", log);
+    cr_expect_eq(device(&e, MANUF, "ir", "vendor/dev1", "vendor/ica.pem", ic, log, sizeof log), 0,
+                 "implicit confirm: %s", log);
     cr_expect_eq(rpt_file_count(log, "sending CERTCONF"), 0, "no certConf with implicitConfirm");
     down(&e);
 }
@@ -207,11 +205,10 @@ Test(enroll, polling_and_genm, .timeout = 180)
     const char *mock[] = {"-poll_count", "2", "-check_after", "1", NULL};
     up(&e, NULL, mock);
     char log[600];
-    cr_expect_eq(device(&e, MANUF, "ir", "vendor/dev1", "vendor/ica.pem", NULL, log, sizeof log),
-                 0, "polled ir: %s", log);
+    cr_expect_eq(device(&e, MANUF, "ir", "vendor/dev1", "vendor/ica.pem", NULL, log, sizeof log), 0,
+                 "polled ir: %s", log);
     cr_expect_geq(rpt_file_count(log, "received POLLREP"), 1, "%s", log);
-    cr_expect_eq(device(&e, MANUF, "genm", "vendor/dev1", "vendor/ica.pem", NULL, log,
-                        sizeof log),
+    cr_expect_eq(device(&e, MANUF, "genm", "vendor/dev1", "vendor/ica.pem", NULL, log, sizeof log),
                  0, "genm: %s", log);
     cr_expect_geq(rpt_file_count(log, "received GENP"), 1, "%s", log);
     down(&e);
@@ -266,22 +263,24 @@ Test(enroll, refusals_carry_the_exact_failinfo_and_never_reach_the_ca, .timeout 
     /* a forged intermediate in extraCerts (CA:TRUE, named like the vendor CA, signed by an
      * attacker's key) must not become trusted: the device under it is refused */
     char sh[4096];
-    snprintf(sh, sizeof sh,
-             "set -e; cd %s; "
-             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-             "-keyout evil-root.key -out evil-root.pem -subj '/C=DE/O=Vendor/CN=Vendor Root CA' "
-             "-days 30 2>/dev/null; "
-             "printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign,cRLSign\\n' > ca.ext; "
-             "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout evil-ica.key "
-             "-out evil-ica.csr -subj '/C=DE/O=Vendor/CN=Vendor ICA' 2>/dev/null; "
-             "openssl x509 -req -in evil-ica.csr -CA evil-root.pem -CAkey evil-root.key "
-             "-CAcreateserial -days 30 -extfile ca.ext -out evil-ica.pem 2>/dev/null; "
-             "printf 'keyUsage=critical,digitalSignature\\n' > ee.ext; "
-             "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout evil.key "
-             "-out evil.csr -subj '/C=DE/O=Vendor/CN=Device 1/serialNumber=SN0001' 2>/dev/null; "
-             "openssl x509 -req -in evil.csr -CA evil-ica.pem -CAkey evil-ica.key "
-             "-CAcreateserial -days 30 -extfile ee.ext -out evil.pem 2>/dev/null",
-             e.dir);
+    snprintf(
+        sh, sizeof sh,
+        "set -e; cd %s; "
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+        "-keyout evil-root.key -out evil-root.pem -subj '/C=DE/O=Vendor/CN=Vendor Root CA' "
+        "-days 30 2>/dev/null; "
+        "printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign,cRLSign\\n' > "
+        "ca.ext; "
+        "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout evil-ica.key "
+        "-out evil-ica.csr -subj '/C=DE/O=Vendor/CN=Vendor ICA' 2>/dev/null; "
+        "openssl x509 -req -in evil-ica.csr -CA evil-root.pem -CAkey evil-root.key "
+        "-CAcreateserial -days 30 -extfile ca.ext -out evil-ica.pem 2>/dev/null; "
+        "printf 'keyUsage=critical,digitalSignature\\n' > ee.ext; "
+        "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout evil.key "
+        "-out evil.csr -subj '/C=DE/O=Vendor/CN=Device 1/serialNumber=SN0001' 2>/dev/null; "
+        "openssl x509 -req -in evil.csr -CA evil-ica.pem -CAkey evil-ica.key "
+        "-CAcreateserial -days 30 -extfile ee.ext -out evil.pem 2>/dev/null",
+        e.dir);
     const char *mk[] = {"bash", "-c", sh, NULL};
     cr_assert_eq(rpt_run(mk, 30000, NULL), 0);
     char evil[600], evkey[600], evica[600];
@@ -296,11 +295,12 @@ Test(enroll, refusals_carry_the_exact_failinfo_and_never_reach_the_ca, .timeout 
     p(untrusted, sizeof untrusted, &e, "ca/chain.pem");
     snprintf(server, sizeof server, "127.0.0.1:%d", e.port);
     int before_evil = sent_count(&e);
-    const char *ev[] = {"openssl", "cmp", "-cmd", "ir", "-server", server, "-path", MANUF,
-                        "-tls_used", "-tls_trusted", tlsca, "-tls_host", "localhost", "-trusted",
-                        trusted, "-untrusted", untrusted, "-cert", evil, "-key", evkey,
-                        "-extracerts", evica, "-newkey", newkey, "-subject", "/CN=x", "-certout",
-                        elog, NULL};
+    const char *ev[] = {"openssl",    "cmp",         "-cmd",      "ir",        "-server",
+                        server,       "-path",       MANUF,       "-tls_used", "-tls_trusted",
+                        tlsca,        "-tls_host",   "localhost", "-trusted",  trusted,
+                        "-untrusted", untrusted,     "-cert",     evil,        "-key",
+                        evkey,        "-extracerts", evica,       "-newkey",   newkey,
+                        "-subject",   "/CN=x",       "-certout",  elog,        NULL};
     cr_expect_neq(rpt_run(ev, 60000, elog), 0, "a forged intermediate must not be trusted");
     cr_expect_geq(rpt_file_count(elog, "PKIFailureInfo: signerNotTrusted"), 1, "%s", elog);
     cr_expect_eq(sent_count(&e), before_evil);
@@ -374,8 +374,8 @@ Test(enroll, pop_ra_verified_replaces_the_device_pop, .timeout = 120)
     const char *mock[] = {"-accept_raverified", NULL};
     up_with(&e, NULL, mock, "    pop: ra_verified\n");
     char log[600];
-    cr_expect_eq(device(&e, MANUF, "ir", "vendor/dev1", "vendor/ica.pem", NULL, log, sizeof log),
-                 0, "%s / %s", log, e.rp.log);
+    cr_expect_eq(device(&e, MANUF, "ir", "vendor/dev1", "vendor/ica.pem", NULL, log, sizeof log), 0,
+                 "%s / %s", log, e.rp.log);
     char dump[700], cmd[1200];
     snprintf(dump, sizeof dump, "%s/dump.json", e.dir);
     snprintf(cmd, sizeof cmd, "%s/raproxy-cmpdump %s/001.der", rpt_bin(), e.rec);
@@ -390,13 +390,12 @@ Test(enroll, ca_trust_accepts_the_ca_and_refuses_an_untrusted_signer, .timeout =
 {
     const char *pki = rpt_pki();
     cr_assert_not_null(pki);
-    snprintf(g_upstream_extra, sizeof g_upstream_extra, "  ca_trust: %s/operator/root.pem\n",
-             pki);
+    snprintf(g_upstream_extra, sizeof g_upstream_extra, "  ca_trust: %s/operator/root.pem\n", pki);
     struct e2e e;
     up(&e, NULL, NULL);
     char log[600];
-    cr_expect_eq(device(&e, MANUF, "ir", "vendor/dev1", "vendor/ica.pem", NULL, log, sizeof log),
-                 0, "trusted CA: %s / %s", log, e.rp.log);
+    cr_expect_eq(device(&e, MANUF, "ir", "vendor/dev1", "vendor/ica.pem", NULL, log, sizeof log), 0,
+                 "trusted CA: %s / %s", log, e.rp.log);
     down(&e);
     snprintf(g_upstream_extra, sizeof g_upstream_extra, "  ca_trust: %s/vendor/root.pem\n", pki);
     up(&e, NULL, NULL);

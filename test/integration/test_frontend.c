@@ -318,8 +318,9 @@ Test(frontend, sigterm_answers_requests_in_flight_and_exits_0, .timeout = 120)
 Test(frontend, max_connections_holds_new_clients_in_the_backlog, .timeout = 60)
 {
     struct env e;
-    env_up(&e, false, "http:\n  max_connections: 4\n  idle_timeout_ms: 30000\n"
-                      "  header_timeout_ms: 30000\n");
+    env_up(&e, false,
+           "http:\n  max_connections: 4\n  idle_timeout_ms: 30000\n"
+           "  header_timeout_ms: 30000\n");
     /* the TLS listener holds nothing; four idle plain connections fill the cap */
     int held[4];
     for (int i = 0; i < 4; i++) {

@@ -42,10 +42,12 @@ static uint8_t *capture_ir(const char *dev, size_t *len)
     snprintf(newkey, sizeof newkey, "%s/ca/issued.key", g_pki);
     snprintf(out, sizeof out, "%s/%s-ir.der", g_dir, dev);
     snprintf(crt, sizeof crt, "%s/%s-unused.pem", g_dir, dev);
-    const char *argv[] = {"openssl", "cmp", "-cmd", "ir", "-server", "127.0.0.1:1", "-path", "x",
-                          "-cert", cert, "-key", key, "-extracerts", ica, "-newkey", newkey,
-                          "-subject", "/CN=Device", "-reqout", out, "-certout", crt,
-                          "-msg_timeout", "1", "-total_timeout", "2", NULL};
+    const char *argv[] = {
+        "openssl",        "cmp", "-cmd",     "ir",   "-server",      "127.0.0.1:1",
+        "-path",          "x",   "-cert",    cert,   "-key",         key,
+        "-extracerts",    ica,   "-newkey",  newkey, "-subject",     "/CN=Device",
+        "-reqout",        out,   "-certout", crt,    "-msg_timeout", "1",
+        "-total_timeout", "2",   NULL};
     rpt_run(argv, 20000, NULL); /* fails to send, after writing the request */
     return rpt_read_file(out, len);
 }
@@ -102,12 +104,12 @@ TestSuite(refusals, .init = setup, .fini = teardown, .timeout = 120);
 
 /* How to alter a genuine request; zero values keep the original. */
 struct mut {
-    int dev;             /* 0: dev1, 1: dev2 */
+    int dev; /* 0: dev1, 1: dev2 */
     int pvno;
     int64_t time_shift;
     struct rp_view nonce;
     struct rp_view txid;
-    struct rp_view alg;  /* AlgorithmIdentifier DER */
+    struct rp_view alg; /* AlgorithmIdentifier DER */
     bool unprotected;
     bool flip_protection;
     bool raverified_pop;
@@ -207,9 +209,9 @@ static void expect_error(const char *path, struct rp_view req, enum rp_failinfo 
     cr_assert_eq(rp_sig_alg_parse(m->header.protection_alg.raw, &alg), RP_OK);
     struct rp_view pp;
     cr_assert_eq(rp_cmp_protected_part(m, &a, &pp), RP_OK);
-    cr_expect_eq(rp_sig_verify(alg, pk, pp.p, pp.len, m->protection.bytes.p,
-                               m->protection.bytes.len),
-                 RP_OK, "the RA's signature on the error verifies");
+    cr_expect_eq(
+        rp_sig_verify(alg, pk, pp.p, pp.len, m->protection.bytes.p, m->protection.bytes.len), RP_OK,
+        "the RA's signature on the error verifies");
     rp_pubkey_free(pk);
     rpt_resp_free(&r);
     rp_arena_free(&a);
@@ -262,8 +264,8 @@ Test(refusals, missing_protection_is_wrong_integrity)
 
 Test(refusals, sha1_or_disallowed_algorithm_is_bad_alg)
 {
-    static const uint8_t ecdsa_sha1[] = {0x30, 0x09, 0x06, 0x07, 0x2a, 0x86, 0x48,
-                                         0xce, 0x3d, 0x04, 0x01};
+    static const uint8_t ecdsa_sha1[] = {0x30, 0x09, 0x06, 0x07, 0x2a, 0x86,
+                                         0x48, 0xce, 0x3d, 0x04, 0x01};
     expect_error(MANUF, msg(&(struct mut){.alg = rp_view_make(ecdsa_sha1, sizeof ecdsa_sha1)}),
                  RP_FI_BAD_ALG);
 }
