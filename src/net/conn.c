@@ -33,10 +33,8 @@ struct write_req {
 
 static struct rp_metric *m_open, *m_accepted, *m_latency;
 
-static void metrics_once(void)
+static void metrics_init(void)
 {
-    if (m_open)
-        return;
     rp_metrics_help("raproxy_connections_open", RP_METRIC_GAUGE, "Client connections open.");
     rp_metrics_help("raproxy_connections_accepted_total", RP_METRIC_COUNTER,
                     "Client connections accepted.");
@@ -46,6 +44,13 @@ static void metrics_once(void)
     m_open = rp_metric_get("raproxy_connections_open", RP_METRIC_GAUGE, NULL);
     m_accepted = rp_metric_get("raproxy_connections_accepted_total", RP_METRIC_COUNTER, NULL);
     m_latency = rp_metric_get("raproxy_request_seconds", RP_METRIC_HISTOGRAM, NULL);
+}
+
+/* Several loop threads accept at once: the metric pointers are set exactly once. */
+static void metrics_once(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, metrics_init);
 }
 
 static const struct rp_cfg_http *http_cfg(const struct rp_conn *c)

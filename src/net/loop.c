@@ -180,17 +180,21 @@ static void on_wake(uv_async_t *a)
         start_drain(l, grace);
 }
 
+static struct rp_metric *m_lag;
+static pthread_once_t m_lag_once = PTHREAD_ONCE_INIT;
+
+static void lag_metric_init(void)
+{
+    rp_metrics_help("raproxy_loop_lag_seconds", RP_METRIC_HISTOGRAM,
+                    "How late the loop ran a timer: time the loop was busy.");
+    m_lag = rp_metric_get("raproxy_loop_lag_seconds", RP_METRIC_HISTOGRAM, NULL);
+}
+
 static void on_lag(uv_timer_t *t)
 {
-    static struct rp_metric *m;
     struct rp_loop *l = t->data;
-    if (!m) {
-        rp_metrics_help("raproxy_loop_lag_seconds", RP_METRIC_HISTOGRAM,
-                        "How late the loop ran a timer: time the loop was busy.");
-        m = rp_metric_get("raproxy_loop_lag_seconds", RP_METRIC_HISTOGRAM, NULL);
-    }
     uint64_t now = rp_clock_ns();
-    rp_metric_observe_ns(m, now > l->lag_expected_ns ? now - l->lag_expected_ns : 0);
+    rp_metric_observe_ns(m_lag, now > l->lag_expected_ns ? now - l->lag_expected_ns : 0);
     l->lag_expected_ns = now + (uint64_t)LAG_INTERVAL_MS * 1000000u;
 }
 
@@ -245,6 +249,7 @@ static void free_loop(struct rp_loop *l)
 
 int rp_loop_start(struct rp_loop **out, const struct rp_loop_opts *o)
 {
+    pthread_once(&m_lag_once, lag_metric_init); /* before any loop thread can observe it */
     struct rp_loop *l = calloc(1, sizeof *l);
     if (!l)
         return RP_E_NOMEM;

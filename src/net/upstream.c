@@ -17,6 +17,7 @@
 #include "raproxy/metrics.h"
 #include "raproxy/tls.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,9 +247,10 @@ static void connect_failed(struct rp_upstream_conn *uc, const char *why)
     u->last_fail_ns = rp_clock_ns();
     rp_log_warn("upstream", "cannot connect to %s:%u: %s", u->url.host, u->url.port, why);
     rp_metrics_count("raproxy_upstream_connect_errors_total", NULL);
-    /* Fail the queue before closing: closing re-dispatches, and with no other connection
-     * that would mean reconnecting in a tight loop until the deadlines. */
-    if (u->live == 0 && u->nconnecting <= 1) {
+    /* With no live connection the CA is unreachable: fail the queue before closing, since
+     * closing re-dispatches and every queued request would open another doomed connect,
+     * in a tight loop until the deadlines (seen with two requests queued). */
+    if (u->live == 0) {
         struct rp_upstream_req *r;
         while ((r = queue_pop(u)) != NULL)
             req_fail(r, RP_E_UPSTREAM_CONNECT);
@@ -583,16 +585,20 @@ static void dispatch(struct rp_upstream *u)
 
 /* ---- pool ----------------------------------------------------------------------- */
 
+static void metrics_init(void)
+{
+    rp_metrics_help("raproxy_upstream_seconds", RP_METRIC_HISTOGRAM,
+                    "Time from accepting a request for the CA to its answer.");
+    rp_metrics_help("raproxy_upstream_requests_total", RP_METRIC_COUNTER,
+                    "Requests to the CA by result.");
+    m_req_seconds = rp_metric_get("raproxy_upstream_seconds", RP_METRIC_HISTOGRAM, NULL);
+}
+
 int rp_upstream_new(struct rp_upstream **out, uv_loop_t *loop, const struct rp_cfg_upstream *cfg,
                     struct rp_tls_ctx *tls)
 {
-    if (!m_req_seconds) {
-        rp_metrics_help("raproxy_upstream_seconds", RP_METRIC_HISTOGRAM,
-                        "Time from accepting a request for the CA to its answer.");
-        rp_metrics_help("raproxy_upstream_requests_total", RP_METRIC_COUNTER,
-                        "Requests to the CA by result.");
-        m_req_seconds = rp_metric_get("raproxy_upstream_seconds", RP_METRIC_HISTOGRAM, NULL);
-    }
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, metrics_init); /* pools are created on several loop threads */
     struct rp_upstream *u = calloc(1, sizeof *u);
     if (!u)
         return RP_E_NOMEM;

@@ -299,8 +299,17 @@ void ra_state_free(void *state)
     free(s);
 }
 
+static void wolfssl_init_once(void)
+{
+    wolfSSL_Init();
+}
+
 int ra_state_build(const struct rp_config *cfg, struct ra_state **out, FILE *errs)
 {
+    /* Without a TLS listener nothing else initialises wolfSSL on the main thread, and two
+     * workers starting it lazily at once race inside its RNG setup. */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, wolfssl_init_once);
     struct ra_state *s = calloc(1, sizeof *s);
     if (!s)
         return RP_E_NOMEM;
