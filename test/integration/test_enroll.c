@@ -406,3 +406,39 @@ Test(enroll, ca_trust_accepts_the_ca_and_refuses_an_untrusted_signer, .timeout =
     g_upstream_extra[0] = 0;
     down(&e);
 }
+
+/* MAC protection (PBM, RFC 9810 5.1.3.1): the device has no certificate yet, only a shared
+ * secret named by senderKID; raproxy checks the MAC and the CA sees the RA's signature. */
+Test(enroll, pbm_protected_ir_is_verified_and_reprotected, .timeout = 120)
+{
+    const char *pki = rpt_pki();
+    cr_assert_not_null(pki);
+    char extra[700];
+    snprintf(extra, sizeof extra, "    protection: both\n    mac_secrets: %s/mac/secrets.txt\n",
+             pki);
+    struct e2e e;
+    up_with(&e, NULL, NULL, extra);
+    char server[64], tlsca[600], trusted[600], untrusted[600], newkey[600], out[600], log[600];
+    snprintf(server, sizeof server, "127.0.0.1:%d", e.port);
+    p(tlsca, sizeof tlsca, &e, "tls/ca.pem");
+    p(trusted, sizeof trusted, &e, "operator/root.pem");
+    p(untrusted, sizeof untrusted, &e, "ca/chain.pem");
+    p(newkey, sizeof newkey, &e, "ca/issued.key");
+    snprintf(out, sizeof out, "%s/mac-cert.pem", e.dir);
+    snprintf(log, sizeof log, "%s/device-mac.log", e.dir);
+    const char *argv[] = {"openssl", "cmp", "-cmd", "ir", "-server", server, "-path", MANUF,
+                          "-tls_used", "-tls_trusted", tlsca, "-tls_host", "localhost",
+                          "-trusted", trusted, "-untrusted", untrusted, "-secret",
+                          "pass:pbm-secret-1", "-ref", "kid-1", "-newkey", newkey, "-subject",
+                          "/CN=Device 1", "-certout", out, NULL};
+    cr_expect_eq(rpt_run(argv, 60000, log), 0, "%s / %s", log, e.rp.log);
+    cr_expect_eq(sent_count(&e), 2, "ir and certConf reached the CA re-protected");
+    /* the wrong secret: badMessageCheck, never forwarded */
+    int before = sent_count(&e);
+    argv[18] = "pass:wrong-secret";
+    snprintf(log, sizeof log, "%s/device-mac-bad.log", e.dir);
+    cr_expect_neq(rpt_run(argv, 60000, log), 0);
+    cr_expect_geq(rpt_file_count(log, "PKIFailureInfo: badMessageCheck"), 1, "%s", log);
+    cr_expect_eq(sent_count(&e), before);
+    down(&e);
+}
