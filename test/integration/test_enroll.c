@@ -426,11 +426,34 @@ Test(enroll, pbm_protected_ir_is_verified_and_reprotected, .timeout = 120)
     p(newkey, sizeof newkey, &e, "ca/issued.key");
     snprintf(out, sizeof out, "%s/mac-cert.pem", e.dir);
     snprintf(log, sizeof log, "%s/device-mac.log", e.dir);
-    const char *argv[] = {"openssl", "cmp", "-cmd", "ir", "-server", server, "-path", MANUF,
-                          "-tls_used", "-tls_trusted", tlsca, "-tls_host", "localhost",
-                          "-trusted", trusted, "-untrusted", untrusted, "-secret",
-                          "pass:pbm-secret-1", "-ref", "kid-1", "-newkey", newkey, "-subject",
-                          "/CN=Device 1", "-certout", out, NULL};
+    const char *argv[] = {"openssl",
+                          "cmp",
+                          "-cmd",
+                          "ir",
+                          "-server",
+                          server,
+                          "-path",
+                          MANUF,
+                          "-tls_used",
+                          "-tls_trusted",
+                          tlsca,
+                          "-tls_host",
+                          "localhost",
+                          "-trusted",
+                          trusted,
+                          "-untrusted",
+                          untrusted,
+                          "-secret",
+                          "pass:pbm-secret-1",
+                          "-ref",
+                          "kid-1",
+                          "-newkey",
+                          newkey,
+                          "-subject",
+                          "/CN=Device 1",
+                          "-certout",
+                          out,
+                          NULL};
     cr_expect_eq(rpt_run(argv, 60000, log), 0, "%s / %s", log, e.rp.log);
     cr_expect_eq(sent_count(&e), 2, "ir and certConf reached the CA re-protected");
     /* the wrong secret: badMessageCheck, never forwarded */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -348,5 +349,71 @@ Test(frontend, max_connections_holds_new_clients_in_the_backlog, .timeout = 60)
     close(fd);
     for (int i = 1; i < 4; i++)
         close(held[i]);
+    env_down(&e);
+}
+
+/* An https upstream: raproxy A (this config) → TLS, CA certificate verified → raproxy B
+ * (TLS listener) → mock CA. The device enrolls through both. */
+Test(frontend, https_upstream_with_server_verification, .timeout = 120)
+{
+    struct env e;
+    memset(&e, 0, sizeof e);
+    e.pki = rpt_pki();
+    cr_assert_not_null(e.pki);
+    e.dir = rpt_tmpdir();
+    e.tls_port = rpt_free_port();
+    e.plain_port = rpt_free_port();
+    e.admin_port = rpt_free_port();
+    e.ca_port = rpt_free_port();
+    int b_port = rpt_free_port(), b_admin = rpt_free_port();
+    char trusted[600];
+    snprintf(trusted, sizeof trusted, "%s/vendor/root.pem", e.pki);
+    cr_assert_eq(rpt_mockca_start(&e.ca, e.dir, e.ca_port, trusted, NULL), 0);
+    /* B: TLS in front of the mock CA */
+    char bcfg[2048], bpath[600];
+    snprintf(bcfg, sizeof bcfg,
+             "default_path: /pkix/\n"
+             "listeners:\n  - address: 127.0.0.1:%d\n"
+             "    tls: {cert: %s/tls/server.pem, key: %s/tls/server.key}\n"
+             "admin: {address: 127.0.0.1:%d}\n"
+             "upstream: {url: \"http://127.0.0.1:%d/pkix/\", max_connections: 1, "
+             "keep_alive: false}\n",
+             b_port, e.pki, e.pki, b_admin, e.ca_port);
+    snprintf(bpath, sizeof bpath, "%s/b.yaml", e.dir);
+    cr_assert_eq(rpt_write_file(bpath, bcfg, strlen(bcfg)), 0);
+    struct rpt_proc b = {0};
+    char blog_dir[700];
+    snprintf(blog_dir, sizeof blog_dir, "%s/b", e.dir);
+    cr_assert_eq(mkdir(blog_dir, 0755), 0);
+    cr_assert_eq(rpt_raproxy_start(&b, blog_dir, bpath, b_port), 0, "B: %s", b.log);
+    /* A: the https upstream is B, verified against the TLS test CA */
+    char url[128], extra[700];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/pkix/", b_port);
+    snprintf(extra, sizeof extra, "  ca: %s/tls/ca.pem\n", e.pki);
+    write_config(&e, "server", url, extra);
+    cr_assert_eq(rpt_raproxy_start(&e.rp, e.dir, e.cfg, e.tls_port), 0, "A: %s", e.rp.log);
+    char cert[600], key[600], ica[600], out[600], log[600];
+    snprintf(cert, sizeof cert, "%s/vendor/dev1.pem", e.pki);
+    snprintf(key, sizeof key, "%s/vendor/dev1.key", e.pki);
+    snprintf(ica, sizeof ica, "%s/vendor/ica.pem", e.pki);
+    snprintf(out, sizeof out, "%s/issued.pem", e.dir);
+    snprintf(log, sizeof log, "%s/device.log", e.dir);
+    int rc = rpt_device(e.dir, e.tls_port, "pkix/", "ir", cert, key, ica, out, NULL, log);
+    cr_expect_eq(rc, 0, "enrollment over an https upstream: %s / %s / %s", log, e.rp.log, b.log);
+    cr_expect_geq(rpt_file_count(b.log, "\"event\":\"exchange\""), 2, "B saw ir and certConf");
+    /* reload with the wrong CA for B's certificate: the new pool must refuse B (502) */
+    snprintf(extra, sizeof extra, "  ca: %s/vendor/root.pem\n", e.pki);
+    write_config(&e, "server", url, extra);
+    kill(e.rp.pid, SIGHUP);
+    usleep(500000);
+    size_t len;
+    uint8_t *ir = corpus_ir(&len);
+    struct rpt_resp r;
+    cr_assert_eq(
+        rpt_http(e.plain_port, "POST", "/pkix/", "application/pkixcmp", ir, len, 20000, &r), 0);
+    cr_expect_eq(r.status, 502, "unverifiable CA certificate: %d", r.status);
+    rpt_resp_free(&r);
+    free(ir);
+    cr_expect_eq(rpt_stop(&b, SIGTERM, 15000), 0);
     env_down(&e);
 }
