@@ -25,6 +25,7 @@ test-asan:
 	cmake -S . -B $(ASAN_BUILD) -DRAPROXY_WERROR=ON -DRAPROXY_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/test/lsan.supp \
 	  bash scripts/run-tests.sh $(ASAN_BUILD) asan-tests
 
 # The unit tests against Debian's own wolfSSL (the default build links the fast one).
