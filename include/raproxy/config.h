@@ -159,6 +159,8 @@ struct rp_cfg_domain {
     uint32_t max_clock_skew_s;
     char *upstream_path; /* path on the upstream (the EJBCA alias); always set after loading,
                             by default to upstream.url's path */
+    char *ocsp_path;     /* optional: this domain's own path to the OCSP relay (needs the
+                            top-level `validation` section), e.g. /.well-known/cmp/p/x/ocsp */
     struct rp_cfg_limits limits;
     enum rp_redis_failure on_redis_failure;
     char **admins; /* PEM files of administrator certificates: rr (revoke, suspend) for any

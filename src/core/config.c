@@ -168,6 +168,7 @@ static const cyaml_schema_field_t domain_fields[] = {
     ENUM("genm", struct rp_cfg_domain, genm, genm_names),
     U32("max_clock_skew_s", struct rp_cfg_domain, max_clock_skew_s),
     STR("upstream_path", struct rp_cfg_domain, upstream_path),
+    STR("ocsp_path", struct rp_cfg_domain, ocsp_path),
     CYAML_FIELD_MAPPING("limits", OPT, struct rp_cfg_domain, limits, limits_fields),
     ENUM("on_redis_failure", struct rp_cfg_domain, on_redis_failure, redis_failure_names),
     STRS("admins", struct rp_cfg_domain, admins),

@@ -554,7 +554,7 @@ static void check_paths(struct rp_cfgx *x, const struct rp_config *cfg)
 {
     size_t total = (cfg->default_path ? 1 : 0) + (cfg->validation ? 1 : 0), n = 0;
     for (unsigned i = 0; i < cfg->domains_count; i++)
-        total += 1 + cfg->domains[i].paths_count;
+        total += 1 + cfg->domains[i].paths_count + (cfg->domains[i].ocsp_path ? 1 : 0);
     struct served *v = calloc(total ? total : 1, sizeof *v);
     if (!v) {
         x->oom = 1;
@@ -573,6 +573,16 @@ static void check_paths(struct rp_cfgx *x, const struct rp_config *cfg)
                                 d->paths[j]);
             else
                 add_served(x, v, &n, d->paths[j], key);
+        }
+        if (d->ocsp_path) {
+            rp_cfgx_key(key, "domains[%u].ocsp_path", i);
+            if (!cfg->validation)
+                rp_cfgx_problem(x, key, "needs the top-level validation section (the VA)");
+            else if (!valid_url_path(d->ocsp_path))
+                rp_cfgx_problem(x, key, "must be a URL path starting with '/', got '%s'",
+                                d->ocsp_path);
+            else
+                add_served(x, v, &n, d->ocsp_path, key);
         }
     }
     if (cfg->default_path && valid_url_path(cfg->default_path))

@@ -100,4 +100,11 @@ void rp_cfgx_apply_env(struct rp_cfgx *x, struct rp_config *cfg)
     set_str(x, &cfg->ra.cert, "RAPROXY_RA_CERT", "ra.cert");
     set_str(x, &cfg->ra.key, "RAPROXY_RA_KEY", "ra.key");
     set_str(x, &cfg->ra.chain, "RAPROXY_RA_CHAIN", "ra.chain");
+    /* the VA differs per deployment too; its trust settings stay in the file */
+    if (cfg->validation)
+        set_str(x, &cfg->validation->url, "RAPROXY_VALIDATION_URL", "validation.url");
+    else if (getenv("RAPROXY_VALIDATION_URL") && *getenv("RAPROXY_VALIDATION_URL"))
+        rp_cfgx_problem(x, "validation",
+                        "environment RAPROXY_VALIDATION_URL: set, but the "
+                        "file has no validation section to apply it to");
 }

@@ -22,6 +22,7 @@
 #include <llhttp.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <string.h>
 
 /* Largest DER request taken from a GET URL (base64 of it is a third longer). */
@@ -183,6 +184,15 @@ static struct loop_state *loop_state(struct rp_exchange *ex)
                            v->trust_anchors_count) != RP_OK)
         rp_log_error("ocsp", "validation certificates not loaded: every answer is tryLater");
     fresh.cache = rp_ocsp_cache_shared(v->cache.max_entries, v->cache.max_age_s);
+    /* a reload may change the trusted responders: answers verified under the old ones go
+     * (once per new generation, whichever loop sees it first) */
+    static _Atomic uint64_t cache_generation;
+    uint64_t seen = atomic_load(&cache_generation);
+    while (seen < ex->snap->generation &&
+           !atomic_compare_exchange_weak(&cache_generation, &seen, ex->snap->generation))
+        ;
+    if (seen != 0 && seen < ex->snap->generation && fresh.cache)
+        rp_ocsp_cache_clear(fresh.cache);
     *st = fresh;
     return st;
 }
@@ -210,15 +220,30 @@ static size_t vpath_len(const char *p)
     return n;
 }
 
-bool rp_ocsp_route(const struct rp_config *cfg, struct rp_view path)
+static bool under(struct rp_view path, const char *vp)
 {
-    if (!cfg->validation || !cfg->validation->path)
-        return false;
-    const char *vp = cfg->validation->path;
     size_t plen = path_len(path), vlen = vpath_len(vp);
     if (vlen == 1) /* "/" as the validation path: everything */
         return plen >= 1 && path.p[0] == '/';
     return plen >= vlen && memcmp(path.p, vp, vlen) == 0 && (plen == vlen || path.p[vlen] == '/');
+}
+
+/* The relay path this request is under: a domain's ocsp_path or validation.path. */
+static const char *matched_path(const struct rp_config *cfg, struct rp_view path)
+{
+    if (!cfg->validation)
+        return NULL;
+    for (unsigned i = 0; i < cfg->domains_count; i++)
+        if (cfg->domains[i].ocsp_path && under(path, cfg->domains[i].ocsp_path))
+            return cfg->domains[i].ocsp_path;
+    if (cfg->validation->path && under(path, cfg->validation->path))
+        return cfg->validation->path;
+    return NULL;
+}
+
+bool rp_ocsp_route(const struct rp_config *cfg, struct rp_view path)
+{
+    return matched_path(cfg, path) != NULL;
 }
 
 static int hexval(uint8_t c)
@@ -256,11 +281,11 @@ static int der_from_url(struct rp_exchange *ex, struct rp_view rest, struct rp_v
 }
 
 /* The DER request from a POST body or a GET URL; HTTP errors for anything else. */
-static int request_der(struct rp_exchange *ex, const struct rp_cfg_validation *v,
-                       struct rp_view *der)
+static int request_der(struct rp_exchange *ex, struct rp_view *der)
 {
     const struct rp_http_req *req = ex->req;
-    size_t plen = path_len(req->path), vlen = vpath_len(v->path);
+    const char *base = matched_path(ex->snap->cfg, req->path);
+    size_t plen = path_len(req->path), vlen = vpath_len(base ? base : "/");
     struct rp_view rest = rp_view_make(req->path.p + vlen, plen - vlen);
     if (vlen == 1)
         rest = rp_view_make(req->path.p, plen);
@@ -451,7 +476,7 @@ void rp_ocsp_handle(struct rp_exchange *ex)
     }
     ox->ex = ex;
     ex->app = ox;
-    int rc = request_der(ex, v, &ox->der);
+    int rc = request_der(ex, &ox->der);
     if (rc != RP_OK) {
         answer_http(ex, rc, rc == RP_E_HTTP_METHOD ? "Allow: GET, POST\r\n" : NULL);
         return;

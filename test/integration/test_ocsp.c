@@ -127,8 +127,14 @@ static void env_up(struct env *e, enum va_kind kind)
              "  url: http://127.0.0.1:%d/\n"
              "  trust_anchors: [%s/vendor/ica.pem]\n"
              "  timeout_ms: 3000\n"
-             "  cache: {max_entries: 100, max_age_s: 600}\n",
-             e->port, e->admin_port, e->va_port, e->pki);
+             "  cache: {max_entries: 100, max_age_s: 600}\n"
+             "ra: {cert: %s/operator/ra.pem, key: %s/operator/ra.key}\n"
+             "domains:\n"
+             "  - name: manufacturer\n"
+             "    trust_anchors: [%s/vendor/root.pem]\n"
+             "    allow: [ir]\n"
+             "    ocsp_path: /.well-known/cmp/p/manufacturer/ocsp\n",
+             e->port, e->admin_port, e->va_port, e->pki, e->pki, e->pki, e->pki);
     snprintf(e->cfg, sizeof e->cfg, "%s/raproxy.yaml", e->dir);
     cr_assert_eq(rpt_write_file(e->cfg, buf, strlen(buf)), 0);
     int rc = rpt_raproxy_start(&e->rp, e->dir, e->cfg, e->port);
@@ -149,11 +155,14 @@ static void env_down(struct env *e)
     free(e->dir);
 }
 
+/* The relay path devices use: validation.path, or a domain's ocsp_path. */
+static const char *g_path = "/ocsp";
+
 /* `openssl ocsp` as the device through raproxy; its output in `log`. */
 static int device(struct env *e, const char *cert, bool nonce, const char *log)
 {
-    char url[128], issuer[600], c[600], root[600];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/ocsp", e->port);
+    char url[300], issuer[600], c[600], root[600];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", e->port, g_path);
     snprintf(issuer, sizeof issuer, "%s/vendor/ica.pem", e->pki);
     snprintf(c, sizeof c, "%s/vendor/%s.pem", e->pki, cert);
     snprintf(root, sizeof root, "%s/vendor/root.pem", e->pki);
@@ -410,4 +419,37 @@ Test(ocsp_config, problems_are_reported)
                           &c, errs, sizeof errs),
                  RP_E_CONFIG);
     cr_assert(strstr(errs, "duplicate path /ocsp"), "%s", errs);
+}
+
+Test(ocsp_relay, a_domain_has_its_own_ocsp_path, .timeout = 120, .fini = reap)
+{
+    struct env e;
+    env_up(&e, VA_GENUINE);
+    g_path = "/.well-known/cmp/p/manufacturer/ocsp";
+    char log[700];
+    logpath(&e, log, sizeof log, "domain-path");
+    cr_expect_eq(device(&e, "dev1", false, log), 0, "see %s", log);
+    cr_expect_eq(rpt_file_count(log, ".pem: good"), 1, "see %s", log);
+    g_path = "/ocsp";
+    env_down(&e);
+}
+
+Test(ocsp_config, domain_ocsp_path_needs_validation_and_env_overrides_the_va)
+{
+    struct rp_config *c = NULL;
+    char errs[4096];
+    cr_assert_eq(load_cfg("ra: {cert: r.pem, key: r.pem}\ndomains:\n  - name: d\n"
+                          "    trust_anchors: [r.pem]\n    allow: [ir]\n"
+                          "    ocsp_path: /d/ocsp\n",
+                          &c, errs, sizeof errs),
+                 RP_E_CONFIG);
+    cr_expect(strstr(errs, "domains[0].ocsp_path: needs the top-level validation section"), "%s",
+              errs);
+    setenv("RAPROXY_VALIDATION_URL", "http://va.example:8080/ocsp", 1);
+    cr_assert_eq(load_cfg("validation:\n  url: http://va:8080/ocsp\n  responder_cert: r.pem\n", &c,
+                          errs, sizeof errs),
+                 RP_OK, "%s", errs);
+    cr_expect_str_eq(c->validation->url, "http://va.example:8080/ocsp");
+    rp_config_free(c);
+    unsetenv("RAPROXY_VALIDATION_URL");
 }
