@@ -68,29 +68,18 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-struct redis {
-    struct rpt_proc p;
-    int port;
-    char url[64];
-};
-
-static void redis_start(struct redis *r)
+static void redis_start(struct rpt_redis *r)
 {
-    char port[16];
     if (!r->port)
         r->port = rpt_free_port();
-    snprintf(port, sizeof port, "%d", r->port);
-    snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d", r->port);
     snprintf(r->p.log, sizeof r->p.log, "%s/redis-%d.log", g_dir, r->port);
-    const char *argv[] = {"redis-server", "--save",    "",       "--appendonly", "no",
-                          "--bind",       "127.0.0.1", "--port", port,           NULL};
-    cr_assert_eq(rpt_spawn(&r->p, argv), 0);
+    int rc = rpt_redis_start(r, NULL);
     track(r->p.pid);
-    cr_assert_eq(rpt_wait_port(r->port, WAIT_MS), 0, "redis-server did not start: %s", r->p.log);
+    cr_assert_eq(rc, 0, "redis-server did not start: %s", r->p.log);
 }
 
 /* redis-cli ARGS… against r; its output in out. Returns the exit status. */
-static int redis_cli(const struct redis *r, char *out, size_t cap, const char *const *args)
+static int redis_cli(const struct rpt_redis *r, char *out, size_t cap, const char *const *args)
 {
     char port[16], log[600];
     snprintf(port, sizeof port, "%d", r->port);
@@ -109,7 +98,7 @@ static int redis_cli(const struct redis *r, char *out, size_t cap, const char *c
     return rc;
 }
 
-static long redis_int(const struct redis *r, const char *const *args)
+static long redis_int(const struct rpt_redis *r, const char *const *args)
 {
     char out[256];
     cr_assert_eq(redis_cli(r, out, sizeof out, args), 0, "redis-cli %s: %s", args[0], out);
@@ -123,7 +112,7 @@ struct rp {
 };
 
 struct rp_opts {
-    const struct redis *redis;
+    const struct rpt_redis *redis;
     int upstream;           /* port of the CA side */
     const char *limits;     /* YAML flow mapping */
     const char *on_failure; /* "open" / "closed" */
@@ -471,7 +460,7 @@ static long wait_redis_up(int admin, long want)
 
 Test(admission, per_ip_burst_of_three_refuses_the_fourth_with_retry_after)
 {
-    struct redis rd = {0};
+    struct rpt_redis rd = {0};
     redis_start(&rd);
     struct rp x;
     rpx_start(&x, "rp",
@@ -523,7 +512,7 @@ Test(admission, per_ip_burst_of_three_refuses_the_fourth_with_retry_after)
 Test(admission, two_processes_on_one_redis_share_one_budget)
 {
     enum { BURST = 5, SENT = 2 * BURST + 4 };
-    struct redis rd = {0};
+    struct rpt_redis rd = {0};
     redis_start(&rd);
     int dead = rpt_free_port();
     struct rp_opts o = {.redis = &rd, .upstream = dead, .limits = "{domain: {rate: 1, burst: 5}}"};
@@ -566,7 +555,7 @@ Test(admission, two_processes_on_one_redis_share_one_budget)
 
 Test(admission, replay_foreign_txid_and_unknown_certconf_are_refused_through_redis)
 {
-    struct redis rd = {0};
+    struct rpt_redis rd = {0};
     redis_start(&rd);
     struct rp x;
     rpx_start(&x, "rp",
@@ -630,7 +619,7 @@ static void *load_client(void *arg)
 
 Test(admission, redis_killed_under_load_open_admits_closed_refuses_then_back)
 {
-    struct redis rd = {0};
+    struct rpt_redis rd = {0};
     redis_start(&rd);
     struct rpt_proc up = {0};
     int upstream = stub_upstream(&up);
@@ -715,7 +704,7 @@ Test(admission, redis_killed_under_load_open_admits_closed_refuses_then_back)
 
 Test(admission, script_flush_and_a_stopped_redis_are_survived)
 {
-    struct redis rd = {0};
+    struct rpt_redis rd = {0};
     redis_start(&rd);
     struct rpt_proc up = {0};
     int upstream = stub_upstream(&up);
@@ -778,7 +767,7 @@ Test(admission, script_flush_and_a_stopped_redis_are_survived)
 
 /* ---- allowlist in Redis ------------------------------------------------------------------- */
 
-static int allowlist_cli(const struct redis *rd, const char *cmd, const char *file, char *out,
+static int allowlist_cli(const struct rpt_redis *rd, const char *cmd, const char *file, char *out,
                          size_t cap)
 {
     char bin[600], log[600];
@@ -795,7 +784,7 @@ static int allowlist_cli(const struct redis *rd, const char *cmd, const char *fi
     return rc;
 }
 
-static long allowlist_count(const struct redis *rd)
+static long allowlist_count(const struct rpt_redis *rd)
 {
     char out[256];
     cr_assert_eq(allowlist_cli(rd, "count", NULL, out, sizeof out), 0, "%s", out);
@@ -804,7 +793,7 @@ static long allowlist_count(const struct redis *rd)
 
 Test(admission, redis_allowlist_serial_enrolls_once)
 {
-    struct redis rd = {0};
+    struct rpt_redis rd = {0};
     redis_start(&rd);
     char list[600], out[256];
     snprintf(list, sizeof list, "%s/serials.txt", g_dir);
@@ -881,7 +870,7 @@ static void *garbage_client(void *arg)
  * text/plain): see the report of the admission work. */
 Test(admission, refusals_beyond_the_signature_budget_are_not_http_200)
 {
-    struct redis rd = {0};
+    struct rpt_redis rd = {0};
     redis_start(&rd);
     struct rp x;
     rpx_start(&x, "rp", &(struct rp_opts){.redis = &rd, .upstream = rpt_free_port()});

@@ -2,6 +2,7 @@
 #include "raproxy/err.h"
 #include "raproxy/metrics.h"
 #include "raproxy/redis.h"
+#include "fixtures.h"
 #include "support.h"
 
 #include <criterion/criterion.h>
@@ -16,63 +17,19 @@
 #define WAIT_MS  5000
 #define SHORT_MS 100
 
-struct srv {
-    struct rpt_proc p;
-    int port;
-    char url[96];
-};
+/* children die with the test process, so a failed assertion leaves no redis-server behind */
+TestSuite(redis);
 
-/* redis-servers this test started: a failed assertion leaves the test early, so the suite's
- * fini stops whatever is still running */
-static pid_t started[8];
-static int nstarted;
-
-static void remember(pid_t pid)
+static void srv_start_on(struct rpt_redis *s, int port, const char *pass)
 {
-    if (nstarted < (int)(sizeof started / sizeof started[0]))
-        started[nstarted++] = pid;
-}
-
-static void stop_leftovers(void)
-{
-    for (int i = 0; i < nstarted; i++) {
-        struct rpt_proc p = {.pid = started[i]};
-        if (kill(p.pid, 0) == 0) {
-            kill(p.pid, SIGCONT);
-            rpt_stop(&p, SIGKILL, WAIT_MS);
-        }
-    }
-}
-
-TestSuite(redis, .fini = stop_leftovers);
-
-static void srv_start_on(struct srv *s, int port, const char *pass)
-{
-    char portstr[16];
-    snprintf(portstr, sizeof portstr, "%d", port);
-    const char *argv[] = {
-        "redis-server", "--save", "",       "--appendonly", "no",
-        "--port",       portstr,  "--bind", "127.0.0.1",    pass ? "--requirepass" : NULL,
-        pass,           NULL};
-    memset(&s->p, 0, sizeof s->p);
+    memset(s, 0, sizeof *s);
     s->port = port;
-    cr_assert_eq(rpt_spawn(&s->p, argv), 0);
-    remember(s->p.pid);
-    cr_assert_eq(rpt_wait_port(port, WAIT_MS), 0, "redis-server did not start");
-    snprintf(s->url, sizeof s->url, "redis://127.0.0.1:%d", port);
+    cr_assert_eq(rpt_redis_start(s, pass), 0, "redis-server did not start");
 }
 
-static void srv_start(struct srv *s)
+static void srv_start(struct rpt_redis *s)
 {
-    srv_start_on(s, rpt_free_port(), NULL);
-}
-
-static void srv_stop(struct srv *s)
-{
-    if (s->p.pid > 0) {
-        kill(s->p.pid, SIGCONT);
-        rpt_stop(&s->p, SIGKILL, WAIT_MS);
-    }
+    srv_start_on(s, 0, NULL);
 }
 
 static long mono_ms(void)
@@ -178,7 +135,7 @@ static int cmd(struct rp_redis *r, struct answer *a, const char *c0, const char 
 
 Test(redis, command_round_trip, .timeout = 30)
 {
-    struct srv s;
+    struct rpt_redis s;
     srv_start(&s);
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -197,12 +154,12 @@ Test(redis, command_round_trip, .timeout = 30)
     cr_assert_eq(a.err, RP_E_REDIS_REPLY);
     cr_assert_eq(a.type, REDIS_REPLY_ERROR);
     finish(&loop, r);
-    srv_stop(&s);
+    rpt_redis_stop(&s);
 }
 
 Test(redis, auth_and_select_from_url, .timeout = 30)
 {
-    struct srv s;
+    struct rpt_redis s;
     srv_start_on(&s, rpt_free_port(), "s3cret");
     char url[128];
     snprintf(url, sizeof url, "redis://:s3cret@127.0.0.1:%d/3", s.port);
@@ -220,12 +177,12 @@ Test(redis, auth_and_select_from_url, .timeout = 30)
     r = client(&loop, s.url, 1000);
     cr_assert_not(run_until(&loop, is_ready, r, 300));
     finish(&loop, r);
-    srv_stop(&s);
+    rpt_redis_stop(&s);
 }
 
 Test(redis, deadline_fires_and_late_reply_is_dropped, .timeout = 30)
 {
-    struct srv s;
+    struct rpt_redis s;
     srv_start(&s);
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -256,12 +213,12 @@ Test(redis, deadline_fires_and_late_reply_is_dropped, .timeout = 30)
     for (int i = 0; i < as.n; i++)
         cr_assert_eq(as.a[i].calls, 1);
     finish(&loop, r);
-    srv_stop(&s);
+    rpt_redis_stop(&s);
 }
 
 Test(redis, reconnects_after_restart_on_same_port, .timeout = 30)
 {
-    struct srv s;
+    struct rpt_redis s;
     srv_start(&s);
     int port = s.port;
     uv_loop_t loop;
@@ -291,7 +248,7 @@ Test(redis, reconnects_after_restart_on_same_port, .timeout = 30)
         rp_metric_get("raproxy_redis_reconnects_total", RP_METRIC_COUNTER, NULL);
     cr_assert_gt(rec->value, 0);
     finish(&loop, r);
-    srv_stop(&s);
+    rpt_redis_stop(&s);
 }
 
 Test(redis, commands_fail_fast_when_never_connected, .timeout = 30)
@@ -314,7 +271,7 @@ Test(redis, commands_fail_fast_when_never_connected, .timeout = 30)
 
 Test(redis, noscript_after_script_flush_is_transparent, .timeout = 30)
 {
-    struct srv s;
+    struct rpt_redis s;
     srv_start(&s);
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -340,12 +297,12 @@ Test(redis, noscript_after_script_flush_is_transparent, .timeout = 30)
     cr_assert_str_eq(a.str, "key-arg");
     cr_assert_eq(a.calls, 1);
     finish(&loop, r);
-    srv_stop(&s);
+    rpt_redis_stop(&s);
 }
 
 Test(redis, close_fires_pending_with_shutdown, .timeout = 30)
 {
-    struct srv s;
+    struct rpt_redis s;
     srv_start(&s);
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -362,7 +319,7 @@ Test(redis, close_fires_pending_with_shutdown, .timeout = 30)
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert_eq(uv_loop_close(&loop), 0);
-    srv_stop(&s);
+    rpt_redis_stop(&s);
 }
 
 Test(redis, parses_urls)

@@ -3,6 +3,7 @@
 #include "raproxy/err.h"
 #include "raproxy/limiter.h"
 #include "raproxy/redis.h"
+#include "fixtures.h"
 #include "support.h"
 
 #include <criterion/criterion.h>
@@ -16,56 +17,13 @@
 #define TICK_MS 5
 #define WAIT_MS 5000
 
-struct srv {
-    struct rpt_proc p;
-    int port;
-    char url[96];
-};
+/* children die with the test process, so a failed assertion leaves no redis-server behind */
+TestSuite(admit);
 
-/* redis-servers this test started: a failed assertion leaves the test early, so the suite's
- * fini stops whatever is still running */
-static pid_t started[8];
-static int nstarted;
-
-static void remember(pid_t pid)
+static void srv_start(struct rpt_redis *s)
 {
-    if (nstarted < (int)(sizeof started / sizeof started[0]))
-        started[nstarted++] = pid;
-}
-
-static void stop_leftovers(void)
-{
-    for (int i = 0; i < nstarted; i++) {
-        struct rpt_proc p = {.pid = started[i]};
-        if (kill(p.pid, 0) == 0) {
-            kill(p.pid, SIGCONT);
-            rpt_stop(&p, SIGKILL, WAIT_MS);
-        }
-    }
-}
-
-TestSuite(admit, .fini = stop_leftovers);
-
-static void srv_start(struct srv *s)
-{
-    char portstr[16];
-    s->port = rpt_free_port();
-    snprintf(portstr, sizeof portstr, "%d", s->port);
-    const char *argv[] = {"redis-server", "--save", "",       "--appendonly", "no",
-                          "--port",       portstr,  "--bind", "127.0.0.1",    NULL};
-    memset(&s->p, 0, sizeof s->p);
-    cr_assert_eq(rpt_spawn(&s->p, argv), 0);
-    remember(s->p.pid);
-    cr_assert_eq(rpt_wait_port(s->port, WAIT_MS), 0, "redis-server did not start");
-    snprintf(s->url, sizeof s->url, "redis://127.0.0.1:%d", s->port);
-}
-
-static void srv_stop(struct srv *s)
-{
-    if (s->p.pid > 0) {
-        kill(s->p.pid, SIGCONT);
-        rpt_stop(&s->p, SIGKILL, WAIT_MS);
-    }
+    memset(s, 0, sizeof *s);
+    cr_assert_eq(rpt_redis_start(s, NULL), 0, "redis-server did not start");
 }
 
 static long mono_ms(void)
@@ -222,7 +180,7 @@ static void burst_case(struct world *w)
 
 Test(admit, redis_burst_then_refused, .timeout = 30)
 {
-    struct srv s;
+    struct rpt_redis s;
     srv_start(&s);
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -230,7 +188,7 @@ Test(admit, redis_burst_then_refused, .timeout = 30)
     world_init(&w, &loop, s.url);
     burst_case(&w);
     world_free(&w);
-    srv_stop(&s);
+    rpt_redis_stop(&s);
 }
 
 Test(admit, in_process_burst_then_refused, .timeout = 30)
@@ -264,7 +222,7 @@ static void refund_case(struct world *w)
 
 Test(admit, redis_refusal_refunds_other_buckets, .timeout = 30)
 {
-    struct srv s;
+    struct rpt_redis s;
     srv_start(&s);
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -272,7 +230,7 @@ Test(admit, redis_refusal_refunds_other_buckets, .timeout = 30)
     world_init(&w, &loop, s.url);
     refund_case(&w);
     world_free(&w);
-    srv_stop(&s);
+    rpt_redis_stop(&s);
 }
 
 Test(admit, in_process_refusal_refunds_other_buckets, .timeout = 30)
@@ -287,7 +245,7 @@ Test(admit, in_process_refusal_refunds_other_buckets, .timeout = 30)
 
 Test(admit, two_instances_share_one_budget, .timeout = 30)
 {
-    struct srv s;
+    struct rpt_redis s;
     srv_start(&s);
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -305,7 +263,7 @@ Test(admit, two_instances_share_one_budget, .timeout = 30)
     cr_assert_eq(o2.res.err, RP_E_RATE_LIMITED);
     cr_assert_str_eq(o2.res.limit, "global");
     worlds_free(w, 2);
-    srv_stop(&s);
+    rpt_redis_stop(&s);
 }
 
 /* ---- after verification ---------------------------------------------------------------- */
@@ -339,7 +297,7 @@ static void verified_case(struct world *w)
 
 Test(admit, redis_replay_txid_and_unknown_txn, .timeout = 30)
 {
-    struct srv s;
+    struct rpt_redis s;
     srv_start(&s);
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -347,7 +305,7 @@ Test(admit, redis_replay_txid_and_unknown_txn, .timeout = 30)
     world_init(&w, &loop, s.url);
     verified_case(&w);
     world_free(&w);
-    srv_stop(&s);
+    rpt_redis_stop(&s);
 }
 
 Test(admit, in_process_replay_txid_and_unknown_txn, .timeout = 30)
@@ -382,7 +340,7 @@ static void quota_case(struct world *w)
 
 Test(admit, redis_device_quota, .timeout = 30)
 {
-    struct srv s;
+    struct rpt_redis s;
     srv_start(&s);
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -390,7 +348,7 @@ Test(admit, redis_device_quota, .timeout = 30)
     world_init(&w, &loop, s.url);
     quota_case(&w);
     world_free(&w);
-    srv_stop(&s);
+    rpt_redis_stop(&s);
 }
 
 Test(admit, in_process_device_quota, .timeout = 30)
@@ -423,7 +381,7 @@ static bool cmd_done(void *arg)
 
 Test(admit, redis_allowlist_and_consume, .timeout = 30)
 {
-    struct srv s;
+    struct rpt_redis s;
     srv_start(&s);
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -453,12 +411,12 @@ Test(admit, redis_allowlist_and_consume, .timeout = 30)
     ok.nonce = "nonce-ok-2";
     cr_assert_eq(verify(&w, ok, &none, fo).res.err, RP_E_NOT_AUTHORIZED, "consumed");
     world_free(&w);
-    srv_stop(&s);
+    rpt_redis_stop(&s);
 }
 
 Test(admit, redis_down_fail_open_and_fail_closed, .timeout = 30)
 {
-    struct srv s;
+    struct rpt_redis s;
     srv_start(&s);
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -489,12 +447,12 @@ Test(admit, redis_down_fail_open_and_fail_closed, .timeout = 30)
     v.allowlist = true;
     cr_assert_eq(verify(&w, v, &none, RP_REDIS_FAIL_OPEN).res.err, RP_E_SYSTEM_UNAVAIL);
     world_free(&w);
-    srv_stop(&s);
+    rpt_redis_stop(&s);
 }
 
 Test(admit, redis_timeout_fails_over_and_close_fires_shutdown, .timeout = 30)
 {
-    struct srv s;
+    struct rpt_redis s;
     srv_start(&s);
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -521,7 +479,7 @@ Test(admit, redis_timeout_fails_over_and_close_fires_shutdown, .timeout = 30)
     w.redis = NULL;
     world_free(&w);
     cr_assert_eq(p.calls, 1);
-    srv_stop(&s);
+    rpt_redis_stop(&s);
 }
 
 Test(admit, input_checks_and_error_signature_budget)

@@ -1,6 +1,7 @@
 /* `raproxy allowlist import|count|export` against a real redis-server. */
 #include "raproxy/allowlist_cli.h"
 #include "raproxy/clock.h"
+#include "fixtures.h"
 #include "support.h"
 
 #include <criterion/criterion.h>
@@ -16,47 +17,13 @@
 #define N_SERIALS 100000
 #define N_TIMED   1000000
 
-struct srv {
-    struct rpt_proc p;
-    char url[96];
-};
+/* children die with the test process, so a failed assertion leaves no redis-server behind */
+TestSuite(allowlist_cli);
 
-/* redis-servers this test started: a failed assertion leaves the test early, so the suite's
- * fini stops whatever is still running */
-static pid_t started[8];
-static int nstarted;
-
-static void remember(pid_t pid)
+static void srv_start(struct rpt_redis *s)
 {
-    if (nstarted < (int)(sizeof started / sizeof started[0]))
-        started[nstarted++] = pid;
-}
-
-static void stop_leftovers(void)
-{
-    for (int i = 0; i < nstarted; i++) {
-        struct rpt_proc p = {.pid = started[i]};
-        if (kill(p.pid, 0) == 0) {
-            kill(p.pid, SIGCONT);
-            rpt_stop(&p, SIGKILL, WAIT_MS);
-        }
-    }
-}
-
-TestSuite(allowlist_cli, .fini = stop_leftovers);
-
-static void srv_start(struct srv *s)
-{
-    char portstr[16];
-    int port = rpt_free_port();
-    snprintf(portstr, sizeof portstr, "%d", port);
-    const char *argv[] = {"redis-server", "--save", "",       "--appendonly", "no",
-                          "--port",       portstr,  "--bind", "127.0.0.1",    NULL};
-    memset(&s->p, 0, sizeof s->p);
-    cr_assert_eq(rpt_spawn(&s->p, argv), 0);
-    remember(s->p.pid);
-    cr_assert_eq(rpt_wait_port(port, WAIT_MS), 0);
-    snprintf(s->url, sizeof s->url, "redis://127.0.0.1:%d", port);
+    memset(s, 0, sizeof *s);
+    cr_assert_eq(rpt_redis_start(s, NULL), 0, "redis-server did not start");
 }
 
 /* Runs the CLI with stdout captured into `out` (may be NULL). */
@@ -104,7 +71,7 @@ static int cmp_str(const void *a, const void *b)
 
 Test(allowlist_cli, import_count_export_round_trip, .timeout = 120)
 {
-    struct srv s;
+    struct rpt_redis s;
     srv_start(&s);
     char *dir = rpt_tmpdir();
     char in[512], out[512], cnt[512];
@@ -166,7 +133,7 @@ Test(allowlist_cli, usage_and_connection_errors)
 /* Not asserted (timing belongs in bench/): how long one million serials take. */
 Test(allowlist_cli, import_one_million_timing, .timeout = 300)
 {
-    struct srv s;
+    struct rpt_redis s;
     srv_start(&s);
     char *dir = rpt_tmpdir();
     char in[512];

@@ -1,5 +1,6 @@
 #include "fixtures.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,4 +102,34 @@ int rpt_device(const char *dir, int port, const char *path, const char *cmd, con
     argv[n] = NULL;
     (void)dir;
     return rpt_run(argv, 90000, log);
+}
+
+#define REDIS_WAIT_MS 5000
+
+int rpt_redis_start(struct rpt_redis *r, const char *pass)
+{
+    char portstr[16];
+    if (!r->port)
+        r->port = rpt_free_port();
+    snprintf(portstr, sizeof portstr, "%d", r->port);
+    const char *argv[] = {
+        "redis-server", "--save", "",       "--appendonly", "no",
+        "--port",       portstr,  "--bind", "127.0.0.1",    pass ? "--requirepass" : NULL,
+        pass,           NULL};
+    char log[sizeof r->p.log];
+    memcpy(log, r->p.log, sizeof log); /* a log path set by the caller is kept */
+    memset(&r->p, 0, sizeof r->p);
+    memcpy(r->p.log, log, sizeof log);
+    snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d", r->port);
+    if (rpt_spawn(&r->p, argv) != 0)
+        return -1;
+    return rpt_wait_port(r->port, REDIS_WAIT_MS);
+}
+
+void rpt_redis_stop(struct rpt_redis *r)
+{
+    if (r->p.pid > 0) {
+        kill(r->p.pid, SIGCONT);
+        rpt_stop(&r->p, SIGKILL, REDIS_WAIT_MS);
+    }
 }

@@ -23,4 +23,17 @@ int rpt_device(const char *dir, int port, const char *path, const char *cmd, con
                const char *key, const char *extracerts, const char *certout,
                const char *const *extra, const char *log);
 
+/* A redis-server on 127.0.0.1 without persistence. Set r->port first to reuse a port
+ * (restart tests), else a free one is chosen; `pass` (may be NULL) sets requirepass.
+ * Waits until it accepts; r->url is redis://127.0.0.1:PORT. Returns 0 or -1. Like every
+ * child of the test support, it dies with the test process. */
+struct rpt_redis {
+    struct rpt_proc p;
+    int port;
+    char url[96];
+};
+int rpt_redis_start(struct rpt_redis *r, const char *pass);
+/* SIGCONT (a test may have stopped it) then SIGKILL. */
+void rpt_redis_stop(struct rpt_redis *r);
+
 #endif
