@@ -2,6 +2,7 @@
  * flight at a time so pipelined requests are answered in order. The connection memory is
  * freed only when its libuv handles are closed and its exchange (if any) has ended. */
 #include "net_int.h"
+#include "stream.h"
 
 #include "raproxy/clock.h"
 #include "raproxy/config.h"
@@ -23,13 +24,6 @@
 /* Every exchange's arena: the decoded views, the re-encoded message, log fields. */
 #define EXCHANGE_ARENA_MIN  (256u * 1024u)
 #define EXCHANGE_ARENA_MULT 6u
-
-struct write_req {
-    uv_write_t req;
-    struct rp_conn *c;
-    size_t len;
-    uint8_t data[];
-};
 
 static struct rp_metric *m_open, *m_accepted, *m_latency;
 
@@ -99,9 +93,7 @@ void rp_conn_close(struct rp_conn *c)
 
 static void on_write(uv_write_t *req, int status)
 {
-    struct write_req *w = (struct write_req *)req;
-    struct rp_conn *c = w->c;
-    free(w);
+    struct rp_conn *c = rp_stream_write_done(req);
     c->writes--;
     if (c->state == RP_CONN_CLOSING) {
         conn_free_if_done(c);
@@ -115,41 +107,14 @@ static void on_write(uv_write_t *req, int status)
         rp_conn_close(c);
 }
 
-static int write_raw(struct rp_conn *c, const uint8_t *p, size_t n)
-{
-    if (!n)
-        return RP_OK;
-    struct write_req *w = malloc(sizeof *w + n);
-    if (!w)
-        return RP_E_NOMEM;
-    w->c = c;
-    w->len = n;
-    memcpy(w->data, p, n);
-    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)n);
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-        free(w);
-        return RP_E_IO;
-    }
-    c->writes++;
-    return RP_OK;
-}
-
 static int flush_tls(struct rp_conn *c)
 {
-    struct rp_buf *o = rp_tls_out(c->tls);
-    size_t n = rp_buf_avail(o);
-    int rc = write_raw(c, rp_buf_head(o), n);
-    rp_buf_consume(o, n);
-    rp_buf_compact(o);
-    return rc;
+    return rp_stream_flush_tls((uv_stream_t *)&c->tcp, c->tls, c, &c->writes, on_write);
 }
 
 static int conn_send(struct rp_conn *c, const uint8_t *p, size_t n)
 {
-    if (!c->tls)
-        return write_raw(c, p, n);
-    int rc = rp_tls_write(c->tls, p, n);
-    return rc ? rc : flush_tls(c);
+    return rp_stream_send((uv_stream_t *)&c->tcp, c->tls, p, n, c, &c->writes, on_write);
 }
 
 static void arm(struct rp_conn *c, uint32_t ms);

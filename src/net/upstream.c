@@ -17,6 +17,8 @@
 #include "raproxy/metrics.h"
 #include "raproxy/tls.h"
 
+#include "stream.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,12 +68,6 @@ struct rp_upstream {
     bool retiring;   /* replaced by a new pool: accepted requests finish, then it goes */
     int live;        /* conns that completed a connection and are not closing */
     uint64_t last_ok_ns, last_fail_ns, last_probe_ns;
-};
-
-struct write_req {
-    uv_write_t req;
-    struct rp_upstream_conn *uc;
-    uint8_t data[];
 };
 
 static struct rp_metric *m_req_seconds;
@@ -269,9 +265,7 @@ static void on_uc_timer(uv_timer_t *t)
 
 static void on_uc_write(uv_write_t *req, int status)
 {
-    struct write_req *w = (struct write_req *)req;
-    struct rp_upstream_conn *uc = w->uc;
-    free(w);
+    struct rp_upstream_conn *uc = rp_stream_write_done(req);
     uc->writes--;
     if (uc->state == UC_CLOSING) {
         conn_free_if_done(uc);
@@ -281,40 +275,14 @@ static void on_uc_write(uv_write_t *req, int status)
         conn_close(uc);
 }
 
-static int uc_write_raw(struct rp_upstream_conn *uc, const uint8_t *p, size_t n)
-{
-    if (!n)
-        return RP_OK;
-    struct write_req *w = malloc(sizeof *w + n);
-    if (!w)
-        return RP_E_NOMEM;
-    w->uc = uc;
-    memcpy(w->data, p, n);
-    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)n);
-    if (uv_write(&w->req, (uv_stream_t *)&uc->tcp, &b, 1, on_uc_write) != 0) {
-        free(w);
-        return RP_E_IO;
-    }
-    uc->writes++;
-    return RP_OK;
-}
-
 static int uc_flush_tls(struct rp_upstream_conn *uc)
 {
-    struct rp_buf *o = rp_tls_out(uc->tls);
-    size_t n = rp_buf_avail(o);
-    int rc = uc_write_raw(uc, rp_buf_head(o), n);
-    rp_buf_consume(o, n);
-    rp_buf_compact(o);
-    return rc;
+    return rp_stream_flush_tls((uv_stream_t *)&uc->tcp, uc->tls, uc, &uc->writes, on_uc_write);
 }
 
 static int uc_send(struct rp_upstream_conn *uc, const uint8_t *p, size_t n)
 {
-    if (!uc->tls)
-        return uc_write_raw(uc, p, n);
-    int rc = rp_tls_write(uc->tls, p, n);
-    return rc ? rc : uc_flush_tls(uc);
+    return rp_stream_send((uv_stream_t *)&uc->tcp, uc->tls, p, n, uc, &uc->writes, on_uc_write);
 }
 
 static void start_request(struct rp_upstream_conn *uc, struct rp_upstream_req *r)
@@ -422,6 +390,16 @@ static void on_uc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)readbuf, sizeof readbuf);
 }
 
+/* Connected (and, for TLS, handshaken): counts as live and takes queued work. */
+static void conn_up(struct rp_upstream_conn *uc)
+{
+    struct rp_upstream *u = uc->u;
+    u->nconnecting--;
+    u->live++;
+    u->last_ok_ns = rp_clock_ns();
+    conn_ready(uc);
+}
+
 static void tls_step(struct rp_upstream_conn *uc)
 {
     bool was = rp_tls_handshake_done(uc->tls);
@@ -438,13 +416,8 @@ static void tls_step(struct rp_upstream_conn *uc)
             conn_close(uc);
         return;
     }
-    if (!was && rp_tls_handshake_done(uc->tls)) {
-        struct rp_upstream *u = uc->u;
-        u->nconnecting--;
-        u->live++;
-        u->last_ok_ns = rp_clock_ns();
-        conn_ready(uc);
-    }
+    if (!was && rp_tls_handshake_done(uc->tls))
+        conn_up(uc);
 }
 
 static void on_uc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -492,16 +465,12 @@ static void on_connected(uv_connect_t *req, int status)
     }
     uv_tcp_nodelay(&uc->tcp, 1);
     uv_read_start((uv_stream_t *)&uc->tcp, on_uc_alloc, on_uc_read);
-    struct rp_upstream *u = uc->u;
     if (uc->tls) {
         uc->state = UC_HANDSHAKE;
         tls_step(uc); /* emits the ClientHello */
         return;
     }
-    u->nconnecting--;
-    u->live++;
-    u->last_ok_ns = rp_clock_ns();
-    conn_ready(uc);
+    conn_up(uc);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
