@@ -107,6 +107,11 @@ void ra_state_free(void *state);
 struct ra_domain *ra_state_domain(struct ra_state *s, const struct rp_cfg_domain *cfg);
 const struct ra_secret *ra_domain_secret(const struct ra_domain *d, struct rp_view kid);
 
+/* The bit of a domain's alg_mask for a policy name ("ecdsa-p256", …, "rsa-pss"), 0 when
+ * unknown; RA_ALG_POLICY_ALL when a domain names none. */
+#define RA_ALG_POLICY_ALL 0x3fu
+uint32_t ra_alg_policy_bit(const char *name);
+
 /* Chain cache (thread-safe). */
 bool ra_chain_cache_get(struct ra_chain_cache *c, const uint8_t key[32], int64_t now);
 void ra_chain_cache_put(struct ra_chain_cache *c, const uint8_t key[32], int64_t until);

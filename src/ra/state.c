@@ -23,9 +23,6 @@
 #define RA_MAX_FILE    (16u * 1024u * 1024u)
 #define RA_MAX_CERTS   256u
 
-static const char *const alg_policy_names[] = {"ecdsa-p256", "ecdsa-p384", "ecdsa-p521",
-                                               "ed25519",    "rsa-pkcs1",  "rsa-pss"};
-
 static int read_file(const char *path, uint8_t **out, size_t *len)
 {
     int rc = rp_file_read(path, RA_MAX_FILE, out, len);
@@ -201,6 +198,30 @@ const struct ra_secret *ra_domain_secret(const struct ra_domain *d, struct rp_vi
     return NULL;
 }
 
+/* The names of rp_sig_policy_name() (the config's `algorithms`), bit i = names[i]. */
+static const char *const alg_policy_names[] = {"ecdsa-p256", "ecdsa-p384", "ecdsa-p521",
+                                               "ed25519",    "rsa-pkcs1",  "rsa-pss"};
+_Static_assert((1u << (sizeof alg_policy_names / sizeof alg_policy_names[0])) - 1 ==
+                   RA_ALG_POLICY_ALL,
+               "RA_ALG_POLICY_ALL names every policy bit");
+
+uint32_t ra_alg_policy_bit(const char *name)
+{
+    for (unsigned k = 0; name && k < sizeof alg_policy_names / sizeof alg_policy_names[0]; k++)
+        if (strcmp(name, alg_policy_names[k]) == 0)
+            return 1u << k;
+    return 0;
+}
+
+static int chain_cache_new(struct ra_domain *d)
+{
+    d->cache = calloc(1, sizeof *d->cache);
+    if (!d->cache)
+        return RP_E_NOMEM;
+    pthread_mutex_init(&d->cache->lock, NULL);
+    return RP_OK;
+}
+
 static int load_domain(const struct rp_cfg_domain *c, struct ra_domain *d, FILE *errs)
 {
     d->cfg = c;
@@ -211,11 +232,9 @@ static int load_domain(const struct rp_cfg_domain *c, struct ra_domain *d, FILE 
             d->allow_mask |= 1u << t;
     }
     for (unsigned i = 0; i < c->algorithms_count; i++)
-        for (unsigned k = 0; k < sizeof alg_policy_names / sizeof alg_policy_names[0]; k++)
-            if (strcmp(c->algorithms[i], alg_policy_names[k]) == 0)
-                d->alg_mask |= 1u << k;
+        d->alg_mask |= ra_alg_policy_bit(c->algorithms[i]);
     if (!d->alg_mask)
-        d->alg_mask = (1u << (sizeof alg_policy_names / sizeof alg_policy_names[0])) - 1;
+        d->alg_mask = RA_ALG_POLICY_ALL;
     for (unsigned i = 0; i < c->trust_anchors_count && rc == RP_OK; i++)
         rc = load_certs(c->trust_anchors[i], &d->anchors, errs);
     for (unsigned i = 0; i < c->intermediates_count && rc == RP_OK; i++)
@@ -252,13 +271,7 @@ static int load_domain(const struct rp_cfg_domain *c, struct ra_domain *d, FILE 
         rc = load_certs(c->admins[i], &d->admins, errs);
     if (rc == RP_OK)
         rc = ra_pki_info_load(c, d, errs);
-    if (rc == RP_OK) {
-        d->cache = calloc(1, sizeof *d->cache);
-        if (!d->cache)
-            return RP_E_NOMEM;
-        pthread_mutex_init(&d->cache->lock, NULL);
-    }
-    return rc;
+    return rc == RP_OK ? chain_cache_new(d) : rc;
 }
 
 static void free_domain(struct ra_domain *d)
@@ -333,13 +346,8 @@ int ra_state_build(const struct rp_config *cfg, struct ra_state **out, FILE *err
         s->ca.cfg = &ca_policy;
         s->ca.alg_mask = ~0u;
         rc = load_certs(cfg->upstream.ca_trust, &s->ca.anchors, errs);
-        if (rc == RP_OK) {
-            s->ca.cache = calloc(1, sizeof *s->ca.cache);
-            if (!s->ca.cache)
-                rc = RP_E_NOMEM;
-            else
-                pthread_mutex_init(&s->ca.cache->lock, NULL);
-        }
+        if (rc == RP_OK)
+            rc = chain_cache_new(&s->ca);
     }
     if (rc != RP_OK) {
         ra_state_free(s);
@@ -357,11 +365,17 @@ struct ra_domain *ra_state_domain(struct ra_state *s, const struct rp_cfg_domain
     return NULL;
 }
 
-bool ra_chain_cache_get(struct ra_chain_cache *c, const uint8_t key[32], int64_t now)
+/* Direct-mapped: the key is a SHA-256, so its first bytes index evenly. */
+static struct ra_chain_entry *cache_slot(struct ra_chain_cache *c, const uint8_t key[32])
 {
     size_t i;
     memcpy(&i, key, sizeof i);
-    struct ra_chain_entry *e = &c->slots[i % RA_CHAIN_CACHE_SLOTS];
+    return &c->slots[i % RA_CHAIN_CACHE_SLOTS];
+}
+
+bool ra_chain_cache_get(struct ra_chain_cache *c, const uint8_t key[32], int64_t now)
+{
+    struct ra_chain_entry *e = cache_slot(c, key);
     pthread_mutex_lock(&c->lock);
     bool hit = e->until > now && memcmp(e->key, key, 32) == 0;
     if (hit)
@@ -374,9 +388,7 @@ bool ra_chain_cache_get(struct ra_chain_cache *c, const uint8_t key[32], int64_t
 
 void ra_chain_cache_put(struct ra_chain_cache *c, const uint8_t key[32], int64_t until)
 {
-    size_t i;
-    memcpy(&i, key, sizeof i);
-    struct ra_chain_entry *e = &c->slots[i % RA_CHAIN_CACHE_SLOTS];
+    struct ra_chain_entry *e = cache_slot(c, key);
     pthread_mutex_lock(&c->lock);
     memcpy(e->key, key, 32); /* direct-mapped: a colliding chain simply replaces it */
     e->until = until;

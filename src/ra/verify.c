@@ -159,13 +159,8 @@ static int verify_sig(struct rp_view spki, struct rp_view alg_der, struct rp_vie
     if (rp_pubkey_from_spki(spki, &pk) != RP_OK)
         FAIL(RP_E_BAD_ALG, "public key not supported");
     int rc = RP_OK;
-    const char *policy = rp_sig_policy_name(alg, pk);
-    unsigned bit = 0;
-    static const char *const names[] = {"ecdsa-p256", "ecdsa-p384", "ecdsa-p521",
-                                        "ed25519",    "rsa-pkcs1",  "rsa-pss"};
-    while (policy && bit < sizeof names / sizeof names[0] && strcmp(names[bit], policy) != 0)
-        bit++;
-    if (!policy || bit == sizeof names / sizeof names[0] || !(d->alg_mask & (1u << bit))) {
+    uint32_t bit = ra_alg_policy_bit(rp_sig_policy_name(alg, pk));
+    if (!bit || !(d->alg_mask & bit)) {
         *why = "algorithm not allowed in this domain";
         rc = RP_E_BAD_ALG;
     } else if (rp_pubkey_type(pk) == RP_KEY_RSA && rp_pubkey_bits(pk) < d->cfg->rsa_min_bits) {
