@@ -21,7 +21,8 @@
 /* Salt lengths accepted (RFC 9481 asks for at least 64 bits; 128 bytes is plenty). */
 #define RP_MAC_MIN_SALT 8u
 #define RP_MAC_MAX_SALT 128u
-/* Largest MAC (HMAC-SHA512). */
+/* Largest MAC (HMAC-SHA512), and the largest PBMAC1 keyLength accepted. A PBMAC1
+ * keyLength, when present, must be at least the MAC's output size (RP_E_BAD_ALG otherwise). */
 #define RP_MAC_MAX 64u
 
 enum rp_mac_hash { RP_MAC_SHA1, RP_MAC_SHA256, RP_MAC_SHA384, RP_MAC_SHA512 };

@@ -125,7 +125,8 @@ static int parse_pbkdf2(struct rp_der *outer, const struct rp_der_tlv *kdf, uint
         return RP_E_BAD_ALG;
     mp->key_len = 0; /* absent: the MAC's hash size, set by the caller */
     if (t.ident == RP_DER_INTEGER) {
-        if (rp_der_int64(&c, &t, &key_len) < 0 || key_len < 1 || key_len > WC_MAX_DIGEST_SIZE)
+        /* the lower bound (the MAC's output size) is checked once the MAC is known */
+        if (rp_der_int64(&c, &t, &key_len) < 0 || key_len < 1 || key_len > RP_MAC_MAX)
             return RP_E_BAD_ALG;
         mp->key_len = (size_t)key_len;
         if (rp_der_next(&c, &t) < 0)
@@ -154,8 +155,14 @@ static int parse_pbmac1(struct rp_view params, uint32_t max_iter, struct mac_par
         rp_der_finish(&c, NULL) < 0)
         return RP_E_BAD_ALG;
     mp->mac_hash = hashes[h].wc;
+    /* A key shorter than the MAC makes the MAC only as strong as the key: with keyLength 1
+     * an HMAC key has 256 values and a blind guess forges the MAC (RFC 9481 §6.1.1 asks
+     * for a key as long as the MAC's output). */
+    size_t mac_len = (size_t)wc_HashGetDigestSize(mp->mac_hash);
     if (mp->key_len == 0)
-        mp->key_len = (size_t)wc_HashGetDigestSize(mp->mac_hash);
+        mp->key_len = mac_len;
+    else if (mp->key_len < mac_len)
+        return RP_E_BAD_ALG;
     mp->scheme = SCHEME_PBMAC1;
     return RP_OK;
 }

@@ -2,6 +2,8 @@
  * openssl kdf/mac commands. */
 #include "raproxy/arena.h"
 #include "raproxy/cmp.h"
+#include "raproxy/der.h"
+#include "raproxy/derw.h"
 #include "raproxy/err.h"
 #include "raproxy/guard.h"
 #include "raproxy/mac.h"
@@ -278,6 +280,65 @@ Test(mac, refuses_bad_parameters_before_any_work)
                         0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02, 0x09, 0x05, 0x00),
                       SECRET, data, 1, mac, 32, MAX_ITER),
         RP_E_BAD_ALG);
+    rp_arena_free(&a);
+}
+
+/* PBMAC1 (PBKDF2 with HMAC-SHA256, HMAC-SHA256) with an explicit keyLength. */
+static struct rp_view pbmac1_with_keylen(struct rp_arena *a, int64_t key_len)
+{
+    static const uint8_t salt[16] = {9, 8, 7, 6, 5, 4, 3, 2, 1};
+    struct rp_derw w;
+    struct rp_view out;
+    cr_assert_eq(rp_derw_init(&w, a, 256), RP_OK);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_oid(&w, RP_OID_VIEW(RP_OID_PBMAC1));
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_oid(&w, RP_OID_VIEW(RP_OID_PBKDF2));
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_octets(&w, rp_view_make(salt, sizeof salt));
+    rp_derw_int64(&w, RP_DER_INTEGER, 1000);
+    rp_derw_int64(&w, RP_DER_INTEGER, key_len);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_oid(&w, RP_OID_VIEW(RP_OID_HMAC_SHA256));
+    rp_derw_null(&w);
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_oid(&w, RP_OID_VIEW(RP_OID_HMAC_SHA256));
+    rp_derw_null(&w);
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    cr_assert_eq(rp_derw_finish(&w, &out), RP_OK);
+    return out;
+}
+
+/* The forgery of the review: keyLength 1 leaves 256 HMAC keys, so a blind guess passed.
+ * Any keyLength shorter than the MAC is refused before hashing; 32 (and longer) works. */
+Test(mac, pbmac1_key_shorter_than_the_mac_is_bad_alg)
+{
+    static const uint8_t data[] = "ProtectedPart";
+    struct rp_arena a;
+    cr_assert_eq(rp_arena_new(&a, ARENA_CAP), RP_OK);
+    uint8_t mac[RP_MAC_MAX];
+    size_t n = 0;
+    static const int64_t refused[] = {1, 16, 31, RP_MAC_MAX + 1, 0, -1};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        struct rp_view alg = pbmac1_with_keylen(&a, refused[i]);
+        cr_expect_eq(rp_mac_protect(alg, SECRET, data, sizeof data, mac, sizeof mac, &n, MAX_ITER),
+                     RP_E_BAD_ALG, "keyLength %lld", (long long)refused[i]);
+        cr_expect_eq(rp_mac_verify(alg, SECRET, data, sizeof data, mac, 32, MAX_ITER), RP_E_BAD_ALG,
+                     "keyLength %lld", (long long)refused[i]);
+    }
+    static const int64_t accepted[] = {32, 48, RP_MAC_MAX};
+    for (size_t i = 0; i < sizeof accepted / sizeof accepted[0]; i++) {
+        struct rp_view alg = pbmac1_with_keylen(&a, accepted[i]);
+        cr_assert_eq(rp_mac_protect(alg, SECRET, data, sizeof data, mac, sizeof mac, &n, MAX_ITER),
+                     RP_OK, "keyLength %lld", (long long)accepted[i]);
+        cr_expect_eq(rp_mac_verify(alg, SECRET, data, sizeof data, mac, n, MAX_ITER), RP_OK);
+    }
     rp_arena_free(&a);
 }
 
