@@ -44,7 +44,8 @@
 #                               -newkey issued.key)
 #   chain.pem                   operator ica + operator root (caPubs / extraCerts)
 # DIR/mac/
-#   secrets.txt                 "<senderKID> <secret>" lines for MAC (PBM) protection
+#   secrets.txt                 "<senderKID> <secret> [serial=…]" lines for MAC (PBM):
+#                               kid-1 is device SN0001, kid-2 has no serial
 # DIR/.done                     written last
 set -euo pipefail
 
@@ -212,7 +213,9 @@ issue ca/issued "/O=Operator/CN=Device 1/serialNumber=SN0001" operator/ica ee
 cat operator/ica.pem operator/root.pem > ca/chain.pem
 
 # --- MAC secrets ---
-printf '%s\n' "kid-1 pbm-secret-1" "kid-2 pbm-secret-2" > mac/secrets.txt
+# kid-1 stands for device SN0001 (on the allowlist); kid-2 has no serial= and so is its own
+# serial, which no allowlist lists.
+printf '%s\n' "kid-1 pbm-secret-1 serial=SN0001" "kid-2 pbm-secret-2" > mac/secrets.txt
 
 # Sanity: every chain verifies (and the expired/revoked ones fail for the right reason).
 v() { openssl verify -CAfile "$1" "${@:2}" >/dev/null; }

@@ -28,6 +28,9 @@
 #define RP_DEF_REDIS_TIMEOUT      200u /* ms */
 #define RP_DEF_WORKER_QUEUE       4096u
 #define RP_DEF_PBM_MAX_ITER       100000u
+#define RP_DEF_MAC_LOCKOUT_FAILS  5u     /* MAC failures per kid … */
+#define RP_DEF_MAC_LOCKOUT_WINDOW 600u   /* … within this many seconds lock the kid out */
+#define RP_DEF_REPLAY_WINDOW      86400u /* s: nonces of messages without messageTime */
 #define RP_DEF_LOOPS              1u
 #define RP_DEF_RSA_MIN_BITS       2048u
 #define RP_DEF_LOG_LEVEL          "info"
@@ -37,13 +40,16 @@
 #define RP_DEF_OCSP_CACHE_ENTRIES 10000u
 #define RP_DEF_OCSP_CACHE_MAX_AGE 3600u /* s */
 #define RP_DEF_OCSP_TIMEOUT       5000u /* ms */
+#define RP_DEF_OCSP_PER_IP_RATE   50u   /* OCSP requests per second and client address */
+#define RP_DEF_OCSP_PER_IP_BURST  100u
 
 /* Bounds checked by validation. */
-#define RP_CFG_LOOPS_MAX       64u
-#define RP_CFG_WORKERS_MAX     256u
-#define RP_CFG_NAME_MAX        64u /* domain name length */
-#define RP_CFG_DOMAIN_PREFIX   "/.well-known/cmp/p/"
-#define RP_CFG_DOMAIN_PATH_MAX (sizeof RP_CFG_DOMAIN_PREFIX + RP_CFG_NAME_MAX)
+#define RP_CFG_LOOPS_MAX          64u
+#define RP_CFG_WORKERS_MAX        256u
+#define RP_CFG_NAME_MAX           64u  /* domain name length */
+#define RP_CFG_PBM_MIN_ITERATIONS 100u /* = RP_MAC_MIN_ITERATIONS (mac.h) */
+#define RP_CFG_DOMAIN_PREFIX      "/.well-known/cmp/p/"
+#define RP_CFG_DOMAIN_PATH_MAX    (sizeof RP_CFG_DOMAIN_PREFIX + RP_CFG_NAME_MAX)
 
 struct rp_cfg_tls {
     char *cert;                /* PEM server (or client) certificate chain file */
@@ -115,6 +121,14 @@ enum rp_redis_failure { RP_REDIS_FAIL_OPEN = 0, RP_REDIS_FAIL_CLOSED };
 enum rp_pop_mode { RP_POP_KEEP = 0, RP_POP_RA_VERIFIED };
 enum rp_genm_mode { RP_GENM_FORWARD = 0, RP_GENM_LOCAL };
 
+/* MAC failures per senderKID that lock it out: after `failures` failed MACs within
+ * `window_s` seconds (counted from the first), requests naming the kid are refused with
+ * badMessageCheck without computing the MAC until the window ends. */
+struct rp_cfg_mac_lockout {
+    uint32_t failures; /* default 5 */
+    uint32_t window_s; /* default 600 */
+};
+
 /* PKI information raproxy answers itself with `genm: local` (RFC 9483 §4.3). */
 struct rp_cfg_root_ca_update {
     char *new_with_new; /* PEM: the new root CA certificate (required) */
@@ -149,14 +163,19 @@ struct rp_cfg_domain {
                             "rsa-pkcs1", "rsa-pss"; empty = all of those */
     unsigned algorithms_count;
     uint32_t rsa_min_bits; /* default 2048 */
-    char *mac_secrets;     /* file: "<senderKID> <secret>" lines */
-    uint32_t pbm_max_iterations;
-    char *allowlist; /* file of serial numbers, or "redis" */
+    char *mac_secrets; /* file: "<senderKID> <secret> [serial=…] [subject=…] [bodies=…]" */
+    uint32_t pbm_max_iterations; /* 100 .. 1000000, default 100000 */
+    char *allowlist;             /* file of serial numbers, or "redis" */
     bool allowlist_consume;
     enum rp_forward_mode forward;
     enum rp_pop_mode pop;
     enum rp_genm_mode genm;
     uint32_t max_clock_skew_s;
+    /* true (default): a request without messageTime is refused (badTime), so a nonce need
+     * only be remembered while a message carrying it could still be accepted (2 · skew) */
+    bool require_message_time;
+    uint32_t replay_window_s; /* nonces of messages without messageTime, default 86400 */
+    struct rp_cfg_mac_lockout mac_lockout;
     char *upstream_path; /* path on the upstream (the EJBCA alias); always set after loading,
                             by default to upstream.url's path */
     char *ocsp_path;     /* optional: this domain's own path to the OCSP relay (needs the
@@ -198,6 +217,10 @@ struct rp_cfg_validation {
     struct rp_cfg_ocsp_cache cache;
     /* whole VA request deadline, default 5000 */
     uint32_t timeout_ms;
+    /* admission of OCSP requests (before any VA or crypto work): per client address and
+     * for the whole relay; defaults per_ip 50/s burst 100, global unlimited */
+    struct rp_cfg_limit per_ip;
+    struct rp_cfg_limit global;
 };
 
 struct rp_config {

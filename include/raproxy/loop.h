@@ -21,9 +21,11 @@ struct rp_loop_opts {
     rp_exchange_fn on_exchange; /* the application handler for CMP listeners */
     struct rp_workers *workers; /* may be NULL */
     bool admin;                 /* run the admin listener on this loop */
-    /* Called on the loop thread after start and whenever a new snapshot is installed:
-     * lets the application attach per-loop state (e.g. a Redis client). */
-    void (*on_snapshot)(struct rp_loop *l, struct rp_snapshot *s);
+    /* Lets the application attach per-loop state (e.g. a Redis client): once in
+     * rp_loop_start before the loop thread starts (an error fails the start: the
+     * application's state must never be silently missing), then on the loop thread whenever
+     * a new snapshot is installed (an error is logged, the loop keeps its state). */
+    int (*on_snapshot)(struct rp_loop *l, struct rp_snapshot *s);
     void (*on_stop)(struct rp_loop *l); /* loop thread, once the loop drained */
     /* /readyz asks this too (loop thread); NULL = ready. E.g. Redis connected. */
     bool (*ready)(struct rp_loop *l);

@@ -24,12 +24,13 @@
 
 #include <uv.h>
 
+#include "raproxy/url.h"
+
 struct redisReply;
 struct rp_redis;
 
 /* Used when no key prefix is configured; admission keys and the allowlist CLI share it. */
 #define RP_REDIS_DEFAULT_PREFIX "raproxy:"
-#define RP_REDIS_DEFAULT_PORT   6379
 /* Commands in flight per connection, including timed-out ones whose reply is still due. */
 #define RP_REDIS_MAX_INFLIGHT 8192u
 
@@ -38,20 +39,6 @@ struct rp_redis_opts {
     uint32_t timeout_ms;    /* per-command deadline; 0 = RP_DEF_REDIS_TIMEOUT */
     const char *key_prefix; /* NULL = RP_REDIS_DEFAULT_PREFIX */
 };
-
-/* A parsed URL; strings point into `buf`. */
-struct rp_redis_url {
-    const char *host; /* NULL for unix sockets */
-    int port;
-    const char *path; /* unix socket path, or NULL */
-    const char *user; /* NULL when not given */
-    const char *pass; /* NULL when not given */
-    int db;
-    char buf[512];
-};
-
-/* RP_E_CONFIG on anything malformed (percent-escapes in user and password are decoded). */
-int rp_redis_parse_url(const char *url, struct rp_redis_url *out);
 
 /* Starts connecting at once (asynchronously); AUTH and SELECT when the URL asks for them. */
 int rp_redis_new(struct rp_redis **out, uv_loop_t *loop, const struct rp_redis_opts *o);

@@ -23,8 +23,9 @@ void rp_server_init(struct rp_workers *workers, struct rp_limiter *limiter);
 /* The handler of CMP listeners (rp_loop_opts.on_exchange). */
 void rp_server_on_exchange(struct rp_exchange *ex);
 /* Loop hooks (rp_loop_opts.on_snapshot / on_stop): per-loop Redis client, admission and
- * the port where worker jobs come back. */
-void rp_server_on_snapshot(struct rp_loop *l, struct rp_snapshot *s);
+ * the port where worker jobs come back. rp_server_init must have run: without workers or
+ * this state the RA cannot judge requests, so the loop does not start. */
+int rp_server_on_snapshot(struct rp_loop *l, struct rp_snapshot *s);
 void rp_server_on_stop(struct rp_loop *l);
 bool rp_server_redis_ready(struct rp_loop *l);
 

@@ -4,6 +4,7 @@
 #include <wolfssl/wolfcrypt/hmac.h>
 #include <wolfssl/wolfcrypt/pwdbased.h>
 
+#include "raproxy/config.h"
 #include "raproxy/der.h"
 #include "raproxy/derw.h"
 #include "raproxy/err.h"
@@ -15,6 +16,9 @@
 
 /* Room for either AlgorithmIdentifier the builders write (~80 bytes plus the salt). */
 #define ALGID_CAP (96u + RP_MAC_MAX_SALT)
+
+_Static_assert(RP_MAC_MIN_ITERATIONS == RP_CFG_PBM_MIN_ITERATIONS,
+               "the configuration's lower bound for pbm_max_iterations is the verifier's");
 
 enum scheme { SCHEME_PBM, SCHEME_PBMAC1 };
 

@@ -109,6 +109,12 @@ static const cyaml_schema_field_t limits_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t mac_lockout_fields[] = {
+    U32("failures", struct rp_cfg_mac_lockout, failures),
+    U32("window_s", struct rp_cfg_mac_lockout, window_s),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_strval_t forward_names[] = {
     {"reprotect", RP_FORWARD_REPROTECT},
     {"unchanged", RP_FORWARD_UNCHANGED},
@@ -167,6 +173,9 @@ static const cyaml_schema_field_t domain_fields[] = {
     ENUM("pop", struct rp_cfg_domain, pop, pop_names),
     ENUM("genm", struct rp_cfg_domain, genm, genm_names),
     U32("max_clock_skew_s", struct rp_cfg_domain, max_clock_skew_s),
+    CYAML_FIELD_BOOL("require_message_time", OPT, struct rp_cfg_domain, require_message_time),
+    U32("replay_window_s", struct rp_cfg_domain, replay_window_s),
+    CYAML_FIELD_MAPPING("mac_lockout", OPT, struct rp_cfg_domain, mac_lockout, mac_lockout_fields),
     STR("upstream_path", struct rp_cfg_domain, upstream_path),
     STR("ocsp_path", struct rp_cfg_domain, ocsp_path),
     CYAML_FIELD_MAPPING("limits", OPT, struct rp_cfg_domain, limits, limits_fields),
@@ -200,6 +209,8 @@ static const cyaml_schema_field_t validation_fields[] = {
     STR("path", struct rp_cfg_validation, path),
     CYAML_FIELD_MAPPING("cache", OPT, struct rp_cfg_validation, cache, ocsp_cache_fields),
     U32("timeout_ms", struct rp_cfg_validation, timeout_ms),
+    CYAML_FIELD_MAPPING("per_ip", OPT, struct rp_cfg_validation, per_ip, limit_fields),
+    CYAML_FIELD_MAPPING("global", OPT, struct rp_cfg_validation, global, limit_fields),
     CYAML_FIELD_END,
 };
 
@@ -1017,6 +1028,13 @@ static void defaults_domain(struct rp_cfgx *x, struct rp_config *cfg, unsigned i
     def_u32(x, p, "rsa_min_bits", &d->rsa_min_bits, RP_DEF_RSA_MIN_BITS);
     def_u32(x, p, "pbm_max_iterations", &d->pbm_max_iterations, RP_DEF_PBM_MAX_ITER);
     def_u32(x, p, "max_clock_skew_s", &d->max_clock_skew_s, RP_DEF_MAX_CLOCK_SKEW);
+    rp_cfgx_key(lp, "%s.require_message_time", p);
+    if (!rp_cfgx_present(x, lp))
+        d->require_message_time = true;
+    def_u32(x, p, "replay_window_s", &d->replay_window_s, RP_DEF_REPLAY_WINDOW);
+    rp_cfgx_key(lp, "%s.mac_lockout", p);
+    def_u32(x, lp, "failures", &d->mac_lockout.failures, RP_DEF_MAC_LOCKOUT_FAILS);
+    def_u32(x, lp, "window_s", &d->mac_lockout.window_s, RP_DEF_MAC_LOCKOUT_WINDOW);
     default_upstream_path(x, cfg, &d->upstream_path);
     struct rp_cfg_limit *lim[] = {&d->limits.global, &d->limits.domain, &d->limits.per_ip,
                                   &d->limits.per_device};
@@ -1071,6 +1089,11 @@ static void apply_defaults(struct rp_cfgx *x, struct rp_config *cfg)
         def_u32(x, "validation.cache", "max_entries", &v->cache.max_entries,
                 RP_DEF_OCSP_CACHE_ENTRIES);
         def_u32(x, "validation.cache", "max_age_s", &v->cache.max_age_s, RP_DEF_OCSP_CACHE_MAX_AGE);
+        def_u32(x, "validation.per_ip", "rate", &v->per_ip.rate, RP_DEF_OCSP_PER_IP_RATE);
+        def_u32(x, "validation.per_ip", "burst", &v->per_ip.burst,
+                rp_cfgx_present(x, "validation.per_ip.rate") ? v->per_ip.rate
+                                                             : RP_DEF_OCSP_PER_IP_BURST);
+        defaults_limit(x, "validation.global", &v->global);
     }
 }
 

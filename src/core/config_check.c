@@ -3,6 +3,7 @@
  * `--check-config` shows every problem. */
 #include "config_internal.h"
 #include "raproxy/err.h"
+#include "raproxy/url.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -18,9 +19,15 @@
 #define RSA_MIN_BITS_MIN     1024u
 #define RSA_MIN_BITS_MAX     16384u
 #define CLOCK_SKEW_MAX_S     86400u
-#define SHUTDOWN_GRACE_MAX_S 3600u
-#define PORT_MAX             65535u
-#define PORT_DIGITS_MAX      5
+#define REPLAY_WINDOW_MAX_S  (30u * 86400u)
+/* PBM/PBMAC1 iterations an attacker may make the RA hash per request (RFC 9481 §6.1.1
+ * leaves the count to the sender): a MAC check costs at most this many hash blocks. */
+#define PBM_MAX_ITER_MAX         1000000u
+#define MAC_LOCKOUT_FAILS_MAX    1000u
+#define MAC_LOCKOUT_WINDOW_MAX_S 86400u
+#define SHUTDOWN_GRACE_MAX_S     3600u
+#define PORT_MAX                 65535u
+#define PORT_DIGITS_MAX          5
 
 /* RFC 9810 PKIBody choice names, as written in configs and logs. */
 static const char *const body_names[] = {
@@ -155,26 +162,6 @@ int rp_config_parse_url(const char *url, struct rp_cfg_url *out)
     out->path = p[alen] == '/' ? p + alen : "/";
     /* the CMP endpoint is a path; a query would be dropped or mangled by the pool */
     return strchr(p, '?') ? RP_E_CONFIG : 0;
-}
-
-/* redis://[user[:pass]@]host[:port][/db] or unix:/path */
-static int valid_redis_url(const char *u)
-{
-    if (strncmp(u, "unix:", 5) == 0)
-        return u[5] == '/' && u[6] != 0 && url_chars_ok(u);
-    if (strncmp(u, "redis://", 8) != 0 || !url_chars_ok(u))
-        return 0;
-    const char *p = u + 8;
-    const char *at = strrchr(p, '@');
-    if (at)
-        p = at + 1;
-    size_t alen = strcspn(p, "/");
-    char host[256];
-    uint16_t port = 0;
-    if (parse_authority(p, alen, host, sizeof host, &port) != 0)
-        return 0;
-    uint32_t db;
-    return p[alen] == 0 || rp_cfgx_parse_u32(p + alen + 1, UINT32_MAX, &db) == 0;
 }
 
 /* ------------------------------------------------------------- generic checks */
@@ -347,17 +334,51 @@ static void check_ra(struct rp_cfgx *x, const struct rp_config *cfg)
     check_file(x, "ra.chain", cfg->ra.chain);
 }
 
+/* Redis keys are "<prefix><kind>:{<hash tag>}…": a brace in the prefix would become the
+ * hash tag of every key (all on one Cluster slot) and the key builders refuse it. */
+#define REDIS_KEY_PREFIX_MAX 64u
+
 static void check_redis(struct rp_cfgx *x, const struct rp_cfg_redis *r)
 {
     if (!r)
         return;
-    if (!r->url)
+    struct rp_redis_url u;
+    char shown[RP_REDIS_URL_MAX + 1];
+    if (!r->url) {
         rp_cfgx_problem(x, "redis.url", "required when the redis section is present");
-    else if (!valid_redis_url(r->url))
+    } else if (rp_redis_url_parse(r->url, &u) != RP_OK) {
+        rp_redis_url_redact(r->url, shown, sizeof shown);
         rp_cfgx_problem(x, "redis.url",
-                        "must be redis://[user:pass@]host[:port][/db] or unix:/path, got '%s'",
-                        r->url);
+                        "must be redis://[[user]:pass@]host[:port][/db] or unix:/path, got '%s'",
+                        shown);
+    }
     check_range(x, "redis.timeout_ms", r->timeout_ms, 1, UINT32_MAX);
+    const char *kp = r->key_prefix;
+    if (kp && (strlen(kp) > REDIS_KEY_PREFIX_MAX || strpbrk(kp, "{} \t\r\n")))
+        rp_cfgx_problem(x, "redis.key_prefix",
+                        "must be at most %u characters, without braces or spaces, got '%s'",
+                        REDIS_KEY_PREFIX_MAX, kp);
+}
+
+static void check_limit(struct rp_cfgx *x, const char *base, const struct rp_cfg_limit *l)
+{
+    char p[RP_CFGX_PATH_MAX];
+    rp_cfgx_key(p, "%s.burst", base);
+    if (l->rate > 0 && l->burst == 0)
+        rp_cfgx_problem(x, p, "must be at least 1 when rate is set");
+    if (l->rate == 0 && l->burst > 0)
+        rp_cfgx_problem(x, p, "set without a rate");
+}
+
+static void check_limits(struct rp_cfgx *x, const char *base, const struct rp_cfg_limits *l)
+{
+    const struct rp_cfg_limit *v[] = {&l->global, &l->domain, &l->per_ip, &l->per_device};
+    const char *names[] = {"global", "domain", "per_ip", "per_device"};
+    char p[RP_CFGX_PATH_MAX];
+    for (size_t i = 0; i < COUNT(v); i++) {
+        rp_cfgx_key(p, "%s.limits.%s", base, names[i]);
+        check_limit(x, p, v[i]);
+    }
 }
 
 #define OCSP_CACHE_ENTRIES_MAX (10u * 1000u * 1000u)
@@ -389,23 +410,11 @@ static void check_validation(struct rp_cfgx *x, const struct rp_cfg_validation *
     check_range(x, "validation.cache.max_entries", v->cache.max_entries, 1, OCSP_CACHE_ENTRIES_MAX);
     check_range(x, "validation.cache.max_age_s", v->cache.max_age_s, 1, OCSP_MAX_AGE_MAX_S);
     check_range(x, "validation.timeout_ms", v->timeout_ms, 1, UINT32_MAX);
+    check_limit(x, "validation.per_ip", &v->per_ip);
+    check_limit(x, "validation.global", &v->global);
 }
 
 /* ------------------------------------------------------------------- domains */
-
-static void check_limits(struct rp_cfgx *x, const char *base, const struct rp_cfg_limits *l)
-{
-    const struct rp_cfg_limit *v[] = {&l->global, &l->domain, &l->per_ip, &l->per_device};
-    const char *names[] = {"global", "domain", "per_ip", "per_device"};
-    char p[RP_CFGX_PATH_MAX];
-    for (size_t i = 0; i < COUNT(v); i++) {
-        rp_cfgx_key(p, "%s.limits.%s.burst", base, names[i]);
-        if (v[i]->rate > 0 && v[i]->burst == 0)
-            rp_cfgx_problem(x, p, "must be at least 1 when rate is set");
-        if (v[i]->rate == 0 && v[i]->burst > 0)
-            rp_cfgx_problem(x, p, "set without a rate");
-    }
-}
 
 static void check_names(struct rp_cfgx *x, const char *base, const char *key, char *const *v,
                         unsigned n, const char *const *set, size_t set_n, const char *what)
@@ -450,7 +459,11 @@ static void check_domain_auth(struct rp_cfgx *x, const char *base, const struct 
         rp_cfgx_problem(x, p, "required with mac protection");
     check_file(x, p, d->mac_secrets);
     rp_cfgx_key(p, "%s.pbm_max_iterations", base);
-    check_range(x, p, d->pbm_max_iterations, 1, UINT32_MAX);
+    check_range(x, p, d->pbm_max_iterations, RP_CFG_PBM_MIN_ITERATIONS, PBM_MAX_ITER_MAX);
+    rp_cfgx_key(p, "%s.mac_lockout.failures", base);
+    check_range(x, p, d->mac_lockout.failures, 1, MAC_LOCKOUT_FAILS_MAX);
+    rp_cfgx_key(p, "%s.mac_lockout.window_s", base);
+    check_range(x, p, d->mac_lockout.window_s, 1, MAC_LOCKOUT_WINDOW_MAX_S);
     rp_cfgx_key(p, "%s.allowlist", base);
     if (d->allowlist && strcmp(d->allowlist, "redis") == 0) {
         if (!cfg->redis)
@@ -515,6 +528,8 @@ static void check_domain(struct rp_cfgx *x, const struct rp_config *cfg, unsigne
     check_pki_info(x, base, d);
     rp_cfgx_key(p, "%s.max_clock_skew_s", base);
     check_range(x, p, d->max_clock_skew_s, 1, CLOCK_SKEW_MAX_S);
+    rp_cfgx_key(p, "%s.replay_window_s", base);
+    check_range(x, p, d->replay_window_s, 1, REPLAY_WINDOW_MAX_S);
     rp_cfgx_key(p, "%s.upstream_path", base);
     if (d->upstream_path && !valid_url_path(d->upstream_path))
         rp_cfgx_problem(x, p, "must be a URL path starting with '/', got '%s'", d->upstream_path);

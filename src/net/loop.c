@@ -157,8 +157,9 @@ static void install_snapshot(struct rp_loop *l, struct rp_snapshot *s)
     }
     unsigned loops = s->cfg->loops ? s->cfg->loops : 1;
     l->max_conns = (s->cfg->http.max_connections + loops - 1) / loops;
-    if (l->on_snapshot)
-        l->on_snapshot(l, s);
+    if (l->on_snapshot && l->on_snapshot(l, s) != RP_OK)
+        rp_log_error("reload", "loop %u: cannot attach the new snapshot's per-loop state",
+                     l->index);
     rp_snapshot_unref(old);
 }
 
@@ -205,8 +206,6 @@ static void *loop_main(void *arg)
     snprintf(name, sizeof name, "rp-loop-%u", l->index);
     pthread_setname_np(pthread_self(), name);
     rp_guard_mark_loop_thread(); /* public-key work on this thread is counted as a bug */
-    if (l->on_snapshot)
-        l->on_snapshot(l, l->snap);
     l->lag_expected_ns = rp_clock_ns() + (uint64_t)LAG_INTERVAL_MS * 1000000u;
     uv_timer_start(&l->lag, on_lag, LAG_INTERVAL_MS, LAG_INTERVAL_MS);
     uv_run(&l->uv, UV_RUN_DEFAULT);
@@ -278,6 +277,9 @@ int rp_loop_start(struct rp_loop **out, const struct rp_loop_opts *o)
     int rc = bind_all(l, o->admin);
     if (rc == RP_OK)
         rc = make_upstream(l, l->snap);
+    /* before the thread exists: the loop is not running yet, so this thread may touch it */
+    if (rc == RP_OK && l->on_snapshot)
+        rc = l->on_snapshot(l, l->snap);
     if (rc == RP_OK && pthread_create(&l->thread, NULL, loop_main, l) != 0)
         rc = RP_E_IO;
     if (rc != RP_OK) {

@@ -64,7 +64,7 @@ struct rp_loop {
     pthread_t thread;
     unsigned index;
     rp_exchange_fn on_exchange;
-    void (*on_snapshot)(struct rp_loop *l, struct rp_snapshot *s);
+    int (*on_snapshot)(struct rp_loop *l, struct rp_snapshot *s);
     void (*on_stop)(struct rp_loop *l);
     bool (*ready)(struct rp_loop *l);
     struct rp_snapshot *snap;

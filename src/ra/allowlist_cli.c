@@ -108,7 +108,7 @@ static bool reply_ok(redisContext *c, redisReply *rep, const char *what)
 static redisContext *connect_redis(const char *url)
 {
     struct rp_redis_url u;
-    if (rp_redis_parse_url(url, &u) != RP_OK) {
+    if (rp_redis_url_parse(url, &u) != RP_OK) {
         fprintf(stderr, "allowlist: bad --redis URL\n");
         return NULL;
     }

@@ -323,11 +323,10 @@ static void on_verified(struct rp_job *j)
     }
     rx->step = RA_RECORD;
     const struct rp_cmp_header *h = &rx->msg.header;
-    /* MAC-protected senders have no certificate: the senderKID names them */
-    struct rp_view who = rp_view_present(rx->serial) ? rx->serial : h->sender_kid.val;
+    /* verification named the sender (certificate serialNumber or the MAC kid's identity) */
     struct rp_admit_verified_in in = {
         .domain = rx->dcfg->name,
-        .serial = who,
+        .serial = rx->serial,
         .txid = h->transaction_id.val,
         .nonce = h->sender_nonce.val,
         .body = rp_cmp_body_name(rx->msg.body.type),
@@ -533,10 +532,16 @@ void rp_server_on_exchange(struct rp_exchange *ex)
     rx->dcfg = domain;
     rx->now = rp_clock_wall_s();
     ex->app = rx;
-    rx->domain = domain ? ra_state_domain(ex->snap->ra, domain) : NULL;
-    if (!rx->domain || !rx->rl || !g_workers) {
-        /* the default path without a domain: a plain relay to the CA */
+    if (!domain) {
+        /* no trust domain configured at all: raproxy is a plain relay to the CA */
         forward(rx, req->body);
+        return;
+    }
+    rx->domain = ra_state_domain(ex->snap->ra, domain);
+    if (!rx->domain || !rx->rl || !rx->rl->admit) {
+        /* never relay a domain's traffic unchecked (start-up refuses to run like this) */
+        rp_log_error("pipeline", "domain %s: no verification state on this loop", domain->name);
+        answer_http(ex, RP_E_SYSTEM_UNAVAIL, NULL);
         return;
     }
     start_cmp(rx);
@@ -550,31 +555,58 @@ static void on_port_closed(struct rp_job_port *p)
     free(rl);
 }
 
-void rp_server_on_snapshot(struct rp_loop *l, struct rp_snapshot *s)
+static void free_ra_loop(struct ra_loop *rl)
+{
+    if (rl->redis)
+        rp_redis_close(rl->redis);
+    if (rl->admit)
+        rp_admit_free(rl->admit);
+    if (rl->port_open)
+        rp_job_port_close(&rl->port, on_port_closed);
+    else
+        free(rl);
+}
+
+int rp_server_on_snapshot(struct rp_loop *l, struct rp_snapshot *s)
 {
     if (rp_loop_app(l))
-        return; /* Redis, admission and the job port live as long as the loop */
+        return RP_OK; /* Redis, admission and the job port live as long as the loop */
+    if (!g_workers || !g_limiter) {
+        rp_log_error("start", "loop %u: no crypto workers or limiter", rp_loop_index(l));
+        return RP_E_INTERNAL;
+    }
     struct ra_loop *rl = calloc(1, sizeof *rl);
     if (!rl)
-        return;
+        return RP_E_NOMEM;
     rl->loop = l;
-    if (rp_job_port_init(&rl->port, rp_loop_uv(l)) != RP_OK) {
+    int rc = rp_job_port_init(&rl->port, rp_loop_uv(l));
+    if (rc != RP_OK) {
         free(rl);
-        return;
+        return rc;
     }
     rl->port.data = rl;
     rl->port_open = true;
     const struct rp_config *cfg = s->cfg;
     if (cfg->redis) {
         struct rp_redis_opts ro = {cfg->redis->url, cfg->redis->timeout_ms, cfg->redis->key_prefix};
-        if (rp_redis_new(&rl->redis, rp_loop_uv(l), &ro) != RP_OK)
-            rp_log_error("redis", "loop %u: cannot create the Redis client for %s",
-                         rp_loop_index(l), cfg->redis->url);
+        rc = rp_redis_new(&rl->redis, rp_loop_uv(l), &ro);
+        if (rc != RP_OK) {
+            char shown[RP_REDIS_URL_MAX + 1];
+            rp_redis_url_redact(cfg->redis->url, shown, sizeof shown);
+            rp_log_error("redis", "loop %u: cannot create the Redis client for %s: %s",
+                         rp_loop_index(l), shown, rp_err_msg(rc));
+        }
     }
     struct rp_admit_opts ao = {.redis = rl->redis, .limiter = g_limiter};
-    if (g_limiter && rp_admit_new(&rl->admit, &ao) != RP_OK)
-        rp_log_error("admit", "loop %u: cannot create admission", rp_loop_index(l));
+    if (rc == RP_OK && (rc = rp_admit_new(&rl->admit, &ao)) != RP_OK)
+        rp_log_error("admit", "loop %u: cannot create admission: %s", rp_loop_index(l),
+                     rp_err_msg(rc));
+    if (rc != RP_OK) {
+        free_ra_loop(rl);
+        return rc;
+    }
     rp_loop_set_app(l, rl);
+    return RP_OK;
 }
 
 void rp_server_on_stop(struct rp_loop *l)
@@ -584,11 +616,7 @@ void rp_server_on_stop(struct rp_loop *l)
     if (!rl)
         return;
     rp_loop_set_app(l, NULL);
-    if (rl->redis)
-        rp_redis_close(rl->redis);
-    if (rl->admit)
-        rp_admit_free(rl->admit);
-    rp_job_port_close(&rl->port, on_port_closed);
+    free_ra_loop(rl);
 }
 
 bool rp_server_redis_ready(struct rp_loop *l)

@@ -52,10 +52,14 @@ struct ra_identity {
     struct rp_cert cert;      /* parsed RA certificate */
 };
 
+/* One line of a domain's mac_secrets file: a MAC kid is an identity like a certificate. */
 struct ra_secret {
     char *kid;
     uint8_t *secret;
     size_t kid_len, secret_len;
+    char *serial;       /* serial=: the device serial it stands for; NULL = the kid itself */
+    char *subject;      /* subject=: the subject it may ask for (template policy); or NULL */
+    uint32_t body_mask; /* bodies=: bit per enum rp_cmp_body_type; 0 = the domain's allow */
 };
 
 #define RA_CHAIN_CACHE_SLOTS 4096u
@@ -136,11 +140,13 @@ struct ra_exchange {
     struct rp_cmp_msg msg;
     bool decoded;
     /* results of verification */
-    int verdict;           /* RP_OK or the refusal */
-    const char *why;       /* short freeText for a refusal */
-    struct rp_view serial; /* device serial from the protecting certificate */
-    struct rp_view signer; /* protecting certificate DER */
-    struct rp_view out;    /* the message to forward, or the signed error */
+    int verdict;                    /* RP_OK or the refusal */
+    const char *why;                /* short freeText for a refusal */
+    struct rp_view serial;          /* the sender's identity: certificate serialNumber, or the MAC
+                                       kid's serial= (the kid itself without one) */
+    const struct ra_secret *mac_id; /* MAC-protected: the secrets line that verified */
+    struct rp_view signer;          /* protecting certificate DER */
+    struct rp_view out;             /* the message to forward, or the signed error */
     int64_t now;
     struct rp_job job;
     struct rp_upstream_req up;

@@ -3,6 +3,7 @@
  * read-only afterwards (the chain cache has its own lock). */
 #include "ra.h"
 
+#include "raproxy/admit.h"
 #include "raproxy/allowlist.h"
 #include "raproxy/err.h"
 #include "raproxy/file.h"
@@ -137,6 +138,120 @@ static int load_identity(const struct rp_cfg_ra *cfg, struct ra_identity *id, FI
     return rc;
 }
 
+static size_t secret_count(const struct ra_domain *d, struct rp_view kid)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < d->n_secrets; i++)
+        n += d->secrets[i].kid_len == kid.len && memcmp(d->secrets[i].kid, kid.p, kid.len) == 0;
+    return n;
+}
+
+/* Splits the next whitespace-separated token off *s; a token may be written in double
+ * quotes to hold spaces (subject="CN=Device 1, O=Vendor"). NULL at the end of the line. */
+static char *next_token(char **s, bool *bad)
+{
+    char *p = *s;
+    while (*p && isspace((unsigned char)*p))
+        p++;
+    if (!*p)
+        return NULL;
+    char *tok = p, *w = p;
+    bool quoted = false;
+    for (; *p && (quoted || !isspace((unsigned char)*p)); p++) {
+        if (*p == '"')
+            quoted = !quoted;
+        else
+            *w++ = *p;
+    }
+    if (quoted)
+        *bad = true;
+    if (*p)
+        p++;
+    *w = '\0';
+    *s = p;
+    return tok;
+}
+
+static int secret_attr(struct ra_secret *sec, char *tok, const char **why)
+{
+    char *eq = strchr(tok, '=');
+    if (!eq || eq == tok || !eq[1]) {
+        *why = "expected key=value after the secret (a secret cannot contain spaces)";
+        return RP_E_CONFIG;
+    }
+    *eq = '\0';
+    const char *val = eq + 1;
+    char **dst = strcmp(tok, "serial") == 0    ? &sec->serial
+                 : strcmp(tok, "subject") == 0 ? &sec->subject
+                                               : NULL;
+    if (dst) {
+        if (*dst) {
+            *why = "attribute given twice";
+            return RP_E_CONFIG;
+        }
+        *dst = strdup(val);
+        return *dst ? RP_OK : RP_E_NOMEM;
+    }
+    if (strcmp(tok, "bodies") != 0) {
+        *why = "unknown attribute (serial=, subject=, bodies=)";
+        return RP_E_CONFIG;
+    }
+    char *list = strdup(val), *save = NULL;
+    if (!list)
+        return RP_E_NOMEM;
+    int rc = RP_OK;
+    for (char *b = strtok_r(list, ",", &save); b && rc == RP_OK; b = strtok_r(NULL, ",", &save)) {
+        int t = rp_cmp_body_from_name(b);
+        if (t < 0) {
+            *why = "bodies=: unknown CMP body type";
+            rc = RP_E_CONFIG;
+        } else {
+            sec->body_mask |= 1u << t;
+        }
+    }
+    free(list);
+    return rc;
+}
+
+static void secret_free(struct ra_secret *s)
+{
+    if (s->secret)
+        explicit_bzero(s->secret, s->secret_len);
+    free(s->kid);
+    free(s->secret);
+    free(s->serial);
+    free(s->subject);
+}
+
+/* One line: "<senderKID> <secret> [serial=…] [subject=…] [bodies=ir,certConf,…]". */
+static int parse_secret_line(char *line, struct ra_secret *sec, const char **why)
+{
+    bool bad = false;
+    char *kid = next_token(&line, &bad), *secret = next_token(&line, &bad);
+    if (!kid || !secret) {
+        *why = "expected <senderKID> <secret>";
+        return RP_E_CONFIG;
+    }
+    sec->kid_len = strlen(kid);
+    sec->secret_len = strlen(secret);
+    sec->kid = strdup(kid);
+    sec->secret = (uint8_t *)strdup(secret);
+    if (!sec->kid || !sec->secret)
+        return RP_E_NOMEM;
+    int rc = RP_OK;
+    for (char *tok; rc == RP_OK && (tok = next_token(&line, &bad)) != NULL;)
+        rc = secret_attr(sec, tok, why);
+    if (rc == RP_OK && bad) {
+        *why = "unterminated quote";
+        rc = RP_E_CONFIG;
+    }
+    if (rc == RP_OK && strlen(sec->serial ? sec->serial : sec->kid) > RP_ADMIT_MAX_SERIAL) {
+        *why = "the identity (serial=, or the senderKID itself) is too long";
+        rc = RP_E_CONFIG;
+    }
+    return rc;
+}
+
 static int load_secrets(const char *path, struct ra_domain *d, FILE *errs)
 {
     uint8_t *data;
@@ -147,23 +262,14 @@ static int load_secrets(const char *path, struct ra_domain *d, FILE *errs)
         return RP_E_KEY_LOAD;
     }
     int rc = RP_OK;
+    unsigned lineno = 0;
     char *save = NULL;
     for (char *line = strtok_r((char *)data, "\n", &save); line && rc == RP_OK;
          line = strtok_r(NULL, "\n", &save)) {
+        lineno++;
         while (isspace((unsigned char)*line))
             line++;
         if (!*line || *line == '#')
-            continue;
-        char *sp = line;
-        while (*sp && !isspace((unsigned char)*sp))
-            sp++;
-        char *val = sp;
-        while (*val && isspace((unsigned char)*val))
-            val++;
-        size_t vlen = strlen(val);
-        while (vlen && isspace((unsigned char)val[vlen - 1]))
-            vlen--;
-        if (sp == line || !vlen)
             continue;
         struct ra_secret *ns = realloc(d->secrets, (d->n_secrets + 1) * sizeof *ns);
         if (!ns) {
@@ -171,23 +277,21 @@ static int load_secrets(const char *path, struct ra_domain *d, FILE *errs)
             break;
         }
         d->secrets = ns;
-        struct ra_secret *s = &d->secrets[d->n_secrets++];
-        s->kid_len = (size_t)(sp - line);
-        s->secret_len = vlen;
-        s->kid = malloc(s->kid_len + 1);
-        s->secret = malloc(vlen + 1);
-        if (!s->kid || !s->secret) {
-            rc = RP_E_NOMEM;
-            break;
+        struct ra_secret *sec = &d->secrets[d->n_secrets++];
+        memset(sec, 0, sizeof *sec);
+        const char *why = "out of memory";
+        rc = parse_secret_line(line, sec, &why);
+        if (rc == RP_OK && secret_count(d, rp_view_make(sec->kid, sec->kid_len)) > 1) {
+            why = "senderKID listed twice";
+            rc = RP_E_CONFIG;
         }
-        memcpy(s->kid, line, s->kid_len);
-        s->kid[s->kid_len] = 0;
-        memcpy(s->secret, val, vlen);
+        if (rc != RP_OK && errs)
+            fprintf(errs, "%s:%u: %s\n", path, lineno, why);
     }
     /* the secrets stay in memory as long as the snapshot; wipe the file copy */
-    memset(data, 0, len);
+    explicit_bzero(data, len);
     free(data);
-    return rc;
+    return rc == RP_E_CONFIG ? RP_E_KEY_LOAD : rc;
 }
 
 const struct ra_secret *ra_domain_secret(const struct ra_domain *d, struct rp_view kid)
@@ -281,12 +385,8 @@ static void free_domain(struct ra_domain *d)
     list_free(&d->crls);
     free(d->crl_types);
     rp_allowlist_free(d->allowlist);
-    for (size_t i = 0; i < d->n_secrets; i++) {
-        if (d->secrets[i].secret)
-            memset(d->secrets[i].secret, 0, d->secrets[i].secret_len);
-        free(d->secrets[i].kid);
-        free(d->secrets[i].secret);
-    }
+    for (size_t i = 0; i < d->n_secrets; i++)
+        secret_free(&d->secrets[i]);
     free(d->secrets);
     list_free(&d->admins);
     ra_pki_info_free(d->pki);

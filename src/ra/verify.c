@@ -24,6 +24,10 @@
  * the leaf's notAfter); a reload drops the cache with its snapshot. */
 #define RA_CHAIN_TTL_S       300
 #define RA_MAX_INTERMEDIATES 8u
+/* An administrator certificate without serialNumber is named "admin:" + 16 hex bytes of
+ * its SHA-256 in quotas, nonces and transactions. */
+#define RA_ADMIN_ID_PREFIX "admin:"
+#define RA_ADMIN_ID_BYTES  16u
 
 #define FAIL(err, text)                                                                            \
     do {                                                                                           \
@@ -132,20 +136,21 @@ static int check_chain(struct ra_domain *d, const struct rp_cmp_msg *m, size_t s
     return RP_OK;
 }
 
-/* The protecting certificate: extraCerts[0], or the one whose SKI is the senderKID. */
-static int find_signer(const struct rp_cmp_msg *m, struct rp_cert *out, size_t *idx)
+/* The protecting certificate is extraCerts[0] (RFC 9810 §5.1.1, RFC 9483 §3.3). A senderKID,
+ * when present, must be that certificate's subjectKeyIdentifier: it names the key, and no
+ * identity is ever taken from it on the signature path. */
+static int find_signer(const struct rp_cmp_msg *m, struct rp_cert *out, size_t *idx,
+                       const char **why)
 {
     struct rp_view kid = m->header.sender_kid.val;
-    for (size_t i = 0; i < m->n_extra_certs; i++) {
-        if (rp_cert_parse(m->extra_certs[i].p, m->extra_certs[i].len, out) != RP_OK)
-            continue;
-        if (!rp_view_present(kid) || rp_view_eq(out->ski, kid) ||
-            (i == 0 && !rp_view_present(out->ski))) {
-            *idx = i;
-            return RP_OK;
-        }
-    }
-    return RP_E_NOT_FOUND;
+    if (m->n_extra_certs == 0 ||
+        rp_cert_parse(m->extra_certs[0].p, m->extra_certs[0].len, out) != RP_OK)
+        FAIL(RP_E_SIGNER_NOT_TRUSTED, "no protection certificate first in extraCerts");
+    if (rp_view_present(kid) && !rp_view_eq(out->ski, kid))
+        FAIL(RP_E_BAD_MESSAGE_CHECK,
+             "senderKID is not the protection certificate's subjectKeyIdentifier");
+    *idx = 0;
+    return RP_OK;
 }
 
 static int verify_sig(struct rp_view spki, struct rp_view alg_der, struct rp_view data,
@@ -176,14 +181,42 @@ static int verify_sig(struct rp_view spki, struct rp_view alg_der, struct rp_vie
     return rc;
 }
 
+/* Who a verified certificate sender is: the subject's serialNumber (3GPP TS 33.310 vendor
+ * certificates carry it), or, for a configured administrator without one, a name derived
+ * from the certificate itself. Anyone else cannot be told apart from other devices by the
+ * allowlist, quotas, nonces and transactions, so is refused. */
+static int cert_identity(struct ra_exchange *rx, const struct rp_cert *signer, const char **why)
+{
+    if (rp_view_present(signer->subject_serial) && signer->subject_serial.len > 0) {
+        rx->serial = signer->subject_serial;
+        return RP_OK;
+    }
+    if (!ra_is_admin(rx->domain, signer->raw))
+        FAIL(RP_E_NOT_AUTHORIZED, "protection certificate has no subject serialNumber");
+    static const char hex[] = "0123456789abcdef";
+    uint8_t digest[WC_SHA256_DIGEST_SIZE];
+    char *id = rp_arena_alloc(&rx->ex->arena, sizeof RA_ADMIN_ID_PREFIX + 2 * RA_ADMIN_ID_BYTES);
+    if (!id || wc_Sha256Hash(signer->raw.p, (word32)signer->raw.len, digest) != 0)
+        FAIL(RP_E_ARENA, "out of memory");
+    memcpy(id, RA_ADMIN_ID_PREFIX, sizeof RA_ADMIN_ID_PREFIX - 1);
+    char *w = id + sizeof RA_ADMIN_ID_PREFIX - 1;
+    for (size_t i = 0; i < RA_ADMIN_ID_BYTES; i++) {
+        *w++ = hex[digest[i] >> 4];
+        *w++ = hex[digest[i] & 15];
+    }
+    rx->serial = rp_view_make(id, (size_t)(w - id));
+    return RP_OK;
+}
+
 static int check_signature_protection(struct ra_exchange *rx, struct rp_cert *signer,
                                       const char **why)
 {
     const struct rp_cmp_msg *m = &rx->msg;
     struct ra_domain *d = rx->domain;
     size_t idx = 0;
-    if (find_signer(m, signer, &idx) != RP_OK)
-        FAIL(RP_E_SIGNER_NOT_TRUSTED, "no protection certificate in extraCerts");
+    int rc = find_signer(m, signer, &idx, why);
+    if (rc != RP_OK)
+        return rc;
     if (!rp_view_present(m->header.sender.name) ||
         !rp_name_eq(m->header.sender.name, signer->subject))
         FAIL(RP_E_BAD_MESSAGE_CHECK, "sender is not the protection certificate's subject");
@@ -191,7 +224,7 @@ static int check_signature_protection(struct ra_exchange *rx, struct rp_cert *si
         FAIL(RP_E_SIGNER_NOT_TRUSTED, "protection certificate lacks digitalSignature");
     if (signer->unknown_critical)
         FAIL(RP_E_SIGNER_NOT_TRUSTED, "protection certificate has an unknown critical extension");
-    int rc = check_chain(d, m, idx, signer, rx->now, why);
+    rc = check_chain(d, m, idx, signer, rx->now, why);
     if (rc != RP_OK)
         return rc;
     struct rp_view pp;
@@ -199,11 +232,10 @@ static int check_signature_protection(struct ra_exchange *rx, struct rp_cert *si
         FAIL(RP_E_ARENA, "message too large");
     rc = verify_sig(signer->spki, m->header.protection_alg.raw, pp, &m->protection,
                     RP_E_BAD_MESSAGE_CHECK, d, why);
-    if (rc == RP_OK) {
-        rx->serial = signer->subject_serial;
-        rx->signer = signer->raw;
-    }
-    return rc;
+    if (rc != RP_OK)
+        return rc;
+    rx->signer = signer->raw;
+    return cert_identity(rx, signer, why);
 }
 
 static int check_pop(struct ra_exchange *rx, const char **why)
@@ -250,16 +282,23 @@ static bool same_cert(const struct rp_cert *c, struct rp_view issuer, struct rp_
            (!rp_view_present(issuer) || rp_name_eq(c->issuer, issuer));
 }
 
-/* What this sender may ask for: vendor serial on the allowlist; kur and rr only for the
- * certificate that signs them. */
+/* What this sender may ask for: its serial on the allowlist; kur and rr only for the
+ * certificate that signs them (or, for rr, an administrator of the domain). A MAC kid is an
+ * identity without a certificate: its secrets line may restrict its body types, the
+ * allowlist judges its serial, and kur/rr, which concern a certificate, are not for it.
+ * signer is NULL for MAC protection. */
 static int authorize(struct ra_exchange *rx, const struct rp_cert *signer, const char **why)
 {
     const struct rp_cmp_msg *m = &rx->msg;
     enum rp_cmp_body_type t = m->body.type;
     bool enroll = t == RP_CMP_IR || t == RP_CMP_CR || t == RP_CMP_P10CR;
+    if (rx->mac_id && rx->mac_id->body_mask && !(rx->mac_id->body_mask & (1u << t)))
+        FAIL(RP_E_NOT_AUTHORIZED, "this senderKID may not send this message type");
     if (enroll && rx->domain->allowlist &&
-        !rp_allowlist_contains(rx->domain->allowlist, signer->subject_serial))
+        !rp_allowlist_contains(rx->domain->allowlist, rx->serial))
         FAIL(RP_E_NOT_AUTHORIZED, "device serial number not on the allowlist");
+    if ((t == RP_CMP_KUR || t == RP_CMP_RR) && !signer)
+        FAIL(RP_E_NOT_AUTHORIZED, "kur and rr must be signed with the certificate they concern");
     if (t == RP_CMP_KUR)
         for (size_t i = 0; i < m->body.reqs.n; i++) {
             const struct rp_crmf_req *r = &m->body.reqs.reqs[i];
@@ -289,9 +328,10 @@ int ra_verify_answer(struct ra_state *s, const struct rp_cmp_msg *m, struct rp_a
     size_t idx = 0;
     if (!m->has_protection || ra_is_mac_alg(m->header.protection_alg.oid))
         FAIL(RP_E_BAD_MESSAGE_CHECK, "answer not signed");
-    if (find_signer(m, &signer, &idx) != RP_OK)
-        FAIL(RP_E_SIGNER_NOT_TRUSTED, "no signer certificate in the answer");
-    int rc = check_chain(&s->ca, m, idx, &signer, now, why);
+    int rc = find_signer(m, &signer, &idx, why);
+    if (rc != RP_OK)
+        return rc;
+    rc = check_chain(&s->ca, m, idx, &signer, now, why);
     if (rc != RP_OK)
         return rc;
     struct rp_view pp;
@@ -304,17 +344,20 @@ int ra_verify_answer(struct ra_state *s, const struct rp_cmp_msg *m, struct rp_a
 void ra_verify_request(struct ra_exchange *rx)
 {
     const char *why = NULL;
-    struct rp_cert signer;
+    struct rp_cert cert;
+    const struct rp_cert *signer = NULL;
     int rc;
-    if (ra_is_mac_alg(rx->msg.header.protection_alg.oid))
+    if (ra_is_mac_alg(rx->msg.header.protection_alg.oid)) {
         rc = ra_verify_mac(rx, &why);
-    else
-        rc = check_signature_protection(rx, &signer, &why);
+    } else {
+        rc = check_signature_protection(rx, &cert, &why);
+        signer = &cert;
+    }
     enum rp_cmp_body_type t = rx->msg.body.type;
     if (rc == RP_OK && (t == RP_CMP_IR || t == RP_CMP_CR || t == RP_CMP_KUR || t == RP_CMP_P10CR))
         rc = check_pop(rx, &why);
-    if (rc == RP_OK && !ra_is_mac_alg(rx->msg.header.protection_alg.oid))
-        rc = authorize(rx, &signer, &why);
+    if (rc == RP_OK)
+        rc = authorize(rx, signer, &why);
     rx->verdict = rc;
     rx->why = why;
 }

@@ -25,10 +25,15 @@ int ra_verify_mac(struct ra_exchange *rx, const char **why)
         rp_mac_verify(m->header.protection_alg.raw, s->secret, s->secret_len, pp.p, pp.len,
                       m->protection.bytes.p, m->protection.bytes.len, rx->dcfg->pbm_max_iterations);
     if (rc == RP_E_BAD_ALG)
-        *why = "MAC algorithm or iteration count not accepted";
+        *why = "MAC algorithm or its parameters not accepted";
     else if (rc != RP_OK)
         *why = "MAC does not verify";
-    return rc;
+    if (rc != RP_OK)
+        return rc;
+    /* the kid is an identity: what it may ask for is judged by authorize() in verify.c */
+    rx->mac_id = s;
+    rx->serial = s->serial ? rp_view_str(s->serial) : rp_view_make(s->kid, s->kid_len);
+    return RP_OK;
 }
 #else
 int ra_verify_mac(struct ra_exchange *rx, const char **why)

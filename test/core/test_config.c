@@ -426,7 +426,50 @@ Test(config, bad_upstream_url)
 Test(config, bad_redis_url)
 {
     expect_error("bad_redis_url.yaml", "bad_redis_url.yaml:7: redis.url: must be "
-                                       "redis://[user:pass@]host[:port][/db] or unix:/path");
+                                       "redis://[[user]:pass@]host[:port][/db] or unix:/path");
+}
+
+#define REDIS_CFG(url, extra)                                                                      \
+    "listeners:\n  - address: 127.0.0.1:8080\n    tls: off\n"                                      \
+    "upstream: {url: \"http://ca:8080/cmp\"}\n"                                                    \
+    "redis:\n  url: \"" url "\"\n" extra
+
+/* The review: a URL that --check-config accepted but the runtime refused made raproxy run
+ * on in-process state. One parser judges both now; the password never appears. */
+Test(config, redis_url_the_runtime_refuses_is_refused_and_its_password_hidden)
+{
+    static const char *const bad[] = {
+        "redis://user@127.0.0.1:6379",          /* a user without a password cannot AUTH */
+        "redis://u:p%zz@127.0.0.1:6379",        /* bad percent escape */
+        "redis://:hunter2-secret@127.0.0.1:0",  /* port 0 */
+        "redis://:hunter2-secret@127.0.0.1/db", /* db is not a number */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, REDIS_CFG("%s", ""), bad[i]);
+        cr_expect_eq(load_text(text, RP_CONFIG_NO_FILE_CHECKS), RP_E_CONFIG, "%s loaded", bad[i]);
+        cr_expect_not_null(strstr(errs_text, "redis.url: must be"), "%s", errs_text);
+        cr_expect_null(strstr(errs_text, "hunter2"), "password in: %s", errs_text);
+    }
+    cr_assert_eq(load_text(REDIS_CFG("redis://:hunter2-secret@127.0.0.1:6379/2", ""),
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 RP_OK, "%s", errs_text);
+}
+
+Test(config, redis_key_prefix_with_braces_or_too_long_is_refused)
+{
+    cr_expect_eq(load_text(REDIS_CFG("redis://127.0.0.1", "  key_prefix: \"rp{x}:\"\n"),
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 RP_E_CONFIG);
+    cr_expect_not_null(strstr(errs_text, "redis.key_prefix: must be at most 64"), "%s", errs_text);
+    char text[512], prefix[66];
+    memset(prefix, 'p', 65);
+    prefix[65] = 0;
+    snprintf(text, sizeof text, REDIS_CFG("redis://127.0.0.1", "  key_prefix: %s\n"), prefix);
+    cr_expect_eq(load_text(text, RP_CONFIG_NO_FILE_CHECKS), RP_E_CONFIG);
+    prefix[64] = 0;
+    snprintf(text, sizeof text, REDIS_CFG("redis://127.0.0.1", "  key_prefix: %s\n"), prefix);
+    cr_expect_eq(load_text(text, RP_CONFIG_NO_FILE_CHECKS), RP_OK, "%s", errs_text);
 }
 
 Test(config, at_least_one_listener)

@@ -463,5 +463,13 @@ Test(enroll, pbm_protected_ir_is_verified_and_reprotected, .timeout = 120)
     cr_expect_neq(rpt_run(argv, 60000, log), 0);
     cr_expect_geq(rpt_file_count(log, "PKIFailureInfo: badMessageCheck"), 1, "%s", log);
     cr_expect_eq(sent_count(&e), before);
+    /* kid-2's secret is right, but the kid stands for no allowlisted device (it has no
+     * serial=, so it is its own serial): a MAC kid passes the allowlist like a certificate */
+    argv[18] = "pass:pbm-secret-2";
+    argv[20] = "kid-2";
+    snprintf(log, sizeof log, "%s/device-mac-kid2.log", e.dir);
+    cr_expect_neq(rpt_run(argv, 60000, log), 0);
+    cr_expect_geq(rpt_file_count(log, "PKIFailureInfo: notAuthorized"), 1, "%s", log);
+    cr_expect_eq(sent_count(&e), before);
     down(&e);
 }

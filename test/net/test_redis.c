@@ -325,27 +325,27 @@ Test(redis, close_fires_pending_with_shutdown, .timeout = 30)
 Test(redis, parses_urls)
 {
     struct rp_redis_url u;
-    cr_assert_eq(rp_redis_parse_url("redis://127.0.0.1:6380/2", &u), RP_OK);
+    cr_assert_eq(rp_redis_url_parse("redis://127.0.0.1:6380/2", &u), RP_OK);
     cr_assert_str_eq(u.host, "127.0.0.1");
     cr_assert_eq(u.port, 6380);
     cr_assert_eq(u.db, 2);
     cr_assert_null(u.pass);
-    cr_assert_eq(rp_redis_parse_url("redis://app:p%40ss@[::1]:7000", &u), RP_OK);
+    cr_assert_eq(rp_redis_url_parse("redis://app:p%40ss@[::1]:7000", &u), RP_OK);
     cr_assert_str_eq(u.host, "::1");
     cr_assert_str_eq(u.user, "app");
     cr_assert_str_eq(u.pass, "p@ss");
     cr_assert_eq(u.port, 7000);
-    cr_assert_eq(rp_redis_parse_url("redis://:pw@redis", &u), RP_OK);
+    cr_assert_eq(rp_redis_url_parse("redis://:pw@redis", &u), RP_OK);
     cr_assert_null(u.user);
     cr_assert_str_eq(u.pass, "pw");
     cr_assert_eq(u.port, RP_REDIS_DEFAULT_PORT);
-    cr_assert_eq(rp_redis_parse_url("unix:/run/redis.sock", &u), RP_OK);
+    cr_assert_eq(rp_redis_url_parse("unix:/run/redis.sock", &u), RP_OK);
     cr_assert_str_eq(u.path, "/run/redis.sock");
     cr_assert_null(u.host);
-    cr_assert_eq(rp_redis_parse_url("http://x", &u), RP_E_CONFIG);
-    cr_assert_eq(rp_redis_parse_url("redis://host:99999", &u), RP_E_CONFIG);
-    cr_assert_eq(rp_redis_parse_url("redis://host/x", &u), RP_E_CONFIG);
-    cr_assert_eq(rp_redis_parse_url("redis://user@host", &u), RP_E_CONFIG);
-    cr_assert_eq(rp_redis_parse_url("redis://:p%zz@host", &u), RP_E_CONFIG);
-    cr_assert_eq(rp_redis_parse_url("unix:relative", &u), RP_E_CONFIG);
+    cr_assert_eq(rp_redis_url_parse("http://x", &u), RP_E_CONFIG);
+    cr_assert_eq(rp_redis_url_parse("redis://host:99999", &u), RP_E_CONFIG);
+    cr_assert_eq(rp_redis_url_parse("redis://host/x", &u), RP_E_CONFIG);
+    cr_assert_eq(rp_redis_url_parse("redis://user@host", &u), RP_E_CONFIG);
+    cr_assert_eq(rp_redis_url_parse("redis://:p%zz@host", &u), RP_E_CONFIG);
+    cr_assert_eq(rp_redis_url_parse("unix:relative", &u), RP_E_CONFIG);
 }

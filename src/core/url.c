@@ -1,0 +1,155 @@
+/* URL parsing shared by configuration checks and the runtime (see url.h). */
+#include "raproxy/url.h"
+
+#include "raproxy/err.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static int pct_decode(char *s)
+{
+    char *w = s;
+    for (const char *p = s; *p; p++) {
+        if (*p == '%') {
+            int hi = hexval((unsigned char)p[1]);
+            int lo = hi < 0 ? -1 : hexval((unsigned char)p[2]);
+            if (lo < 0)
+                return RP_E_CONFIG;
+            *w++ = (char)(hi * 16 + lo);
+            p += 2;
+        } else {
+            *w++ = *p;
+        }
+    }
+    *w = '\0';
+    return RP_OK;
+}
+
+static int parse_uint(const char *s, long max, long *out)
+{
+    char *end;
+    if (!*s || !isdigit((unsigned char)*s))
+        return RP_E_CONFIG;
+    long v = strtol(s, &end, 10);
+    if (*end || v > max)
+        return RP_E_CONFIG;
+    *out = v;
+    return RP_OK;
+}
+
+static int parse_userinfo(struct rp_redis_url *o, char *s)
+{
+    char *colon = strchr(s, ':');
+    /* a user without a password cannot AUTH: refuse rather than guess */
+    if (!colon)
+        return RP_E_CONFIG;
+    *colon = '\0';
+    if (pct_decode(s) != RP_OK || pct_decode(colon + 1) != RP_OK)
+        return RP_E_CONFIG;
+    o->user = *s ? s : NULL;
+    o->pass = colon + 1;
+    return RP_OK;
+}
+
+static int parse_hostport(struct rp_redis_url *o, char *s)
+{
+    char *port = NULL;
+    if (*s == '[') {
+        char *e = strchr(s, ']');
+        if (!e)
+            return RP_E_CONFIG;
+        *e = '\0';
+        o->host = s + 1;
+        if (e[1] == ':')
+            port = e + 2;
+        else if (e[1])
+            return RP_E_CONFIG;
+    } else {
+        char *colon = strrchr(s, ':');
+        if (colon) {
+            *colon = '\0';
+            port = colon + 1;
+        }
+        o->host = s;
+    }
+    if (!*o->host)
+        return RP_E_CONFIG;
+    if (port) {
+        long v;
+        if (parse_uint(port, 65535, &v) != RP_OK || v == 0)
+            return RP_E_CONFIG;
+        o->port = (int)v;
+    }
+    return RP_OK;
+}
+
+int rp_redis_url_parse(const char *url, struct rp_redis_url *o)
+{
+    static const char scheme[] = "redis://";
+    memset(o, 0, sizeof *o);
+    o->port = RP_REDIS_DEFAULT_PORT;
+    if (!url || strlen(url) >= sizeof o->buf)
+        return RP_E_CONFIG;
+    if (strncmp(url, "unix:", 5) == 0) {
+        const char *p = url + 5;
+        if (strncmp(p, "//", 2) == 0)
+            p += 2;
+        if (*p != '/')
+            return RP_E_CONFIG;
+        strcpy(o->buf, p);
+        o->path = o->buf;
+        return RP_OK;
+    }
+    if (strncmp(url, scheme, sizeof scheme - 1) != 0)
+        return RP_E_CONFIG;
+    char *s = o->buf;
+    strcpy(s, url + sizeof scheme - 1);
+    char *slash = strchr(s, '/');
+    if (slash) {
+        *slash = '\0';
+        long db = 0;
+        if (slash[1] && parse_uint(slash + 1, 1 << 20, &db) != RP_OK)
+            return RP_E_CONFIG;
+        o->db = (int)db;
+    }
+    char *at = strrchr(s, '@');
+    char *hostport = s;
+    if (at) {
+        *at = '\0';
+        hostport = at + 1;
+        if (parse_userinfo(o, s) != RP_OK)
+            return RP_E_CONFIG;
+    }
+    return parse_hostport(o, hostport);
+}
+
+void rp_redis_url_redact(const char *url, char *out, size_t cap)
+{
+    if (!cap)
+        return;
+    out[0] = '\0';
+    if (!url)
+        return;
+    const char *scheme = strstr(url, "://");
+    const char *auth = scheme ? scheme + 3 : url;
+    const char *at = strrchr(auth, '@');
+    const char *slash = strchr(auth, '/');
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (!at || (slash && slash < at) || !colon) {
+        snprintf(out, cap, "%s", url);
+        return;
+    }
+    snprintf(out, cap, "%.*s***%s", (int)(colon + 1 - url), url, at);
+}
