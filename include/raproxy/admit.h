@@ -20,9 +20,10 @@
  *   P rl:{dom:<D>}              per-domain bucket
  *   P rl:{ip:<addr>}:<D>        per-client-address bucket, per domain
  *   P rl:{dev:<D>:<serial>}     per-device quota
- *   P nonce:{dev:<D>:<serial>}:<hex nonce>   replay marker, PX = 2 · max_clock_skew
+ *   P nonce:{dev:<D>:<serial>}:<hex nonce>   replay marker, PX = rp_admit_nonce_ttl_s()
  *   P txn:{txn:<hex txid>}      hash s=<serial> st=<body of last request>, PX = txn TTL
  *   P allow:{dom:<D>}           set of allowed serials (raproxy allowlist import)
+ *   P mac:{mac:<D>:<hex kid>}   failed MACs of a kid in its lock-out window (PX = window)
  *
  * Redis Cluster. A script may only touch keys of one hash slot, and the three buckets of
  * rp_admit_start live in three slots (a per-address key cannot share the global key's slot
@@ -93,6 +94,24 @@ struct rp_admit_in {
     const char *client_addr; /* "192.0.2.1", "2001:db8::1" */
     const struct rp_cfg_limits *limits;
     enum rp_redis_failure on_redis_failure;
+    /* MAC-protected requests (mac_kid present): before any hashing, a kid locked out by
+     * rp_admit_mac_failed is refused (RP_E_MAC_LOCKED, retry_after_ms = rest of the
+     * window), and so is a senderNonce the kid's identity already used
+     * (RP_E_BAD_SENDER_NONCE; nothing is recorded here). */
+    struct rp_view mac_kid;
+    struct rp_view mac_serial; /* the identity the kid stands for */
+    struct rp_view nonce;
+    uint32_t mac_lockout_failures; /* 0: no lock-out check */
+};
+
+/* A MAC did not verify: one more failure for the kid, in a window of window_s seconds from
+ * the first. The failure that reaches `failures` logs the lock-out once and counts it in
+ * raproxy_mac_lockouts_total. Fire and forget (in process when Redis fails). */
+struct rp_admit_mac_fail_in {
+    const char *domain;
+    struct rp_view kid;
+    uint32_t failures, window_s;
+    enum rp_redis_failure on_redis_failure;
 };
 
 /* Step 6, after the signature holds. */
@@ -103,8 +122,10 @@ struct rp_admit_verified_in {
     struct rp_view nonce; /* senderNonce */
     const char *body;     /* "ir", "cr", "p10cr", "kur", "rr", "genm", "certConf", "pollReq", … */
     const struct rp_cfg_limits *limits; /* per_device is used */
-    uint32_t max_clock_skew_s;          /* nonce kept 2 · skew (0 = RP_DEF_MAX_CLOCK_SKEW) */
-    bool allowlist_redis;               /* check SISMEMBER P allow:{dom:<D>} serial */
+    /* how long the nonce is remembered: as long as a message carrying it could still be
+     * accepted (rp_admit_nonce_ttl_s); 0 = 2 · RP_DEF_MAX_CLOCK_SKEW */
+    uint32_t nonce_ttl_s;
+    bool allowlist_redis; /* check SISMEMBER P allow:{dom:<D>} serial */
     enum rp_redis_failure on_redis_failure;
 };
 
@@ -128,9 +149,19 @@ void rp_admit_on_issued(struct rp_admit *a, const struct rp_admit_issued_in *in,
 /* May the pipeline spend a signature on a CMP error for this domain now? (see above) */
 bool rp_admit_may_sign_error(struct rp_admit *a, const char *domain);
 
+void rp_admit_mac_failed(struct rp_admit *a, const struct rp_admit_mac_fail_in *in);
+
 /* prefix + "allow:{dom:<domain>}" into buf; the length, or RP_E_INVAL when it does not fit.
  * Used by admission and by `raproxy allowlist`. */
 int rp_admit_allowlist_key(char *buf, size_t cap, const char *prefix, const char *domain);
+
+/* How long a senderNonce must be remembered. With messageTime M a message is accepted
+ * while |M - now| <= skew (whole seconds), so from its first acceptance for at most
+ * 2 · skew + 1 s more; a margin of one more second covers rounding. Without messageTime
+ * (only when a domain does not require it) it could be accepted forever: replay_window_s
+ * is the documented limit of that protection. */
+uint32_t rp_admit_nonce_ttl_s(bool has_message_time, uint32_t max_clock_skew_s,
+                              uint32_t replay_window_s);
 
 /* What a body type may do with its transactionID. */
 enum rp_txn_mode rp_admit_txn_mode(const char *body);
@@ -142,5 +173,7 @@ extern const char rp_admit_lua_device[];
 extern const char rp_admit_lua_device_undo[];
 extern const char rp_admit_lua_txn[];
 extern const char rp_admit_lua_txn_undo[];
+extern const char rp_admit_lua_mac_lock[];
+extern const char rp_admit_lua_mac_fail[];
 
 #endif

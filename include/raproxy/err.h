@@ -114,6 +114,8 @@ enum rp_failinfo {
     X(SYSTEM_UNAVAIL, "service unavailable", 200, RP_FI_SYSTEM_UNAVAIL)                            \
     X(RATE_LIMITED, "rate limit exceeded", 429, RP_FI_SYSTEM_UNAVAIL)                              \
     X(QUEUE_FULL, "crypto workers busy", 200, RP_FI_SYSTEM_UNAVAIL)                                \
+    X(TABLE_FULL, "replay or transaction table full", 200, RP_FI_SYSTEM_UNAVAIL)                   \
+    X(MAC_LOCKED, "senderKID locked out after failed MACs", 200, RP_FI_BAD_MESSAGE_CHECK)          \
     /* OCSP relay (validation) */                                                                  \
     X(OCSP_RESPONSE, "OCSP: malformed or unsupported response", 502, RP_FI_SYSTEM_UNAVAIL)         \
     X(OCSP_MISMATCH, "OCSP: response does not answer the request", 502, RP_FI_SYSTEM_UNAVAIL)      \

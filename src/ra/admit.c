@@ -11,6 +11,7 @@
 #include "raproxy/err.h"
 #include "raproxy/limiter.h"
 #include "raproxy/log.h"
+#include "raproxy/metrics.h"
 #include "raproxy/redis.h"
 
 #include <hiredis/hiredis.h>
@@ -20,14 +21,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_SLOTS       3
-#define MAX_PREFIX      64u
-#define KEY_MAX         640u
-#define NUM_MAX         24u /* decimal uint64 + NUL */
-#define MS_PER_SEC      1000u
-#define NONCE_TTL_SKEWS 2u /* a messageTime is accepted ±skew: remember nonces 2·skew */
+#define MAX_SLOTS        5
+#define MAX_PREFIX       64u
+#define KEY_MAX          640u
+#define NUM_MAX          24u /* decimal uint64 + NUL */
+#define MS_PER_SEC       1000u
+#define NONCE_TTL_SKEWS  2u /* a messageTime is accepted ±skew … */
+#define NONCE_TTL_MARGIN 2u /* … in whole seconds: +1 s for that, +1 s for rounding */
 
-enum admit_kind { ADMIT_START, ADMIT_VERIFIED, ADMIT_ISSUED };
+enum admit_kind { ADMIT_START, ADMIT_VERIFIED, ADMIT_ISSUED, ADMIT_MAC_FAILED };
 
 /* What a slot asks; the keys it uses are fixed per kind (see build_*). */
 enum slot_kind {
@@ -37,12 +39,17 @@ enum slot_kind {
     SLOT_DEVICE,
     SLOT_TXN,
     SLOT_ALLOW,
-    SLOT_CONSUME
+    SLOT_CONSUME,
+    SLOT_MAC_LOCK, /* is the MAC kid locked out? (before any hashing) */
+    SLOT_PEEK,     /* was this nonce used already? (before any hashing; records nothing) */
+    SLOT_MAC_FAIL  /* count one failed MAC */
 };
 
-/* Key indices in admit_req.key */
-enum { K_IP, K_DOMAIN, K_GLOBAL, K_COUNT_START };
-enum { K_DEV, K_NONCE, K_TXN, K_ALLOW, K_COUNT };
+/* Key indices in admit_req.key, per kind of request */
+enum { K_IP, K_DOMAIN, K_GLOBAL, K_MAC, K_PEEK, K_COUNT_START };
+enum { K_DEV, K_NONCE, K_TXN, K_ALLOW, K_COUNT_VERIFIED };
+#define K_COUNT K_COUNT_START
+_Static_assert((int)K_COUNT_VERIFIED <= (int)K_COUNT, "admit_req.key holds the keys of every kind");
 
 /* Script answer codes (admit_lua.c). */
 #define CODE_OK      1
@@ -50,6 +57,7 @@ enum { K_DEV, K_NONCE, K_TXN, K_ALLOW, K_COUNT };
 #define CODE_REPLAY  (-1)
 #define CODE_IN_USE  (-2)
 #define CODE_UNKNOWN (-3)
+#define CODE_LOCKED  (-4)
 
 struct admit_req;
 
@@ -81,6 +89,8 @@ struct admit_req {
     size_t serial_len;
     uint8_t txid[RP_ADMIT_MAX_ID];
     size_t txid_len;
+    uint32_t mac_max;       /* lock-out threshold (start: check; failed: log when reached) */
+    uint32_t mac_window_ms; /* failed: the window a first failure opens */
     char key[K_COUNT][KEY_MAX];
     size_t keylen[K_COUNT];
 };
@@ -90,7 +100,7 @@ struct rp_admit {
     struct rp_limiter *lim;
     char prefix[MAX_PREFIX + 1];
     uint32_t txn_ttl_ms;
-    unsigned sc_gcra, sc_refund, sc_dev, sc_dev_undo, sc_txn, sc_txn_undo;
+    unsigned sc_gcra, sc_refund, sc_dev, sc_dev_undo, sc_txn, sc_txn_undo, sc_mac_lock, sc_mac_fail;
 };
 
 /* ---- keys --------------------------------------------------------------------------------- */
@@ -171,7 +181,9 @@ int rp_admit_new(struct rp_admit **out, const struct rp_admit_opts *o)
                      rp_redis_script(a->redis, rp_admit_lua_device, &a->sc_dev) ||
                      rp_redis_script(a->redis, rp_admit_lua_device_undo, &a->sc_dev_undo) ||
                      rp_redis_script(a->redis, rp_admit_lua_txn, &a->sc_txn) ||
-                     rp_redis_script(a->redis, rp_admit_lua_txn_undo, &a->sc_txn_undo))) {
+                     rp_redis_script(a->redis, rp_admit_lua_txn_undo, &a->sc_txn_undo) ||
+                     rp_redis_script(a->redis, rp_admit_lua_mac_lock, &a->sc_mac_lock) ||
+                     rp_redis_script(a->redis, rp_admit_lua_mac_fail, &a->sc_mac_fail))) {
         free(a);
         return RP_E_NOMEM;
     }
@@ -182,6 +194,15 @@ int rp_admit_new(struct rp_admit **out, const struct rp_admit_opts *o)
 void rp_admit_free(struct rp_admit *a)
 {
     free(a);
+}
+
+uint32_t rp_admit_nonce_ttl_s(bool has_message_time, uint32_t max_clock_skew_s,
+                              uint32_t replay_window_s)
+{
+    if (!has_message_time)
+        return replay_window_s ? replay_window_s : RP_DEF_REPLAY_WINDOW;
+    uint64_t ttl = (uint64_t)NONCE_TTL_SKEWS * max_clock_skew_s + NONCE_TTL_MARGIN;
+    return ttl > UINT32_MAX ? UINT32_MAX : (uint32_t)ttl;
 }
 
 enum rp_txn_mode rp_admit_txn_mode(const char *body)
@@ -328,21 +349,37 @@ static void undo_slot(struct admit_req *req, struct admit_slot *s, bool local)
     }
 }
 
+static bool is_rate_slot(enum slot_kind k)
+{
+    return k == SLOT_IP || k == SLOT_DOMAIN || k == SLOT_GLOBAL;
+}
+
+static struct admit_slot *find_slot(struct admit_req *req, enum slot_kind kind);
+
+/* A locked-out MAC kid says most, then a replayed nonce, then the tightest rate limit. */
 static void decide_start(struct admit_req *req, bool local, struct rp_admit_result *res)
 {
+    struct admit_slot *lock = find_slot(req, SLOT_MAC_LOCK), *peek = find_slot(req, SLOT_PEEK);
     struct admit_slot *worst = NULL;
     for (int i = 0; i < req->nslots; i++) {
         struct admit_slot *s = &req->slots[i];
-        if (s->code == CODE_REFUSED && (!worst || s->value > worst->value))
+        if (is_rate_slot(s->kind) && s->code == CODE_REFUSED && (!worst || s->value > worst->value))
             worst = s;
     }
-    if (!worst)
+    if (lock && lock->code == CODE_LOCKED) {
+        res->err = RP_E_MAC_LOCKED;
+        res->retry_after_ms = lock->value < 1 ? 1 : (uint32_t)lock->value;
+    } else if (peek && peek->code != 0) {
+        res->err = RP_E_BAD_SENDER_NONCE;
+    } else if (worst) {
+        res->err = RP_E_RATE_LIMITED;
+        res->retry_after_ms = worst->value < 1 ? 1 : (uint32_t)worst->value;
+        res->limit = slot_limit_name(worst->kind);
+    } else {
         return;
-    res->err = RP_E_RATE_LIMITED;
-    res->retry_after_ms = worst->value < 1 ? 1 : (uint32_t)worst->value;
-    res->limit = slot_limit_name(worst->kind);
+    }
     for (int i = 0; i < req->nslots; i++)
-        if (req->slots[i].code == CODE_OK)
+        if (is_rate_slot(req->slots[i].kind) && req->slots[i].code == CODE_OK)
             undo_slot(req, &req->slots[i], local);
 }
 
@@ -402,8 +439,13 @@ static void local_slot(struct admit_req *req, struct admit_slot *s, uint64_t now
         s->value = retry;
         break;
     case SLOT_DEVICE:
-        if (rp_limiter_nonce(l, key_view(req, K_NONCE), req->nonce_ttl_ms, now) != RP_OK) {
+        rc = rp_limiter_nonce(l, key_view(req, K_NONCE), req->nonce_ttl_ms, now);
+        if (rc == RP_E_BAD_SENDER_NONCE) {
             s->code = CODE_REPLAY;
+            break;
+        }
+        if (rc != RP_OK) {
+            s->err = rc; /* table full: refuse rather than forget a live nonce */
             break;
         }
         rc = rp_limiter_take(l, key_view(req, K_DEV), s->limit->rate, s->limit->burst, now, &retry);
@@ -424,6 +466,23 @@ static void local_slot(struct admit_req *req, struct admit_slot *s, uint64_t now
         if (rc != RP_OK && rc != RP_E_TXID_IN_USE && rc != RP_E_UNKNOWN_TXN)
             s->err = rc;
         break;
+    case SLOT_MAC_LOCK: {
+        uint32_t wait = 0;
+        s->code = rp_limiter_fail_locked(l, key_view(req, K_MAC), req->mac_max, now, &wait)
+                      ? CODE_LOCKED
+                      : CODE_OK;
+        s->value = wait;
+        break;
+    }
+    case SLOT_PEEK:
+        s->code = rp_limiter_nonce_seen(l, key_view(req, K_PEEK), now);
+        break;
+    case SLOT_MAC_FAIL: {
+        uint32_t n = 0;
+        s->err = rp_limiter_fail_add(l, key_view(req, K_MAC), req->mac_window_ms, now, &n);
+        s->code = n;
+        break;
+    }
     default:
         s->err = RP_E_SYSTEM_UNAVAIL; /* allowlists live in Redis only */
         break;
@@ -441,18 +500,60 @@ static void decide_local(struct admit_req *req, struct rp_admit_result *res)
     uint64_t now = now_us();
     for (int i = 0; i < req->nslots; i++) {
         local_slot(req, &req->slots[i], now);
-        if (req->slots[i].err != RP_OK) {
-            res->err = req->slots[i].err;
-            return;
+        if (req->slots[i].err == RP_OK)
+            continue;
+        res->err = req->slots[i].err;
+        if (res->err == RP_E_TABLE_FULL) {
+            rp_log_warn("admit", "in-process %s table full: new work refused",
+                        req->slots[i].kind == SLOT_TXN ? "transaction" : "replay");
+            rp_metrics_count("raproxy_admit_table_full_total",
+                             req->slots[i].kind == SLOT_TXN ? "table=\"txn\"" : "table=\"nonce\"");
         }
+        /* what the earlier slots recorded must not outlive the refusal (a retry of the
+         * same message would look like a replay) */
+        for (int j = 0; j < i; j++) {
+            const struct admit_slot *d = &req->slots[j];
+            if (d->code == CODE_OK && (d->kind != SLOT_TXN || d->value == 1))
+                undo_slot(req, &req->slots[j], true);
+        }
+        return;
     }
     if (req->kind == ADMIT_START)
         decide_start(req, true, res);
-    else
+    else if (req->kind == ADMIT_VERIFIED)
         decide_verified(req, true, res);
 }
 
 /* ---- Redis answers ------------------------------------------------------------------------ */
+
+/* One failed MAC counted: the failure that reaches the threshold locks the kid out, which
+ * is said once, in the log and in raproxy_mac_lockouts_total. */
+static void mac_failure_counted(const struct admit_req *req, long long count)
+{
+    if (count != (long long)req->mac_max)
+        return;
+    rp_log_warn("mac_lockout", "%s: senderKID locked out after %u failed MACs for %u s",
+                (const char *)req->serial, req->mac_max, req->mac_window_ms / MS_PER_SEC);
+    rp_metrics_count("raproxy_mac_lockouts_total", NULL);
+}
+
+/* Hands the decision over and frees the record. */
+static void complete(struct admit_req *req, const struct rp_admit_result *res)
+{
+    if (req->kind == ADMIT_MAC_FAILED) {
+        if (res->err == RP_OK)
+            mac_failure_counted(req, req->slots[0].code);
+        else if (res->err != RP_E_SHUTDOWN)
+            rp_log_warn("mac_lockout", "%s: failed MAC not counted: %s", (const char *)req->serial,
+                        rp_err_msg(res->err));
+        free(req);
+        return;
+    }
+    rp_admit_fn cb = req->cb;
+    void *arg = req->arg;
+    free(req);
+    deliver(cb, arg, res);
+}
 
 static void finish(struct admit_req *req)
 {
@@ -468,7 +569,8 @@ static void finish(struct admit_req *req)
     } else if (failure != RP_OK) {
         if (req->kind == ADMIT_ISSUED) {
             res.err = failure; /* the device has its certificate: the pipeline logs this */
-        } else if (req->on_failure == RP_REDIS_FAIL_CLOSED) {
+        } else if (req->on_failure == RP_REDIS_FAIL_CLOSED && req->kind != ADMIT_MAC_FAILED) {
+            /* (a failed MAC is always counted, in process when Redis cannot) */
             res.err = RP_E_SYSTEM_UNAVAIL;
         } else {
             res.degraded = true;
@@ -479,10 +581,7 @@ static void finish(struct admit_req *req)
     } else if (req->kind == ADMIT_VERIFIED) {
         decide_verified(req, false, &res);
     }
-    rp_admit_fn cb = req->cb;
-    void *arg = req->arg;
-    free(req);
-    deliver(cb, arg, &res);
+    complete(req, &res);
 }
 
 /* {code, value} from the scripts, a plain integer from SISMEMBER/SREM. */
@@ -543,6 +642,20 @@ static int send_slot(struct admit_req *req, struct admit_slot *s)
                         strlen(ttl)};
         return rp_redis_evalsha(a->redis, a->sc_txn, 1, 5, argv, len, on_slot_reply, s);
     }
+    case SLOT_MAC_LOCK:
+    case SLOT_MAC_FAIL: {
+        fmt_u64(ttl, s->kind == SLOT_MAC_LOCK ? req->mac_max : req->mac_window_ms);
+        const char *argv[] = {req->key[K_MAC], ttl};
+        size_t len[] = {req->keylen[K_MAC], strlen(ttl)};
+        return rp_redis_evalsha(a->redis,
+                                s->kind == SLOT_MAC_LOCK ? a->sc_mac_lock : a->sc_mac_fail, 1, 2,
+                                argv, len, on_slot_reply, s);
+    }
+    case SLOT_PEEK: {
+        const char *argv[] = {"EXISTS", req->key[K_PEEK]};
+        size_t len[] = {6u, req->keylen[K_PEEK]};
+        return rp_redis_command(a->redis, on_slot_reply, s, 2, argv, len);
+    }
     case SLOT_ALLOW:
     case SLOT_CONSUME: {
         const char *argv[] = {s->kind == SLOT_ALLOW ? "SISMEMBER" : "SREM", req->key[K_ALLOW],
@@ -561,10 +674,7 @@ static void run(struct admit_req *req)
         struct rp_admit_result res = {0};
         if (req->nslots)
             decide_local(req, &res);
-        rp_admit_fn cb = req->cb;
-        void *arg = req->arg;
-        free(req);
-        deliver(cb, arg, &res);
+        complete(req, &res);
         return;
     }
     req->sending = true;
@@ -585,6 +695,35 @@ static void run(struct admit_req *req)
 static bool name_ok(const char *s)
 {
     return s && *s && strlen(s) <= RP_ADMIT_MAX_NAME;
+}
+
+/* P mac:{mac:<D>:<hex kid>}: the failed-MAC counter of a kid (hex: a kid is any bytes) */
+static int mac_key(struct admit_req *req, const char *domain, struct rp_view kid)
+{
+    struct keybuf k = kb_begin(req, K_MAC);
+    kb_str(&k, "mac:{mac:");
+    kb_str(&k, domain);
+    kb_str(&k, ":");
+    kb_hex(&k, kid.p, kid.len);
+    kb_str(&k, "}");
+    return kb_end(req, K_MAC, &k);
+}
+
+/* P nonce:{dev:<D>:<serial>}:<hex nonce>, the replay marker of a device's nonce */
+static int nonce_key(struct admit_req *req, int i, const char *domain, struct rp_view serial,
+                     struct rp_view nonce)
+{
+    if (!rp_view_present(serial) || serial.len == 0 || serial.len > RP_ADMIT_MAX_SERIAL ||
+        !rp_view_present(nonce) || nonce.len == 0 || nonce.len > RP_ADMIT_MAX_ID)
+        return RP_E_INVAL;
+    struct keybuf k = kb_begin(req, i);
+    kb_str(&k, "nonce:{dev:");
+    kb_str(&k, domain);
+    kb_str(&k, ":");
+    kb_bytes(&k, serial.p, serial.len);
+    kb_str(&k, "}:");
+    kb_hex(&k, nonce.p, nonce.len);
+    return kb_end(req, i, &k);
 }
 
 void rp_admit_start(struct rp_admit *a, const struct rp_admit_in *in, rp_admit_fn cb, void *arg)
@@ -621,6 +760,42 @@ void rp_admit_start(struct rp_admit *a, const struct rp_admit_in *in, rp_admit_f
         add_slot(req, SLOT_DOMAIN, K_DOMAIN, &req->limits.domain);
     if (req->limits.global.rate)
         add_slot(req, SLOT_GLOBAL, K_GLOBAL, &req->limits.global);
+    if (rp_view_present(in->mac_kid)) {
+        /* a MAC costs up to pbm_max_iterations hashes: a locked-out kid or a nonce its
+         * identity already used is refused before any of them */
+        req->mac_max = in->mac_lockout_failures;
+        if (mac_key(req, in->domain, in->mac_kid) != RP_OK ||
+            nonce_key(req, K_PEEK, in->domain, in->mac_serial, in->nonce) != RP_OK) {
+            free(req);
+            fire(cb, arg, RP_E_INVAL);
+            return;
+        }
+        if (req->mac_max)
+            add_slot(req, SLOT_MAC_LOCK, K_MAC, NULL);
+        add_slot(req, SLOT_PEEK, K_PEEK, NULL);
+    }
+    run(req);
+}
+
+void rp_admit_mac_failed(struct rp_admit *a, const struct rp_admit_mac_fail_in *in)
+{
+    if (!name_ok(in->domain) || !rp_view_present(in->kid) || !in->failures || !in->window_s)
+        return;
+    struct admit_req *req = req_new(a, ADMIT_MAC_FAILED, NULL, NULL);
+    if (!req)
+        return;
+    req->on_failure = in->on_redis_failure;
+    req->mac_max = in->failures;
+    req->mac_window_ms =
+        in->window_s > UINT32_MAX / MS_PER_SEC ? UINT32_MAX : in->window_s * MS_PER_SEC;
+    /* for the log line: "domain/kid" (the kid is text: it matched a secrets file line) */
+    snprintf((char *)req->serial, sizeof req->serial, "%s/%.*s", in->domain, (int)in->kid.len,
+             (const char *)in->kid.p);
+    if (mac_key(req, in->domain, in->kid) != RP_OK) {
+        free(req);
+        return;
+    }
+    add_slot(req, SLOT_MAC_FAIL, K_MAC, NULL);
     run(req);
 }
 
@@ -650,14 +825,7 @@ static int verified_keys(struct admit_req *req, const struct rp_admit_verified_i
     kb_bytes(&k, in->serial.p, in->serial.len);
     kb_str(&k, "}");
     rc |= kb_end(req, K_DEV, &k);
-    k = kb_begin(req, K_NONCE);
-    kb_str(&k, "nonce:{dev:");
-    kb_str(&k, in->domain);
-    kb_str(&k, ":");
-    kb_bytes(&k, in->serial.p, in->serial.len);
-    kb_str(&k, "}:");
-    kb_hex(&k, in->nonce.p, in->nonce.len);
-    rc |= kb_end(req, K_NONCE, &k);
+    rc |= nonce_key(req, K_NONCE, in->domain, in->serial, in->nonce);
     k = kb_begin(req, K_TXN);
     kb_str(&k, "txn:{txn:");
     kb_hex(&k, in->txid.p, in->txid.len);
@@ -694,8 +862,9 @@ void rp_admit_after_verify(struct rp_admit *a, const struct rp_admit_verified_in
     req->on_failure = in->on_redis_failure;
     req->mode = rp_admit_txn_mode(in->body);
     snprintf(req->body, sizeof req->body, "%s", in->body ? in->body : "");
-    uint32_t skew = in->max_clock_skew_s ? in->max_clock_skew_s : RP_DEF_MAX_CLOCK_SKEW;
-    req->nonce_ttl_ms = NONCE_TTL_SKEWS * skew * MS_PER_SEC;
+    uint32_t ttl_s =
+        in->nonce_ttl_s ? in->nonce_ttl_s : rp_admit_nonce_ttl_s(true, RP_DEF_MAX_CLOCK_SKEW, 0);
+    req->nonce_ttl_ms = ttl_s > UINT32_MAX / MS_PER_SEC ? UINT32_MAX : ttl_s * MS_PER_SEC;
     memcpy(req->serial, in->serial.p, in->serial.len);
     req->serial_len = in->serial.len;
     memcpy(req->txid, in->txid.p, in->txid.len);

@@ -79,3 +79,15 @@ const char rp_admit_lua_txn_undo[] = "if redis.call('HGET', KEYS[1], 's') == ARG
                                      "  return redis.call('DEL', KEYS[1])\n"
                                      "end\n"
                                      "return 0\n";
+
+/* KEYS[1] failed-MAC counter; ARGV[1] lock-out threshold -> {1, 0} | {-4, ms left} locked */
+const char rp_admit_lua_mac_lock[] =
+    "local n = tonumber(redis.call('GET', KEYS[1])) or 0\n"
+    "if n >= tonumber(ARGV[1]) then return {-4, redis.call('PTTL', KEYS[1])} end\n"
+    "return {1, 0}\n";
+
+/* KEYS[1] failed-MAC counter; ARGV[1] window ms -> {failures in the window, 0}. The window
+ * starts with the first failure and is not extended by later ones. */
+const char rp_admit_lua_mac_fail[] = "local n = redis.call('INCR', KEYS[1])\n"
+                                     "if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end\n"
+                                     "return {n, 0}\n";

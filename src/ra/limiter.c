@@ -9,7 +9,8 @@
 #include <string.h>
 
 #define USEC_PER_MSEC        1000ull
-#define EXPIRED_SWEEP        2 /* expired LRU heads dropped per insert: keeps dead entries rare */
+#define EXPIRED_SWEEP        2  /* expired LRU heads dropped per insert: keeps dead entries rare */
+#define FULL_SCAN            16 /* entries looked at for an expired one when a stripe is full */
 #define CACHELINE            64
 #define FNV_OFFSET           0xcbf29ce484222325ull
 #define FNV_PRIME            0x100000001b3ull
@@ -40,7 +41,7 @@ struct lim_table {
 
 struct rp_limiter {
     uint64_t seed; /* per process, so that colliding keys cannot be precomputed */
-    struct lim_table buckets, nonces, txns;
+    struct lim_table buckets, nonces, txns, fails;
 };
 
 /* ---- hash table with LRU ---------------------------------------------------------------- */
@@ -150,13 +151,31 @@ static struct lim_entry *entry_find(struct lim_stripe *s, uint64_t h, struct rp_
     return NULL;
 }
 
-static struct lim_entry *entry_add(struct lim_stripe *s, uint64_t h, struct rp_view k,
-                                   struct rp_view extra, uint64_t now_us)
+/* Room for one more entry: expired ones from the LRU end first; then, where `evict_live`,
+ * the least recently used live one. False when the stripe is full of entries to keep. */
+static bool make_room(struct lim_stripe *s, uint64_t now_us, bool evict_live)
 {
     for (int i = 0; i < EXPIRED_SWEEP && s->lru_head && s->lru_head->expire_us <= now_us; i++)
         entry_remove(s, s->lru_head);
-    if (s->count >= s->max)
-        entry_remove(s, s->lru_head);
+    if (s->count < s->max)
+        return true;
+    /* TTLs differ (per domain, with or without messageTime): an expired entry may sit
+     * behind a live head; look a little further before giving up */
+    struct lim_entry *e = s->lru_head;
+    for (int i = 0; e && i < FULL_SCAN; i++, e = e->next)
+        if (e->expire_us <= now_us) {
+            entry_remove(s, e);
+            return true;
+        }
+    if (!evict_live)
+        return false;
+    entry_remove(s, s->lru_head);
+    return true;
+}
+
+static struct lim_entry *entry_add(struct lim_stripe *s, uint64_t h, struct rp_view k,
+                                   struct rp_view extra)
+{
     struct lim_entry *e = malloc(sizeof *e + k.len + extra.len);
     if (!e)
         return NULL;
@@ -194,7 +213,8 @@ int rp_limiter_new(struct rp_limiter **out, const struct rp_limiter_opts *o)
     l->seed = rp_clock_ns() ^ (uint64_t)(uintptr_t)l;
     if (table_init(&l->buckets, d.max_buckets ? d.max_buckets : RP_LIMITER_DEF_BUCKETS) ||
         table_init(&l->nonces, d.max_nonces ? d.max_nonces : RP_LIMITER_DEF_NONCES) ||
-        table_init(&l->txns, d.max_txns ? d.max_txns : RP_LIMITER_DEF_TXNS)) {
+        table_init(&l->txns, d.max_txns ? d.max_txns : RP_LIMITER_DEF_TXNS) ||
+        table_init(&l->fails, d.max_fails ? d.max_fails : RP_LIMITER_DEF_FAILS)) {
         rp_limiter_free(l);
         return RP_E_NOMEM;
     }
@@ -209,6 +229,7 @@ void rp_limiter_free(struct rp_limiter *l)
     table_free(&l->buckets);
     table_free(&l->nonces);
     table_free(&l->txns);
+    table_free(&l->fails);
     free(l);
 }
 
@@ -249,8 +270,8 @@ int rp_limiter_take(struct rp_limiter *l, struct rp_view key, uint32_t rate, uin
         rc = RP_E_RATE_LIMITED;
         goto out;
     }
-    if (!e)
-        e = entry_add(s, h, key, RP_VIEW_NULL, now_us);
+    if (!e && make_room(s, now_us, true))
+        e = entry_add(s, h, key, RP_VIEW_NULL);
     if (!e) {
         rc = RP_E_NOMEM;
         goto out;
@@ -292,8 +313,10 @@ int rp_limiter_nonce(struct rp_limiter *l, struct rp_view key, uint32_t ttl_ms, 
     pthread_mutex_lock(&s->mu);
     if (entry_find(s, h, key, now_us)) {
         rc = RP_E_BAD_SENDER_NONCE;
+    } else if (!make_room(s, now_us, false)) {
+        rc = RP_E_TABLE_FULL;
     } else {
-        struct lim_entry *e = entry_add(s, h, key, RP_VIEW_NULL, now_us);
+        struct lim_entry *e = entry_add(s, h, key, RP_VIEW_NULL);
         if (e)
             e->expire_us = now_us + (uint64_t)ttl_ms * USEC_PER_MSEC;
         else
@@ -301,6 +324,67 @@ int rp_limiter_nonce(struct rp_limiter *l, struct rp_view key, uint32_t ttl_ms, 
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
+}
+
+bool rp_limiter_nonce_seen(struct rp_limiter *l, struct rp_view key, uint64_t now_us)
+{
+    if (!key_ok(key))
+        return false;
+    uint64_t h = key_hash(l, key);
+    struct lim_stripe *s = stripe_of(&l->nonces, h);
+    pthread_mutex_lock(&s->mu);
+    bool seen = entry_find(s, h, key, now_us) != NULL;
+    pthread_mutex_unlock(&s->mu);
+    return seen;
+}
+
+int rp_limiter_fail_add(struct rp_limiter *l, struct rp_view key, uint32_t window_ms,
+                        uint64_t now_us, uint32_t *count)
+{
+    *count = 0;
+    if (!key_ok(key))
+        return RP_E_INVAL;
+    uint64_t h = key_hash(l, key);
+    struct lim_stripe *s = stripe_of(&l->fails, h);
+    int rc = RP_OK;
+    pthread_mutex_lock(&s->mu);
+    struct lim_entry *e = entry_find(s, h, key, now_us);
+    if (!e) {
+        if (!make_room(s, now_us, false)) {
+            rc = RP_E_TABLE_FULL;
+            goto out;
+        }
+        e = entry_add(s, h, key, RP_VIEW_NULL);
+        if (!e) {
+            rc = RP_E_NOMEM;
+            goto out;
+        }
+        e->expire_us = now_us + (uint64_t)window_ms * USEC_PER_MSEC;
+    }
+    e->tat_us++; /* the count */
+    *count = e->tat_us > UINT32_MAX ? UINT32_MAX : (uint32_t)e->tat_us;
+out:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+bool rp_limiter_fail_locked(struct rp_limiter *l, struct rp_view key, uint32_t max, uint64_t now_us,
+                            uint32_t *retry_after_ms)
+{
+    *retry_after_ms = 0;
+    if (!key_ok(key))
+        return false;
+    uint64_t h = key_hash(l, key);
+    struct lim_stripe *s = stripe_of(&l->fails, h);
+    pthread_mutex_lock(&s->mu);
+    struct lim_entry *e = entry_find(s, h, key, now_us);
+    bool locked = e && e->tat_us >= max;
+    if (locked) {
+        uint64_t ms = (e->expire_us - now_us + USEC_PER_MSEC - 1) / USEC_PER_MSEC;
+        *retry_after_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return locked;
 }
 
 void rp_limiter_nonce_forget(struct rp_limiter *l, struct rp_view key)
@@ -349,7 +433,11 @@ int rp_limiter_txn(struct rp_limiter *l, struct rp_view txid, struct rp_view ser
     } else if (!e && mode == RP_TXN_CONTINUE) {
         rc = RP_E_UNKNOWN_TXN;
     } else if (!e && mode == RP_TXN_START) {
-        e = entry_add(s, h, txid, serial, now_us);
+        if (!make_room(s, now_us, false)) {
+            rc = RP_E_TABLE_FULL;
+            goto out;
+        }
+        e = entry_add(s, h, txid, serial);
         if (!e) {
             rc = RP_E_NOMEM;
             goto out;
@@ -391,5 +479,6 @@ static size_t table_count(struct lim_table *t)
 
 size_t rp_limiter_count(struct rp_limiter *l)
 {
-    return table_count(&l->buckets) + table_count(&l->nonces) + table_count(&l->txns);
+    return table_count(&l->buckets) + table_count(&l->nonces) + table_count(&l->txns) +
+           table_count(&l->fails);
 }

@@ -318,6 +318,16 @@ static void on_verified(struct rp_job *j)
         snprintf(ex->log.serial, sizeof ex->log.serial, "%.*s", (int)rx->serial.len,
                  (const char *)rx->serial.p);
     if (rx->verdict != RP_OK) {
+        if (rx->verdict == RP_E_BAD_MESSAGE_CHECK && rx->mac_id) {
+            struct rp_admit_mac_fail_in f = {
+                .domain = rx->dcfg->name,
+                .kid = rp_view_make(rx->mac_id->kid, rx->mac_id->kid_len),
+                .failures = rx->dcfg->mac_lockout.failures,
+                .window_s = rx->dcfg->mac_lockout.window_s,
+                .on_redis_failure = rx->dcfg->on_redis_failure,
+            };
+            rp_admit_mac_failed(rx->rl->admit, &f);
+        }
         refuse(rx, rx->verdict, rx->why);
         return;
     }
@@ -331,7 +341,8 @@ static void on_verified(struct rp_job *j)
         .nonce = h->sender_nonce.val,
         .body = rp_cmp_body_name(rx->msg.body.type),
         .limits = &rx->dcfg->limits,
-        .max_clock_skew_s = rx->dcfg->max_clock_skew_s,
+        .nonce_ttl_s = rp_admit_nonce_ttl_s(h->has_message_time, rx->dcfg->max_clock_skew_s,
+                                            rx->dcfg->replay_window_s),
         .allowlist_redis = rx->dcfg->allowlist && strcmp(rx->dcfg->allowlist, "redis") == 0 &&
                            (rx->msg.body.type == RP_CMP_IR || rx->msg.body.type == RP_CMP_CR ||
                             rx->msg.body.type == RP_CMP_P10CR),
@@ -359,7 +370,10 @@ static void on_admitted(void *arg, const struct rp_admit_result *res)
             refuse(rx, RP_E_RATE_LIMITED, why);
             return;
         }
-        refuse(rx, res->err, NULL);
+        refuse(rx, res->err,
+               res->err == RP_E_MAC_LOCKED         ? "senderKID locked out after failed MACs"
+               : res->err == RP_E_BAD_SENDER_NONCE ? "senderNonce already used"
+                                                   : NULL);
         return;
     }
     rx->step = RA_VERIFY;
@@ -385,6 +399,11 @@ static int check_header(struct ra_exchange *rx, const char **why)
     if (h->sender_nonce.val.len < MIN_NONCE_LEN) {
         *why = "senderNonce missing or shorter than 128 bits";
         return RP_E_BAD_SENDER_NONCE;
+    }
+    if (!h->has_message_time && d->require_message_time) {
+        /* without it a captured message could be replayed once its nonce is forgotten */
+        *why = "messageTime missing";
+        return RP_E_BAD_TIME;
     }
     if (h->has_message_time) {
         int64_t skew = h->message_time - rx->now;
@@ -451,6 +470,20 @@ static void start_cmp(struct ra_exchange *rx)
         .limits = &rx->dcfg->limits,
         .on_redis_failure = rx->dcfg->on_redis_failure,
     };
+    const struct rp_cmp_header *h = &rx->msg.header;
+    if (ra_is_mac_alg(h->protection_alg.oid)) {
+        /* the secret is looked up here, so an unknown kid costs no hashing, and admission
+         * refuses a locked-out kid or a replayed nonce before any */
+        const struct ra_secret *sec = ra_domain_secret(rx->domain, h->sender_kid.val);
+        if (!sec) {
+            refuse(rx, RP_E_SIGNER_NOT_TRUSTED, "no shared secret for this senderKID");
+            return;
+        }
+        in.mac_kid = h->sender_kid.val;
+        in.mac_serial = ra_secret_identity(sec);
+        in.nonce = h->sender_nonce.val;
+        in.mac_lockout_failures = rx->dcfg->mac_lockout.failures;
+    }
     rp_admit_start(rx->rl->admit, &in, on_admitted, rx);
 }
 

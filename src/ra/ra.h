@@ -109,7 +109,13 @@ void ra_der_list_free(struct ra_der_list *l);
 int ra_read_file(const char *path, uint8_t **out, size_t *len);
 void ra_state_free(void *state);
 struct ra_domain *ra_state_domain(struct ra_state *s, const struct rp_cfg_domain *cfg);
+/* The secrets line of a senderKID (O(log n): called on the loop), or NULL. */
 const struct ra_secret *ra_domain_secret(const struct ra_domain *d, struct rp_view kid);
+/* The identity a MAC kid stands for: its serial=, or the kid itself. */
+static inline struct rp_view ra_secret_identity(const struct ra_secret *s)
+{
+    return s->serial ? rp_view_str(s->serial) : rp_view_make(s->kid, s->kid_len);
+}
 
 /* The bit of a domain's alg_mask for a policy name ("ecdsa-p256", …, "rsa-pss"), 0 when
  * unknown; RA_ALG_POLICY_ALL when a domain names none. */

@@ -138,12 +138,17 @@ static int load_identity(const struct rp_cfg_ra *cfg, struct ra_identity *id, FI
     return rc;
 }
 
-static size_t secret_count(const struct ra_domain *d, struct rp_view kid)
+static int kid_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < d->n_secrets; i++)
-        n += d->secrets[i].kid_len == kid.len && memcmp(d->secrets[i].kid, kid.p, kid.len) == 0;
-    return n;
+    if (alen != blen)
+        return alen < blen ? -1 : 1;
+    return memcmp(a, b, alen);
+}
+
+static int secret_order(const void *x, const void *y)
+{
+    const struct ra_secret *a = x, *b = y;
+    return kid_cmp((const uint8_t *)a->kid, a->kid_len, (const uint8_t *)b->kid, b->kid_len);
 }
 
 /* Splits the next whitespace-separated token off *s; a token may be written in double
@@ -281,13 +286,18 @@ static int load_secrets(const char *path, struct ra_domain *d, FILE *errs)
         memset(sec, 0, sizeof *sec);
         const char *why = "out of memory";
         rc = parse_secret_line(line, sec, &why);
-        if (rc == RP_OK && secret_count(d, rp_view_make(sec->kid, sec->kid_len)) > 1) {
-            why = "senderKID listed twice";
-            rc = RP_E_CONFIG;
-        }
         if (rc != RP_OK && errs)
             fprintf(errs, "%s:%u: %s\n", path, lineno, why);
     }
+    /* sorted, so that the loop finds a kid in O(log n) before any work is spent on it */
+    if (rc == RP_OK && d->n_secrets)
+        qsort(d->secrets, d->n_secrets, sizeof *d->secrets, secret_order);
+    for (size_t i = 1; rc == RP_OK && i < d->n_secrets; i++)
+        if (secret_order(&d->secrets[i - 1], &d->secrets[i]) == 0) {
+            if (errs)
+                fprintf(errs, "%s: senderKID %s listed twice\n", path, d->secrets[i].kid);
+            rc = RP_E_CONFIG;
+        }
     /* the secrets stay in memory as long as the snapshot; wipe the file copy */
     explicit_bzero(data, len);
     free(data);
@@ -296,9 +306,18 @@ static int load_secrets(const char *path, struct ra_domain *d, FILE *errs)
 
 const struct ra_secret *ra_domain_secret(const struct ra_domain *d, struct rp_view kid)
 {
-    for (size_t i = 0; i < d->n_secrets; i++)
-        if (d->secrets[i].kid_len == kid.len && memcmp(d->secrets[i].kid, kid.p, kid.len) == 0)
-            return &d->secrets[i];
+    size_t lo = 0, hi = d->n_secrets;
+    while (kid.p && lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct ra_secret *s = &d->secrets[mid];
+        int c = kid_cmp(kid.p, kid.len, (const uint8_t *)s->kid, s->kid_len);
+        if (c == 0)
+            return s;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
     return NULL;
 }
 

@@ -16,6 +16,7 @@ int ra_verify_mac(struct ra_exchange *rx, const char **why)
         *why = "no shared secret for this senderKID";
         return RP_E_SIGNER_NOT_TRUSTED;
     }
+    rx->mac_id = s; /* a failure is counted against this kid (lock-out) */
     struct rp_view pp;
     if (rp_cmp_protected_part(m, &rx->ex->arena, &pp) != RP_OK) {
         *why = "message too large";
@@ -31,8 +32,7 @@ int ra_verify_mac(struct ra_exchange *rx, const char **why)
     if (rc != RP_OK)
         return rc;
     /* the kid is an identity: what it may ask for is judged by authorize() in verify.c */
-    rx->mac_id = s;
-    rx->serial = s->serial ? rp_view_str(s->serial) : rp_view_make(s->kid, s->kid_len);
+    rx->serial = ra_secret_identity(s);
     return RP_OK;
 }
 #else

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #define TG_OID_ROOT_CA_CERT    "\x2b\x06\x01\x05\x05\x07\x04\x14"
 #define TG_OID_CRL_STATUS_LIST "\x2b\x06\x01\x05\x05\x07\x04\x16"
@@ -125,6 +126,9 @@ static inline int tg_genm(struct rp_arena *a, struct tg_req *r, struct rp_view s
     rp_derw_begin(&w, RP_DER_CTX_CONS(4));
     rp_derw_begin(&w, RP_DER_SEQUENCE);
     rp_derw_end(&w);
+    rp_derw_end(&w);
+    rp_derw_begin(&w, RP_DER_CTX_CONS(0)); /* messageTime: domains require it */
+    rp_derw_gentime(&w, (int64_t)time(NULL));
     rp_derw_end(&w);
     if (key) {
         rp_derw_begin(&w, RP_DER_CTX_CONS(1));

@@ -149,7 +149,7 @@ static struct outcome verify(struct world *w, struct vreq v, const struct rp_cfg
         .nonce = rp_view_str(v.nonce),
         .body = v.body,
         .limits = lim,
-        .max_clock_skew_s = 60,
+        .nonce_ttl_s = 122,
         .allowlist_redis = v.allowlist,
         .on_redis_failure = fail,
     };

@@ -16,7 +16,8 @@
 static struct rp_limiter *mk(uint32_t buckets, uint32_t nonces, uint32_t txns)
 {
     struct rp_limiter *l;
-    struct rp_limiter_opts o = {buckets, nonces, txns};
+    struct rp_limiter_opts o = {
+        .max_buckets = buckets, .max_nonces = nonces, .max_txns = txns, .max_fails = 256};
     cr_assert_eq(rp_limiter_new(&l, &o), RP_OK);
     return l;
 }
@@ -114,13 +115,17 @@ Test(limiter, memory_is_bounded)
     struct rp_limiter *l = mk(256, 256, 256);
     uint32_t retry;
     char key[32];
+    int full = 0;
     for (int i = 0; i < 100000; i++) {
         int n = snprintf(key, sizeof key, "k%d", i);
         struct rp_view k = rp_view_make(key, (size_t)n);
-        cr_assert_eq(rp_limiter_take(l, k, 1, 1, T0, &retry), RP_OK);
-        cr_assert_eq(rp_limiter_nonce(l, k, 1000, T0), RP_OK);
+        cr_assert_eq(rp_limiter_take(l, k, 1, 1, T0, &retry), RP_OK); /* buckets evict */
+        int rc = rp_limiter_nonce(l, k, 1000, T0);
+        cr_assert(rc == RP_OK || rc == RP_E_TABLE_FULL);
+        full += rc == RP_E_TABLE_FULL;
     }
     cr_assert_leq(rp_limiter_count(l), 3 * 256);
+    cr_expect_geq(full, 100000 - 256);
     /* expired entries go without eviction pressure too */
     bool created;
     for (int i = 0; i < 1000; i++) {
@@ -132,6 +137,53 @@ Test(limiter, memory_is_bounded)
     cr_assert_leq(rp_limiter_count(l), 3 * 256);
     cr_assert_eq(rp_limiter_take(l, rp_view_make(key, RP_LIMITER_MAX_KEY + 1), 1, 1, T0, &retry),
                  RP_E_INVAL);
+    rp_limiter_free(l);
+}
+
+/* The review: a full table evicted live nonces and transactions, so a message could be
+ * replayed or a transaction taken over by flooding the table first. Now a full table
+ * refuses new work and forgets nothing that is still live. */
+Test(limiter, full_replay_and_transaction_tables_refuse_instead_of_evicting)
+{
+    struct rp_limiter *l = mk(256, 256, 256);
+    char key[32];
+    int kept = 0;
+    for (int i = 0; i < 10000; i++) {
+        int n = snprintf(key, sizeof key, "n%d", i);
+        if (rp_limiter_nonce(l, rp_view_make(key, (size_t)n), 60000, T0) == RP_OK)
+            kept++;
+    }
+    cr_assert_geq(kept, 1);
+    /* every nonce that was accepted is still a replay, however full the table is */
+    int replays = 0;
+    for (int i = 0; i < 10000; i++) {
+        int n = snprintf(key, sizeof key, "n%d", i);
+        replays +=
+            rp_limiter_nonce(l, rp_view_make(key, (size_t)n), 60000, T0) == RP_E_BAD_SENDER_NONCE;
+    }
+    cr_expect_eq(replays, kept);
+    /* once they expire there is room again */
+    cr_expect_eq(rp_limiter_nonce(l, rp_view_str("fresh"), 60000, T0 + 61000 * MS), RP_OK);
+
+    bool created;
+    int owned = 0, refused = 0;
+    for (int i = 0; i < 10000; i++) {
+        int n = snprintf(key, sizeof key, "x%d", i);
+        int rc = rp_limiter_txn(l, rp_view_make(key, (size_t)n), rp_view_str("dev-a"), RP_TXN_START,
+                                "ir", 60000, T0, &created);
+        owned += rc == RP_OK;
+        refused += rc == RP_E_TABLE_FULL;
+    }
+    cr_assert_eq(owned + refused, 10000);
+    cr_assert_geq(refused, 1);
+    /* no transaction of dev-a can be taken by dev-b by flooding the table */
+    int stolen = 0;
+    for (int i = 0; i < 10000; i++) {
+        int n = snprintf(key, sizeof key, "x%d", i);
+        stolen += rp_limiter_txn(l, rp_view_make(key, (size_t)n), rp_view_str("dev-b"),
+                                 RP_TXN_CONTINUE, "certConf", 60000, T0, &created) == RP_OK;
+    }
+    cr_expect_eq(stolen, 0);
     rp_limiter_free(l);
 }
 
