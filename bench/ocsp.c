@@ -235,7 +235,9 @@ int main(int argc, char **argv)
     snprintf(cfg, sizeof cfg,
              "log_level: warn\nlisteners:\n  - address: 127.0.0.1:%d\n    tls: off\n"
              "upstream:\n  url: http://127.0.0.1:9/unused\n"
-             "validation:\n  url: http://127.0.0.1:%d/\n  trust_anchors: [%s]\n",
+             "validation:\n  url: http://127.0.0.1:%d/\n  trust_anchors: [%s]\n"
+             /* one load generator, one address: admission is measured, not the limit */
+             "  per_ip: {rate: 1000000, burst: 1000000}\n",
              port, va_port, ica);
     snprintf(path, sizeof path, "%s/raproxy.yaml", dir);
     f = fopen(path, "w");

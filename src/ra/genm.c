@@ -454,11 +454,20 @@ int ra_genm_answer(struct ra_exchange *rx)
     /* the ITAVs are built in scratch memory so the exchange's arena holds each answer once
      * in the body, not twice: CRLs can be large */
     size_t room = 0;
+    unsigned seen = 0;
     for (size_t i = 0; i < g->n; i++) {
-        size_t r = answer_room(pi, kind_of(g->items[i].type));
+        enum info_kind k = kind_of(g->items[i].type);
+        size_t r = answer_room(pi, k);
         if (r == 0)
             return RP_E_NOT_FOUND; /* the CA answers the whole genm */
-        room += r + 16;            /* arena alignment */
+        /* Each InfoType once: the scratch memory is then bounded by what is configured
+         * (every CRL at most once), not by how often a request repeats crlStatusList. */
+        if (seen & (1u << k)) {
+            rx->why = "an InfoType is asked more than once";
+            return RP_E_BAD_REQUEST;
+        }
+        seen |= 1u << k;
+        room += r + 16; /* arena alignment */
     }
     struct rp_arena scratch;
     room += g->n * sizeof(bool) * (pi->crls.n + 16);

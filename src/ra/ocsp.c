@@ -4,6 +4,7 @@
 
 #include "ra.h"
 
+#include "raproxy/admit.h"
 #include "raproxy/clock.h"
 #include "raproxy/config.h"
 #include "raproxy/err.h"
@@ -27,6 +28,10 @@
 
 /* Largest DER request taken from a GET URL (base64 of it is a third longer). */
 #define GET_REQUEST_MAX 4096u
+/* The relay's name in admission keys: ':' cannot appear in a domain name, so its buckets
+ * never share a CMP domain's. */
+#define OCSP_ADMIT_NAME ":ocsp"
+#define RETRY_HDR_MAX   48
 
 /* One loop's link to the VA, rebuilt when the snapshot generation changes. */
 struct loop_state {
@@ -56,10 +61,11 @@ struct ocsp_exchange {
     struct rp_view answer;
     int verdict;
     int64_t now, expires;
+    struct rp_cfg_limits limits; /* validation.per_ip and .global, for admission */
 };
 
 static struct {
-    struct rp_metric *hits, *misses, *bypass, *va_seconds, *entries;
+    struct rp_metric *hits, *misses, *bypass, *va_seconds, *entries, *limited;
 } m;
 static pthread_once_t m_once = PTHREAD_ONCE_INIT;
 
@@ -81,6 +87,9 @@ static void metrics_init(void)
     m.bypass = rp_metric_get("raproxy_ocsp_cache_bypass_total", RP_METRIC_COUNTER, NULL);
     m.entries = rp_metric_get("raproxy_ocsp_cache_entries", RP_METRIC_GAUGE, NULL);
     m.va_seconds = rp_metric_get("raproxy_ocsp_va_seconds", RP_METRIC_HISTOGRAM, NULL);
+    rp_metrics_help("raproxy_ocsp_refused_total", RP_METRIC_COUNTER,
+                    "OCSP requests refused by admission (validation.per_ip / .global).");
+    m.limited = rp_metric_get("raproxy_ocsp_refused_total", RP_METRIC_COUNTER, NULL);
 }
 
 static void va_error(const char *reason)
@@ -459,6 +468,8 @@ static void forward(struct ocsp_exchange *ox, struct loop_state *st)
     }
 }
 
+static void on_admitted(void *arg, const struct rp_admit_result *res);
+
 void rp_ocsp_handle(struct rp_exchange *ex)
 {
     const struct rp_cfg_validation *v = ex->snap->cfg->validation;
@@ -483,6 +494,37 @@ void rp_ocsp_handle(struct rp_exchange *ex)
     }
     if (rp_ocsp_req_parse(ox->der.p, ox->der.len, &ox->req, &derr) != RP_OK) {
         answer_status(ex, RP_OCSP_MALFORMED_REQUEST, "ocsp-malformed");
+        return;
+    }
+    /* admission before any cache, VA or crypto work: per client address and relay-wide */
+    struct ra_loop *rl = rp_loop_app(ex->loop);
+    if (!rl || !rl->admit) {
+        answer_http(ex, RP_E_SYSTEM_UNAVAIL, "Retry-After: 1\r\n");
+        return;
+    }
+    ox->limits.per_ip = v->per_ip;
+    ox->limits.domain = v->global;
+    struct rp_admit_in in = {
+        .domain = OCSP_ADMIT_NAME,
+        .client_addr = ex->client_addr,
+        .limits = &ox->limits,
+        .on_redis_failure = RP_REDIS_FAIL_OPEN,
+    };
+    rp_admit_start(rl->admit, &in, on_admitted, ox);
+}
+
+static void on_admitted(void *arg, const struct rp_admit_result *res)
+{
+    struct ocsp_exchange *ox = arg;
+    struct rp_exchange *ex = ox->ex;
+    if (res->err != RP_OK) {
+        char *hdr = rp_arena_alloc(&ex->arena, RETRY_HDR_MAX);
+        if (hdr)
+            snprintf(hdr, RETRY_HDR_MAX, "Retry-After: %u\r\n",
+                     (res->retry_after_ms ? res->retry_after_ms : 1000u) / 1000u + 1u);
+        rp_metric_inc(m.limited);
+        answer_http(ex, res->err == RP_E_RATE_LIMITED ? RP_E_RATE_LIMITED : RP_E_SYSTEM_UNAVAIL,
+                    hdr);
         return;
     }
     struct loop_state *st = loop_state(ex);

@@ -280,6 +280,27 @@ Test(genm, crl_status_list_returns_only_crls_newer_than_the_device_has)
     fx_down(&f);
 }
 
+/* The review: a genm repeating crlStatusList made the RA reserve scratch memory for every
+ * configured CRL once per repetition. Each InfoType may now be asked once (badRequest
+ * otherwise), so the scratch is bounded by the configuration; once is still answered. */
+Test(genm, an_infotype_asked_twice_is_bad_request)
+{
+    struct fx f;
+    cr_assert_eq(fx_up(&f, "local", NULL, false), RP_OK);
+    struct rp_arena *a = &f.req_arena;
+    struct rp_view st = tg_crl_status(a, f.st->ra.cert.issuer, -1);
+    struct rp_view itav = tg_itav(a, RP_OID_VIEW(TG_OID_CRL_STATUS_LIST), st);
+    struct rp_view many[64];
+    for (size_t i = 0; i < 64; i++)
+        many[i] = itav;
+    struct rp_cmp_msg m;
+    int rc = ask(&f, many, 64, &m);
+    cr_expect_eq(rc, RP_E_BAD_REQUEST, "%d", rc);
+    cr_expect_eq(rp_err_failinfo(rc), RP_FI_BAD_REQUEST);
+    cr_expect_eq(ask(&f, many, 1, &m), RP_OK);
+    fx_down(&f);
+}
+
 Test(genm, malformed_crl_status_list_is_refused_with_bad_data_format)
 {
     struct fx f;
