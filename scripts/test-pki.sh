@@ -24,6 +24,7 @@
 #   expired.pem/.key            SN0900, valid 2020-01-01 .. 2021-01-01 only
 #   revoked.pem/.key            SN0901, revoked in crl.pem
 #   notlisted.pem/.key          SN0999, valid but absent from allowlist.txt
+#   noserial.pem/.key           no serialNumber and no subjectKeyIdentifier
 #   <name>.chain.pem            for every device above: the device certificate, then ica.pem
 #   crl.pem crl.der             CRL issued by ica listing revoked.pem (nextUpdate in ~10 years)
 #   allowlist.txt               SN0001 SN0002 SN0003 SN0004 SN0900 SN0901, one per line
@@ -45,7 +46,8 @@
 #   chain.pem                   operator ica + operator root (caPubs / extraCerts)
 # DIR/mac/
 #   secrets.txt                 "<senderKID> <secret> [serial=…]" lines for MAC (PBM):
-#                               kid-1 is device SN0001, kid-2 has no serial
+#                               kid-1 is device SN0001, kid-2 has no serial, kid-3 is
+#                               SN0002 and may send only ir, certConf, pollReq
 # DIR/.done                     written last
 set -euo pipefail
 
@@ -79,6 +81,11 @@ authorityKeyIdentifier = keyid:always
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature
 subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[ee_noski]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+subjectKeyIdentifier = none
 authorityKeyIdentifier = keyid:always
 [tls_server]
 basicConstraints = critical,CA:FALSE
@@ -145,6 +152,9 @@ issue vendor/dev2 "$(dev_subj 2 SN0002)" vendor/ica ee
 issue vendor/dev-rsa "$(dev_subj 3 SN0003)" vendor/ica ee rsa
 issue vendor/dev-ed25519 "$(dev_subj 4 SN0004)" vendor/ica ee ed25519
 issue vendor/notlisted "$(dev_subj 999 SN0999)" vendor/ica ee
+# chains to the vendor root, but has neither serialNumber nor subjectKeyIdentifier: it must
+# never pass as the device its senderKID names
+issue vendor/noserial "/C=DE/O=Vendor/CN=Device without serial" vendor/ica ee_noski
 
 # The expired and revoked devices go through `openssl ca`: OpenSSL 3.0's x509 has no way to
 # set a start date in the past, and a CRL needs the CA database anyway.
@@ -192,7 +202,7 @@ openssl ca -batch -config vendor/db/ca.cnf -gencrl -crlexts crl_ext -out vendor/
 openssl crl -in vendor/crl.pem -outform DER -out vendor/crl.der
 rm -rf vendor/db
 
-for d in dev1 dev2 dev-rsa dev-ed25519 expired revoked notlisted; do
+for d in dev1 dev2 dev-rsa dev-ed25519 expired revoked notlisted noserial; do
     cat "vendor/$d.pem" vendor/ica.pem > "vendor/$d.chain.pem"
 done
 printf '%s\n' SN0001 SN0002 SN0003 SN0004 SN0900 SN0901 > vendor/allowlist.txt
@@ -215,13 +225,18 @@ cat operator/ica.pem operator/root.pem > ca/chain.pem
 # --- MAC secrets ---
 # kid-1 stands for device SN0001 (on the allowlist); kid-2 has no serial= and so is its own
 # serial, which no allowlist lists.
-printf '%s\n' "kid-1 pbm-secret-1 serial=SN0001" "kid-2 pbm-secret-2" > mac/secrets.txt
+printf '%s\n' "kid-1 pbm-secret-1 serial=SN0001" "kid-2 pbm-secret-2" \
+    "kid-3 pbm-secret-3 serial=SN0002 bodies=ir,certConf,pollReq" > mac/secrets.txt
 
 # Sanity: every chain verifies (and the expired/revoked ones fail for the right reason).
 v() { openssl verify -CAfile "$1" "${@:2}" >/dev/null; }
 v tls/ca.pem tls/server.pem tls/server2.pem tls/client.pem
 v vendor/root.pem -untrusted vendor/ica.pem vendor/dev1.pem vendor/dev2.pem vendor/dev-rsa.pem \
-    vendor/dev-ed25519.pem vendor/notlisted.pem vendor/revoked.pem
+    vendor/dev-ed25519.pem vendor/notlisted.pem vendor/revoked.pem vendor/noserial.pem
+if openssl x509 -in vendor/noserial.pem -noout -ext subjectKeyIdentifier 2>/dev/null | grep -q .; then
+    echo "test-pki: noserial.pem has a subjectKeyIdentifier" >&2
+    exit 1
+fi
 v vendor/root.pem -untrusted vendor/ica.pem -no_check_time vendor/expired.pem
 if v vendor/root.pem -untrusted vendor/ica.pem vendor/expired.pem 2>/dev/null; then
     echo "test-pki: expired.pem is not expired" >&2

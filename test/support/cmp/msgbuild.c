@@ -1,0 +1,271 @@
+/* See msgbuild.h. */
+#include "msgbuild.h"
+
+#include "httpc.h"
+#include "support.h"
+
+#include "raproxy/cmp_encode.h"
+#include "raproxy/der.h"
+#include "raproxy/derw.h"
+#include "raproxy/err.h"
+#include "raproxy/sig.h"
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/hmac.h>
+#include <wolfssl/wolfcrypt/pwdbased.h>
+#include <wolfssl/wolfcrypt/sha256.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define CAPTURE_TIMEOUT_MS 20000
+#define HDR_ROOM           4096
+#define DEF_MAC_ITER       1000u
+
+static const uint8_t salt[16] = "raproxy-testsalt";
+
+uint8_t *rpt_capture_request(const char *dir, const char *name, const char *const *args,
+                             size_t *len)
+{
+    const char *argv[64];
+    char out[600], log[600];
+    snprintf(out, sizeof out, "%s/%s.der", dir, name);
+    snprintf(log, sizeof log, "%s/%s.log", dir, name);
+    size_t n = 0;
+    argv[n++] = "openssl";
+    argv[n++] = "cmp";
+    for (size_t i = 0; args[i] && n < 50; i++)
+        argv[n++] = args[i];
+    const char *tail[] = {"-server",      "127.0.0.1:1", "-path",          "x", "-reqout", out,
+                          "-msg_timeout", "1",           "-total_timeout", "2", NULL};
+    for (size_t i = 0; tail[i]; i++)
+        argv[n++] = tail[i];
+    argv[n] = NULL;
+    rpt_run(argv, CAPTURE_TIMEOUT_MS, log); /* fails to send, after writing the request */
+    return rpt_read_file(out, len);
+}
+
+uint8_t *rpt_capture_device(const char *dir, const char *pki, const char *cmd, const char *cert,
+                            size_t *len)
+{
+    char c[600], k[600], ica[600], newkey[600], crt[600], name[128];
+    snprintf(c, sizeof c, "%s/%s.pem", pki, cert);
+    snprintf(k, sizeof k, "%s/%s.key", pki, cert);
+    snprintf(ica, sizeof ica, "%s/vendor/ica.pem", pki);
+    snprintf(newkey, sizeof newkey, "%s/ca/issued.key", pki);
+    snprintf(crt, sizeof crt, "%s/unused.pem", dir);
+    snprintf(name, sizeof name, "%s-%s", cmd, strrchr(cert, '/') ? strrchr(cert, '/') + 1 : cert);
+    const char *args[] = {"-cmd",     cmd,           "-cert",    c,         "-key",
+                          k,          "-extracerts", ica,        "-newkey", newkey,
+                          "-subject", "/CN=Device",  "-certout", crt,       "-oldcert",
+                          c,          "-revreason",  "0",        NULL};
+    return rpt_capture_request(dir, name, args, len);
+}
+
+uint8_t *rpt_capture_mac(const char *dir, const char *pki, const char *cmd, const char *secret,
+                         const char *kid, size_t *len)
+{
+    char pass[256], newkey[600], crt[600], name[128], old[600];
+    snprintf(pass, sizeof pass, "pass:%s", secret);
+    snprintf(newkey, sizeof newkey, "%s/ca/issued.key", pki);
+    snprintf(old, sizeof old, "%s/ca/issued.pem", pki);
+    snprintf(crt, sizeof crt, "%s/unused.pem", dir);
+    snprintf(name, sizeof name, "mac-%s-%s", cmd, kid);
+    const char *args[] = {"-cmd",     cmd,    "-secret",    pass,         "-ref",     kid,
+                          "-newkey",  newkey, "-subject",   "/CN=Device", "-certout", crt,
+                          "-oldcert", old,    "-revreason", "0",          NULL};
+    return rpt_capture_request(dir, name, args, len);
+}
+
+/* ---- MAC protection, computed here with wolfCrypt (an independent implementation) ---- */
+
+static void algid(struct rp_derw *w, struct rp_view oid, bool null)
+{
+    rp_derw_begin(w, RP_DER_SEQUENCE);
+    rp_derw_oid(w, oid);
+    if (null)
+        rp_derw_null(w);
+    rp_derw_end(w);
+}
+
+static struct rp_view mac_alg(struct rp_arena *a, const struct rpt_mut *m)
+{
+    uint32_t iter = m->mac_iterations ? m->mac_iterations : DEF_MAC_ITER;
+    struct rp_derw w;
+    struct rp_view out = RP_VIEW_NULL;
+    if (rp_derw_init(&w, a, 256) != RP_OK)
+        return out;
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    if (m->mac == RPT_MAC_PBM) {
+        rp_derw_oid(&w, RP_OID_VIEW(RP_OID_PBM));
+        rp_derw_begin(&w, RP_DER_SEQUENCE);
+        rp_derw_octets(&w, rp_view_make(salt, sizeof salt));
+        algid(&w, RP_OID_VIEW(RP_OID_SHA256), false);
+        rp_derw_int64(&w, RP_DER_INTEGER, iter);
+        algid(&w, RP_OID_VIEW(RP_OID_HMAC_SHA256), false);
+        rp_derw_end(&w);
+    } else {
+        rp_derw_oid(&w, RP_OID_VIEW(RP_OID_PBMAC1));
+        rp_derw_begin(&w, RP_DER_SEQUENCE);
+        rp_derw_begin(&w, RP_DER_SEQUENCE);
+        rp_derw_oid(&w, RP_OID_VIEW(RP_OID_PBKDF2));
+        rp_derw_begin(&w, RP_DER_SEQUENCE);
+        rp_derw_octets(&w, rp_view_make(salt, sizeof salt));
+        rp_derw_int64(&w, RP_DER_INTEGER, iter);
+        if (m->mac_key_len)
+            rp_derw_int64(&w, RP_DER_INTEGER, m->mac_key_len);
+        algid(&w, RP_OID_VIEW(RP_OID_HMAC_SHA256), true);
+        rp_derw_end(&w);
+        rp_derw_end(&w);
+        algid(&w, RP_OID_VIEW(RP_OID_HMAC_SHA256), true);
+        rp_derw_end(&w);
+    }
+    rp_derw_end(&w);
+    rp_derw_finish(&w, &out);
+    return out;
+}
+
+static struct rp_view mac_compute(struct rp_arena *a, const struct rpt_mut *m, struct rp_view pp)
+{
+    uint32_t iter = m->mac_iterations ? m->mac_iterations : DEF_MAC_ITER;
+    const uint8_t *sec = (const uint8_t *)m->mac_secret;
+    word32 slen = (word32)strlen(m->mac_secret);
+    uint8_t key[64];
+    word32 klen = WC_SHA256_DIGEST_SIZE;
+    if (m->mac == RPT_MAC_PBM) {
+        wc_Sha256 h;
+        wc_InitSha256(&h);
+        wc_Sha256Update(&h, sec, slen);
+        wc_Sha256Update(&h, salt, sizeof salt);
+        wc_Sha256Final(&h, key);
+        wc_Sha256Free(&h);
+        for (uint32_t i = 1; i < iter; i++)
+            wc_Sha256Hash(key, WC_SHA256_DIGEST_SIZE, key);
+    } else {
+        klen = m->mac_key_len ? (word32)m->mac_key_len : WC_SHA256_DIGEST_SIZE;
+        if (klen > sizeof key ||
+            wc_PBKDF2(key, sec, (int)slen, salt, sizeof salt, (int)iter, (int)klen, WC_SHA256))
+            return RP_VIEW_NULL;
+    }
+    uint8_t *out = rp_arena_alloc(a, WC_SHA256_DIGEST_SIZE);
+    Hmac hmac;
+    if (!out || wc_HmacInit(&hmac, NULL, INVALID_DEVID) != 0)
+        return RP_VIEW_NULL;
+    int bad = wc_HmacSetKey(&hmac, WC_SHA256, key, klen) != 0 ||
+              wc_HmacUpdate(&hmac, pp.p, (word32)pp.len) != 0 || wc_HmacFinal(&hmac, out) != 0;
+    wc_HmacFree(&hmac);
+    return bad ? RP_VIEW_NULL : rp_view_make(out, WC_SHA256_DIGEST_SIZE);
+}
+
+static struct rp_view sign(struct rp_arena *a, const char *key_file, struct rp_view pp,
+                           struct rp_view alg_der)
+{
+    struct rp_privkey *k;
+    if (rp_privkey_load_pem(key_file, &k) != RP_OK)
+        return RP_VIEW_NULL;
+    enum rp_sig_alg alg = rp_privkey_default_alg(k);
+    if (rp_view_present(alg_der))
+        rp_sig_alg_parse(alg_der, &alg);
+    uint8_t *s = rp_arena_alloc(a, RP_SIG_MAX);
+    size_t sl = 0;
+    int rc = s ? rp_privkey_sign(k, alg, pp.p, pp.len, s, RP_SIG_MAX, &sl) : RP_E_ARENA;
+    rp_privkey_free(k);
+    return rc == RP_OK ? rp_view_make(s, sl) : RP_VIEW_NULL;
+}
+
+/* ---- the message ----------------------------------------------------------------------- */
+
+struct rp_view rpt_rebuild(struct rp_arena *a, const uint8_t *base, size_t len,
+                           const struct rpt_mut *m)
+{
+    struct rp_cmp_msg *in = rp_arena_calloc(a, 1, sizeof *in);
+    if (!in || rp_cmp_decode(base, len, a, in, NULL) != RP_OK)
+        return RP_VIEW_NULL;
+    const struct rp_cmp_header *h = &in->header;
+    struct rp_view alg = RP_VIEW_NULL;
+    if (m->mac != RPT_MAC_NONE)
+        alg = mac_alg(a, m);
+    else if (m->key_file)
+        alg = rp_view_present(m->alg) ? m->alg : h->protection_alg.raw;
+    struct rp_derw w;
+    if (rp_derw_init(&w, a, HDR_ROOM) != RP_OK)
+        return RP_VIEW_NULL;
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_int64(&w, RP_DER_INTEGER, m->pvno ? m->pvno : h->pvno);
+    rp_derw_raw(&w, rp_view_present(m->sender) ? m->sender : h->sender.raw);
+    rp_derw_raw(&w, h->recipient.raw);
+    if (!m->no_time) {
+        rp_derw_begin(&w, RP_DER_CTX_CONS(0));
+        rp_derw_gentime(&w, (int64_t)time(NULL) + m->time_shift);
+        rp_derw_end(&w);
+    }
+    if (rp_view_present(alg)) {
+        rp_derw_begin(&w, RP_DER_CTX_CONS(1));
+        rp_derw_raw(&w, alg);
+        rp_derw_end(&w);
+    }
+    if (rp_view_present(m->sender_kid)) {
+        rp_derw_begin(&w, RP_DER_CTX_CONS(2));
+        rp_derw_octets(&w, m->sender_kid);
+        rp_derw_end(&w);
+    } else if (!m->no_sender_kid && rp_view_present(h->sender_kid.raw)) {
+        rp_derw_raw(&w, h->sender_kid.raw);
+    }
+    if (rp_view_present(h->recip_kid.raw))
+        rp_derw_raw(&w, h->recip_kid.raw);
+    rp_derw_begin(&w, RP_DER_CTX_CONS(4));
+    rp_derw_octets(&w, rp_view_present(m->txid) ? m->txid : h->transaction_id.val);
+    rp_derw_end(&w);
+    uint8_t *fresh = rp_arena_alloc(a, 16);
+    if (!fresh || getrandom(fresh, 16, 0) != 16)
+        return RP_VIEW_NULL;
+    rp_derw_begin(&w, RP_DER_CTX_CONS(5));
+    rp_derw_octets(&w, rp_view_present(m->nonce) ? m->nonce : rp_view_make(fresh, 16));
+    rp_derw_end(&w);
+    if (rp_view_present(h->recip_nonce.raw))
+        rp_derw_raw(&w, h->recip_nonce.raw);
+    if (rp_view_present(h->free_text_raw))
+        rp_derw_raw(&w, h->free_text_raw);
+    if (rp_view_present(h->general_info_raw))
+        rp_derw_raw(&w, h->general_info_raw);
+    rp_derw_end(&w);
+    struct rp_view hdr, pp, out = RP_VIEW_NULL;
+    struct rp_view body = rp_view_present(m->body) ? m->body : in->body_raw;
+    if (rp_derw_finish(&w, &hdr) != RP_OK || rp_cmp_enc_protected_part(a, hdr, body, &pp) != RP_OK)
+        return RP_VIEW_NULL;
+    struct rp_view prot = RP_VIEW_NULL;
+    if (m->mac != RPT_MAC_NONE)
+        prot = mac_compute(a, m, pp);
+    else if (m->key_file)
+        prot = sign(a, m->key_file, pp, alg);
+    if (rp_view_present(prot) && m->flip_protection) {
+        uint8_t *copy = rp_arena_dup(a, prot.p, prot.len);
+        copy[prot.len / 2] ^= 0x01;
+        prot = rp_view_make(copy, prot.len);
+    }
+    const struct rp_view *xc = m->extra_certs ? m->extra_certs : in->extra_certs;
+    size_t nxc = m->extra_certs ? m->n_extra_certs : in->n_extra_certs;
+    if (rp_cmp_enc_message(a, hdr, body, prot, xc, nxc, &out) != RP_OK)
+        return RP_VIEW_NULL;
+    return out;
+}
+
+int rpt_post_cmp(int port, const char *path, struct rp_view req, struct rp_arena *a,
+                 struct rp_cmp_msg *out)
+{
+    struct rpt_resp r;
+    if (rpt_http(port, "POST", path, "application/pkixcmp", req.p, req.len, 30000, &r) != 0)
+        return 0;
+    int status = r.status;
+    memset(out, 0, sizeof *out);
+    if (status == 200) {
+        uint8_t *copy = rp_arena_dup(a, r.body, r.body_len);
+        if (!copy || rp_cmp_decode(copy, r.body_len, a, out, NULL) != RP_OK)
+            status = -1;
+    }
+    rpt_resp_free(&r);
+    return status;
+}
