@@ -10,6 +10,7 @@ PKGS=(
   python3 python3-pyasn1 python3-pyasn1-modules python3-yaml
   curl procps iproute2
   dpkg-dev autoconf automake libtool # scripts/build-wolfssl.sh
+  softhsm2 opensc gnutls-bin # PKCS#11 tests: a real token (SoftHSM2), pkcs11-tool, p11tool
 )
 
 missing=()

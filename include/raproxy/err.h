@@ -52,6 +52,9 @@ enum rp_failinfo {
     X(CONFIG, "configuration error", 500, RP_FI_SYSTEM_FAILURE)                                    \
     X(NOT_FOUND, "not found", 404, RP_FI_BAD_REQUEST)                                              \
     X(SHUTDOWN, "shutting down", 503, RP_FI_SYSTEM_UNAVAIL)                                        \
+    X(KEY_UNAVAILABLE, "private key unavailable: its PKCS#11 token is down", 503,                  \
+      RP_FI_SYSTEM_UNAVAIL)                                                                        \
+    X(KEY_TOKEN, "the PKCS#11 token failed the private-key operation", 503, RP_FI_SYSTEM_UNAVAIL)  \
     /* DER reader */                                                                               \
     X(DER_TRUNCATED, "DER: length beyond end of input", 400, RP_FI_BAD_DATA_FORMAT)                \
     X(DER_INDEFINITE, "DER: indefinite length", 400, RP_FI_BAD_DATA_FORMAT)                        \

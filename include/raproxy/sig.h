@@ -10,6 +10,7 @@
 #ifndef RAPROXY_SIG_H
 #define RAPROXY_SIG_H
 
+#include "raproxy/pkcs11.h"
 #include "raproxy/view.h"
 
 #include <stddef.h>
@@ -78,13 +79,32 @@ int rp_sig_verify(enum rp_sig_alg a, const struct rp_pubkey *k, const uint8_t *d
 int rp_privkey_load_pem(const char *path, struct rp_privkey **out);
 /* Same from PEM text in memory. */
 int rp_privkey_from_pem(const char *pem, size_t len, struct rp_privkey **out);
+/* A key setting: a PKCS#11 URI ("pkcs11:token=…;object=…", the key stays in the token and
+ * every signature is made there, see pkcs11.h) or a PEM file as above. o (may be NULL for
+ * PEM files) names the module and PIN. RP_OK, or RP_E_KEY_LOAD / RP_E_BAD_ALG with a
+ * message in why[0..cap) (may be NULL). */
+int rp_privkey_load(const char *spec, const struct rp_p11_opts *o, struct rp_privkey **out,
+                    char *why, size_t cap);
+/* The key can sign now: always for keys in memory; for a token key, while its token is up. */
+bool rp_privkey_available(const struct rp_privkey *k);
+/* A token key, as wolfSSL's TLS layer takes it (wolfSSL_CTX_use_PrivateKey_Id / _Label). */
+struct rp_privkey_device {
+    int dev_id;
+    const char *label; /* NULL when found by id */
+    const uint8_t *id;
+    size_t id_len;
+};
+/* true (and *out filled) for a key in a PKCS#11 token. */
+bool rp_privkey_device(const struct rp_privkey *k, struct rp_privkey_device *out);
 void rp_privkey_free(struct rp_privkey *k);
 enum rp_key_type rp_privkey_type(const struct rp_privkey *k);
 /* P-256 → ECDSA-SHA256, P-384 → SHA384, P-521 → SHA512, RSA → PKCS#1-SHA256, Ed25519. */
 enum rp_sig_alg rp_privkey_default_alg(const struct rp_privkey *k);
 /* Thread-safe. Signature (DER ECDSA-Sig-Value for ECDSA) into sig[0..cap). RP_OK,
  * RP_E_BAD_ALG (algorithm does not fit the key), RP_E_INVAL (cap too small: RP_SIG_MAX
- * always suffices) or RP_E_CRYPTO. */
+ * always suffices) or RP_E_CRYPTO. A token key also fails with RP_E_KEY_UNAVAILABLE (the
+ * token is known to be down: nothing was sent to it) or RP_E_KEY_TOKEN (the token failed
+ * this signature; it is now marked down and being reconnected). */
 int rp_privkey_sign(struct rp_privkey *k, enum rp_sig_alg a, const uint8_t *data, size_t n,
                     uint8_t *sig, size_t cap, size_t *siglen);
 /* 1 when the SubjectPublicKeyInfo holds this key's public half, 0 when not, < 0 when the

@@ -12,6 +12,7 @@
 #include "raproxy/err.h"
 #include "raproxy/file.h"
 #include "raproxy/guard.h"
+#include "raproxy/pkcs11.h"
 #include "raproxy/sig.h"
 
 #include <pthread.h>
@@ -57,6 +58,7 @@ struct slot {
 };
 
 struct rp_privkey {
+    struct rp_p11_key *p11; /* NULL: the key is in memory */
     enum rp_key_type type;
     enum rp_ec_curve curve;
     unsigned bits;
@@ -767,7 +769,123 @@ void rp_privkey_free(struct rp_privkey *k)
             wc_FreeRng(&s->rng);
         pthread_mutex_destroy(&s->lock);
     }
+    rp_p11_key_free(k->p11);
     free(k);
+}
+
+/* ---- keys in a PKCS#11 token ---- */
+
+/* One slot's key bound to the token: wolfCrypt finds the object by id or label and sends
+ * the private-key operation to the token's device. The public half (curve, RSA modulus)
+ * is set so that wolfCrypt sizes signatures without asking the token. */
+static int slot_bind(struct slot *s, const struct rp_p11_key_info *in)
+{
+    if (in->type == RP_P11_KEY_EC) {
+        int rc = in->label ? wc_ecc_init_label(&s->u.ec, in->label, NULL, in->dev_id)
+                           : wc_ecc_init_id(&s->u.ec, (unsigned char *)in->id, (int)in->id_len,
+                                            NULL, in->dev_id);
+        if (rc != 0)
+            return RP_E_CRYPTO;
+        s->key_ok = true;
+        return wc_ecc_set_curve(&s->u.ec, 0, in->wc_curve) == 0 ? RP_OK : RP_E_CRYPTO;
+    }
+    int rc = in->label ? wc_InitRsaKey_Label(&s->u.rsa, in->label, NULL, in->dev_id)
+                       : wc_InitRsaKey_Id(&s->u.rsa, (unsigned char *)in->id, (int)in->id_len, NULL,
+                                          in->dev_id);
+    if (rc != 0)
+        return RP_E_CRYPTO;
+    s->key_ok = true;
+    if (wc_RsaPublicKeyDecodeRaw(in->rsa_n, (word32)in->rsa_n_len, in->rsa_e, (word32)in->rsa_e_len,
+                                 &s->u.rsa) != 0 ||
+        wc_RsaSetRNG(&s->u.rsa, &s->rng) != 0)
+        return RP_E_KEY_LOAD;
+    return RP_OK;
+}
+
+static enum rp_ec_curve curve_from_wc(int wc)
+{
+    return wc == ECC_SECP256R1   ? RP_EC_P256
+           : wc == ECC_SECP384R1 ? RP_EC_P384
+           : wc == ECC_SECP521R1 ? RP_EC_P521
+                                 : RP_EC_NONE;
+}
+
+static int privkey_from_token(struct rp_p11_key *pk, struct rp_privkey **out)
+{
+    struct rp_p11_key_info in;
+    rp_p11_key_info(pk, &in);
+    unsigned ns = slot_count();
+    struct rp_privkey *k = calloc(1, sizeof *k + ns * sizeof k->slots[0]);
+    if (!k) {
+        rp_p11_key_free(pk);
+        return RP_E_NOMEM;
+    }
+    k->p11 = pk;
+    k->type = in.type == RP_P11_KEY_EC ? RP_KEY_EC : RP_KEY_RSA;
+    k->curve = in.type == RP_P11_KEY_EC ? curve_from_wc(in.wc_curve) : RP_EC_NONE;
+    k->bits = in.bits;
+    int rc = RP_OK;
+    if (k->type == RP_KEY_RSA && (k->bits < RP_RSA_MIN_BITS || k->bits > RP_RSA_MAX_BITS))
+        rc = RP_E_BAD_ALG;
+    for (unsigned i = 0; i < ns && rc == RP_OK; i++) {
+        struct slot *s = &k->slots[i];
+        pthread_mutex_init(&s->lock, NULL);
+        k->nslots = i + 1;
+        if (wc_InitRng(&s->rng) != 0) {
+            rc = RP_E_CRYPTO;
+            break;
+        }
+        s->rng_ok = true;
+        rc = slot_bind(s, &in);
+    }
+    if (rc < 0) {
+        rp_privkey_free(k);
+        return rc;
+    }
+    *out = k;
+    return RP_OK;
+}
+
+int rp_privkey_load(const char *spec, const struct rp_p11_opts *o, struct rp_privkey **out,
+                    char *why, size_t cap)
+{
+    *out = NULL;
+    if (why && cap)
+        why[0] = 0;
+    if (!rp_p11_is_uri(spec)) {
+        int rc = rp_privkey_load_pem(spec, out);
+        if (rc != RP_OK && why && cap)
+            snprintf(why, cap, "%s: %s", spec,
+                     rc == RP_E_BAD_ALG ? "unsupported key type"
+                                        : "cannot read an unencrypted PEM private key");
+        return rc;
+    }
+    struct rp_p11_key *pk;
+    int rc = rp_p11_key_open(spec, o, &pk, why, cap);
+    if (rc == RP_OK)
+        rc = privkey_from_token(pk, out);
+    if (rc == RP_E_BAD_ALG && why && cap)
+        snprintf(why, cap, "%s: RSA key outside %u..%u bits", spec, RP_RSA_MIN_BITS,
+                 RP_RSA_MAX_BITS);
+    return rc;
+}
+
+bool rp_privkey_available(const struct rp_privkey *k)
+{
+    return k && (!k->p11 || rp_p11_key_available(k->p11));
+}
+
+bool rp_privkey_device(const struct rp_privkey *k, struct rp_privkey_device *out)
+{
+    if (!k || !k->p11)
+        return false;
+    struct rp_p11_key_info in;
+    rp_p11_key_info(k->p11, &in);
+    out->dev_id = in.dev_id;
+    out->label = in.label;
+    out->id = in.id;
+    out->id_len = in.id_len;
+    return true;
 }
 
 enum rp_key_type rp_privkey_type(const struct rp_privkey *k)
@@ -858,12 +976,31 @@ int rp_privkey_sign(struct rp_privkey *k, enum rp_sig_alg a, const uint8_t *data
     if (cap < need)
         return RP_E_INVAL;
     word32 len = cap > RP_SIG_MAX ? RP_SIG_MAX : (word32)cap;
+    if (k->p11 && !rp_p11_key_available(k->p11))
+        return RP_E_KEY_UNAVAILABLE; /* fail fast: the token is being reconnected */
     struct slot *s = slot_take(k);
     int rc = sign_with(ai, s, data, n, sig, &len);
     pthread_mutex_unlock(&s->lock);
     if (rc == RP_OK)
         *siglen = len;
+    else if (k->p11)
+        rc = RP_E_KEY_TOKEN;
     return rc;
+}
+
+/* A token key's public half is not read back: sign a probe in the token and verify it. */
+static int matches_by_probe(const struct rp_privkey *k, const struct rp_pubkey *pk)
+{
+    static const uint8_t probe[] = "raproxy key/certificate pair check";
+    uint8_t sig[RP_SIG_MAX];
+    size_t len = 0;
+    enum rp_sig_alg a = rp_privkey_default_alg(k);
+    if (pk->type != k->type || (k->type == RP_KEY_EC && pk->curve != k->curve))
+        return 0;
+    int rc = rp_privkey_sign((struct rp_privkey *)k, a, probe, sizeof probe, sig, sizeof sig, &len);
+    if (rc < 0)
+        return rc;
+    return rp_sig_verify(a, pk, probe, sizeof probe, sig, len) == RP_OK;
 }
 
 int rp_privkey_matches_spki(const struct rp_privkey *k, struct rp_view spki)
@@ -877,6 +1014,11 @@ int rp_privkey_matches_spki(const struct rp_privkey *k, struct rp_view spki)
         return 0; /* a key type we do not support cannot be ours */
     if (rc < 0)
         return rc;
+    if (k->p11) {
+        rc = matches_by_probe(k, pk);
+        rp_pubkey_free(pk);
+        return rc;
+    }
     rc = pk->type == k->type && pub_material(pk->type, &pk->u, mat, &mlen, &bits) == RP_OK &&
          mlen == k->pub_len && memcmp(mat, k->pub, mlen) == 0;
     rp_pubkey_free(pk);

@@ -16,14 +16,15 @@ int rp_file_read(const char *path, size_t max, uint8_t **out, size_t *len)
     size_t n = 0, cap = 0;
     int rc = RP_OK;
     for (;;) {
-        if (cap - n < FILE_READ_STEP / 2) {
+        if (n + 1 >= cap) { /* full (one byte kept for the NUL): grow, up to max + 1 */
+            if (cap == max + 1) {
+                if (fgetc(f) != EOF) /* a byte beyond max: too large */
+                    rc = RP_E_IO;
+                break;
+            }
             size_t ncap = cap ? cap * 2 : FILE_READ_STEP;
             if (ncap > max + 1)
                 ncap = max + 1;
-            if (ncap <= cap) { /* a byte beyond max was read: too large */
-                rc = RP_E_IO;
-                break;
-            }
             uint8_t *nb = realloc(buf, ncap);
             if (!nb) {
                 rc = RP_E_NOMEM;

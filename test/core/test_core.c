@@ -1,10 +1,14 @@
 #include "raproxy/arena.h"
 #include "raproxy/buf.h"
 #include "raproxy/err.h"
+#include "raproxy/file.h"
 #include "raproxy/metrics.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 Test(err, table_round_trips_names_status_and_failinfo)
 {
@@ -71,4 +75,26 @@ Test(metrics, renders_prometheus_text)
     cr_assert_float_eq(rp_metrics_quantile(h, 0.99), 0.005, 1e-9);
     rp_buf_free(&out);
     rp_metrics_reset();
+}
+
+/* A cap below the read step (a PIN file read with a 258-byte cap) used to refuse every
+ * file, however short, as too large. */
+Test(file, reads_a_short_file_under_a_small_cap)
+{
+    char path[] = "/tmp/rp-file-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "4711\n", 5), 5);
+    close(fd);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    cr_expect_eq(rp_file_read(path, 16, &data, &len), RP_OK);
+    cr_expect_eq(len, 5);
+    cr_expect(data && memcmp(data, "4711\n", 5) == 0);
+    free(data);
+    data = NULL;
+    cr_expect_eq(rp_file_read(path, 4, &data, &len), RP_E_IO, "control: over the cap");
+    cr_expect_eq(rp_file_read(path, 5, &data, &len), RP_OK, "exactly the cap");
+    free(data);
+    unlink(path);
 }

@@ -1,6 +1,7 @@
 #include "fixtures.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,4 +133,85 @@ void rpt_redis_stop(struct rpt_redis *r)
         kill(r->p.pid, SIGCONT);
         rpt_stop(&r->p, SIGKILL, REDIS_WAIT_MS);
     }
+}
+
+#define SOFTHSM_TOOL_MS 30000
+
+void rpt_softhsm_tokendir(const char *dir, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/tokens", dir);
+}
+
+int rpt_softhsm_init(const char *dir, const char *label, const char *pin)
+{
+    char conf[600], tokens[600], text[1400], log[600];
+    rpt_softhsm_tokendir(dir, tokens, sizeof tokens);
+    snprintf(conf, sizeof conf, "%s/softhsm2.conf", dir);
+    snprintf(log, sizeof log, "%s/softhsm-init.log", dir);
+    int n = snprintf(text, sizeof text,
+                     "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
+                     tokens);
+    if (mkdir(tokens, 0700) != 0 || rpt_write_file(conf, text, (size_t)n) != 0 ||
+        setenv("SOFTHSM2_CONF", conf, 1) != 0)
+        return -1;
+    const char *argv[] = {"softhsm2-util",
+                          "--init-token",
+                          "--free",
+                          "--label",
+                          label,
+                          "--so-pin",
+                          pin,
+                          "--pin",
+                          pin,
+                          NULL};
+    return rpt_run(argv, SOFTHSM_TOOL_MS, log) == 0 ? 0 : -1;
+}
+
+int rpt_softhsm_import(const char *dir, const char *token, const char *pin, const char *key_pem,
+                       const char *label, const char *id_hex)
+{
+    char log[600];
+    snprintf(log, sizeof log, "%s/softhsm-import-%s.log", dir, label);
+    const char *argv[] = {"softhsm2-util", "--import", key_pem, "--token", token, "--label",
+                          label,           "--id",     id_hex,  "--pin",   pin,   NULL};
+    return rpt_run(argv, SOFTHSM_TOOL_MS, log) == 0 ? 0 : -1;
+}
+
+int rpt_softhsm_keygen(const char *dir, const char *token, const char *pin, const char *key_type,
+                       const char *label, const char *id_hex, const char *pub_der)
+{
+    char log[600];
+    snprintf(log, sizeof log, "%s/softhsm-keygen-%s.log", dir, label);
+    const char *gen[] = {"pkcs11-tool",
+                         "--module",
+                         RPT_SOFTHSM_MODULE,
+                         "--token-label",
+                         token,
+                         "--login",
+                         "--pin",
+                         pin,
+                         "--keypairgen",
+                         "--key-type",
+                         key_type,
+                         "--label",
+                         label,
+                         "--id",
+                         id_hex,
+                         NULL};
+    if (rpt_run(gen, SOFTHSM_TOOL_MS, log) != 0)
+        return -1;
+    const char *rd[] = {"pkcs11-tool",
+                        "--module",
+                        RPT_SOFTHSM_MODULE,
+                        "--token-label",
+                        token,
+                        "--read-object",
+                        "--type",
+                        "pubkey",
+                        "--id",
+                        id_hex,
+                        "-o",
+                        pub_der,
+                        NULL};
+    return rpt_run(rd, SOFTHSM_TOOL_MS, log) == 0 ? 0 : -1;
 }

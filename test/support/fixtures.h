@@ -36,4 +36,20 @@ int rpt_redis_start(struct rpt_redis *r, const char *pass);
 /* SIGCONT (a test may have stopped it) then SIGKILL. */
 void rpt_redis_stop(struct rpt_redis *r);
 
+/* SoftHSM2, a real PKCS#11 token, kept in `dir` (never the system's token directory):
+ * writes dir/softhsm2.conf, points SOFTHSM2_CONF at it (this process and its children) and
+ * initialises a token `label` with user PIN `pin` (SO PIN the same). Returns 0 or -1. */
+#define RPT_SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+int rpt_softhsm_init(const char *dir, const char *label, const char *pin);
+/* The token's directory (dir/tokens), to take it away and bring it back. */
+void rpt_softhsm_tokendir(const char *dir, char *out, size_t cap);
+/* Import a PKCS#8 PEM private key as object `label` with CKA_ID `id_hex`. 0 or -1. */
+int rpt_softhsm_import(const char *dir, const char *token, const char *pin, const char *key_pem,
+                       const char *label, const char *id_hex);
+/* Generate a key pair inside the token (pkcs11-tool): `key_type` as pkcs11-tool spells it
+ * ("EC:prime256v1", "EC:secp384r1", "rsa:2048"); the public key goes to pub_der (DER
+ * SubjectPublicKeyInfo). The private key never leaves the token. 0 or -1. */
+int rpt_softhsm_keygen(const char *dir, const char *token, const char *pin, const char *key_type,
+                       const char *label, const char *id_hex, const char *pub_der);
+
 #endif
