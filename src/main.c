@@ -5,6 +5,7 @@
 #include "raproxy/crl.h"
 #include "raproxy/sig.h"
 #include "raproxy/err.h"
+#include "raproxy/pkcs11.h"
 #include "raproxy/guard.h"
 #include "raproxy/http.h"
 #include "raproxy/limiter.h"
@@ -179,8 +180,11 @@ static int run(struct app *a)
     uv_signal_start(&a->sighup, on_signal, SIGHUP);
     uv_signal_start(&a->sigterm, on_signal, SIGTERM);
     uv_signal_start(&a->sigint, on_signal, SIGINT);
-    struct rp_workers_opts wo = {
-        .count = cfg->workers, .queue_cap = cfg->worker_queue, .pin = true};
+    struct rp_workers_opts wo = {.count = cfg->workers,
+                                 .queue_cap = cfg->worker_queue,
+                                 .pin = true,
+                                 .on_thread_start = rp_p11_thread_start,
+                                 .on_thread_stop = rp_p11_thread_stop};
     int rc = rp_workers_start(&a->workers, &wo);
     if (rc == RP_OK)
         rc = rp_limiter_new(&a->limiter, NULL);
@@ -221,6 +225,7 @@ static int run(struct app *a)
     uv_loop_close(&a->uv);
     rp_sig_thread_cleanup();
     rp_snapshot_unref(a->snap);
+    rp_p11_shutdown(); /* after the last key of a token went with the snapshot */
     rp_log_info("shutdown", "stopped");
     return rc == RP_OK ? 0 : 1;
 }
@@ -314,9 +319,11 @@ int main(int argc, char **argv)
             printf("%s: ok\n", a.config_path);
             rp_snapshot_unref(a.snap);
         }
+        rp_p11_shutdown();
         return rc == RP_OK ? 0 : 1;
     }
     if (rc != RP_OK) {
+        rp_p11_shutdown();
         fprintf(stderr, "raproxy: %s: configuration rejected\n", a.config_path);
         return 1;
     }

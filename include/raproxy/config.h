@@ -51,9 +51,17 @@
 #define RP_CFG_DOMAIN_PREFIX      "/.well-known/cmp/p/"
 #define RP_CFG_DOMAIN_PATH_MAX    (sizeof RP_CFG_DOMAIN_PREFIX + RP_CFG_NAME_MAX)
 
+/* Where a key named by a PKCS#11 URI lives: the module and the user PIN. */
+struct rp_cfg_pkcs11 {
+    char *module;   /* path of the PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so) */
+    char *pin_file; /* file whose first line is the user PIN (a mounted secret) */
+    char *pin;      /* not in the file: RAPROXY_RA_PIN; wins over pin_file */
+};
+
 struct rp_cfg_tls {
-    char *cert;                /* PEM server (or client) certificate chain file */
-    char *key;                 /* PEM private key file */
+    char *cert;                  /* PEM server (or client) certificate chain file */
+    char *key;                   /* PEM private key file, or a PKCS#11 URI (pkcs11:…) */
+    struct rp_cfg_pkcs11 pkcs11; /* for a pkcs11: key; default: ra.pkcs11 */
     char *client_ca;           /* optional: PEM CA file; enables client certificate verification */
     bool client_cert_required; /* with client_ca: refuse handshakes without a client cert */
     char *min_version;         /* "1.2" (default) or "1.3"; NULL when tls_off */
@@ -101,7 +109,8 @@ struct rp_cfg_admin {
 struct rp_cfg_ra {
     char *cert;  /* PEM RA certificate */
     char *chain; /* optional PEM chain (intermediates) sent after the RA cert */
-    char *key;   /* PEM RA private key */
+    char *key;   /* PEM RA private key, or a PKCS#11 URI (pkcs11:token=…;object=…) */
+    struct rp_cfg_pkcs11 pkcs11; /* module and PIN of a pkcs11: key */
 };
 
 struct rp_cfg_limit {

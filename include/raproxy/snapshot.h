@@ -20,6 +20,9 @@ struct rp_snapshot {
     void (*ra_free)(void *ra);
     /* Releases what the layers above core built (TLS contexts); set by the builder. */
     void (*release)(struct rp_snapshot *s);
+    /* Why this snapshot cannot serve now, as a /readyz reason ("ra_key": the RA key's
+     * PKCS#11 token is down), or NULL. Set by the builder; may be NULL. Any thread. */
+    const char *(*unready)(const struct rp_snapshot *s);
 };
 
 static inline struct rp_snapshot *rp_snapshot_ref(struct rp_snapshot *s)

@@ -24,9 +24,24 @@ struct rp_tls;
 #define RP_TLS_V12 12
 #define RP_TLS_V13 13
 
+/* A private key that stays in a PKCS#11 token, opened by the caller (rp_privkey_load):
+ * wolfSSL signs the handshakes through the token's crypto-callback device, on the loop
+ * thread. The context keeps `owner` until it is freed, then calls release(owner). */
+struct rp_tls_device_key {
+    int dev_id;
+    const char *label; /* CKA_LABEL, or NULL to find the key by id */
+    const uint8_t *id;
+    size_t id_len;
+    void *owner;
+    bool (*available)(const void *owner); /* false while the token is down */
+    void (*release)(void *owner);
+};
+
 struct rp_tls_server_opts {
-    const char *cert_file;      /* PEM, leaf first then intermediates */
-    const char *key_file;       /* PEM */
+    const char *cert_file;                      /* PEM, leaf first then intermediates */
+    const char *key_file;                       /* PEM; ignored with device_key */
+    const struct rp_tls_device_key *device_key; /* the key in a token (the caller checked that
+                                                   it belongs to cert_file) */
     const char *client_ca_file; /* PEM anchors for client certificates; NULL = do not ask */
     bool client_cert_required;  /* with client_ca_file: refuse clients without a certificate */
     int min_version;            /* RP_TLS_V12 or RP_TLS_V13; 0 means 1.2 */
@@ -51,6 +66,8 @@ int rp_tls_ctx_server(struct rp_tls_ctx **out, const struct rp_tls_server_opts *
  * on the next session, so reconnects to the same upstream resume. */
 int rp_tls_ctx_client(struct rp_tls_ctx **out, const struct rp_tls_client_opts *o);
 void rp_tls_ctx_ref(struct rp_tls_ctx *c);
+/* false while the context's key sits in a PKCS#11 token that is down (handshakes fail). */
+bool rp_tls_ctx_key_available(const struct rp_tls_ctx *c);
 /* Drop one reference; the last one frees the context. NULL is a no-op. */
 void rp_tls_ctx_unref(struct rp_tls_ctx *c);
 

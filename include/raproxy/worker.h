@@ -27,6 +27,10 @@ struct rp_workers_opts {
     unsigned count;     /* 0 = the CPUs this process may run on */
     unsigned queue_cap; /* per worker; 0 = RP_WORKERS_DEFAULT_QUEUE_CAP */
     bool pin;           /* pin worker i to the i-th allowed CPU (modulo their number) */
+    /* On each worker thread as it starts (with its index) and as it ends, e.g. to open and
+     * close that worker's own PKCS#11 sessions. May be NULL. */
+    void (*on_thread_start)(unsigned index);
+    void (*on_thread_stop)(void);
 };
 
 /* One per loop: where finished jobs come back. Embed it; touch only through the

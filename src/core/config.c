@@ -8,6 +8,7 @@
  * Defaults, environment overrides (config_env.c) and semantic checks (config_check.c) follow. */
 #include "config_internal.h"
 #include "raproxy/err.h"
+#include "raproxy/p11uri.h"
 
 #include <cyaml/cyaml.h>
 #include <yaml.h>
@@ -40,9 +41,16 @@ static const cyaml_schema_value_t string_entry = {
 #define STRS(key, st, m)                                                                           \
     CYAML_FIELD_SEQUENCE(key, OPT | CYAML_FLAG_POINTER, st, m, &string_entry, 0, CYAML_UNLIMITED)
 
+static const cyaml_schema_field_t pkcs11_fields[] = {
+    STR("module", struct rp_cfg_pkcs11, module),
+    STR("pin_file", struct rp_cfg_pkcs11, pin_file),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t tls_fields[] = {
     STR("cert", struct rp_cfg_tls, cert),
     STR("key", struct rp_cfg_tls, key),
+    CYAML_FIELD_MAPPING("pkcs11", OPT, struct rp_cfg_tls, pkcs11, pkcs11_fields),
     STR("client_ca", struct rp_cfg_tls, client_ca),
     CYAML_FIELD_BOOL("client_cert_required", OPT, struct rp_cfg_tls, client_cert_required),
     STR("min_version", struct rp_cfg_tls, min_version),
@@ -92,6 +100,7 @@ static const cyaml_schema_field_t ra_fields[] = {
     STR("cert", struct rp_cfg_ra, cert),
     STR("chain", struct rp_cfg_ra, chain),
     STR("key", struct rp_cfg_ra, key),
+    CYAML_FIELD_MAPPING("pkcs11", OPT, struct rp_cfg_ra, pkcs11, pkcs11_fields),
     CYAML_FIELD_END,
 };
 
@@ -914,7 +923,8 @@ static void mark_tls_off(struct rp_cfgx *x, struct rp_config *cfg)
  * `raproxy --config /etc/raproxy/raproxy.yaml` and a test's temp dir both work from any cwd. */
 static void resolve_one(struct rp_cfgx *x, const char *dir, char **p)
 {
-    if (!*p || !**p || **p == '/' || strcmp(*p, "redis") == 0)
+    if (!*p || !**p || **p == '/' || strcmp(*p, "redis") == 0 ||
+        strncasecmp(*p, RP_P11_SCHEME, sizeof RP_P11_SCHEME - 1) == 0)
         return;
     size_t n = strlen(dir) + 1 + strlen(*p) + 1;
     char *abs = malloc(n);
@@ -946,6 +956,8 @@ static void resolve_paths(struct rp_cfgx *x, struct rp_config *cfg)
         resolve_one(x, dir, &t->cert);
         resolve_one(x, dir, &t->key);
         resolve_one(x, dir, &t->client_ca);
+        resolve_one(x, dir, &t->pkcs11.module);
+        resolve_one(x, dir, &t->pkcs11.pin_file);
     }
     resolve_one(x, dir, &cfg->upstream.ca);
     resolve_one(x, dir, &cfg->upstream.client_cert);
@@ -954,6 +966,8 @@ static void resolve_paths(struct rp_cfgx *x, struct rp_config *cfg)
     resolve_one(x, dir, &cfg->ra.cert);
     resolve_one(x, dir, &cfg->ra.chain);
     resolve_one(x, dir, &cfg->ra.key);
+    resolve_one(x, dir, &cfg->ra.pkcs11.module);
+    resolve_one(x, dir, &cfg->ra.pkcs11.pin_file);
     for (unsigned i = 0; i < cfg->domains_count; i++) {
         struct rp_cfg_domain *d = &cfg->domains[i];
         resolve_list(x, dir, d->trust_anchors, d->trust_anchors_count);
@@ -1160,6 +1174,10 @@ void rp_config_free(struct rp_config *cfg)
         .log_level = CYAML_LOG_ERROR,
     };
     free(cfg->source); /* not in the schema: cyaml_free does not know it */
+    if (cfg->ra.pkcs11.pin) {
+        explicit_bzero(cfg->ra.pkcs11.pin, strlen(cfg->ra.pkcs11.pin));
+        free(cfg->ra.pkcs11.pin);
+    }
     cyaml_free(&ccfg, &top_schema, cfg, 0);
 }
 

@@ -3,6 +3,7 @@
  * `--check-config` shows every problem. */
 #include "config_internal.h"
 #include "raproxy/err.h"
+#include "raproxy/p11uri.h"
 #include "raproxy/url.h"
 
 #include <arpa/inet.h>
@@ -189,6 +190,45 @@ static void check_files(struct rp_cfgx *x, const char *base, const char *key, ch
     }
 }
 
+/* A private key setting: a PEM file, or a PKCS#11 URI whose module and PIN are known.
+ * p11_base is where p11 sits in the file ("ra.pkcs11"). */
+static void check_key(struct rp_cfgx *x, const char *path, const char *key,
+                      const struct rp_cfg_pkcs11 *p11, const char *p11_base)
+{
+    char p[RP_CFGX_PATH_MAX];
+    if (!key)
+        return;
+    if (!rp_p11_is_uri(key)) {
+        check_file(x, path, key);
+        return;
+    }
+    struct rp_p11_uri u;
+    const char *why = NULL;
+    if (rp_p11_uri_parse(key, &u, &why) != RP_OK) {
+        rp_cfgx_problem(x, path, "malformed PKCS#11 URI: %s", why);
+        return;
+    }
+    rp_cfgx_key(p, "%s.module", p11_base);
+    if (!p11->module && !u.module_path[0])
+        rp_cfgx_problem(x, p, "required with a pkcs11: key (or module-path in the URI)");
+    check_file(x, p, p11->module ? p11->module : u.module_path[0] ? u.module_path : NULL);
+    rp_cfgx_key(p, "%s.pin_file", p11_base);
+    check_file(x, p, p11->pin_file);
+    if (!p11->pin && !p11->pin_file && !u.pin_source[0] && !u.pin_value[0])
+        rp_cfgx_problem(x, p,
+                        "required with a pkcs11: key: the token's user PIN (or RAPROXY_RA_PIN, "
+                        "or pin-source in the URI)");
+    if (u.pin_source[0])
+        check_file(x, path,
+                   strncmp(u.pin_source, "file:", 5) == 0 ? u.pin_source + 5 : u.pin_source);
+    explicit_bzero(u.pin_value, sizeof u.pin_value);
+}
+
+static bool pkcs11_given(const struct rp_cfg_pkcs11 *p)
+{
+    return p->module || p->pin_file;
+}
+
 static void check_range(struct rp_cfgx *x, const char *path, uint32_t v, uint32_t lo, uint32_t hi)
 {
     if (v < lo || v > hi)
@@ -218,7 +258,8 @@ static void check_top(struct rp_cfgx *x, const struct rp_config *cfg)
     }
 }
 
-static void check_tls(struct rp_cfgx *x, const char *base, const struct rp_cfg_listener *l)
+static void check_tls(struct rp_cfgx *x, const char *base, const struct rp_cfg_listener *l,
+                      const struct rp_config *cfg)
 {
     char p[RP_CFGX_PATH_MAX];
     const struct rp_cfg_tls *t = &l->tls;
@@ -234,7 +275,10 @@ static void check_tls(struct rp_cfgx *x, const char *base, const struct rp_cfg_l
     rp_cfgx_key(p, "%s.tls.key", base);
     if (!t->key)
         rp_cfgx_problem(x, p, "required (or `tls: off` for plain HTTP)");
-    check_file(x, p, t->key);
+    char p11[RP_CFGX_PATH_MAX];
+    rp_cfgx_key(p11, "%s.tls.pkcs11", base);
+    bool own = pkcs11_given(&t->pkcs11);
+    check_key(x, p, t->key, own ? &t->pkcs11 : &cfg->ra.pkcs11, own ? p11 : "ra.pkcs11");
     rp_cfgx_key(p, "%s.tls.client_ca", base);
     check_file(x, p, t->client_ca);
     if (t->client_cert_required && !t->client_ca) {
@@ -273,7 +317,7 @@ static void check_listeners(struct rp_cfgx *x, const struct rp_config *cfg)
                     rp_cfgx_problem(x, p, "same address as listeners[%u]", j);
         }
         if (!l->tls_off)
-            check_tls(x, base, l);
+            check_tls(x, base, l, cfg);
     }
 }
 
@@ -330,7 +374,7 @@ static void check_ra(struct rp_cfgx *x, const struct rp_config *cfg)
             rp_cfgx_problem(x, "ra.key", "required: domains forward and sign errors as the RA");
     }
     check_file(x, "ra.cert", cfg->ra.cert);
-    check_file(x, "ra.key", cfg->ra.key);
+    check_key(x, "ra.key", cfg->ra.key, &cfg->ra.pkcs11, "ra.pkcs11");
     check_file(x, "ra.chain", cfg->ra.chain);
 }
 

@@ -100,6 +100,8 @@ void rp_cfgx_apply_env(struct rp_cfgx *x, struct rp_config *cfg)
     set_str(x, &cfg->ra.cert, "RAPROXY_RA_CERT", "ra.cert");
     set_str(x, &cfg->ra.key, "RAPROXY_RA_KEY", "ra.key");
     set_str(x, &cfg->ra.chain, "RAPROXY_RA_CHAIN", "ra.chain");
+    /* a secret: never in the file's schema, only from the environment */
+    set_str(x, &cfg->ra.pkcs11.pin, "RAPROXY_RA_PIN", "ra.pkcs11.pin");
     /* the VA differs per deployment too; its trust settings stay in the file */
     if (cfg->validation)
         set_str(x, &cfg->validation->url, "RAPROXY_VALIDATION_URL", "validation.url");

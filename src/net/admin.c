@@ -5,10 +5,15 @@
 #include "raproxy/err.h"
 #include "raproxy/guard.h"
 #include "raproxy/metrics.h"
+#include "raproxy/snapshot.h"
 #include "raproxy/upstream.h"
 
 #include <llhttp.h>
+#include <stdio.h>
 #include <string.h>
+
+/* "<reason> unavailable\n" */
+#define RP_READY_REASON_MAX 64
 
 static bool path_is(const struct rp_http_req *r, const char *p)
 {
@@ -56,14 +61,20 @@ void rp_admin_handle(struct rp_exchange *ex)
         text(ex, 200, "ok\n");
     } else if (path_is(r, "/readyz")) {
         struct rp_upstream *u = ex->loop->upstream;
-        if (rp_ready_draining() || ex->loop->draining)
+        const char *why = ex->snap && ex->snap->unready ? ex->snap->unready(ex->snap) : NULL;
+        char reason[RP_READY_REASON_MAX];
+        if (rp_ready_draining() || ex->loop->draining) {
             text(ex, 503, "draining\n");
-        else if (!u || !rp_upstream_reachable(u))
+        } else if (why) {
+            snprintf(reason, sizeof reason, "%s unavailable\n", why);
+            text(ex, 503, reason);
+        } else if (!u || !rp_upstream_reachable(u)) {
             text(ex, 503, "upstream unreachable\n");
-        else if (ex->loop->ready && !ex->loop->ready(ex->loop))
+        } else if (ex->loop->ready && !ex->loop->ready(ex->loop)) {
             text(ex, 503, "redis unavailable\n");
-        else
+        } else {
             text(ex, 200, "ready\n");
+        }
     } else if (path_is(r, "/metrics")) {
         metrics(ex);
     } else {

@@ -32,6 +32,8 @@ struct rp_workers {
     unsigned n;
     unsigned cap;
     atomic_uint next; /* where the shortest-queue scan starts, so ties spread out */
+    void (*on_thread_start)(unsigned index);
+    void (*on_thread_stop)(void);
     struct rp_metric *m_rejected;
     struct worker w[];
 };
@@ -100,6 +102,8 @@ static void *worker_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "rp-worker-%u", wk->index);
     pthread_setname_np(pthread_self(), name);
+    if (wk->owner->on_thread_start)
+        wk->owner->on_thread_start(wk->index);
 
     for (;;) {
         pthread_mutex_lock(&wk->lock);
@@ -122,6 +126,8 @@ static void *worker_main(void *arg)
         j->t_end = rp_clock_ns();
         deliver(j);
     }
+    if (wk->owner->on_thread_stop)
+        wk->owner->on_thread_stop();
     rp_sig_thread_cleanup(); /* wolfCrypt per-thread ECC caches */
     return NULL;
 }
@@ -165,6 +171,8 @@ int rp_workers_start(struct rp_workers **out, const struct rp_workers_opts *o)
     if (!w)
         return RP_E_NOMEM;
     w->cap = o->queue_cap ? o->queue_cap : RP_WORKERS_DEFAULT_QUEUE_CAP;
+    w->on_thread_start = o->on_thread_start;
+    w->on_thread_stop = o->on_thread_stop;
     atomic_init(&w->next, 0);
     describe_metrics();
     w->m_rejected =

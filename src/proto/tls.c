@@ -43,6 +43,7 @@ struct rp_tls_ctx {
      * copy, so a live connection updating its own session never races a reader. */
     pthread_mutex_t sess_lock;
     WOLFSSL_SESSION *sess;
+    struct rp_tls_device_key device_key; /* owner set: the key is in a PKCS#11 token */
 };
 
 enum tls_state { TLS_HANDSHAKE, TLS_OPEN, TLS_CLOSED, TLS_FAILED };
@@ -212,6 +213,25 @@ static int load_pair(WOLFSSL_CTX *x, const char *cert, const char *key)
     return RP_OK;
 }
 
+/* The certificate first: wolfSSL takes the token key's type and size from it. */
+static int load_device_pair(struct rp_tls_ctx *c, const char *cert,
+                            const struct rp_tls_device_key *k)
+{
+    if (wolfSSL_CTX_use_certificate_chain_file(c->ssl_ctx, cert) != WOLFSSL_SUCCESS) {
+        rp_log_error("tls_key_load", "cannot load certificate chain %s", cert);
+        return RP_E_KEY_LOAD;
+    }
+    int ok = k->label
+                 ? wolfSSL_CTX_use_PrivateKey_Label(c->ssl_ctx, k->label, k->dev_id)
+                 : wolfSSL_CTX_use_PrivateKey_Id(c->ssl_ctx, k->id, (long)k->id_len, k->dev_id);
+    if (ok != WOLFSSL_SUCCESS) {
+        rp_log_error("tls_key_load", "cannot use the token key for %s", cert);
+        return RP_E_TLS_SETUP;
+    }
+    c->device_key = *k; /* the context now owns k->owner */
+    return RP_OK;
+}
+
 static int load_anchors(WOLFSSL_CTX *x, const char *file)
 {
     if (wolfSSL_CTX_load_verify_locations(x, file, NULL) != WOLFSSL_SUCCESS) {
@@ -223,14 +243,23 @@ static int load_anchors(WOLFSSL_CTX *x, const char *file)
 
 int rp_tls_ctx_server(struct rp_tls_ctx **out, const struct rp_tls_server_opts *o)
 {
-    if (!out || !o || !o->cert_file || !o->key_file)
+    if (!out || !o || !o->cert_file || (!o->key_file && !o->device_key))
         return RP_E_INVAL;
     struct rp_tls_ctx *c = NULL;
     int rc = ctx_alloc(&c, true, o->min_version, 0);
-    if (rc)
+    if (rc) {
+        if (o->device_key && o->device_key->release)
+            o->device_key->release(o->device_key->owner);
         return rc;
+    }
     WOLFSSL_CTX *x = c->ssl_ctx;
-    rc = load_pair(x, o->cert_file, o->key_file);
+    if (o->device_key) {
+        rc = load_device_pair(c, o->cert_file, o->device_key);
+        if (rc && o->device_key->release)
+            o->device_key->release(o->device_key->owner);
+    } else {
+        rc = load_pair(x, o->cert_file, o->key_file);
+    }
     if (rc)
         goto out;
     int mode = WOLFSSL_VERIFY_NONE;
@@ -310,6 +339,12 @@ void rp_tls_ctx_ref(struct rp_tls_ctx *c)
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
 }
 
+bool rp_tls_ctx_key_available(const struct rp_tls_ctx *c)
+{
+    return !c->device_key.owner || !c->device_key.available ||
+           c->device_key.available(c->device_key.owner);
+}
+
 void rp_tls_ctx_unref(struct rp_tls_ctx *c)
 {
     if (!c || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
@@ -318,6 +353,8 @@ void rp_tls_ctx_unref(struct rp_tls_ctx *c)
         wolfSSL_SESSION_free(c->sess);
     if (c->ssl_ctx)
         wolfSSL_CTX_free(c->ssl_ctx);
+    if (c->device_key.owner && c->device_key.release)
+        c->device_key.release(c->device_key.owner);
     pthread_mutex_destroy(&c->sess_lock);
     free(c->sni);
     free(c);

@@ -104,8 +104,9 @@ static void refuse(struct ra_exchange *rx, int err, const char *why)
     const struct ra_state *st = ex->snap->ra;
     bool budget =
         !rx->rl->admit || !rx->dcfg || rp_admit_may_sign_error(rx->rl->admit, rx->dcfg->name);
-    if (!st || !st->ra.key || !budget || !g_workers) {
-        /* no key or over the signing budget: an HTTP answer costs no crypto */
+    if (!st || !ra_identity_ready(&st->ra) || !budget || !g_workers) {
+        /* no key (or its token is down) or over the signing budget: an HTTP answer costs
+         * no crypto */
         int e = err == RP_E_RATE_LIMITED ? RP_E_RATE_LIMITED : RP_E_SYSTEM_UNAVAIL;
         answer_http(ex, e, rx->extra_headers);
         return;

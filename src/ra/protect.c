@@ -6,14 +6,45 @@
 #include "raproxy/derw.h"
 #include "raproxy/err.h"
 #include "raproxy/exchange.h"
+#include "raproxy/metrics.h"
 #include "raproxy/snapshot.h"
 #include "raproxy/sig.h"
 
+#include <pthread.h>
 #include <string.h>
 #include <sys/random.h>
 
 #define RA_NONCE_LEN    16u
 #define RA_FREETEXT_MAX 200u
+
+static struct rp_metric *m_key_down, *m_key_error;
+
+static void key_metrics_init(void)
+{
+    rp_metrics_help("raproxy_ra_key_failures_total", RP_METRIC_COUNTER,
+                    "RA signatures that failed because the RA key's PKCS#11 token was down "
+                    "(token_down: refused at once) or failed the operation (token_error).");
+    m_key_down =
+        rp_metric_get("raproxy_ra_key_failures_total", RP_METRIC_COUNTER, "reason=\"token_down\"");
+    m_key_error =
+        rp_metric_get("raproxy_ra_key_failures_total", RP_METRIC_COUNTER, "reason=\"token_error\"");
+}
+
+/* Make the failure counters exist (at 0) before the first failure, for dashboards. */
+void ra_key_metrics_init(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, key_metrics_init);
+}
+
+static void count_key_failure(int rc)
+{
+    ra_key_metrics_init();
+    if (rc == RP_E_KEY_UNAVAILABLE)
+        rp_metric_inc(m_key_down);
+    else if (rc == RP_E_KEY_TOKEN)
+        rp_metric_inc(m_key_error);
+}
 
 static int sign_and_assemble(struct ra_exchange *rx, struct rp_view hdr, struct rp_view body)
 {
@@ -28,8 +59,10 @@ static int sign_and_assemble(struct ra_exchange *rx, struct rp_view hdr, struct 
     if (!sig)
         return RP_E_ARENA;
     rc = rp_privkey_sign(id->key, (enum rp_sig_alg)id->alg, pp.p, pp.len, sig, RP_SIG_MAX, &siglen);
-    if (rc != RP_OK)
+    if (rc != RP_OK) {
+        count_key_failure(rc);
         return rc;
+    }
     return rp_cmp_enc_message(a, hdr, body, rp_view_make(sig, siglen), id->extra, id->certs.n,
                               &rx->out);
 }

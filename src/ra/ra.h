@@ -102,6 +102,8 @@ struct ra_state {
 };
 
 int ra_state_build(const struct rp_config *cfg, struct ra_state **out, FILE *errs);
+/* The RA key can sign now (a key in a PKCS#11 token: its token is up). */
+bool ra_identity_ready(const struct ra_identity *id);
 /* Every certificate of a PEM (or DER) file appended to l; RP_E_KEY_LOAD when it has none. */
 int ra_load_certs(const char *path, struct ra_der_list *l, FILE *errs);
 void ra_der_list_free(struct ra_der_list *l);
@@ -182,6 +184,8 @@ int ra_verify_answer(struct ra_state *s, const struct rp_cmp_msg *m, struct rp_a
 /* protect.c — on a worker */
 int ra_protect_forward(struct ra_exchange *rx);
 int ra_protect_error(struct ra_exchange *rx, int err, const char *why);
+/* raproxy_ra_key_failures_total{reason} exists from the start (at 0). */
+void ra_key_metrics_init(void);
 /* The RA's answer to the device with `body` (error, genp): a response header for the
  * request's transaction, signed with the RA key, RA certificates in extraCerts. */
 int ra_sign_response(struct ra_exchange *rx, struct rp_view body);

@@ -6,6 +6,7 @@
 #include "raproxy/http.h"
 #include "raproxy/log.h"
 #include "raproxy/server.h"
+#include "raproxy/sig.h"
 #include "raproxy/snapshot.h"
 #include "raproxy/tls.h"
 
@@ -32,6 +33,60 @@ static int tls_min_version(const char *v)
     return v && strcmp(v, "1.3") == 0 ? 13 : 12;
 }
 
+static bool device_key_available(const void *owner)
+{
+    return rp_privkey_available(owner);
+}
+
+static void device_key_release(void *owner)
+{
+    rp_privkey_free(owner);
+}
+
+/* A listener key in a PKCS#11 token: the listener's own module and PIN, else the RA's.
+ * Opened here and proven to belong to the certificate (a signature in the token that the
+ * certificate's key verifies); the TLS context takes it over. */
+static int open_device_key(const struct rp_config *cfg, const struct rp_cfg_listener *l,
+                           struct rp_tls_device_key *out, FILE *errs, unsigned i)
+{
+    const struct rp_cfg_pkcs11 *c =
+        l->tls.pkcs11.module || l->tls.pkcs11.pin_file ? &l->tls.pkcs11 : &cfg->ra.pkcs11;
+    struct rp_p11_opts p11 = {.module = c->module, .pin = c->pin, .pin_file = c->pin_file};
+    struct rp_privkey *k = NULL;
+    struct ra_der_list certs = {0};
+    struct rp_cert leaf;
+    char why[512];
+    int rc = rp_privkey_load(l->tls.key, &p11, &k, why, sizeof why);
+    if (rc != RP_OK) {
+        if (errs)
+            fprintf(errs, "listeners[%u].tls.key: cannot load the private key: %s\n", i, why);
+        return rc;
+    }
+    rc = ra_load_certs(l->tls.cert, &certs, errs);
+    if (rc == RP_OK)
+        rc = rp_cert_parse(certs.v[0].p, certs.v[0].len, &leaf);
+    if (rc == RP_OK && rp_privkey_matches_spki(k, leaf.spki) != 1) {
+        if (errs)
+            fprintf(errs, "listeners[%u].tls.key does not belong to the certificate %s\n", i,
+                    l->tls.cert);
+        rc = RP_E_KEY_LOAD;
+    }
+    ra_der_list_free(&certs);
+    struct rp_privkey_device dev;
+    if (rc != RP_OK || !rp_privkey_device(k, &dev)) {
+        rp_privkey_free(k);
+        return rc != RP_OK ? rc : RP_E_INTERNAL;
+    }
+    *out = (struct rp_tls_device_key){.dev_id = dev.dev_id,
+                                      .label = dev.label,
+                                      .id = dev.id,
+                                      .id_len = dev.id_len,
+                                      .owner = k,
+                                      .available = device_key_available,
+                                      .release = device_key_release};
+    return RP_OK;
+}
+
 static int build_tls(struct rp_snapshot *s, FILE *errs)
 {
     const struct rp_config *cfg = s->cfg;
@@ -50,6 +105,13 @@ static int build_tls(struct rp_snapshot *s, FILE *errs)
             .client_cert_required = l->tls.client_cert_required,
             .min_version = tls_min_version(l->tls.min_version),
         };
+        struct rp_tls_device_key dk;
+        if (rp_p11_is_uri(l->tls.key)) {
+            int krc = open_device_key(cfg, l, &dk, errs, i);
+            if (krc != RP_OK)
+                return krc;
+            o.device_key = &dk;
+        }
         int rc = rp_tls_ctx_server(&s->listener_tls[i], &o);
         if (rc != RP_OK) {
             if (errs)
@@ -82,6 +144,19 @@ static int build_tls(struct rp_snapshot *s, FILE *errs)
     return RP_OK;
 }
 
+/* /readyz: a snapshot whose RA key (or a listener key) sits in a token that is down
+ * cannot serve; it turns ready again once the token is reconnected. */
+static const char *snapshot_unready(const struct rp_snapshot *s)
+{
+    const struct ra_state *ra = s->ra;
+    if (ra && ra->ra.key && !ra_identity_ready(&ra->ra))
+        return "ra_key";
+    for (unsigned i = 0; s->listener_tls && i < s->cfg->listeners_count; i++)
+        if (s->listener_tls[i] && !rp_tls_ctx_key_available(s->listener_tls[i]))
+            return "tls_key";
+    return NULL;
+}
+
 int rp_server_snapshot(struct rp_config *cfg, struct rp_snapshot **out, FILE *errs)
 {
     struct rp_snapshot *s = calloc(1, sizeof *s);
@@ -93,6 +168,7 @@ int rp_server_snapshot(struct rp_config *cfg, struct rp_snapshot **out, FILE *er
     s->cfg = cfg;
     s->generation = atomic_fetch_add(&g_generation, 1) + 1;
     s->release = release_tls;
+    s->unready = snapshot_unready;
     int rc = build_tls(s, errs);
     struct ra_state *ra = NULL;
     if (rc == RP_OK)

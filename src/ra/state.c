@@ -8,6 +8,7 @@
 #include "raproxy/err.h"
 #include "raproxy/file.h"
 #include "raproxy/log.h"
+#include "raproxy/metrics.h"
 #include "raproxy/sig.h"
 
 #include <wolfssl/options.h>
@@ -23,6 +24,8 @@
 #define PEM_CERT_END   "-----END CERTIFICATE-----"
 #define RA_MAX_FILE    (16u * 1024u * 1024u)
 #define RA_MAX_CERTS   256u
+/* Room for why a key did not load (module, token, PIN, object). */
+#define RA_KEY_WHY_MAX 512
 
 static int read_file(const char *path, uint8_t **out, size_t *len)
 {
@@ -103,12 +106,28 @@ static int load_certs(const char *path, struct ra_der_list *l, FILE *errs)
     return rc;
 }
 
+/* raproxy_ra_cert_not_after_seconds: the RA certificate of the newest snapshot, so that
+ * its expiry can be alerted on (and a rotation seen to take effect). */
+static void export_not_after(int64_t not_after)
+{
+    static struct rp_metric *m;
+    if (!m) {
+        rp_metrics_help("raproxy_ra_cert_not_after_seconds", RP_METRIC_GAUGE,
+                        "notAfter of the RA certificate in use, Unix seconds.");
+        m = rp_metric_get("raproxy_ra_cert_not_after_seconds", RP_METRIC_GAUGE, NULL);
+    }
+    rp_metric_set(m, not_after);
+}
+
 static int load_identity(const struct rp_cfg_ra *cfg, struct ra_identity *id, FILE *errs)
 {
-    int rc = rp_privkey_load_pem(cfg->key, &id->key);
+    struct rp_p11_opts p11 = {
+        .module = cfg->pkcs11.module, .pin = cfg->pkcs11.pin, .pin_file = cfg->pkcs11.pin_file};
+    char why[RA_KEY_WHY_MAX];
+    int rc = rp_privkey_load(cfg->key, &p11, &id->key, why, sizeof why);
     if (rc != RP_OK) {
         if (errs)
-            fprintf(errs, "%s: ra.key: cannot load the private key\n", cfg->key);
+            fprintf(errs, "ra.key: cannot load the private key: %s\n", why);
         return rc;
     }
     rc = load_certs(cfg->cert, &id->certs, errs);
@@ -117,10 +136,11 @@ static int load_identity(const struct rp_cfg_ra *cfg, struct ra_identity *id, FI
     if (rc != RP_OK)
         return rc;
     rc = rp_cert_parse(id->certs.v[0].p, id->certs.v[0].len, &id->cert);
-    if (rc == RP_OK && rp_privkey_matches_spki(id->key, id->cert.spki) != 1) {
+    int match = rc == RP_OK ? rp_privkey_matches_spki(id->key, id->cert.spki) : 1;
+    if (match != 1) {
         if (errs)
-            fprintf(errs, "%s: ra.key does not belong to the certificate %s\n", cfg->key,
-                    cfg->cert);
+            fprintf(errs, "%s: ra.key does not belong to the certificate %s%s\n", cfg->key,
+                    cfg->cert, match < 0 ? " (the key could not sign)" : "");
         return RP_E_KEY_LOAD;
     }
     if (rc == RP_OK && !rp_view_present(id->cert.ski) && errs)
@@ -255,6 +275,11 @@ static int parse_secret_line(char *line, struct ra_secret *sec, const char **why
         rc = RP_E_CONFIG;
     }
     return rc;
+}
+
+bool ra_identity_ready(const struct ra_identity *id)
+{
+    return id->key && rp_privkey_available(id->key);
 }
 
 static int load_secrets(const char *path, struct ra_domain *d, FILE *errs)
@@ -471,6 +496,10 @@ int ra_state_build(const struct rp_config *cfg, struct ra_state **out, FILE *err
     if (rc != RP_OK) {
         ra_state_free(s);
         return rc;
+    }
+    if (s->ra.key) {
+        export_not_after(s->ra.cert.not_after); /* the snapshot is complete: it goes live */
+        ra_key_metrics_init();
     }
     *out = s;
     return RP_OK;

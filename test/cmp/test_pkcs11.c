@@ -42,7 +42,7 @@ static void teardown(void)
 
 TestSuite(pkcs11, .init = setup, .fini = teardown, .timeout = 120);
 
-static const struct rp_p11_opts opts = {.module = RPT_SOFTHSM_MODULE, .pin = PIN, .what = "test"};
+static const struct rp_p11_opts opts = {.module = RPT_SOFTHSM_MODULE, .pin = PIN};
 
 /* A key made with openssl (kind: "ec256", "ec384", "rsa"), imported into the token; its
  * public half as DER SubjectPublicKeyInfo. */

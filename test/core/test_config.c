@@ -735,3 +735,85 @@ Test(config, parse_url)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_assert_eq(rp_config_parse_url(bad[i], &u), RP_E_CONFIG, "%s", bad[i]);
 }
+
+Test(config, pkcs11_keys_need_a_module_and_a_pin)
+{
+    /* the URI is kept as is (not resolved as a relative file), module and PIN from ra.pkcs11 */
+    write_tmp("libp11.so", "not really a module");
+    write_tmp("ra-pin", "1234\n");
+    write_tmp("ra.pem", "-----BEGIN CERTIFICATE-----\n");
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                           "upstream: {url: 'http://ca/'}\n"
+                           "ra:\n"
+                           "  cert: ra.pem\n"
+                           "  key: 'pkcs11:token=raproxy;object=ra-key'\n"
+                           "  pkcs11: {module: libp11.so, pin_file: ra-pin}\n",
+                           0),
+                 0, "%s", errs_text);
+    cr_assert_str_eq(cfg->ra.key, "pkcs11:token=raproxy;object=ra-key");
+    assert_tmp_path(cfg->ra.pkcs11.module, "libp11.so");
+    assert_tmp_path(cfg->ra.pkcs11.pin_file, "ra-pin");
+
+    /* a malformed URI, a missing module and PIN, each with its line */
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                           "upstream: {url: 'http://ca/'}\n"
+                           "ra:\n"
+                           "  cert: /ra.pem\n"
+                           "  key: 'pkcs11:token=raproxy;colour=blue'\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "raproxy.yaml:5: ra.key: malformed PKCS#11 URI: unknown "
+                                         "path attribute"),
+                       "%s", errs_text);
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                           "upstream: {url: 'http://ca/'}\n"
+                           "ra:\n"
+                           "  cert: /ra.pem\n"
+                           "  key: 'pkcs11:object=ra-key'\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "ra.pkcs11.module: required with a pkcs11: key"), "%s",
+                       errs_text);
+    cr_assert_not_null(strstr(errs_text, "ra.pkcs11.pin_file: required with a pkcs11: key"), "%s",
+                       errs_text);
+    /* the module file must exist (file checks on) */
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                           "upstream: {url: 'http://ca/'}\n"
+                           "ra:\n"
+                           "  cert: ra.pem\n"
+                           "  key: 'pkcs11:object=ra-key'\n"
+                           "  pkcs11: {module: /nonexistent/libp11.so, pin_file: ra-pin}\n",
+                           0),
+                 RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "raproxy.yaml:6: ra.pkcs11.module: file not readable: "
+                                         "/nonexistent/libp11.so"),
+                       "%s", errs_text);
+}
+
+Test(config, pkcs11_pin_from_the_environment_and_tls_key_in_the_token)
+{
+    setenv("RAPROXY_RA_PIN", "4711", 1);
+    setenv("RAPROXY_RA_KEY", "pkcs11:token=raproxy;object=ra-key", 1);
+    cr_assert_eq(load_text("listeners:\n"
+                           "  - address: 127.0.0.1:1\n"
+                           "    tls: {cert: /tls.pem, key: 'pkcs11:token=raproxy;object=tls'}\n"
+                           "upstream: {url: 'http://ca/'}\n"
+                           "ra: {cert: /ra.pem, key: /ra.key, pkcs11: {module: /p11.so}}\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 0, "%s", errs_text);
+    cr_assert_str_eq(cfg->ra.pkcs11.pin, "4711");
+    cr_assert_str_eq(cfg->ra.key, "pkcs11:token=raproxy;object=ra-key");
+    cr_assert_str_eq(cfg->listeners[0].tls.key, "pkcs11:token=raproxy;object=tls");
+    /* a listener's own pkcs11 section needs its own PIN */
+    cr_assert_eq(load_text("listeners:\n"
+                           "  - address: 127.0.0.1:1\n"
+                           "    tls:\n"
+                           "      cert: /tls.pem\n"
+                           "      key: 'pkcs11:object=tls'\n"
+                           "      pkcs11: {module: /other.so}\n"
+                           "upstream: {url: 'http://ca/'}\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "listeners[0].tls.pkcs11.pin_file: required"), "%s",
+                       errs_text);
+}
