@@ -427,16 +427,30 @@ static void token_failed(struct p11_token *t, const char *what)
     token_state(t, TOKEN_DOWN, what);
 }
 
-static bool is_sign_op(const wc_CryptoInfo *info)
+/* Operations with a private key bound to the token. wolfCrypt also offers every device
+ * one-shot hashes (wc_ShaHash asks the first registered device): those, and anything else,
+ * stay in software without a look at the token. */
+static bool is_key_op(const wc_CryptoInfo *info)
 {
-    return info->algo_type == WC_ALGO_TYPE_PK &&
-           (info->pk.type == WC_PK_TYPE_ECDSA_SIGN || info->pk.type == WC_PK_TYPE_RSA);
+    if (info->algo_type != WC_ALGO_TYPE_PK)
+        return false;
+    switch (info->pk.type) {
+    case WC_PK_TYPE_ECDSA_SIGN:
+    case WC_PK_TYPE_RSA:
+    case WC_PK_TYPE_EC_CHECK_PRIV_KEY:
+    case WC_PK_TYPE_RSA_CHECK_PRIV_KEY:
+        return true;
+    default:
+        return false;
+    }
 }
 
 /* wolfCrypt calls this for every operation on a key bound to the token's device ID. */
 static int on_device(int dev_id, wc_CryptoInfo *info, void *ctx)
 {
     struct p11_token *t = ctx;
+    if (!is_key_op(info))
+        return CRYPTOCB_UNAVAILABLE;
     if (atomic_load(&t->state) != TOKEN_UP)
         return WC_HW_E; /* fail fast: no token call while it is known to be away */
     if (pthread_rwlock_tryrdlock(&t->mod->use) != 0)
@@ -445,8 +459,7 @@ static int on_device(int dev_id, wc_CryptoInfo *info, void *ctx)
     int rc = s ? wc_Pkcs11_CryptoDevCb(dev_id, info, &s->wt) : WC_HW_E;
     /* A signature that worked at load time and fails now means the token (or its session)
      * is gone. Never let wolfCrypt fall back to software: the key is not there. */
-    bool failed = rc != 0 && rc != BUFFER_E && rc != BAD_FUNC_ARG &&
-                  (rc != CRYPTOCB_UNAVAILABLE || is_sign_op(info));
+    bool failed = rc != 0 && rc != BUFFER_E && rc != BAD_FUNC_ARG;
     if (failed) {
         if (s)
             session_close(t, s);
