@@ -156,7 +156,8 @@ install -m 644 cyassl/options.h "$prefix/include/cyassl/options.h"
 opt_h=$prefix/include/wolfssl/options.h
 for d in WOLFSSL_HAVE_SP_ECC WOLFSSL_HAVE_SP_RSA WOLFSSL_SP_384 WOLFSSL_SP_X86_64_ASM WOLFSSL_SP_ASM \
   USE_INTEL_SPEEDUP WOLFSSL_AESNI WOLFSSL_TLS13 HAVE_ECC HAVE_ED25519 WC_RSA_PSS HAVE_CRL HAVE_OCSP \
-  WOLFSSL_CERT_GEN WOLFSSL_CERT_REQ OPENSSL_ALL HAVE_SESSION_TICKET HAVE_SUPPORTED_CURVES; do
+  WOLFSSL_CERT_GEN WOLFSSL_CERT_REQ OPENSSL_ALL HAVE_SESSION_TICKET HAVE_SUPPORTED_CURVES \
+  HAVE_PKCS11 WOLF_CRYPTO_CB; do
   grep -q "^#define $d\b" "$opt_h" || die "$opt_h lacks $d"
 done
 [ -f "$prefix/lib/libwolfssl.a" ] || die "no libwolfssl.a installed"

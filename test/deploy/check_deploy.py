@@ -36,7 +36,11 @@ KNOWN_ENV = {
     "RAPROXY_UPSTREAM_URL", "RAPROXY_REDIS_URL", "RAPROXY_LOG_LEVEL", "RAPROXY_LOOPS",
     "RAPROXY_WORKERS", "RAPROXY_ADMIN_ADDRESS", "RAPROXY_LISTEN_ADDRESS", "RAPROXY_TLS_CERT",
     "RAPROXY_TLS_KEY", "RAPROXY_RA_CERT", "RAPROXY_RA_KEY", "RAPROXY_RA_CHAIN",
+    "RAPROXY_RA_PIN",
 }
+# Secrets passed in the environment: only from a Secret (valueFrom.secretKeyRef), never a
+# literal in a manifest.
+SECRET_ENV = {"RAPROXY_RA_PIN"}
 ENV_PATH_KEYS = {"RAPROXY_TLS_CERT", "RAPROXY_TLS_KEY", "RAPROXY_RA_CERT", "RAPROXY_RA_KEY",
                  "RAPROXY_RA_CHAIN"}
 # Containers allowed a writable root filesystem (WildFly writes under its install tree).
@@ -89,25 +93,38 @@ def port_of(address):
     return int(m.group(1)) if m else None
 
 
+def is_pkcs11(v):
+    """A key setting naming a key in a PKCS#11 token (RFC 7512), not a file."""
+    return isinstance(v, str) and v.lower().startswith("pkcs11:")
+
+
 def config_paths(cfg):
-    """Every file a raproxy config names, with the key naming it."""
+    """Every file a raproxy config names, with the key naming it (a key in a PKCS#11 token
+    is listed with its URI: the files it needs are its pkcs11.module and pkcs11.pin_file)."""
     out = []
 
     def add(key, v):
         if isinstance(v, str) and v and v != "redis":
             out.append((key, v))
 
+    def add_pkcs11(base, p11):
+        if isinstance(p11, dict):
+            for k in ("module", "pin_file"):
+                add(f"{base}.pkcs11.{k}", p11.get(k))
+
     for i, l in enumerate(cfg.get("listeners") or []):
         tls = l.get("tls")
         if isinstance(tls, dict):
             for k in ("cert", "key", "client_ca"):
                 add(f"listeners[{i}].tls.{k}", tls.get(k))
+            add_pkcs11(f"listeners[{i}].tls", tls.get("pkcs11"))
     up = cfg.get("upstream") or {}
     for k in ("ca", "client_cert", "client_key", "ca_trust"):
         add(f"upstream.{k}", up.get(k))
     ra = cfg.get("ra") or {}
     for k in ("cert", "key", "chain"):
         add(f"ra.{k}", ra.get(k))
+    add_pkcs11("ra", ra.get("pkcs11"))
     for d in cfg.get("domains") or []:
         n = d.get("name")
         for k in ("trust_anchors", "intermediates", "crls", "admins"):
@@ -174,10 +191,12 @@ def check_config_vs_example(cfg, where, example, same_upstream):
     ex_paths = dict(config_paths(example))
     cf_paths = dict(config_paths(cfg))
     for key, path in cf_paths.items():
-        if key in ex_paths:
+        if key in ex_paths and not is_pkcs11(path):
             check(ex_paths[key] == path, where,
                   f"{key} is {path}, the example has {ex_paths[key]}")
     for key, path in ex_paths.items():
+        if ".pkcs11." in key:
+            continue  # only with a key in a token
         check(key in cf_paths, where, f"{key} ({path}) of the example is missing")
     ex_d = [(d.get("name"), d.get("allow")) for d in example.get("domains") or []]
     cf_d = [(d.get("name"), d.get("allow")) for d in cfg.get("domains") or []]
@@ -375,6 +394,52 @@ def projected_files(spec, c):
     return out
 
 
+def mounted_dirs(spec, c):
+    """{mountPath: volume} of a container."""
+    vols = {v.get("name"): v for v in spec.get("volumes") or []}
+    return {m.get("mountPath", "").rstrip("/"): vols.get(m.get("name"))
+            for m in c.get("volumeMounts") or []}
+
+
+def check_module_mount(w, key, path, spec, mounts):
+    """A PKCS#11 module comes from a volume (the HSM vendor's library, not in raproxy's
+    image): an emptyDir an init container fills, or another volume; SoftHSM2's own library
+    from the softhsm2 package is the exception."""
+    if path.startswith("/usr/lib/"):
+        return
+    base = max((m for m in mounts if path.startswith(m + "/")), key=len, default=None)
+    if not check(base is not None, w, f"{key} {path} is under no volume mount"):
+        return
+    vol = mounts[base] or {}
+    if "emptyDir" in vol:
+        fillers = [ic for ic in spec.get("initContainers") or []
+                   if any(m.get("name") == vol.get("name") for m in ic.get("volumeMounts") or [])]
+        check(fillers, w, f"{key}: emptyDir {vol.get('name')} at {base} is filled by no init "
+              f"container")
+        for ic in fillers:
+            check_container_security(f"{w} initContainer {ic.get('name')}", spec, ic)
+
+
+def check_token_key(k, w, key, cfg, files):
+    """A key in a token: a module and a PIN are configured, and no file of the key is
+    mounted next to it (that would defeat the HSM)."""
+    base = key.rsplit(".", 1)[0]
+    sect = (cfg.get("ra") or {}) if base == "ra" else None
+    if base.startswith("listeners["):
+        i = int(base[len("listeners["):base.index("]")])
+        sect = ((cfg.get("listeners") or [])[i] or {}).get("tls") or {}
+        if not (sect.get("pkcs11") or {}):
+            sect = cfg.get("ra") or {}  # a listener key in a token defaults to ra.pkcs11
+    p11 = (sect or {}).get("pkcs11") or {}
+    check(p11.get("module"), w, f"{key} is a PKCS#11 URI but no pkcs11.module is set")
+    check(p11.get("pin_file") or "pin-source=" in str((sect or {}).get("key", "")), w,
+          f"{key} is a PKCS#11 URI but no pkcs11.pin_file is set (RAPROXY_RA_PIN alone "
+          f"would do only from a Secret)")
+    if base == "ra":
+        leaked = [p for p, src in files.items() if src[2] in ("ra.key",)]
+        check(not leaked, w, f"{key} is in a token, yet a private key file is mounted: {leaked}")
+
+
 def container_env(c):
     return {e["name"]: e.get("value") for e in c.get("env") or [] if "name" in e}
 
@@ -406,6 +471,10 @@ def check_k8s_target(k, where, example, standalone):
                 n = e.get("name", "")
                 if n.startswith("RAPROXY_"):
                     check(n in KNOWN_ENV, w, f"{n} is not an environment override raproxy knows")
+                if n in SECRET_ENV:
+                    check("value" not in e and
+                          ((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name"), w,
+                          f"{n} must come from a Secret (valueFrom.secretKeyRef), not a literal")
     check(raproxy_deps, where, "no Deployment runs raproxy")
 
     # Services: only raproxy's and Redis's ports, nothing of EJBCA.
@@ -480,10 +549,19 @@ def check_raproxy_container(k, w, dep, spec, c, containers, example, standalone)
     cfg = apply_env(raw, env)
     cw = f"{w} config {src[1]}/{src[2]}"
     check_config_vs_example(raw, cw, example, same_upstream=not standalone)
+    mounts = mounted_dirs(spec, c)
     for key, path in config_paths(cfg):
+        if is_pkcs11(path):
+            check_token_key(k, cw, key, cfg, files)
+            continue
+        if key.endswith(".pkcs11.module"):
+            check_module_mount(cw, key, path, spec, mounts)
+            continue
         f = files.get(path)
         if not check(f, cw, f"{key} {path} is not mounted into the container"):
             continue
+        if key.endswith(".pkcs11.pin_file"):
+            check(f[0] == "Secret", cw, f"{key} {path} comes from a {f[0]}, not a Secret")
         gen = k.generated.get((f[0], f[1]))
         check(gen is not None and f[2] in gen, cw,
               f"{key} {path}: {f[0]} {f[1]} has no key {f[2]}")
@@ -568,7 +646,12 @@ def check_k8s(example):
     if check(os.path.isdir(sa), "deploy/k8s", "no overlays/standalone/"):
         check_k8s_target(Kustomization(sa), "deploy/k8s/overlays/standalone", example,
                          standalone=True)
-    for d in ("deploy/k8s/base/secrets", "deploy/k8s/base/files"):
+    hsm = os.path.join(SRC, "deploy", "k8s", "overlays", "hsm")
+    if check(os.path.isdir(hsm), "deploy/k8s", "no overlays/hsm/ (the RA key in an HSM)"):
+        check_k8s_target(Kustomization(hsm), "deploy/k8s/overlays/hsm", example,
+                         standalone=False)
+    for d in ("deploy/k8s/base/secrets", "deploy/k8s/base/files",
+              "deploy/k8s/overlays/hsm/secrets"):
         gi = os.path.join(SRC, d, ".gitignore")
         check(os.path.exists(gi) and "*" in open(gi).read().split(), d,
               "no .gitignore keeping operator files (keys) out of git")
