@@ -63,6 +63,8 @@
 #define EC_PARAMS_MAX 16
 #define RSA_N_MAX     512
 #define RSA_E_MAX     16
+/* Keys looked for again when a token is reconnected (a reload's old and new keys fit). */
+#define MAX_PROBED_KEYS 16
 
 /* ---------------------------------------------------------------- modules and tokens */
 
@@ -91,8 +93,8 @@ struct p11_token {
     struct rp_p11_uri sel; /* the token and slot attributes of the URI that opened it */
     char pin[RP_P11_PIN_MAX + 1];
     size_t pin_len;
-    char name[40]; /* token label, for logs and metric labels */
-    CK_SLOT_ID slot;
+    char name[40];           /* token label, for logs and metric labels */
+    _Atomic CK_SLOT_ID slot; /* rewritten by the reconnect thread (IDs may change) */
     int dev_id;
     _Atomic int state;    /* enum token_state */
     _Atomic uint64_t gen; /* bumped when reconnected: every session reopens */
@@ -308,7 +310,8 @@ static int session_open(struct p11_token *t, struct p11_session *s, char *why, s
 {
     CK_FUNCTION_LIST *f = t->mod->dev.func;
     CK_SESSION_HANDLE h = 0;
-    CK_RV rv = f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &h);
+    CK_SLOT_ID slot = atomic_load(&t->slot);
+    CK_RV rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &h);
     if (rv != CKR_OK) {
         whyf(why, cap, "token '%s': C_OpenSession: %s (0x%lx)", t->name, rv_name(rv),
              (unsigned long)rv);
@@ -325,7 +328,7 @@ static int session_open(struct p11_token *t, struct p11_session *s, char *why, s
     }
     memset(&s->wt, 0, sizeof s->wt);
     s->wt.func = f;
-    s->wt.slotId = t->slot;
+    s->wt.slotId = slot;
     s->wt.handle = h;
     s->gen = atomic_load(&t->gen);
     s->mod_gen = atomic_load(&t->mod->gen);
@@ -460,22 +463,30 @@ static int on_device(int dev_id, wc_CryptoInfo *info, void *ctx)
     /* A signature that worked at load time and fails now means the token (or its session)
      * is gone. Never let wolfCrypt fall back to software: the key is not there. */
     bool failed = rc != 0 && rc != BUFFER_E && rc != BAD_FUNC_ARG;
-    if (failed) {
-        if (s)
-            session_close(t, s);
+    if (failed && s)
+        session_close(t, s);
+    session_give(t, s);
+    pthread_rwlock_unlock(&t->mod->use);
+    if (failed) { /* outside the module lock: token_failed takes the registry's */
         token_failed(t, s ? "a signing operation failed" : "no session could be opened");
         rc = WC_HW_E;
     }
-    session_give(t, s);
-    pthread_rwlock_unlock(&t->mod->use);
     return rc;
 }
 
-/* Find the private keys opened on t again (reconnect probe), in a shared session. */
+/* Find the private keys opened on t again (reconnect probe), in a shared session. The
+ * list is copied under the registry lock: a reload may free keys meanwhile. */
 static int probe_keys(struct p11_token *t, struct p11_session *s, char *why, size_t cap)
 {
     CK_FUNCTION_LIST *f = t->mod->dev.func;
-    for (struct p11_keyref *r = t->keys; r; r = r->next) {
+    struct p11_keyref refs[MAX_PROBED_KEYS];
+    size_t n = 0;
+    pthread_mutex_lock(&g_lock);
+    for (struct p11_keyref *r = t->keys; r && n < MAX_PROBED_KEYS; r = r->next)
+        refs[n++] = *r;
+    pthread_mutex_unlock(&g_lock);
+    for (size_t i = 0; i < n; i++) {
+        struct p11_keyref *r = &refs[i];
         CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
         CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls},
                                {CKA_KEY_TYPE, &r->type, sizeof r->type},
@@ -505,7 +516,7 @@ static int token_probe(struct p11_token *t, char *why, size_t cap)
     int rc = slot_find(t->mod, &t->sel, &slot, name, sizeof name, why, cap);
     if (rc != RP_OK)
         return rc;
-    t->slot = slot;
+    atomic_store(&t->slot, slot);
     atomic_fetch_add(&t->gen, 1); /* every worker reopens its session on its next job */
     rc = shared_sessions_open(t, why, cap);
     if (rc == RP_OK) {
@@ -691,7 +702,9 @@ static struct p11_token *token_get(struct p11_module *m, const struct rp_p11_uri
     for (unsigned i = 0; i < SHARED_SESSIONS; i++)
         pthread_mutex_init(&t->shared[i].lock, NULL);
     pthread_rwlock_rdlock(&m->use);
-    int rc = slot_find(m, u, &t->slot, t->name, sizeof t->name, why, cap);
+    CK_SLOT_ID slot = 0;
+    int rc = slot_find(m, u, &slot, t->name, sizeof t->name, why, cap);
+    atomic_init(&t->slot, slot);
     if (rc == RP_OK)
         rc = shared_sessions_open(t, why, cap);
     pthread_rwlock_unlock(&m->use);
@@ -715,7 +728,7 @@ static struct p11_token *token_get(struct p11_module *m, const struct rp_p11_uri
     g_tokens = t;
     if (!g_monitor_running && pthread_create(&g_monitor, NULL, monitor_main, NULL) == 0)
         g_monitor_running = true;
-    rp_log_info("pkcs11", "token '%s' (slot %lu of %s) opened", t->name, (unsigned long)t->slot,
+    rp_log_info("pkcs11", "token '%s' (slot %lu of %s) opened", t->name, (unsigned long)slot,
                 m->path);
     return t;
 }

@@ -95,7 +95,11 @@ static void ra_cert_for(struct hsm *h, const char *pub_der, const char *cn, cons
 static void write_config(struct hsm *h, const char *ra_label, const char *ra_cert,
                          bool tls_in_token, const char *pin_file, bool allowlist)
 {
-    char cfg[4096], tlskey[200], pinline[700] = "";
+    char cfg[4096], tlskey[200], pinline[700] = "", rakey[700];
+    if (ra_label)
+        snprintf(rakey, sizeof rakey, "'pkcs11:token=" TOKEN ";object=%s'", ra_label);
+    else /* the RA key as a PEM file (the test PKI's), the listener's in the token */
+        snprintf(rakey, sizeof rakey, "%s/operator/ra.key", h->pki);
     if (tls_in_token)
         snprintf(tlskey, sizeof tlskey, "'pkcs11:token=" TOKEN ";object=tls'");
     else
@@ -112,15 +116,15 @@ static void write_config(struct hsm *h, const char *ra_label, const char *ra_cer
                      "ra:\n"
                      "  cert: %s\n"
                      "  chain: %s/operator/ra.chain.pem\n"
-                     "  key: 'pkcs11:token=" TOKEN ";object=%s'\n"
+                     "  key: %s\n"
                      "  pkcs11: {module: " RPT_SOFTHSM_MODULE "%s}\n"
                      "domains:\n"
                      "  - name: manufacturer\n"
                      "    trust_anchors: [%s/vendor/root.pem]\n"
                      "    allow: [ir, cr, p10cr, certConf, genm, pollReq, error]\n"
                      "%s%s%s",
-                     h->port, h->pki, tlskey, h->admin, h->relay, ra_cert, h->pki, ra_label,
-                     pinline, h->pki, allowlist ? "    allowlist: " : "", allowlist ? h->pki : "",
+                     h->port, h->pki, tlskey, h->admin, h->relay, ra_cert, h->pki, rakey, pinline,
+                     h->pki, allowlist ? "    allowlist: " : "", allowlist ? h->pki : "",
                      allowlist ? "/vendor/allowlist.txt\n" : "");
     cr_assert_eq(rpt_write_file(h->cfg, cfg, (size_t)n), 0);
 }
@@ -323,6 +327,35 @@ Test(hsm, lost_token_fails_fast_turns_unready_and_reconnects, .timeout = 300)
     int st;
     cr_expect_eq(rpt_alive(&h.rp, &st), 1);
     unsetenv("RAPROXY_RA_PIN");
+    teardown(&h);
+}
+
+/* The listener's TLS key in the token, the RA key a PEM file: a lost token breaks the TLS
+ * handshakes, /readyz names tls_key, and the listener works again once it is back. */
+Test(hsm, lost_token_with_the_tls_key_turns_unready_and_recovers, .timeout = 300)
+{
+    struct hsm h;
+    setup(&h);
+    char pin[600], racert[600], log[600];
+    snprintf(pin, sizeof pin, "%s/ra-pin", h.dir);
+    cr_assert_eq(rpt_write_file(pin, PIN, strlen(PIN)), 0);
+    snprintf(racert, sizeof racert, "%s/operator/ra.pem", h.pki);
+    write_config(&h, NULL, racert, true, pin, true);
+    cr_assert_eq(rpt_raproxy_start(&h.rp, h.dir, h.cfg, h.port), 0, "see %s", h.rp.log);
+    cr_assert_eq(enroll(&h, "dev1", log, sizeof log), 0, "ir failed: %s", log);
+    char *ready = NULL;
+    cr_assert(wait_ready(&h, 200, &ready), "readyz: %s", ready);
+    char tokens[600], away[620];
+    rpt_softhsm_tokendir(h.dir, tokens, sizeof tokens);
+    snprintf(away, sizeof away, "%s.away", tokens);
+    cr_assert_eq(rename(tokens, away), 0);
+    cr_expect_neq(enroll(&h, "dev1", log, sizeof log), 0, "a TLS handshake without the key");
+    cr_expect(wait_ready(&h, 503, &ready), "readyz: %s", ready);
+    cr_expect(strstr(ready, "tls_key"), "readyz reason: %s", ready);
+    cr_assert_eq(rename(away, tokens), 0);
+    cr_assert(wait_ready(&h, 200, &ready), "not reconnected: %s (%s)", ready, h.rp.log);
+    free(ready);
+    cr_expect_eq(enroll(&h, "dev2", log, sizeof log), 0, "ir after reconnect failed: %s", log);
     teardown(&h);
 }
 
