@@ -106,11 +106,15 @@ struct rp_cfg_admin {
     char *address; /* "127.0.0.1:9090"; NULL disables the admin listener */
 };
 
+/* How an RSA RA key signs (EC keys: ECDSA with the curve's hash). */
+enum rp_rsa_signature { RP_RSA_SIG_PKCS1 = 0, RP_RSA_SIG_PSS };
+
 struct rp_cfg_ra {
     char *cert;  /* PEM RA certificate */
     char *chain; /* optional PEM chain (intermediates) sent after the RA cert */
     char *key;   /* PEM RA private key, or a PKCS#11 URI (pkcs11:token=…;object=…) */
-    struct rp_cfg_pkcs11 pkcs11; /* module and PIN of a pkcs11: key */
+    struct rp_cfg_pkcs11 pkcs11;         /* module and PIN of a pkcs11: key */
+    enum rp_rsa_signature rsa_signature; /* pkcs1 (default) or pss, SHA-256 */
 };
 
 struct rp_cfg_limit {

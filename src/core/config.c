@@ -96,11 +96,18 @@ static const cyaml_schema_field_t admin_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_strval_t rsa_signature_names[] = {
+    {"pkcs1", RP_RSA_SIG_PKCS1},
+    {"pss", RP_RSA_SIG_PSS},
+};
+
 static const cyaml_schema_field_t ra_fields[] = {
     STR("cert", struct rp_cfg_ra, cert),
     STR("chain", struct rp_cfg_ra, chain),
     STR("key", struct rp_cfg_ra, key),
     CYAML_FIELD_MAPPING("pkcs11", OPT, struct rp_cfg_ra, pkcs11, pkcs11_fields),
+    CYAML_FIELD_ENUM("rsa_signature", OPT | CYAML_FLAG_STRICT, struct rp_cfg_ra, rsa_signature,
+                     rsa_signature_names, CYAML_ARRAY_LEN(rsa_signature_names)),
     CYAML_FIELD_END,
 };
 

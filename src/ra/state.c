@@ -149,6 +149,8 @@ static int load_identity(const struct rp_cfg_ra *cfg, struct ra_identity *id, FI
                     "omitted from re-protected messages",
                     cfg->cert);
     id->alg = (int)rp_privkey_default_alg(id->key);
+    if (rp_privkey_type(id->key) == RP_KEY_RSA && cfg->rsa_signature == RP_RSA_SIG_PSS)
+        id->alg = RP_SIG_RSA_PSS_SHA256; /* RFC 4055 parameters: SHA-256, MGF1, salt 32 */
     id->alg_der = rp_sig_alg_der((enum rp_sig_alg)id->alg);
     id->extra = calloc(id->certs.n, sizeof *id->extra);
     if (!id->extra)

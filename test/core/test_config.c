@@ -804,6 +804,20 @@ Test(config, pkcs11_pin_from_the_environment_and_tls_key_in_the_token)
     cr_assert_str_eq(cfg->ra.pkcs11.pin, "4711");
     cr_assert_str_eq(cfg->ra.key, "pkcs11:token=raproxy;object=ra-key");
     cr_assert_str_eq(cfg->listeners[0].tls.key, "pkcs11:token=raproxy;object=tls");
+    cr_assert_eq(cfg->ra.rsa_signature, RP_RSA_SIG_PKCS1, "PKCS#1 v1.5 unless told");
+    unsetenv("RAPROXY_RA_KEY");
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                           "upstream: {url: 'http://ca/'}\n"
+                           "ra: {cert: /ra.pem, key: /ra.key, rsa_signature: pss}\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 0, "%s", errs_text);
+    cr_assert_eq(cfg->ra.rsa_signature, RP_RSA_SIG_PSS);
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                           "upstream: {url: 'http://ca/'}\n"
+                           "ra: {cert: /ra.pem, key: /ra.key, rsa_signature: oaep}\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "raproxy.yaml:3: ra.rsa_signature"), "%s", errs_text);
     /* a listener's own pkcs11 section needs its own PIN */
     cr_assert_eq(load_text("listeners:\n"
                            "  - address: 127.0.0.1:1\n"

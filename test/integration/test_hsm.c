@@ -38,6 +38,9 @@
 #define RELOADS          6
 #define RELOAD_GAP_MS    700
 
+/* extra lines for the ra section (rsa_signature) */
+static const char *g_ra_extra = "";
+
 struct hsm {
     char *dir;
     const char *pki;
@@ -118,14 +121,15 @@ static void write_config(struct hsm *h, const char *ra_label, const char *ra_cer
                      "  chain: %s/operator/ra.chain.pem\n"
                      "  key: %s\n"
                      "  pkcs11: {module: " RPT_SOFTHSM_MODULE "%s}\n"
+                     "%s"
                      "domains:\n"
                      "  - name: manufacturer\n"
                      "    trust_anchors: [%s/vendor/root.pem]\n"
                      "    allow: [ir, cr, p10cr, certConf, genm, pollReq, error]\n"
                      "%s%s%s",
                      h->port, h->pki, tlskey, h->admin, h->relay, ra_cert, h->pki, rakey, pinline,
-                     h->pki, allowlist ? "    allowlist: " : "", allowlist ? h->pki : "",
-                     allowlist ? "/vendor/allowlist.txt\n" : "");
+                     g_ra_extra, h->pki, allowlist ? "    allowlist: " : "",
+                     allowlist ? h->pki : "", allowlist ? "/vendor/allowlist.txt\n" : "");
     cr_assert_eq(rpt_write_file(h->cfg, cfg, (size_t)n), 0);
 }
 
@@ -284,6 +288,32 @@ Test(hsm, enrolls_with_the_ra_key_generated_in_the_token, .timeout = 240)
     char *ready = NULL;
     cr_expect(wait_ready(&h, 200, &ready), "readyz: %s", ready);
     free(ready);
+    teardown(&h);
+}
+
+/* An RSA RA key generated in the token, signing RSASSA-PSS (ra.rsa_signature: pss): the
+ * token does the raw RSA operation, wolfSSL the PSS encoding; the CA verifies it. */
+Test(hsm, enrolls_with_an_rsa_key_in_the_token_signing_pss, .timeout = 240)
+{
+    struct hsm h;
+    setup(&h);
+    char pin[600], pub[600], cert[600], log[600];
+    snprintf(pin, sizeof pin, "%s/ra-pin", h.dir);
+    cr_assert_eq(rpt_write_file(pin, PIN, strlen(PIN)), 0);
+    snprintf(pub, sizeof pub, "%s/ra-rsa.pub.der", h.dir);
+    snprintf(cert, sizeof cert, "%s/ra-rsa.pem", h.dir);
+    cr_assert_eq(rpt_softhsm_keygen(h.dir, TOKEN, PIN, "rsa:2048", "ra-rsa", "0a", pub), 0);
+    ra_cert_for(&h, pub, "raproxy RA RSA", "3650", cert);
+    g_ra_extra = "  rsa_signature: pss\n";
+    write_config(&h, "ra-rsa", cert, false, pin, true);
+    g_ra_extra = "";
+    cr_assert_eq(rpt_raproxy_start(&h.rp, h.dir, h.cfg, h.port), 0, "see %s", h.rp.log);
+    cr_assert_eq(enroll(&h, "dev1", log, sizeof log), 0, "ir failed: %s, %s", log, h.rp.log);
+    cr_expect(file_has(log, "received PKICONF"), "%s", log);
+    /* protectionAlg id-RSASSA-PSS (1.2.840.113549.1.1.10) on what reached the CA */
+    static const char pss_oid[] = "\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0a";
+    cr_expect_eq(sent_with(&h, pss_oid), 2, "ir and certConf signed RSASSA-PSS");
+    cr_expect_eq(sent_with(&h, "raproxy RA RSA"), 2);
     teardown(&h);
 }
 
