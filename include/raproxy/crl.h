@@ -1,7 +1,8 @@
 /* X.509 CRL view (RFC 5280 §5): what raproxy reads from the CRLs it is configured with —
- * the issuer and thisUpdate to answer a device's crlStatusList (RFC 9483 §4.3.4), and
- * nextUpdate to reload a CRL when it is due. Structure only: the signature is wolfSSL's
- * certificate manager's job when it loads the CRL. */
+ * the issuer and thisUpdate to answer a device's crlStatusList (RFC 9483 §4.3.4),
+ * nextUpdate to reload a CRL when it is due, the revoked serial numbers and the signature
+ * for the domain's revocation index (src/ra/trust.c). Structure only: the parser verifies
+ * no signature; trust.c does, against the issuer, before a CRL is used. */
 #ifndef RAPROXY_CRL_H
 #define RAPROXY_CRL_H
 
@@ -21,6 +22,13 @@
 
 #define RP_OID_CE_CRL_NUMBER "\x55\x1d\x14" /* 2.5.29.20 */
 #define RP_OID_CE_IDP        "\x55\x1d\x1c" /* 2.5.29.28 issuingDistributionPoint */
+#define RP_OID_CE_DELTA      "\x55\x1d\x1b" /* 2.5.29.27 deltaCRLIndicator */
+#define RP_OID_CE_AKI        "\x55\x1d\x23" /* 2.5.29.35 authorityKeyIdentifier */
+#define RP_OID_CE_IAN        "\x55\x1d\x12" /* 2.5.29.18 issuerAltName */
+#define RP_OID_CE_FRESHEST   "\x55\x1d\x2e" /* 2.5.29.46 freshestCRL */
+#define RP_OID_CE_REASON     "\x55\x1d\x15" /* 2.5.29.21 reasonCode (entry) */
+#define RP_OID_CE_INVALIDITY "\x55\x1d\x18" /* 2.5.29.24 invalidityDate (entry) */
+#define RP_OID_PE_AIA        "\x2b\x06\x01\x05\x05\x07\x01\x01" /* authorityInfoAccess */
 
 struct rp_crl {
     struct rp_view raw;    /* CertificateList SEQUENCE */
@@ -32,10 +40,30 @@ struct rp_crl {
     /* issuingDistributionPoint's distributionPoint: the DistributionPointName TLV inside
      * its [0], or absent */
     struct rp_view idp_name;
+    struct rp_der_algid sig_alg; /* outer signatureAlgorithm (equal to the TBS one) */
+    struct rp_der_bits sig;      /* signatureValue */
+    struct rp_view revoked;      /* content of revokedCertificates, or absent */
+    size_t n_revoked;            /* entries in it, each checked by the parser */
+    /* A critical extension this parser does not understand, on the CRL or on an entry
+     * (deltaCRLIndicator, certificateIssuer of indirect CRLs, …): RFC 5280 §5.2 says such
+     * a CRL must not be used to decide revocation. */
+    int unknown_critical;
+};
+
+/* Cursor over the revoked entries of a parsed CRL. */
+struct rp_crl_iter {
+    struct rp_der d;
 };
 
 /* Parse one DER CertificateList spanning exactly p[0..n). RP_OK or RP_E_DER_*. */
 int rp_crl_parse(const uint8_t *p, size_t n, struct rp_crl *out);
+
+/* The userCertificate serials of the revoked entries, in CRL order: begin, then next until
+ * it returns 0. next: 1 with *serial the INTEGER content (as encoded, so equal serials are
+ * equal bytes under DER), 0 at the end, < 0 on malformed input (not after a successful
+ * rp_crl_parse of the same bytes). */
+void rp_crl_revoked_begin(const struct rp_crl *c, struct rp_crl_iter *it);
+int rp_crl_revoked_next(struct rp_crl_iter *it, struct rp_view *serial);
 
 /* The CRL's nextUpdate in epoch seconds. RP_E_NOT_FOUND when the CRL has none (it is then
  * reloaded only on SIGHUP), RP_E_DER_* when crl_der is not a CRL. */

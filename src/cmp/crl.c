@@ -1,5 +1,5 @@
-/* CRL view: the fields of a CertificateList raproxy needs to answer crlStatusList and to
- * reload CRLs when their nextUpdate comes. */
+/* CRL view: the fields of a CertificateList raproxy needs to answer crlStatusList, to
+ * reload CRLs when their nextUpdate comes, and to index and verify them for revocation. */
 #include "raproxy/crl.h"
 
 #include "raproxy/cert.h"
@@ -46,14 +46,44 @@ static int read_idp(const struct rp_der *parent, struct rp_view value, struct rp
     return rp_der_finish(&dp, "end of distributionPoint");
 }
 
+/* One Extension of an Extensions SEQUENCE: its OID, criticality and value. */
+static int read_extension(struct rp_der *exts, struct rp_view *oid, int *critical,
+                          struct rp_der_tlv *value)
+{
+    struct rp_der ext;
+    struct rp_der_tlv t;
+    int rc;
+    *critical = 0;
+    if ((rc = rp_der_expect_enter(exts, RP_DER_SEQUENCE, &ext, NULL, "Extension")) < 0)
+        return rc;
+    if ((rc = rp_der_expect(&ext, RP_DER_OID, &t, "extnID")) < 0 ||
+        (rc = rp_der_oid(&ext, &t, oid)) < 0)
+        return rc;
+    if ((rc = rp_der_optional(&ext, RP_DER_BOOLEAN, &t)) < 0)
+        return rc;
+    if (rc == 1 && (rc = rp_der_bool(&ext, &t, critical)) < 0)
+        return rc;
+    if ((rc = rp_der_expect(&ext, RP_DER_OCTET_STRING, value, "extnValue")) < 0)
+        return rc;
+    return rp_der_finish(&ext, "end of Extension");
+}
+
+/* Extensions a CRL may carry that do not change which certificates it revokes. */
+static int known_crl_extension(struct rp_view oid)
+{
+    return rp_oid_is(oid, RP_OID_CE_CRL_NUMBER) || rp_oid_is(oid, RP_OID_CE_IDP) ||
+           rp_oid_is(oid, RP_OID_CE_AKI) || rp_oid_is(oid, RP_OID_CE_IAN) ||
+           rp_oid_is(oid, RP_OID_CE_FRESHEST) || rp_oid_is(oid, RP_OID_PE_AIA);
+}
+
 /* crlExtensions [0] EXPLICIT Extensions: framing of each, the IDP read. */
 static int read_extensions(const struct rp_der *tbs, const struct rp_der_tlv *wrap,
                            struct rp_crl *c)
 {
-    struct rp_der w, exts, ext;
+    struct rp_der w, exts;
     struct rp_der_tlv t;
     struct rp_view oid;
-    int rc;
+    int rc, critical;
     if ((rc = rp_der_enter(tbs, wrap, &w)) < 0)
         return rc;
     if ((rc = rp_der_expect_enter(&w, RP_DER_SEQUENCE, &exts, NULL, "Extensions")) < 0)
@@ -61,28 +91,87 @@ static int read_extensions(const struct rp_der *tbs, const struct rp_der_tlv *wr
     if ((rc = rp_der_finish(&w, "end of crlExtensions")) < 0)
         return rc;
     while (rp_der_left(&exts) > 0) {
-        if ((rc = rp_der_expect_enter(&exts, RP_DER_SEQUENCE, &ext, NULL, "Extension")) < 0)
+        if ((rc = read_extension(&exts, &oid, &critical, &t)) < 0)
             return rc;
-        if ((rc = rp_der_expect(&ext, RP_DER_OID, &t, "extnID")) < 0 ||
-            (rc = rp_der_oid(&ext, &t, &oid)) < 0)
+        if (rp_oid_is(oid, RP_OID_CE_IDP) && (rc = read_idp(&exts, t.val, c)) < 0)
             return rc;
-        if ((rc = rp_der_optional(&ext, RP_DER_BOOLEAN, &t)) < 0)
-            return rc;
-        if ((rc = rp_der_expect(&ext, RP_DER_OCTET_STRING, &t, "extnValue")) < 0)
-            return rc;
-        if ((rc = rp_der_finish(&ext, "end of Extension")) < 0)
-            return rc;
-        if (rp_oid_is(oid, RP_OID_CE_IDP) && (rc = read_idp(&ext, t.val, c)) < 0)
-            return rc;
+        if (critical && !known_crl_extension(oid))
+            c->unknown_critical = 1;
     }
     return RP_OK;
 }
 
-static int read_tbs(struct rp_crl *c, struct rp_der *list)
+/* revokedCertificates SEQUENCE OF SEQUENCE { userCertificate CertificateSerialNumber,
+ * revocationDate Time, crlEntryExtensions Extensions OPTIONAL }: one entry. */
+static int read_entry(struct rp_der *list, struct rp_view *serial, int *unknown_critical)
+{
+    struct rp_der e, exts;
+    struct rp_der_tlv t;
+    struct rp_view oid;
+    int64_t when;
+    int rc, critical;
+    if ((rc = rp_der_expect_enter(list, RP_DER_SEQUENCE, &e, NULL, "revoked entry")) < 0)
+        return rc;
+    if ((rc = rp_der_expect(&e, RP_DER_INTEGER, &t, "userCertificate")) < 0 ||
+        (rc = rp_der_int(&e, &t, serial)) < 0)
+        return rc;
+    if ((rc = rp_der_next(&e, &t)) < 0)
+        return rc;
+    if (!is_time(&t))
+        return rp_der_fail(&e, t.raw.p, RP_E_DER_TAG, "revocationDate Time");
+    if ((rc = rp_der_time(&e, &t, &when)) < 0)
+        return rc;
+    if ((rc = rp_der_optional(&e, RP_DER_SEQUENCE, &t)) < 0)
+        return rc;
+    if (rc == 1) {
+        if ((rc = rp_der_enter(&e, &t, &exts)) < 0)
+            return rc;
+        while (rp_der_left(&exts) > 0) {
+            if ((rc = read_extension(&exts, &oid, &critical, &t)) < 0)
+                return rc;
+            /* certificateIssuer (indirect CRLs) among others: not understood */
+            if (critical && !rp_oid_is(oid, RP_OID_CE_REASON) &&
+                !rp_oid_is(oid, RP_OID_CE_INVALIDITY))
+                *unknown_critical = 1;
+        }
+    }
+    return rp_der_finish(&e, "end of revoked entry");
+}
+
+void rp_crl_revoked_begin(const struct rp_crl *c, struct rp_crl_iter *it)
+{
+    rp_der_init(&it->d, c->revoked.p, c->revoked.len, NULL);
+}
+
+int rp_crl_revoked_next(struct rp_crl_iter *it, struct rp_view *serial)
+{
+    int ignored = 0;
+    if (rp_der_left(&it->d) == 0)
+        return 0;
+    int rc = read_entry(&it->d, serial, &ignored);
+    return rc < 0 ? rc : 1;
+}
+
+static int read_revoked(const struct rp_der *tbs, const struct rp_der_tlv *t, struct rp_crl *c)
+{
+    struct rp_der list;
+    struct rp_view serial;
+    int rc;
+    if ((rc = rp_der_enter(tbs, t, &list)) < 0)
+        return rc;
+    c->revoked = t->val;
+    while (rp_der_left(&list) > 0) {
+        if ((rc = read_entry(&list, &serial, &c->unknown_critical)) < 0)
+            return rc;
+        c->n_revoked++;
+    }
+    return RP_OK;
+}
+
+static int read_tbs(struct rp_crl *c, struct rp_der *list, struct rp_der_algid *alg)
 {
     struct rp_der tbs;
     struct rp_der_tlv t;
-    struct rp_der_algid alg;
     int64_t version;
     int rc;
     if ((rc = rp_der_expect_enter(list, RP_DER_SEQUENCE, &tbs, &t, "TBSCertList")) < 0)
@@ -96,7 +185,7 @@ static int read_tbs(struct rp_crl *c, struct rp_der *list)
         if (version != CRL_V2)
             return rp_der_fail(&tbs, t.raw.p, RP_E_DER_INTEGER, "CRL version v2");
     }
-    if ((rc = rp_der_next(&tbs, &t)) < 0 || (rc = rp_der_algid(&tbs, &t, &alg)) < 0)
+    if ((rc = rp_der_next(&tbs, &t)) < 0 || (rc = rp_der_algid(&tbs, &t, alg)) < 0)
         return rc;
     if ((rc = rp_der_expect(&tbs, RP_DER_SEQUENCE, &t, "issuer Name")) < 0)
         return rc;
@@ -119,8 +208,9 @@ static int read_tbs(struct rp_crl *c, struct rp_der *list)
             c->has_next_update = 1;
         }
     }
-    /* revokedCertificates: framed by rp_der_optional; the entries are wolfSSL's business */
     if ((rc = rp_der_optional(&tbs, RP_DER_SEQUENCE, &t)) < 0)
+        return rc;
+    if (rc == 1 && (rc = read_revoked(&tbs, &t, c)) < 0)
         return rc;
     if ((rc = rp_der_optional(&tbs, RP_DER_CTX_CONS(0), &t)) < 0)
         return rc;
@@ -133,8 +223,7 @@ int rp_crl_parse(const uint8_t *p, size_t n, struct rp_crl *c)
 {
     struct rp_der top, list;
     struct rp_der_tlv t;
-    struct rp_der_algid alg;
-    struct rp_der_bits sig;
+    struct rp_der_algid tbs_alg;
     int rc;
     memset(c, 0, sizeof *c);
     rp_der_init(&top, p, n, NULL);
@@ -143,12 +232,15 @@ int rp_crl_parse(const uint8_t *p, size_t n, struct rp_crl *c)
     c->raw = t.raw;
     if ((rc = rp_der_finish(&top, "end of input after the CertificateList")) < 0)
         return rc;
-    if ((rc = read_tbs(c, &list)) < 0)
+    if ((rc = read_tbs(c, &list, &tbs_alg)) < 0)
         return rc;
-    if ((rc = rp_der_next(&list, &t)) < 0 || (rc = rp_der_algid(&list, &t, &alg)) < 0)
+    if ((rc = rp_der_next(&list, &t)) < 0 || (rc = rp_der_algid(&list, &t, &c->sig_alg)) < 0)
         return rc;
+    /* RFC 5280 §5.1.1.2: the signature field of the TBS must equal signatureAlgorithm */
+    if (!rp_view_eq(tbs_alg.raw, c->sig_alg.raw))
+        return rp_der_fail(&list, t.raw.p, RP_E_DER_TAG, "signatureAlgorithm equal to the TBS's");
     if ((rc = rp_der_expect(&list, RP_DER_BIT_STRING, &t, "signatureValue")) < 0 ||
-        (rc = rp_der_bits(&list, &t, &sig)) < 0)
+        (rc = rp_der_bits(&list, &t, &c->sig)) < 0)
         return rc;
     return rp_der_finish(&list, "end of CertificateList");
 }
