@@ -17,12 +17,16 @@
  *   full+c     rp_cmp_decode + ra_verify_request (the RA's worker step 6): signer lookup,
  *              chain to the vendor root, protection signature, POP, authorization; the
  *              domain's chain cache warm (a returning device).
- *   full-c     the same with a cache that never hits: every request builds its path with a
- *              wolfSSL CertManager (two certificate signatures more).
+ *   full-c     the same with the chain cache off: the cost of a new device (the path found
+ *              by name, the leaf's signature checked by wolfSSL against the path's
+ *              CertManager prepared once, revocation looked up).
+ *   full-c+crl the same in a domain whose CRL (the vendor ICA's) lists CRL_ENTRIES revoked
+ *              serials (-c, default 100000): with the CRL indexed once at load, this should
+ *              cost what full-c costs (issue 20); the CRL is made and signed here.
  * Pool figures divide by the CPU time of the whole process (workers, the submitting loop and
  * its wake-ups), so other load on the machine lowers them little; the ratio is pool/raw.
  *
- *   bench_verify [-t SECONDS_PER_CELL] [-w WORKERS] [-p TEST_PKI_DIR]
+ *   bench_verify [-t SECONDS_PER_CELL] [-w WORKERS] [-p TEST_PKI_DIR] [-c CRL_ENTRIES]
  * WORKERS defaults to every CPU this process may run on.
  */
 #include "ra/ra.h"
@@ -68,8 +72,21 @@
 #define FILE_MAX_LEN  (PATH_MAX_LEN + 64) /* the PKI directory + a file in it */
 #define CELL_SECONDS  1.0
 
-enum mode { MODE_SIG, MODE_RA_SIG, MODE_FULL_CACHE, MODE_FULL_NOCACHE, MODE_COUNT, MODE_NOOP };
-static const char *const mode_names[MODE_COUNT] = {"pool sig", "pool RA", "full+c", "full-c"};
+enum mode {
+    MODE_SIG,
+    MODE_RA_SIG,
+    MODE_FULL_CACHE,
+    MODE_FULL_NOCACHE,
+    MODE_FULL_NOCACHE_CRL,
+    MODE_COUNT,
+    MODE_NOOP
+};
+static const char *const mode_names[MODE_COUNT] = {"pool sig", "pool RA", "full+c", "full-c",
+                                                   "full-c+crl"};
+#define CRL_ENTRIES_DEFAULT 100000u
+#define CRL_SERIAL_LEN      16
+#define CRL_VALID_S         (7 * 86400)
+#define CRL_ENTRY_MAX       48 /* SEQUENCE { INTEGER (17), GeneralizedTime (17) } and framing */
 
 struct der {
     uint8_t *p;
@@ -107,7 +124,7 @@ struct slot {
 struct run {
     enum mode mode;
     struct sample *s;
-    struct ra_domain *domain;
+    struct ra_domain *domain, *domain_crl;
     uv_loop_t *loop;
     struct rp_job_port port;
     struct rp_workers *w;
@@ -404,11 +421,8 @@ static void on_run(struct rp_job *j)
         struct ra_exchange *rx = &sl->rx;
         memset(rx, 0, sizeof *rx);
         rx->ex = &sl->ex;
-        rx->domain = r->domain;
-        /* The cache keeps a chain until min(now + TTL, leaf notAfter) and hits while that is
-         * after `now`: at the leaf's notAfter it can never hit (wolfSSL checks validity
-         * against the real clock, and `now` is used for nothing else here). */
-        rx->now = r->mode == MODE_FULL_NOCACHE ? s->leaf.not_after : (int64_t)time(NULL);
+        rx->domain = r->mode == MODE_FULL_NOCACHE_CRL ? r->domain_crl : r->domain;
+        rx->now = (int64_t)time(NULL);
         j->result =
             rp_cmp_decode(s->msg[sl->i].p, s->msg[sl->i].len, &sl->ex.arena, &rx->msg, NULL);
         if (j->result == RP_OK) {
@@ -489,14 +503,81 @@ static void ensure_pki(char *dir, size_t cap, const char *given)
         die("scripts/test-pki.sh", -1);
 }
 
-static void domain_init(struct ra_domain *d, struct rp_cfg_domain *cfg, const char *pki)
+/* A CRL of the vendor ICA with `entries` random serials (none of them the devices'),
+ * valid for a week, signed with the ICA key: what a vendor publishes. */
+static struct ra_der make_crl(const char *pki, unsigned entries)
+{
+    char path[FILE_MAX_LEN];
+    snprintf(path, sizeof path, "%s/vendor/ica.pem", pki);
+    struct der ica = pem_cert(path);
+    struct rp_cert c;
+    struct rp_privkey *k;
+    snprintf(path, sizeof path, "%s/vendor/ica.key", pki);
+    if (rp_cert_parse(ica.p, ica.len, &c) != RP_OK || rp_privkey_load_pem(path, &k) != RP_OK)
+        die("vendor ICA", -1);
+    enum rp_sig_alg alg = rp_privkey_default_alg(k);
+    struct rp_arena a;
+    size_t cap = (size_t)entries * CRL_ENTRY_MAX + 4096;
+    if (rp_arena_new(&a, 2 * cap + RP_SIG_MAX + 4096) != RP_OK)
+        die("arena", RP_E_NOMEM);
+    struct rp_derw w;
+    int64_t t = (int64_t)time(NULL);
+    rp_derw_init(&w, &a, cap);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_int64(&w, RP_DER_INTEGER, 1);
+    rp_derw_raw(&w, rp_sig_alg_der(alg));
+    rp_derw_raw(&w, c.subject);
+    rp_derw_gentime(&w, t - 60);
+    rp_derw_gentime(&w, t + CRL_VALID_S);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    for (unsigned i = 0; i < entries; i++) {
+        uint8_t serial[CRL_SERIAL_LEN];
+        if (getrandom(serial, sizeof serial, 0) != (ssize_t)sizeof serial)
+            die("getrandom", -1);
+        serial[0] = (uint8_t)((serial[0] & 0x7f) | 0x40); /* positive, minimal */
+        rp_derw_begin(&w, RP_DER_SEQUENCE);
+        rp_derw_prim(&w, RP_DER_INTEGER, rp_view_make(serial, sizeof serial));
+        rp_derw_gentime(&w, t - 3600);
+        rp_derw_end(&w);
+    }
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    struct rp_view tbs, crl;
+    if (rp_derw_finish(&w, &tbs) != RP_OK)
+        die("CRL TBS", w.err);
+    uint8_t sig[RP_SIG_MAX];
+    size_t siglen = 0;
+    if (rp_privkey_sign(k, alg, tbs.p, tbs.len, sig, sizeof sig, &siglen) != RP_OK)
+        die("CRL signature", -1);
+    rp_derw_init(&w, &a, tbs.len + siglen + 64);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_raw(&w, tbs);
+    rp_derw_raw(&w, rp_sig_alg_der(alg));
+    rp_derw_bits(&w, rp_view_make(sig, siglen), 0);
+    rp_derw_end(&w);
+    if (rp_derw_finish(&w, &crl) != RP_OK)
+        die("CRL", w.err);
+    struct ra_der out = {malloc(crl.len), crl.len};
+    if (!out.p)
+        die("malloc", RP_E_NOMEM);
+    memcpy(out.p, crl.p, crl.len);
+    rp_arena_free(&a);
+    rp_privkey_free(k);
+    free(ica.p);
+    return out;
+}
+
+static void domain_init(struct ra_domain *d, struct rp_cfg_domain *cfg, const char *pki,
+                        struct ra_der *crl)
 {
     char path[FILE_MAX_LEN];
     snprintf(path, sizeof path, "%s/vendor/root.pem", pki);
     static struct ra_der root;
-    struct der r = pem_cert(path);
-    root.p = r.p;
-    root.len = r.len;
+    if (!root.p) {
+        struct der r = pem_cert(path);
+        root.p = r.p;
+        root.len = r.len;
+    }
     cfg->name = "manufacturer";
     cfg->rsa_min_bits = 2048;
     d->cfg = cfg;
@@ -504,25 +585,31 @@ static void domain_init(struct ra_domain *d, struct rp_cfg_domain *cfg, const ch
     d->alg_mask = (1u << 6) - 1; /* every algorithm policy of verify.c */
     d->anchors.v = &root;
     d->anchors.n = 1;
-    d->cache = calloc(1, sizeof *d->cache);
-    if (!d->cache)
-        die("calloc", RP_E_NOMEM);
-    pthread_mutex_init(&d->cache->lock, NULL);
+    d->crls.v = crl;
+    d->crls.n = crl ? 1 : 0;
+    static char *names[] = {"bench.crl"};
+    int rc = ra_trust_build(&d->trust, cfg->name, &d->anchors, &d->intermediates, &d->crls, names,
+                            false, stderr);
+    if (rc != RP_OK)
+        die("ra_trust_build", rc);
 }
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: bench_verify [-t SECONDS_PER_CELL] [-w WORKERS] [-p TEST_PKI_DIR]\n");
+    fprintf(f, "usage: bench_verify [-t SECONDS_PER_CELL] [-w WORKERS] [-p TEST_PKI_DIR] "
+               "[-c CRL_ENTRIES]\n");
 }
 
 int main(int argc, char **argv)
 {
     double seconds = CELL_SECONDS;
     const char *pki_arg = NULL;
-    unsigned workers = 0;
+    unsigned workers = 0, crl_entries = CRL_ENTRIES_DEFAULT;
     int c;
-    while ((c = getopt(argc, argv, "t:w:p:h")) != -1) {
-        if (c == 't')
+    while ((c = getopt(argc, argv, "t:w:p:c:h")) != -1) {
+        if (c == 'c')
+            crl_entries = (unsigned)strtoul(optarg, NULL, 10);
+        else if (c == 't')
             seconds = atof(optarg);
         else if (c == 'w')
             workers = (unsigned)strtoul(optarg, NULL, 10);
@@ -547,9 +634,13 @@ int main(int argc, char **argv)
     const size_t ns = sizeof samples / sizeof samples[0];
     for (size_t i = 0; i < ns; i++)
         sample_init(&samples[i], pki);
-    struct rp_cfg_domain dcfg = {0};
-    struct ra_domain domain = {0};
-    domain_init(&domain, &dcfg, pki);
+    struct rp_cfg_domain dcfg = {0}, dcfg_crl = {0};
+    struct ra_domain domain = {0}, domain_crl = {0};
+    struct ra_der crl = make_crl(pki, crl_entries);
+    domain_init(&domain, &dcfg, pki, NULL);
+    domain_init(&domain_crl, &dcfg_crl, pki, &crl);
+    struct ra_chain_cache *cache = ra_trust_cache(domain.trust);
+    printf("CRL of the vendor ICA: %u revoked serials, %zu bytes DER\n", crl_entries, crl.len);
 
     struct rp_workers *w;
     struct rp_workers_opts wo = {.count = workers, .queue_cap = 0, .pin = true};
@@ -558,7 +649,7 @@ int main(int argc, char **argv)
         die("rp_workers_start", rc);
     uv_loop_t loop;
     uv_loop_init(&loop);
-    struct run r = {.domain = &domain, .loop = &loop, .w = w};
+    struct run r = {.domain = &domain, .domain_crl = &domain_crl, .loop = &loop, .w = w};
     if ((rc = rp_job_port_init(&r.port, &loop)) != RP_OK)
         die("rp_job_port_init", rc);
     r.nslots = rp_workers_count(w) * SLOTS_PER_CPU;
@@ -583,10 +674,10 @@ int main(int argc, char **argv)
            1e6 / noop.per_worker_cpu, noop.loop_us);
     printf("ops per CPU-second of the workers; ratio = pool / raw; loop = the submitting loop's\n"
            "CPU per job; +loop = pool sig per CPU-second of the whole process / raw\n\n");
-    printf("%-11s %7s | %8s %5s | %8s %5s | %8s %5s | %8s %5s | %7s %5s | %s\n", "algorithm", "raw",
-           mode_names[MODE_SIG], "ratio", mode_names[MODE_RA_SIG], "ratio",
-           mode_names[MODE_FULL_CACHE], "ratio", mode_names[MODE_FULL_NOCACHE], "ratio", "loop us",
-           "+loop", "full+c/s wall");
+    printf("%-11s %7s | %8s %5s | %8s %5s | %8s %5s | %8s %5s | %10s %5s | %7s %5s | %s\n",
+           "algorithm", "raw", mode_names[MODE_SIG], "ratio", mode_names[MODE_RA_SIG], "ratio",
+           mode_names[MODE_FULL_CACHE], "ratio", mode_names[MODE_FULL_NOCACHE], "ratio",
+           mode_names[MODE_FULL_NOCACHE_CRL], "/full-c", "loop us", "+loop", "full+c/s wall");
     for (size_t i = 0; i < ns; i++) {
         struct sample *s = &samples[i];
         r.s = s;
@@ -599,24 +690,28 @@ int main(int argc, char **argv)
         struct pool_rate p[MODE_COUNT];
         for (int m = 0; m < MODE_COUNT; m++) {
             r.mode = (enum mode)m;
-            uint64_t hits0 = domain.cache->hits;
+            bool nocache = m == MODE_FULL_NOCACHE || m == MODE_FULL_NOCACHE_CRL;
+            ra_trust_set_cache(domain.trust, !nocache);
+            ra_trust_set_cache(domain_crl.trust, !nocache);
+            uint64_t hits0 = cache->hits;
             p[m] = measure_pool(&r, seconds);
             loop_us += p[m].loop_us / MODE_COUNT;
-            if (m == MODE_FULL_NOCACHE && domain.cache->hits != hits0)
+            if (nocache && cache->hits != hits0)
                 die("the no-cache run hit the chain cache", -1);
         }
-        printf(
-            "%-11s %7.0f | %8.0f %5.2f | %8.0f %5.2f | %8.0f %5.2f | %8.0f %5.2f | %7.1f %5.2f | "
-            "%.0f\n",
-            s->name, raw, p[MODE_SIG].per_worker_cpu, p[MODE_SIG].per_worker_cpu / raw,
-            p[MODE_RA_SIG].per_worker_cpu, p[MODE_RA_SIG].per_worker_cpu / raw,
-            p[MODE_FULL_CACHE].per_worker_cpu, p[MODE_FULL_CACHE].per_worker_cpu / raw,
-            p[MODE_FULL_NOCACHE].per_worker_cpu, p[MODE_FULL_NOCACHE].per_worker_cpu / raw, loop_us,
-            p[MODE_SIG].per_process_cpu / raw, p[MODE_FULL_CACHE].wall);
+        printf("%-11s %7.0f | %8.0f %5.2f | %8.0f %5.2f | %8.0f %5.2f | %8.0f %5.2f | %10.0f %5.2f "
+               "| %7.1f %5.2f | %.0f\n",
+               s->name, raw, p[MODE_SIG].per_worker_cpu, p[MODE_SIG].per_worker_cpu / raw,
+               p[MODE_RA_SIG].per_worker_cpu, p[MODE_RA_SIG].per_worker_cpu / raw,
+               p[MODE_FULL_CACHE].per_worker_cpu, p[MODE_FULL_CACHE].per_worker_cpu / raw,
+               p[MODE_FULL_NOCACHE].per_worker_cpu, p[MODE_FULL_NOCACHE].per_worker_cpu / raw,
+               p[MODE_FULL_NOCACHE_CRL].per_worker_cpu,
+               p[MODE_FULL_NOCACHE_CRL].per_worker_cpu / p[MODE_FULL_NOCACHE].per_worker_cpu,
+               loop_us, p[MODE_SIG].per_process_cpu / raw, p[MODE_FULL_CACHE].wall);
         fflush(stdout);
     }
-    printf("\nchain cache: %llu hits, %llu misses\n", (unsigned long long)domain.cache->hits,
-           (unsigned long long)domain.cache->misses);
+    printf("\nchain cache: %llu hits, %llu misses\n", (unsigned long long)cache->hits,
+           (unsigned long long)cache->misses);
 
     rp_job_port_close(&r.port, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -629,8 +724,9 @@ int main(int argc, char **argv)
     free(r.slots);
     for (size_t i = 0; i < ns; i++)
         sample_free(&samples[i]);
-    pthread_mutex_destroy(&domain.cache->lock);
-    free(domain.cache);
+    ra_trust_free(domain.trust);
+    ra_trust_free(domain_crl.trust);
+    free(crl.p);
     free(domain.anchors.v[0].p);
     wolfSSL_Cleanup();
     return 0;

@@ -27,7 +27,21 @@
 #   noserial.pem/.key           no serialNumber and no subjectKeyIdentifier
 #   <name>.chain.pem            for every device above: the device certificate, then ica.pem
 #   crl.pem crl.der             CRL issued by ica listing revoked.pem (nextUpdate in ~10 years)
-#   allowlist.txt               SN0001 SN0002 SN0003 SN0004 SN0900 SN0901, one per line
+#   crl-stale.pem               CRL issued by ica listing revoked.pem, nextUpdate 2021-01-01
+#   crl-forged.pem              crl.pem's TBS re-signed with unknown/root's key (issuer name
+#                               still "Vendor ICA"): not signed by the issuer it names
+#   ica2.pem ica2.key           second intermediate under root, "CN=Vendor ICA 2", revoked by
+#                               root-crl.pem
+#   dev-subrevoked.pem/.key     SN0005, signed by ica2 (valid itself, its CA is revoked)
+#   root-crl.pem                CRL issued by root listing ica2 (nextUpdate in ~10 years)
+#   ica-nosign.pem/.key         "CN=Vendor ICA NoSign" under root: CA:TRUE but keyUsage
+#                               cRLSign only (no keyCertSign): not a usable CA
+#   dev-nosign.pem/.key         SN0006, signed by ica-nosign
+#   ica-pathlen0.pem/.key       "CN=Vendor ICA PathLen0" under root: CA:TRUE, pathlen:0
+#   ica-deep.pem/.key           "CN=Vendor ICA Deep" under ica-pathlen0 (beyond its pathlen)
+#   dev-deep.pem/.key           SN0008, signed by ica-deep
+#   deep-cas.pem                ica-deep.pem + ica-pathlen0.pem
+#   allowlist.txt               SN0001 SN0002 SN0003 SN0004 SN0005 SN0006 SN0008 SN0900 SN0901
 # DIR/unknown/    a vendor nobody trusts
 #   root.pem root.key           "C=DE, O=Unknown Vendor, CN=Unknown Root CA"
 #   dev.pem dev.key             signed directly by unknown/root, serialNumber=SN0001 as well
@@ -37,6 +51,8 @@
 #   ra.pem ra.key               RA certificate "O=Operator, CN=raproxy RA", signed by ica,
 #                               EKU cmcRA (1.3.6.1.5.5.7.3.28)
 #   ra.chain.pem                the RA's intermediates: ica.pem
+#   device.pem device.key       a device certificate under the operator CA, "O=Operator,
+#                               CN=Device 7, serialNumber=SN0007" (must never pass as the CA)
 # DIR/ca/         the mock CA (`openssl cmp -port`)
 #   srv.pem srv.key             the mock CA's protection certificate "O=Operator, CN=Mock CA",
 #                               signed by operator ica
@@ -104,6 +120,16 @@ authorityKeyIdentifier = keyid:always
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature
 extendedKeyUsage = 1.3.6.1.5.5.7.3.28
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[v3_ca_nosign]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[v3_ca_pathlen0]
+basicConstraints = critical,CA:TRUE,pathlen:0
+keyUsage = critical,keyCertSign,cRLSign
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 [crl_ext]
@@ -200,22 +226,80 @@ openssl ca -batch -config vendor/db/ca.cnf -revoke vendor/revoked.pem \
     -crl_reason keyCompromise 2>/dev/null
 openssl ca -batch -config vendor/db/ca.cnf -gencrl -crlexts crl_ext -out vendor/crl.pem 2>/dev/null
 openssl crl -in vendor/crl.pem -outform DER -out vendor/crl.der
+openssl ca -batch -config vendor/db/ca.cnf -gencrl -crlexts crl_ext \
+    -crl_lastupdate 20200101000000Z -crl_nextupdate 20210101000000Z -out vendor/crl-stale.pem \
+    2>/dev/null
+# Sub-CAs under the vendor root: one revoked by the root's CRL, one without keyCertSign, one
+# with pathlen:0 that nevertheless signs another CA. The root's CRL uses the same database
+# layout with the root as its CA.
+issue vendor/ica2 "/C=DE/O=Vendor/CN=Vendor ICA 2" vendor/root v3_ca
+issue vendor/dev-subrevoked "$(dev_subj 5 SN0005)" vendor/ica2 ee
+issue vendor/ica-nosign "/C=DE/O=Vendor/CN=Vendor ICA NoSign" vendor/root v3_ca_nosign
+issue vendor/dev-nosign "$(dev_subj 6 SN0006)" vendor/ica-nosign ee
+issue vendor/ica-pathlen0 "/C=DE/O=Vendor/CN=Vendor ICA PathLen0" vendor/root v3_ca_pathlen0
+issue vendor/ica-deep "/C=DE/O=Vendor/CN=Vendor ICA Deep" vendor/ica-pathlen0 v3_ca
+issue vendor/dev-deep "$(dev_subj 8 SN0008)" vendor/ica-deep ee
+: > vendor/db/index.txt
+sed -e "s#$work/vendor/ica.pem#$work/vendor/root.pem#" -e "s#$work/vendor/ica.key#$work/vendor/root.key#" \
+    vendor/db/ca.cnf > vendor/db/root.cnf
+openssl ca -batch -config vendor/db/root.cnf -revoke vendor/ica2.pem -crl_reason keyCompromise \
+    2>/dev/null
+openssl ca -batch -config vendor/db/root.cnf -gencrl -crlexts crl_ext -out vendor/root-crl.pem \
+    2>/dev/null
 rm -rf vendor/db
 
 for d in dev1 dev2 dev-rsa dev-ed25519 expired revoked notlisted noserial; do
     cat "vendor/$d.pem" vendor/ica.pem > "vendor/$d.chain.pem"
 done
-printf '%s\n' SN0001 SN0002 SN0003 SN0004 SN0900 SN0901 > vendor/allowlist.txt
+cat vendor/dev-subrevoked.pem vendor/ica2.pem > vendor/dev-subrevoked.chain.pem
+cat vendor/dev-nosign.pem vendor/ica-nosign.pem > vendor/dev-nosign.chain.pem
+cat vendor/ica-deep.pem vendor/ica-pathlen0.pem > vendor/deep-cas.pem
+cat vendor/dev-deep.pem vendor/deep-cas.pem > vendor/dev-deep.chain.pem
+printf '%s\n' SN0001 SN0002 SN0003 SN0004 SN0005 SN0006 SN0008 SN0900 SN0901 \
+    > vendor/allowlist.txt
 
 # --- unknown vendor ---
 root unknown/root "/C=DE/O=Unknown Vendor/CN=Unknown Root CA"
 issue unknown/dev "/C=DE/O=Unknown Vendor/CN=Device 1/serialNumber=SN0001" unknown/root ee
+# the vendor ICA's CRL, its TBS signed by a key that is not the ICA's
+openssl crl -in vendor/crl.pem -outform DER -out forged.der
+python3 - forged.der unknown/root.key vendor/crl-forged.pem <<'PY'
+import base64, subprocess, sys
+der = open(sys.argv[1], 'rb').read()
+def tlv(b, i):  # (content offset, content length) of the TLV at i
+    n = b[i + 1]
+    if n < 0x80:
+        return i + 2, n
+    k = n & 0x7f
+    return i + 2 + k, int.from_bytes(b[i + 2:i + 2 + k], 'big')
+def enc(tag, body):
+    n = len(body)
+    if n < 0x80:
+        return bytes([tag, n]) + body
+    nb = n.to_bytes((n.bit_length() + 7) // 8, 'big')
+    return bytes([tag, 0x80 | len(nb)]) + nb + body
+c, _ = tlv(der, 0)
+tc, tl = tlv(der, c)
+tbs = der[c:tc + tl]
+ac, al = tlv(der, tc + tl)
+alg = der[tc + tl:ac + al]
+sig = subprocess.run(['openssl', 'dgst', '-sha256', '-sign', sys.argv[2]], input=tbs,
+                     capture_output=True, check=True).stdout
+b64 = base64.b64encode(enc(0x30, tbs + alg + enc(0x03, b'\x00' + sig))).decode()
+with open(sys.argv[3], 'w') as f:
+    f.write('-----BEGIN X509 CRL-----\n')
+    for i in range(0, len(b64), 64):
+        f.write(b64[i:i + 64] + '\n')
+    f.write('-----END X509 CRL-----\n')
+PY
+rm -f forged.der
 
 # --- operator ---
 root operator/root "/O=Operator/CN=Operator Root CA"
 issue operator/ica "/O=Operator/CN=Operator Issuing CA" operator/root v3_ca
 issue operator/ra "/O=Operator/CN=raproxy RA" operator/ica ra
 cp operator/ica.pem operator/ra.chain.pem
+issue operator/device "/O=Operator/CN=Device 7/serialNumber=SN0007" operator/ica ee
 
 # --- mock CA ---
 issue ca/srv "/O=Operator/CN=Mock CA" operator/ica ee
@@ -247,7 +331,30 @@ if v vendor/root.pem -untrusted vendor/ica.pem -crl_check -CRLfile vendor/crl.pe
     echo "test-pki: revoked.pem is not revoked by crl.pem" >&2
     exit 1
 fi
-v operator/root.pem -untrusted operator/ica.pem operator/ra.pem ca/srv.pem ca/issued.pem
+v operator/root.pem -untrusted operator/ica.pem operator/ra.pem ca/srv.pem ca/issued.pem \
+    operator/device.pem
+v vendor/root.pem -untrusted vendor/ica2.pem vendor/dev-subrevoked.pem
+fails() { # WHAT COMMAND...: the command must fail
+    local what=$1
+    shift
+    if "$@" >/dev/null 2>&1; then
+        echo "test-pki: $what" >&2
+        exit 1
+    fi
+}
+fails "ica2.pem is not revoked by root-crl.pem" v vendor/root.pem -untrusted vendor/ica2.pem \
+    -crl_check_all -CRLfile vendor/root-crl.pem -CRLfile vendor/crl.pem vendor/dev-subrevoked.pem
+fails "openssl accepts a CA without keyCertSign" v vendor/root.pem \
+    -untrusted vendor/ica-nosign.pem vendor/dev-nosign.pem
+fails "openssl accepts a chain beyond pathlen:0" v vendor/root.pem \
+    -untrusted vendor/deep-cas.pem vendor/dev-deep.pem
+if openssl crl -in vendor/crl-forged.pem -CAfile vendor/ica.pem -noout 2>&1 | grep -q "verify OK"
+then
+    echo "test-pki: crl-forged.pem verifies with the ICA" >&2
+    exit 1
+fi
+fails "crl-stale.pem is current" v vendor/root.pem -untrusted vendor/ica.pem -crl_check \
+    -CRLfile vendor/crl-stale.pem vendor/dev1.pem
 v unknown/root.pem unknown/dev.pem
 
 rm -f ext.cnf

@@ -31,8 +31,9 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
-#define MAX_LOOPS       64
-#define PROBE_TIMEOUT_S 5
+#define MAX_LOOPS            64
+#define PROBE_TIMEOUT_S      5
+#define RP_RELOAD_REPORT_MAX 4096 /* the CRL lines of a reload's log */
 
 struct app {
     const char *config_path;
@@ -99,8 +100,15 @@ static void reload(struct app *a)
         rp_loop_set_snapshot(a->loops[i], s);
     rp_snapshot_unref(a->snap);
     a->snap = s;
-    rp_log_info("reload", "configuration %s loaded (generation %llu)", a->config_path,
-                (unsigned long long)s->generation);
+    /* A CRL that could not be used does not block the rest of a reload, but the reload is
+     * not reported as a clean load: its domains refuse (or warn) until a good CRL comes. */
+    char crl[RP_RELOAD_REPORT_MAX];
+    if (rp_server_crl_report(s, crl, sizeof crl))
+        rp_log_error("reload", "configuration %s applied (generation %llu) with unusable CRLs:\n%s",
+                     a->config_path, (unsigned long long)s->generation, crl);
+    else
+        rp_log_info("reload", "configuration %s loaded (generation %llu)", a->config_path,
+                    (unsigned long long)s->generation);
     arm_crl_timer(a);
 }
 
@@ -112,20 +120,13 @@ static void on_crl_due(uv_timer_t *t)
 }
 
 /* CRLs come with the snapshot; a fresh snapshot is built when the earliest one expires, so
- * a CRL file replaced by a cron job is picked up without a SIGHUP. */
+ * a CRL file replaced by a cron job is picked up without a SIGHUP. The due time comes from
+ * the CRLs the snapshot holds (the files may have changed or vanished since). */
 static void arm_crl_timer(struct app *a)
 {
     if (a->draining)
         return;
-    const struct rp_config *cfg = a->snap->cfg;
-    int64_t next = 0;
-    for (unsigned i = 0; i < cfg->domains_count; i++)
-        for (unsigned j = 0; j < cfg->domains[i].crls_count; j++) {
-            int64_t t;
-            if (rp_crl_file_next_update(cfg->domains[i].crls[j], &t) == RP_OK &&
-                (next == 0 || t < next))
-                next = t;
-        }
+    int64_t next = rp_server_crl_due(a->snap);
     uv_timer_stop(&a->crl_timer);
     if (next == 0)
         return;
@@ -200,6 +201,7 @@ static int run(struct app *a)
             .on_snapshot = rp_server_on_snapshot,
             .on_stop = rp_server_on_stop,
             .ready = rp_server_redis_ready,
+            .ready_detail = rp_server_ready_detail,
         };
         rc = rp_loop_start(&a->loops[i], &o);
         if (rc == RP_OK)

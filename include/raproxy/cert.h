@@ -55,6 +55,9 @@ struct rp_cert {
     struct rp_view eku[RP_CERT_MAX_EKU]; /* OID contents */
     size_t n_eku;
     int unknown_critical; /* a critical extension this parser does not understand */
+    /* nameConstraints present (framing checked): wolfSSL applies them when it verifies a
+     * certificate this CA issued */
+    int has_name_constraints;
 };
 
 /* Parse one DER Certificate spanning exactly p[0..n). RP_OK, RP_E_DER_* or RP_E_CMP_CERT.

@@ -99,7 +99,10 @@ struct rp_cfg_upstream {
      * keep-alive but close after some answers (a request is never retried on a closed
      * connection, so such a CA would turn into 502s). Default true. */
     bool keep_alive;
-    char *ca_trust; /* optional: PEM anchors to verify the CA's response protection */
+    char *ca_trust; /* optional: PEM CA certificates whose signature on an answer is accepted
+                       (pinned), and the anchors for ca_signers */
+    char **ca_signers; /* optional: subjects of CA signing certificates chaining to ca_trust */
+    unsigned ca_signers_count;
 };
 
 struct rp_cfg_admin {
@@ -133,6 +136,8 @@ enum rp_forward_mode { RP_FORWARD_REPROTECT = 0, RP_FORWARD_UNCHANGED, RP_FORWAR
 enum rp_redis_failure { RP_REDIS_FAIL_OPEN = 0, RP_REDIS_FAIL_CLOSED };
 enum rp_pop_mode { RP_POP_KEEP = 0, RP_POP_RA_VERIFIED };
 enum rp_genm_mode { RP_GENM_FORWARD = 0, RP_GENM_LOCAL };
+/* What a domain does when a configured CRL is unusable (stale, unreadable, wrongly signed) */
+enum rp_crl_stale { RP_CRL_STALE_REFUSE = 0, RP_CRL_STALE_WARN };
 
 /* MAC failures per senderKID that lock it out: after `failures` failed MACs within
  * `window_s` seconds (counted from the first), requests naming the kid are refused with
@@ -169,6 +174,7 @@ struct rp_cfg_domain {
     unsigned intermediates_count;
     char **crls; /* PEM or DER files */
     unsigned crls_count;
+    enum rp_crl_stale crl_stale;
     char **allow; /* CMP body type names: "ir", "cr", "p10cr", "kur", "rr", … */
     unsigned allow_count;
     uint32_t protection; /* RP_PROT_* bits; default signature */

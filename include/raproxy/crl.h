@@ -23,10 +23,8 @@
 #define RP_OID_CE_CRL_NUMBER "\x55\x1d\x14" /* 2.5.29.20 */
 #define RP_OID_CE_IDP        "\x55\x1d\x1c" /* 2.5.29.28 issuingDistributionPoint */
 #define RP_OID_CE_DELTA      "\x55\x1d\x1b" /* 2.5.29.27 deltaCRLIndicator */
-#define RP_OID_CE_AKI        "\x55\x1d\x23" /* 2.5.29.35 authorityKeyIdentifier */
 #define RP_OID_CE_IAN        "\x55\x1d\x12" /* 2.5.29.18 issuerAltName */
 #define RP_OID_CE_FRESHEST   "\x55\x1d\x2e" /* 2.5.29.46 freshestCRL */
-#define RP_OID_CE_REASON     "\x55\x1d\x15" /* 2.5.29.21 reasonCode (entry) */
 #define RP_OID_CE_INVALIDITY "\x55\x1d\x18" /* 2.5.29.24 invalidityDate (entry) */
 #define RP_OID_PE_AIA        "\x2b\x06\x01\x05\x05\x07\x01\x01" /* authorityInfoAccess */
 

@@ -215,6 +215,7 @@ int rp_der_oid_str(struct rp_view oid, char *buf, size_t cap);
 #define RP_OID_CE_SAN         "\x55\x1d\x11"
 #define RP_OID_CE_BASIC_CONS  "\x55\x1d\x13"
 #define RP_OID_CE_CRL_REASON  "\x55\x1d\x15"
+#define RP_OID_CE_NAME_CONS   "\x55\x1d\x1e" /* 2.5.29.30 nameConstraints */
 #define RP_OID_CE_AKI         "\x55\x1d\x23"
 #define RP_OID_CE_EXT_KEY_USE "\x55\x1d\x25"
 /* Extended key usages */

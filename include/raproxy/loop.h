@@ -29,6 +29,9 @@ struct rp_loop_opts {
     void (*on_stop)(struct rp_loop *l); /* loop thread, once the loop drained */
     /* /readyz asks this too (loop thread); NULL = ready. E.g. Redis connected. */
     bool (*ready)(struct rp_loop *l);
+    /* /readyz appends what this writes (loop thread; NUL-terminated lines) to its answer,
+     * e.g. each domain's CRL state. NULL = nothing. */
+    void (*ready_detail)(struct rp_loop *l, char *buf, size_t cap);
 };
 
 /* Binds the listeners (synchronously, so bind errors are reported here), then starts the

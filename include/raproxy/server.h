@@ -4,6 +4,8 @@
 #define RAPROXY_SERVER_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 struct rp_config;
@@ -28,5 +30,13 @@ void rp_server_on_exchange(struct rp_exchange *ex);
 int rp_server_on_snapshot(struct rp_loop *l, struct rp_snapshot *s);
 void rp_server_on_stop(struct rp_loop *l);
 bool rp_server_redis_ready(struct rp_loop *l);
+/* The earliest nextUpdate of the snapshot's CRLs (epoch seconds, 0: none), for the timer
+ * that rebuilds the snapshot when a CRL is due. */
+int64_t rp_server_crl_due(const struct rp_snapshot *s);
+/* Each domain's revocation state as "crl <domain>: <state>" lines into buf (/readyz, and
+ * the reload log); returns how many domains cannot use their CRLs now. */
+unsigned rp_server_crl_report(const struct rp_snapshot *s, char *buf, size_t cap);
+/* rp_loop_opts.ready_detail: the CRL lines of the loop's snapshot. */
+void rp_server_ready_detail(struct rp_loop *l, char *buf, size_t cap);
 
 #endif

@@ -372,6 +372,20 @@ static int ext_san(struct rp_cert *c, const struct rp_der *d, const struct rp_de
     return rp_der_validate(&in, &t);
 }
 
+static int ext_name_constraints(struct rp_cert *c, const struct rp_der *d,
+                                const struct rp_der_tlv *v)
+{
+    struct rp_der in;
+    struct rp_der_tlv t;
+    int rc;
+    if ((rc = ext_inner(d, v, RP_DER_SEQUENCE, &in, &t, "NameConstraints SEQUENCE")) < 0)
+        return rc;
+    if ((rc = rp_der_validate(&in, &t)) < 0)
+        return rc;
+    c->has_name_constraints = 1;
+    return RP_OK;
+}
+
 typedef int (*ext_fn)(struct rp_cert *c, const struct rp_der *d, const struct rp_der_tlv *v);
 
 static const struct {
@@ -389,6 +403,7 @@ static const struct {
     E_(RP_OID_CE_KEY_USAGE, ext_key_usage),
     E_(RP_OID_CE_EXT_KEY_USE, ext_eku),
     E_(RP_OID_CE_SAN, ext_san),
+    E_(RP_OID_CE_NAME_CONS, ext_name_constraints),
 #undef E_
 };
 

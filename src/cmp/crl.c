@@ -130,7 +130,7 @@ static int read_entry(struct rp_der *list, struct rp_view *serial, int *unknown_
             if ((rc = read_extension(&exts, &oid, &critical, &t)) < 0)
                 return rc;
             /* certificateIssuer (indirect CRLs) among others: not understood */
-            if (critical && !rp_oid_is(oid, RP_OID_CE_REASON) &&
+            if (critical && !rp_oid_is(oid, RP_OID_CE_CRL_REASON) &&
                 !rp_oid_is(oid, RP_OID_CE_INVALIDITY))
                 *unknown_critical = 1;
         }

@@ -88,6 +88,7 @@ static const cyaml_schema_field_t upstream_fields[] = {
     U32("max_queue", struct rp_cfg_upstream, max_queue),
     CYAML_FIELD_BOOL("keep_alive", OPT, struct rp_cfg_upstream, keep_alive),
     STR("ca_trust", struct rp_cfg_upstream, ca_trust),
+    STRS("ca_signers", struct rp_cfg_upstream, ca_signers),
     CYAML_FIELD_END,
 };
 
@@ -148,6 +149,10 @@ static const cyaml_strval_t redis_failure_names[] = {
     {"open", RP_REDIS_FAIL_OPEN},
     {"closed", RP_REDIS_FAIL_CLOSED},
 };
+static const cyaml_strval_t crl_stale_names[] = {
+    {"refuse", RP_CRL_STALE_REFUSE},
+    {"warn", RP_CRL_STALE_WARN},
+};
 static const cyaml_strval_t protection_names[] = {
     {"signature", RP_PROT_SIGNATURE},
     {"mac", RP_PROT_MAC},
@@ -177,6 +182,7 @@ static const cyaml_schema_field_t domain_fields[] = {
     STRS("trust_anchors", struct rp_cfg_domain, trust_anchors),
     STRS("intermediates", struct rp_cfg_domain, intermediates),
     STRS("crls", struct rp_cfg_domain, crls),
+    ENUM("crl_stale", struct rp_cfg_domain, crl_stale, crl_stale_names),
     STRS("allow", struct rp_cfg_domain, allow),
     ENUM("protection", struct rp_cfg_domain, protection, protection_names),
     STRS("algorithms", struct rp_cfg_domain, algorithms),

@@ -360,6 +360,14 @@ static void check_upstream(struct rp_cfgx *x, const struct rp_cfg_upstream *u)
     check_file(x, "upstream.client_cert", u->client_cert);
     check_file(x, "upstream.client_key", u->client_key);
     check_file(x, "upstream.ca_trust", u->ca_trust);
+    if (u->ca_signers_count && !u->ca_trust)
+        rp_cfgx_problem(x, "upstream.ca_signers", "needs upstream.ca_trust (their anchors)");
+    for (unsigned i = 0; i < u->ca_signers_count; i++) {
+        char p[RP_CFGX_PATH_MAX];
+        rp_cfgx_key(p, "upstream.ca_signers[%u]", i);
+        if (!u->ca_signers[i] || !strchr(u->ca_signers[i], '='))
+            rp_cfgx_problem(x, p, "a subject such as \"O=Operator, CN=Issuing CA\"");
+    }
     check_range(x, "upstream.timeout_ms", u->timeout_ms, 1, UINT32_MAX);
     check_range(x, "upstream.connect_timeout_ms", u->connect_timeout_ms, 1, UINT32_MAX);
     check_range(x, "upstream.max_connections", u->max_connections, 1, UINT32_MAX);
@@ -492,6 +500,9 @@ static void check_domain_auth(struct rp_cfgx *x, const char *base, const struct 
     check_files(x, base, "trust_anchors", d->trust_anchors, d->trust_anchors_count);
     check_files(x, base, "intermediates", d->intermediates, d->intermediates_count);
     check_files(x, base, "crls", d->crls, d->crls_count);
+    rp_cfgx_key(p, "%s.crl_stale", base);
+    if (d->crl_stale == RP_CRL_STALE_WARN && d->crls_count == 0)
+        rp_cfgx_problem(x, p, "only used with crls");
     check_files(x, base, "admins", d->admins, d->admins_count);
     check_names(x, base, "algorithms", d->algorithms, d->algorithms_count, algorithm_names,
                 COUNT(algorithm_names),

@@ -23,6 +23,8 @@ static bool path_is(const struct rp_http_req *r, const char *p)
     return r->path.len == n || r->path.p[n] == '?';
 }
 
+#define RP_READY_BODY_MAX 4096
+
 static void text(struct rp_exchange *ex, int status, const char *body)
 {
     rp_exchange_respond(ex, status, "text/plain; charset=utf-8", (const uint8_t *)body,
@@ -50,6 +52,17 @@ static void metrics(struct rp_exchange *ex)
     rp_buf_free(&out);
 }
 
+/* The verdict, then what the application adds (each domain's CRL state), on 200 and 503
+ * alike. */
+static void ready(struct rp_exchange *ex, int status, const char *verdict)
+{
+    char body[RP_READY_BODY_MAX];
+    int head = snprintf(body, sizeof body, "%s", verdict);
+    if (ex->loop->ready_detail && head > 0 && (size_t)head < sizeof body)
+        ex->loop->ready_detail(ex->loop, body + head, sizeof body - (size_t)head);
+    text(ex, status, body);
+}
+
 void rp_admin_handle(struct rp_exchange *ex)
 {
     const struct rp_http_req *r = ex->req;
@@ -64,16 +77,16 @@ void rp_admin_handle(struct rp_exchange *ex)
         const char *why = ex->snap && ex->snap->unready ? ex->snap->unready(ex->snap) : NULL;
         char reason[RP_READY_REASON_MAX];
         if (rp_ready_draining() || ex->loop->draining) {
-            text(ex, 503, "draining\n");
+            ready(ex, 503, "draining\n");
         } else if (why) {
             snprintf(reason, sizeof reason, "%s unavailable\n", why);
-            text(ex, 503, reason);
+            ready(ex, 503, reason);
         } else if (!u || !rp_upstream_reachable(u)) {
-            text(ex, 503, "upstream unreachable\n");
+            ready(ex, 503, "upstream unreachable\n");
         } else if (ex->loop->ready && !ex->loop->ready(ex->loop)) {
-            text(ex, 503, "redis unavailable\n");
+            ready(ex, 503, "redis unavailable\n");
         } else {
-            text(ex, 200, "ready\n");
+            ready(ex, 200, "ready\n");
         }
     } else if (path_is(r, "/metrics")) {
         metrics(ex);

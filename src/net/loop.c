@@ -257,6 +257,7 @@ int rp_loop_start(struct rp_loop **out, const struct rp_loop_opts *o)
     l->on_snapshot = o->on_snapshot;
     l->on_stop = o->on_stop;
     l->ready = o->ready;
+    l->ready_detail = o->ready_detail;
     l->workers = o->workers;
     l->admin = o->admin;
     l->snap = rp_snapshot_ref(o->snap);

@@ -67,6 +67,7 @@ struct rp_loop {
     int (*on_snapshot)(struct rp_loop *l, struct rp_snapshot *s);
     void (*on_stop)(struct rp_loop *l);
     bool (*ready)(struct rp_loop *l);
+    void (*ready_detail)(struct rp_loop *l, char *buf, size_t cap);
     struct rp_snapshot *snap;
     struct rp_workers *workers;
     struct rp_upstream *upstream;

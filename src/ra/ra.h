@@ -63,6 +63,8 @@ struct ra_secret {
 };
 
 #define RA_CHAIN_CACHE_SLOTS 4096u
+/* Most intermediates taken from a request's extraCerts (and per path). */
+#define RA_MAX_INTERMEDIATES 8u
 
 struct ra_chain_entry {
     uint8_t key[32]; /* SHA-256 over the chain's DER */
@@ -82,12 +84,11 @@ struct ra_domain {
     uint32_t alg_mask;   /* bit per allowed policy name, see verify.c */
     struct ra_der_list anchors;
     struct ra_der_list intermediates;
-    struct ra_der_list crls;        /* raw file contents (PEM or DER) */
-    int *crl_types;                 /* WOLFSSL_FILETYPE_* per crl */
+    struct ra_der_list crls;        /* raw file contents (PEM or DER); empty: unreadable */
+    struct ra_trust *trust;         /* prepared anchors, intermediates, CRLs (trust.c) */
     struct rp_allowlist *allowlist; /* NULL: none or Redis */
     struct ra_secret *secrets;
     size_t n_secrets;
-    struct ra_chain_cache *cache;
     struct ra_der_list admins; /* administrator certificates (admins.c) */
     struct ra_pki_info *pki;   /* what genm: local answers (genm.c); NULL otherwise */
 };
@@ -96,9 +97,12 @@ struct ra_state {
     struct ra_identity ra;
     struct ra_domain *domains;
     size_t n_domains;
-    /* upstream.ca_trust: anchors for the CA's own protection on its answers */
+    /* upstream.ca_trust: anchors for the CA's own protection on its answers; an answer's
+     * signer is one of them (pinned) or chains to them and has one of ca_signers */
     bool has_ca_trust;
     struct ra_domain ca;
+    char *const *ca_signers; /* upstream.ca_signers (config strings) */
+    unsigned n_ca_signers;
 };
 
 int ra_state_build(const struct rp_config *cfg, struct ra_state **out, FILE *errs);
@@ -123,6 +127,37 @@ static inline struct rp_view ra_secret_identity(const struct ra_secret *s)
  * unknown; RA_ALG_POLICY_ALL when a domain names none. */
 #define RA_ALG_POLICY_ALL 0x3fu
 uint32_t ra_alg_policy_bit(const char *name);
+
+/* trust.c — a domain's trust material, prepared once per snapshot. crl_files are the
+ * domain's raw CRL files (an empty entry: unreadable), crl_names their paths. A CRL that
+ * cannot be used does not fail the build: it makes ra_trust_check refuse (or, with
+ * crl_warn, count and accept). */
+struct ra_trust;
+int ra_trust_build(struct ra_trust **out, const char *domain, const struct ra_der_list *anchors,
+                   const struct ra_der_list *inters, const struct ra_der_list *crl_files,
+                   char *const *crl_names, bool crl_warn, FILE *errs);
+void ra_trust_free(struct ra_trust *t);
+/* On a worker: the leaf (parsed) chains to an anchor through configured intermediates and
+ * the request's extraCerts (all but extra[signer]), every CA of the path may sign
+ * certificates, nothing on the path is revoked. RP_OK, RP_E_SIGNER_NOT_TRUSTED,
+ * RP_E_CERT_REVOKED or RP_E_NOMEM with *why set. Thread-safe. */
+int ra_trust_check(struct ra_trust *t, const struct rp_cert *leaf, const struct rp_view *extra,
+                   size_t n_extra, size_t signer, int64_t now, const char **why);
+/* upstream.ca_trust: the signer of a CA answer (extraCerts[idx], parsed) is one of the
+ * configured certificates (pinned, valid now), or chains to them and its subject is one of
+ * upstream.ca_signers; a device certificate under the same root is not the CA. */
+int ra_ca_signer_check(struct ra_state *s, const struct rp_cmp_msg *m, size_t idx,
+                       const struct rp_cert *signer, int64_t now, const char **why);
+/* Earliest nextUpdate of the domain's CRLs (0: none), for the reload timer. */
+int64_t ra_trust_crl_next_update(const struct ra_trust *t);
+/* Whether the CRLs are usable at `now`; refreshes the domain's CRL metrics. */
+bool ra_trust_crl_refresh(struct ra_trust *t, int64_t now);
+#define RP_CRL_REPORT_MAX 512
+/* One line for /readyz and logs: "none", "ok (…)", "refusing (FILE: problem): …". */
+int ra_trust_crl_report(const struct ra_trust *t, int64_t now, char *buf, size_t cap);
+struct ra_chain_cache *ra_trust_cache(struct ra_trust *t);
+/* Benchmarks: false makes every check a cache miss (the cost of a new device). */
+void ra_trust_set_cache(struct ra_trust *t, bool on);
 
 /* Chain cache (thread-safe). */
 bool ra_chain_cache_get(struct ra_chain_cache *c, const uint8_t key[32], int64_t now);

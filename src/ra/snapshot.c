@@ -5,6 +5,7 @@
 #include "raproxy/err.h"
 #include "raproxy/http.h"
 #include "raproxy/log.h"
+#include "raproxy/loop.h"
 #include "raproxy/server.h"
 #include "raproxy/sig.h"
 #include "raproxy/snapshot.h"
@@ -13,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static atomic_ulong g_generation;
 
@@ -183,4 +185,43 @@ int rp_server_snapshot(struct rp_config *cfg, struct rp_snapshot **out, FILE *er
     }
     *out = s;
     return RP_OK;
+}
+
+int64_t rp_server_crl_due(const struct rp_snapshot *s)
+{
+    const struct ra_state *ra = s ? s->ra : NULL;
+    int64_t next = 0;
+    for (size_t i = 0; ra && i < ra->n_domains; i++) {
+        int64_t t = ra_trust_crl_next_update(ra->domains[i].trust);
+        if (t && (!next || t < next))
+            next = t;
+    }
+    return next;
+}
+
+unsigned rp_server_crl_report(const struct rp_snapshot *s, char *buf, size_t cap)
+{
+    const struct ra_state *ra = s ? s->ra : NULL;
+    int64_t now = (int64_t)time(NULL);
+    unsigned bad = 0;
+    size_t off = 0;
+    if (cap)
+        buf[0] = 0;
+    for (size_t i = 0; ra && i < ra->n_domains; i++) {
+        const struct ra_domain *d = &ra->domains[i];
+        if (!d->cfg->crls_count)
+            continue;
+        bad += !ra_trust_crl_refresh(d->trust, now);
+        char line[RP_CRL_REPORT_MAX];
+        ra_trust_crl_report(d->trust, now, line, sizeof line);
+        int n = snprintf(buf + off, cap > off ? cap - off : 0, "crl %s: %s\n", d->cfg->name, line);
+        if (n > 0 && off + (size_t)n < cap)
+            off += (size_t)n;
+    }
+    return bad;
+}
+
+void rp_server_ready_detail(struct rp_loop *l, char *buf, size_t cap)
+{
+    rp_server_crl_report(rp_loop_snapshot(l), buf, cap);
 }

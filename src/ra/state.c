@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PEM_CERT_BEGIN "-----BEGIN CERTIFICATE-----"
 #define PEM_CERT_END   "-----END CERTIFICATE-----"
@@ -363,15 +364,6 @@ uint32_t ra_alg_policy_bit(const char *name)
     return 0;
 }
 
-static int chain_cache_new(struct ra_domain *d)
-{
-    d->cache = calloc(1, sizeof *d->cache);
-    if (!d->cache)
-        return RP_E_NOMEM;
-    pthread_mutex_init(&d->cache->lock, NULL);
-    return RP_OK;
-}
-
 static int load_domain(const struct rp_cfg_domain *c, struct ra_domain *d, FILE *errs)
 {
     d->cfg = c;
@@ -389,23 +381,28 @@ static int load_domain(const struct rp_cfg_domain *c, struct ra_domain *d, FILE 
         rc = load_certs(c->trust_anchors[i], &d->anchors, errs);
     for (unsigned i = 0; i < c->intermediates_count && rc == RP_OK; i++)
         rc = load_certs(c->intermediates[i], &d->intermediates, errs);
-    if (c->crls_count) {
-        d->crl_types = calloc(c->crls_count, sizeof *d->crl_types);
-        if (!d->crl_types)
-            return RP_E_NOMEM;
-    }
+    /* A CRL file that cannot be read (it vanished after the config check) still takes its
+     * place, empty: the domain then refuses instead of running without it (trust.c). */
     for (unsigned i = 0; i < c->crls_count && rc == RP_OK; i++) {
-        uint8_t *data;
-        size_t len;
-        rc = read_file(c->crls[i], &data, &len);
-        if (rc != RP_OK) {
-            if (errs)
-                fprintf(errs, "%s: cannot read the CRL\n", c->crls[i]);
-            break;
+        uint8_t *data = NULL;
+        size_t len = 0;
+        if (read_file(c->crls[i], &data, &len) != RP_OK) {
+            rp_log_error("config", "domain %s: cannot read the CRL %s", c->name, c->crls[i]);
+            len = 0;
         }
-        rc = list_push(&d->crls, data, len);
-        d->crl_types[i] = len && data[0] == 0x30 ? WOLFSSL_FILETYPE_ASN1 : WOLFSSL_FILETYPE_PEM;
+        rc = list_push(&d->crls, data ? data : (const uint8_t *)"", len);
         free(data);
+    }
+    if (rc == RP_OK)
+        rc = ra_trust_build(&d->trust, c->name, &d->anchors, &d->intermediates, &d->crls, c->crls,
+                            c->crl_stale == RP_CRL_STALE_WARN, errs);
+    if (rc == RP_OK && c->crls_count) {
+        char state[256];
+        ra_trust_crl_report(d->trust, (int64_t)time(NULL), state, sizeof state);
+        if (ra_trust_crl_refresh(d->trust, (int64_t)time(NULL)))
+            rp_log_info("config", "domain %s: revocation %s", c->name, state);
+        else
+            rp_log_error("config", "domain %s: revocation %s", c->name, state);
     }
     if (rc == RP_OK && c->allowlist && strcmp(c->allowlist, "redis") != 0) {
         rc = rp_allowlist_load(c->allowlist, &d->allowlist);
@@ -421,7 +418,7 @@ static int load_domain(const struct rp_cfg_domain *c, struct ra_domain *d, FILE 
         rc = load_certs(c->admins[i], &d->admins, errs);
     if (rc == RP_OK)
         rc = ra_pki_info_load(c, d, errs);
-    return rc == RP_OK ? chain_cache_new(d) : rc;
+    return rc;
 }
 
 static void free_domain(struct ra_domain *d)
@@ -429,17 +426,13 @@ static void free_domain(struct ra_domain *d)
     list_free(&d->anchors);
     list_free(&d->intermediates);
     list_free(&d->crls);
-    free(d->crl_types);
+    ra_trust_free(d->trust);
     rp_allowlist_free(d->allowlist);
     for (size_t i = 0; i < d->n_secrets; i++)
         secret_free(&d->secrets[i]);
     free(d->secrets);
     list_free(&d->admins);
     ra_pki_info_free(d->pki);
-    if (d->cache) {
-        pthread_mutex_destroy(&d->cache->lock);
-        free(d->cache);
-    }
 }
 
 void ra_state_free(void *state)
@@ -493,7 +486,10 @@ int ra_state_build(const struct rp_config *cfg, struct ra_state **out, FILE *err
         s->ca.alg_mask = ~0u;
         rc = load_certs(cfg->upstream.ca_trust, &s->ca.anchors, errs);
         if (rc == RP_OK)
-            rc = chain_cache_new(&s->ca);
+            rc = ra_trust_build(&s->ca.trust, "upstream", &s->ca.anchors, &s->ca.intermediates,
+                                &s->ca.crls, NULL, false, errs);
+        s->ca_signers = cfg->upstream.ca_signers;
+        s->n_ca_signers = cfg->upstream.ca_signers_count;
     }
     if (rc != RP_OK) {
         ra_state_free(s);

@@ -20,10 +20,6 @@
 
 #include <string.h>
 
-/* A verified chain is trusted again without a path build for this long (and never past
- * the leaf's notAfter); a reload drops the cache with its snapshot. */
-#define RA_CHAIN_TTL_S       300
-#define RA_MAX_INTERMEDIATES 8u
 /* An administrator certificate without serialNumber is named "admin:" + 16 hex bytes of
  * its SHA-256 in quotas, nonces and transactions. */
 #define RA_ADMIN_ID_PREFIX "admin:"
@@ -44,96 +40,11 @@ bool ra_is_mac_alg(struct rp_view oid)
            rp_view_eq(oid, rp_view_make(oid_pbmac1, sizeof oid_pbmac1));
 }
 
-static void chain_key(const struct rp_cmp_msg *m, size_t signer, uint8_t out[32])
-{
-    wc_Sha256 h;
-    wc_InitSha256(&h);
-    wc_Sha256Update(&h, m->extra_certs[signer].p, (word32)m->extra_certs[signer].len);
-    for (size_t i = 0; i < m->n_extra_certs && i <= RA_MAX_INTERMEDIATES; i++)
-        if (i != signer)
-            wc_Sha256Update(&h, m->extra_certs[i].p, (word32)m->extra_certs[i].len);
-    wc_Sha256Final(&h, out);
-    wc_Sha256Free(&h);
-}
-
-/* Loads intermediates in whatever order lets each chain to what is already trusted.
- * wolfSSL does NOT verify a certificate loaded as a CA (it becomes an anchor), so each one
- * is first verified by wolfSSL against what is already loaded and only then added: a
- * forged intermediate in a request's extraCerts never becomes trusted. Self-issued
- * certificates are skipped outright. */
-static void load_intermediates(WOLFSSL_CERT_MANAGER *cm, const struct rp_view *certs, size_t n)
-{
-    bool loaded[RA_MAX_INTERMEDIATES * 2] = {false};
-    if (n > sizeof loaded / sizeof loaded[0])
-        n = sizeof loaded / sizeof loaded[0];
-    for (size_t pass = 0; pass < n; pass++) {
-        bool progress = false;
-        for (size_t i = 0; i < n; i++) {
-            if (loaded[i])
-                continue;
-            struct rp_cert c;
-            if (rp_cert_parse(certs[i].p, certs[i].len, &c) != RP_OK ||
-                rp_name_eq(c.issuer, c.subject) || !c.has_basic_constraints || !c.ca) {
-                loaded[i] = true; /* never usable */
-                continue;
-            }
-            if (wolfSSL_CertManagerVerifyBuffer(cm, certs[i].p, (long)certs[i].len,
-                                                WOLFSSL_FILETYPE_ASN1) == WOLFSSL_SUCCESS &&
-                wolfSSL_CertManagerLoadCABuffer(cm, certs[i].p, (long)certs[i].len,
-                                                WOLFSSL_FILETYPE_ASN1) == WOLFSSL_SUCCESS) {
-                loaded[i] = true;
-                progress = true;
-            }
-        }
-        if (!progress)
-            break;
-    }
-}
-
+/* The chain part lives in trust.c, with the domain's prepared trust material. */
 static int check_chain(struct ra_domain *d, const struct rp_cmp_msg *m, size_t signer,
                        const struct rp_cert *leaf, int64_t now, const char **why)
 {
-    uint8_t key[32];
-    chain_key(m, signer, key);
-    if (ra_chain_cache_get(d->cache, key, now))
-        return RP_OK;
-    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
-    if (!cm)
-        FAIL(RP_E_NOMEM, "out of memory");
-    for (size_t i = 0; i < d->anchors.n; i++)
-        wolfSSL_CertManagerLoadCABuffer(cm, d->anchors.v[i].p, (long)d->anchors.v[i].len,
-                                        WOLFSSL_FILETYPE_ASN1);
-    struct rp_view inter[RA_MAX_INTERMEDIATES * 2];
-    size_t ni = 0;
-    for (size_t i = 0; i < d->intermediates.n && ni < RA_MAX_INTERMEDIATES; i++)
-        inter[ni++] = rp_view_make(d->intermediates.v[i].p, d->intermediates.v[i].len);
-    for (size_t i = 0; i < m->n_extra_certs && ni < RA_MAX_INTERMEDIATES * 2; i++)
-        if (i != signer)
-            inter[ni++] = m->extra_certs[i];
-    load_intermediates(cm, inter, ni);
-    if (d->crls.n) {
-        wolfSSL_CertManagerEnableCRL(cm, 0);
-        for (size_t i = 0; i < d->crls.n; i++)
-            wolfSSL_CertManagerLoadCRLBuffer(cm, d->crls.v[i].p, (long)d->crls.v[i].len,
-                                             d->crl_types[i]);
-    }
-    int rc = wolfSSL_CertManagerVerifyBuffer(cm, leaf->raw.p, (long)leaf->raw.len,
-                                             WOLFSSL_FILETYPE_ASN1);
-    wolfSSL_CertManagerFree(cm);
-    if (rc == CRL_CERT_REVOKED)
-        FAIL(RP_E_CERT_REVOKED, "protection certificate revoked");
-    /* no CRL configured for this issuer: revocation is unknown, not a failure */
-    if (rc != WOLFSSL_SUCCESS && rc != CRL_MISSING) {
-        rp_log_debug("verify", "chain check failed: %d", rc);
-        if (rc == ASN_AFTER_DATE_E || rc == ASN_BEFORE_DATE_E)
-            FAIL(RP_E_SIGNER_NOT_TRUSTED, "protection certificate not valid now");
-        FAIL(RP_E_SIGNER_NOT_TRUSTED, "protection certificate does not chain to a trust anchor");
-    }
-    int64_t until = now + RA_CHAIN_TTL_S;
-    if (leaf->not_after < until)
-        until = leaf->not_after;
-    ra_chain_cache_put(d->cache, key, until);
-    return RP_OK;
+    return ra_trust_check(d->trust, leaf, m->extra_certs, m->n_extra_certs, signer, now, why);
 }
 
 /* The protecting certificate is extraCerts[0] (RFC 9810 §5.1.1, RFC 9483 §3.3). A senderKID,
@@ -331,7 +242,7 @@ int ra_verify_answer(struct ra_state *s, const struct rp_cmp_msg *m, struct rp_a
     int rc = find_signer(m, &signer, &idx, why);
     if (rc != RP_OK)
         return rc;
-    rc = check_chain(&s->ca, m, idx, &signer, now, why);
+    rc = ra_ca_signer_check(s, m, idx, &signer, now, why);
     if (rc != RP_OK)
         return rc;
     struct rp_view pp;

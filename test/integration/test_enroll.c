@@ -385,12 +385,14 @@ Test(enroll, pop_ra_verified_replaces_the_device_pop, .timeout = 120)
     down(&e);
 }
 
-/* upstream.ca_trust: the CA's answers must be signed under these anchors. */
+/* upstream.ca_trust: the CA's answers must be signed by a configured CA certificate (here
+ * the mock CA's, named by subject under the operator root; test_trust.c has the rest). */
 Test(enroll, ca_trust_accepts_the_ca_and_refuses_an_untrusted_signer, .timeout = 120)
 {
     const char *pki = rpt_pki();
     cr_assert_not_null(pki);
-    snprintf(g_upstream_extra, sizeof g_upstream_extra, "  ca_trust: %s/operator/root.pem\n", pki);
+    snprintf(g_upstream_extra, sizeof g_upstream_extra,
+             "  ca_trust: %s/operator/root.pem\n  ca_signers: [\"O=Operator, CN=Mock CA\"]\n", pki);
     struct e2e e;
     up(&e, NULL, NULL);
     char log[600];
