@@ -10,7 +10,9 @@
 #      through raproxy (1 loop + 1 worker) and through nginx terminating TLS in front of the
 #      same mock CA (the cost of a plain TLS reverse proxy doing no RA work)
 #   3. raproxy with 2 loops + 2 workers at the sweep's best level
-#   4. p99 added latency at half of the keep-alive peak: raproxy vs the mock CA directly
+#   4. p99 added latency at half of the keep-alive peak, with the processes pinned (taskset:
+#      raproxy on its own core, the fleet and the mock CA on the others): raproxy vs the mock
+#      CA directly, so the figure is raproxy's and not CPU sharing's
 #   5. memory per idle TLS connection, raproxy and nginx
 #   6. a stall of the mock CA under load: raproxy RSS, what devices get, recovery
 #   7. a perf profile of raproxy in the storm case
@@ -128,7 +130,7 @@ fi
 # raproxy with `loops` loops and `workers` workers; sets ra_pid and ra_port.
 ra_pid= ra_port=
 start_raproxy() {
-    local loops=$1 workers=$2 timeout_ms=${3:-30000}
+    local loops=$1 workers=$2 timeout_ms=${3:-30000} cpus=${4:-}
     stop_raproxy
     ra_port=$(free_port)
     cat >"$work/raproxy.yaml" <<EOF
@@ -157,7 +159,12 @@ domains:
     forward: reprotect
 EOF
     [[ -n $redis_url ]] && printf 'redis:\n  url: %s\n' "$redis_url" >>"$work/raproxy.yaml"
-    "$build/raproxy" --config "$work/raproxy.yaml" >"$work/raproxy-$loops-$workers.log" 2>&1 &
+    if [[ -n $cpus ]]; then # its workers pin themselves within the allowed set
+        taskset -c "$cpus" "$build/raproxy" --config "$work/raproxy.yaml" \
+            >"$work/raproxy-$loops-$workers.log" 2>&1 &
+    else
+        "$build/raproxy" --config "$work/raproxy.yaml" >"$work/raproxy-$loops-$workers.log" 2>&1 &
+    fi
     ra_pid=$!
     pids+=("$ra_pid")
     wait_port "$ra_port"
@@ -215,11 +222,14 @@ stop_nginx() {
     ng_pid=
 }
 
+fleet_cpus= # set: bench_fleet runs pinned to these CPUs (taskset -c)
 fleet() { # fleet URL ARGS...: runs bench_fleet, prints its RESULT line
     local url=$1
     shift
-    timeout 300 "$B/bench_fleet" --url "$url" --fleet "$fleet" --chain "$pki/vendor/ica.pem" "$@" \
-        >"$work/fleet.out" 2>&1 || true
+    local pin=()
+    [[ -n $fleet_cpus ]] && pin=(taskset -c "$fleet_cpus")
+    timeout 300 "${pin[@]}" "$B/bench_fleet" --url "$url" --fleet "$fleet" \
+        --chain "$pki/vendor/ica.pem" "$@" >"$work/fleet.out" 2>&1 || true
     cat "$work/fleet.out" >>"$work/fleet.log"
     grep '^RESULT' "$work/fleet.out" | tail -1 || echo "RESULT failed=1 eps=0 errors=fleet_failed"
 }
@@ -301,13 +311,32 @@ for mode in storm keepalive; do
     run_one raproxy-2x2 "$ra_pid" "$ra_url" "$mode" "$(best_level raproxy-1x1 "$mode")" --threads 2
 done
 
-# ---- 4. latency at half of the keep-alive peak ----
-start_raproxy 1 1
+# ---- 4. latency at half of the keep-alive peak, pinned ----
+# raproxy (1 loop + 1 worker) alone on the last core; the fleet and the mock CA on the others.
+# The peak is measured pinned too, and the direct run uses the same cores as the fleet did.
+ncpu=$(nproc)
+pinned=0 ra_cpu= other_cpus=
+if ((ncpu >= 2)) && command -v taskset >/dev/null; then
+    pinned=1 ra_cpu=$((ncpu - 1)) other_cpus=0-$((ncpu - 2))
+    taskset -a -p -c "$other_cpus" "$ca_pid" >/dev/null
+    fleet_cpus=$other_cpus
+fi
+start_raproxy 1 1 30000 "$ra_cpu"
 ra_url=https://127.0.0.1:$ra_port/.well-known/cmp/p/manufacturer
-half=$(awk -v p="$(peak raproxy-1x1 keepalive)" 'BEGIN {printf "%d", (p / 2 > 1 ? p / 2 : 1)}')
+if ((pinned)); then
+    log "pinned: raproxy on CPU $ra_cpu, fleet and mock CA on CPU $other_cpus"
+    run_one raproxy-pinned "$ra_pid" "$ra_url" keepalive "$(best_level raproxy-1x1 keepalive)"
+    half=$(awk -v p="$(peak raproxy-pinned keepalive)" 'BEGIN {printf "%d", (p / 2 > 1 ? p / 2 : 1)}')
+else
+    half=$(awk -v p="$(peak raproxy-1x1 keepalive)" 'BEGIN {printf "%d", (p / 2 > 1 ? p / 2 : 1)}')
+fi
 log "latency at half of peak: $half enrollments/s, open loop"
 lat_ra=$(fleet "$ra_url" --mode keepalive --concurrency 256 --rate "$half" --duration "$dur" --label half-raproxy)
 lat_ca=$(fleet "http://127.0.0.1:$ca_port/" --mode keepalive --concurrency 256 --rate "$half" --duration "$dur" --label half-direct)
+if ((pinned)); then
+    taskset -a -p -c "0-$((ncpu - 1))" "$ca_pid" >/dev/null
+    fleet_cpus=
+fi
 
 # ---- 5. memory per idle TLS connection ----
 idle_rss() { # idle_rss PID URL → "established base_kb loaded_kb"
@@ -401,6 +430,11 @@ EOF
 fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf (b > 0 ? "%.2f" : "n/a"), (b > 0 ? a / b : 0)}'; }
+floor_eps() { # nginx enrollments per CPU-second → floor enrollments per CPU-second
+    awk -v n="$1" -v k="$ceil_keep" 'BEGIN {
+        if (n + 0 <= 0 || k + 0 <= 0) { print "n/a"; exit }
+        printf "%.0f", 1e6 / (1e6 / n + 1e6 / k) }'
+}
 best_row() { awk -F'\t' -v t="$1" -v m="$2" '$1 == t && $2 == m && $4 + 0 > b {b = $4 + 0; r = $0} END {print r}' "$work/runs.tsv"; }
 col() { cut -f"$2" <<<"$1"; }
 {
@@ -444,7 +478,13 @@ col() { cut -f"$2" <<<"$1"; }
     echo "|---|---:|---:|---|"
     echo "| raproxy peak enroll/s (1+1) | $(col "$rs" 4) | $(col "$rk" 4) | |"
     echo "| ceiling enroll/s/core (full RA work) | $ceil_storm | $ceil_keep | |"
-    echo "| raproxy per CPU-s / ceiling | $(ratio "$(col "$rs" 11)" "$ceil_storm") | $(ratio "$(col "$rk" 11)" "$ceil_keep") | ≥ 0.8 |"
+    echo "| raproxy per CPU-s / ceiling | $(ratio "$(col "$rs" 11)" "$ceil_storm") | $(ratio "$(col "$rk" 11)" "$ceil_keep") | ≥ 0.7 storm |"
+    # The floor: what a plain TLS proxy (nginx) spends per enrollment plus the RA's own
+    # crypto (the ceiling's keep-alive cost: chain, protections, POP, RA signatures; the
+    # handshake is already in nginx's figure), as enrollments per CPU-second.
+    floor_s=$(floor_eps "$(col "$ns" 11)") floor_k=$(floor_eps "$(col "$nk" 11)")
+    echo "| floor enroll/CPU-s (nginx + RA crypto) | $floor_s | $floor_k | |"
+    echo "| raproxy per CPU-s / floor (nginx + RA crypto) | $(ratio "$(col "$rs" 11)" "$floor_s") | $(ratio "$(col "$rk" 11)" "$floor_k") | ≥ 1.0 |"
     echo "| raproxy per CPU-s / forward-only ceiling (TLS only) | $(ratio "$(col "$rs" 11)" "$ceil_fwd") | | |"
     echo "| nginx peak enroll/s | $(col "$ns" 4) | $(col "$nk" 4) | |"
     echo "| raproxy / nginx (throughput) | $(ratio "$(col "$rs" 4)" "$(col "$ns" 4)") | $(ratio "$(col "$rk" 4)" "$(col "$nk" 4)") | |"
@@ -453,10 +493,18 @@ col() { cut -f"$2" <<<"$1"; }
     echo "| scaling 2+2 / 1+1 | $(ratio "$(col "$s2" 4)" "$(col "$rs" 4)") | $(ratio "$(col "$k2" 4)" "$(col "$rk" 4)") | |"
     echo
     p99r=$(field p99 "$lat_ra") p99d=$(field p99 "$lat_ca")
-    echo "**Latency at half of the keep-alive peak** ($half enrollments/s, open loop, latency from the"
-    echo "scheduled start): through raproxy p50 $(field p50 "$lat_ra") us, p99 $p99r us; straight to the mock CA"
+    if ((pinned)); then
+        rp=$(best_row raproxy-pinned keepalive)
+        echo "**Latency at half of the keep-alive peak, pinned** (taskset: raproxy alone on CPU $ra_cpu,"
+        echo "the fleet and the mock CA on CPU $other_cpus; pinned peak $(col "$rp" 4) enrollments/s at"
+        echo "$(col "$rp" 3) devices, so $half enrollments/s, open loop, latency from the scheduled start):"
+    else
+        echo "**Latency at half of the keep-alive peak, NOT pinned** (one CPU: taskset cannot separate"
+        echo "the processes; $half enrollments/s, open loop, latency from the scheduled start):"
+    fi
+    echo "through raproxy p50 $(field p50 "$lat_ra") us, p99 $p99r us; straight to the mock CA"
     echo "(plain HTTP) p50 $(field p50 "$lat_ca") us, p99 $p99d us. Added p99 per enrollment (two exchanges):"
-    echo "**$(awk -v a="$p99r" -v b="$p99d" 'BEGIN {printf "%.2f ms", (a - b) / 1000}')** (target < 5 ms)."
+    echo "**$(awk -v a="$p99r" -v b="$p99d" 'BEGIN {printf "%.2f ms", (a - b) / 1000}')** (target < 1 ms)."
     echo "Errors: raproxy $(field errors "$lat_ra"), direct $(field errors "$lat_ca")."
     echo
     echo "**Memory per idle TLS connection** ($idle_n requested, fd limit $fd_limit):"

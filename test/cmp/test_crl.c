@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
 
 #define DAY_S    86400
 #define TEN_DAYS (10 * DAY_S)
@@ -179,4 +181,153 @@ Test(crl, rejects_what_is_not_a_crl)
     cr_expect_lt(rp_crl_file_next_update(pki_path("vendor/root.pem"), &t), 0);
     free(pem);
     cr_expect_eq(rp_crl_file_next_update("/nonexistent/crl.pem", &t), RP_E_IO);
+}
+
+/* A CRL by hand with revoked entries and one CRL extension, TBS and outer signature
+ * algorithms given separately (the parser checks they are equal). */
+static struct rp_view make_crl_entries(struct rp_arena *a, const char *const *serials, size_t n,
+                                       const char *ext_oid, int ext_critical, const char *outer_alg)
+{
+    static const uint8_t issuer[] = {0x30, 0x0f, 0x31, 0x0d, 0x30, 0x0b, 0x06, 0x03, 0x55,
+                                     0x04, 0x03, 0x0c, 0x04, 'T',  'e',  's',  't'};
+    struct rp_derw w;
+    struct rp_view out = RP_VIEW_NULL;
+    rp_derw_init(&w, a, 4096);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_int64(&w, RP_DER_INTEGER, 1);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_oid(&w, RP_OID_VIEW(RP_OID_ECDSA_SHA256));
+    rp_derw_end(&w);
+    rp_derw_raw(&w, rp_view_make(issuer, sizeof issuer));
+    rp_derw_gentime(&w, 1700000000);
+    rp_derw_gentime(&w, 1700000000 + DAY_S);
+    if (n) {
+        rp_derw_begin(&w, RP_DER_SEQUENCE);
+        for (size_t i = 0; i < n; i++) {
+            rp_derw_begin(&w, RP_DER_SEQUENCE);
+            rp_derw_prim(&w, RP_DER_INTEGER, rp_view_str(serials[i]));
+            rp_derw_gentime(&w, 1690000000);
+            rp_derw_end(&w);
+        }
+        rp_derw_end(&w);
+    }
+    if (ext_oid) {
+        rp_derw_begin(&w, RP_DER_CTX_CONS(0));
+        rp_derw_begin(&w, RP_DER_SEQUENCE);
+        rp_derw_begin(&w, RP_DER_SEQUENCE);
+        rp_derw_oid(&w, rp_view_make((const uint8_t *)ext_oid, strlen(ext_oid)));
+        if (ext_critical)
+            rp_derw_bool(&w, 1);
+        rp_derw_begin(&w, RP_DER_OCTET_STRING);
+        rp_derw_int64(&w, RP_DER_INTEGER, 7);
+        rp_derw_end(&w);
+        rp_derw_end(&w);
+        rp_derw_end(&w);
+        rp_derw_end(&w);
+    }
+    rp_derw_end(&w);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_oid(&w, rp_view_make((const uint8_t *)outer_alg, strlen(outer_alg)));
+    rp_derw_end(&w);
+    static const uint8_t sig[] = {1, 2, 3, 4};
+    rp_derw_bits(&w, rp_view_make(sig, sizeof sig), 0);
+    rp_derw_end(&w);
+    cr_assert_eq(rp_derw_finish(&w, &out), RP_OK);
+    return out;
+}
+
+Test(crl, revoked_serials_are_walked_in_order)
+{
+    struct rp_arena a;
+    rp_arena_init(&a, mem, sizeof mem);
+    const char *serials[] = {"\x01", "\x12\x34", "\x7f\xff\x01"};
+    struct rp_view v =
+        make_crl_entries(&a, serials, 3, RP_OID_CE_CRL_NUMBER, 0, RP_OID_ECDSA_SHA256);
+    struct rp_crl c;
+    cr_assert_eq(rp_crl_parse(v.p, v.len, &c), RP_OK);
+    cr_expect_eq(c.n_revoked, 3);
+    cr_expect_not(c.unknown_critical);
+    struct rp_crl_iter it;
+    struct rp_view s;
+    rp_crl_revoked_begin(&c, &it);
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(rp_crl_revoked_next(&it, &s), 1);
+        cr_expect(rp_view_eq(s, rp_view_str(serials[i])), "entry %zu", i);
+    }
+    cr_expect_eq(rp_crl_revoked_next(&it, &s), 0);
+    cr_expect(rp_view_present(c.sig.bytes));
+    cr_expect(rp_view_present(c.tbs));
+}
+
+Test(crl, the_test_pki_crl_lists_the_revoked_device)
+{
+    size_t len, clen;
+    uint8_t *der = rpt_read_file(pki_path("vendor/crl.der"), &len);
+    uint8_t *pem = rpt_read_file(pki_path("vendor/revoked.pem"), &clen);
+    cr_assert(der && pem);
+    uint8_t cert[4096];
+    int n = wc_CertPemToDer(pem, (int)clen, cert, sizeof cert, CERT_TYPE);
+    cr_assert_gt(n, 0);
+    struct rp_cert rc;
+    cr_assert_eq(rp_cert_parse(cert, (size_t)n, &rc), RP_OK);
+    struct rp_crl c;
+    cr_assert_eq(rp_crl_parse(der, len, &c), RP_OK);
+    cr_assert_eq(c.n_revoked, 1);
+    struct rp_crl_iter it;
+    struct rp_view s;
+    rp_crl_revoked_begin(&c, &it);
+    cr_assert_eq(rp_crl_revoked_next(&it, &s), 1);
+    cr_expect(rp_view_eq(s, rc.serial), "the entry is revoked.pem's serial");
+    free(der);
+    free(pem);
+}
+
+Test(crl, a_critical_delta_indicator_is_flagged_a_noncritical_unknown_is_not)
+{
+    struct rp_arena a;
+    rp_arena_init(&a, mem, sizeof mem);
+    struct rp_crl c;
+    struct rp_view v = make_crl_entries(&a, NULL, 0, RP_OID_CE_DELTA, 1, RP_OID_ECDSA_SHA256);
+    cr_assert_eq(rp_crl_parse(v.p, v.len, &c), RP_OK);
+    cr_expect(c.unknown_critical, "delta CRLs are not supported");
+    v = make_crl_entries(&a, NULL, 0, "\x2a\x03\x04", 0, RP_OID_ECDSA_SHA256);
+    cr_assert_eq(rp_crl_parse(v.p, v.len, &c), RP_OK);
+    cr_expect_not(c.unknown_critical);
+    v = make_crl_entries(&a, NULL, 0, RP_OID_CE_CRL_NUMBER, 1, RP_OID_ECDSA_SHA256);
+    cr_assert_eq(rp_crl_parse(v.p, v.len, &c), RP_OK);
+    cr_expect_not(c.unknown_critical, "a critical CRL number is understood");
+}
+
+Test(crl, rejects_a_signature_algorithm_that_differs_from_the_tbs_one)
+{
+    struct rp_arena a;
+    rp_arena_init(&a, mem, sizeof mem);
+    struct rp_crl c;
+    struct rp_view v = make_crl_entries(&a, NULL, 0, NULL, 0, RP_OID_ECDSA_SHA384);
+    cr_expect_lt(rp_crl_parse(v.p, v.len, &c), 0);
+}
+
+Test(crl, truncated_and_bit_flipped_real_crls_never_crash)
+{
+    size_t len;
+    uint8_t *der = rpt_read_file(pki_path("vendor/crl.der"), &len);
+    cr_assert_not_null(der);
+    struct rp_crl c;
+    struct rp_crl_iter it;
+    struct rp_view s;
+    for (size_t n = 0; n < len; n++)
+        cr_expect_neq(rp_crl_parse(der, n, &c), RP_OK, "truncated at %zu", n);
+    for (size_t i = 0; i < len * 8; i++) {
+        der[i / 8] ^= (uint8_t)(1u << (i % 8));
+        if (rp_crl_parse(der, len, &c) == RP_OK) {
+            size_t k = 0;
+            rp_crl_revoked_begin(&c, &it);
+            while (rp_crl_revoked_next(&it, &s) == 1)
+                k++;
+            cr_expect_eq(k, c.n_revoked);
+        }
+        der[i / 8] ^= (uint8_t)(1u << (i % 8));
+    }
+    free(der);
 }
