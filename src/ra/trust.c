@@ -57,9 +57,10 @@ struct ra_crl {
     struct rp_view der;
     struct rp_crl v;
     struct rp_view *serials; /* revoked serials, sorted (serial_cmp) */
-    _Atomic int state;       /* enum crl_state */
-    const char *problem;     /* why CRL_INVALID (static text), else NULL */
-    uint8_t key[32];         /* SHA-256 of the SPKI that verified it (under trust->lock) */
+    size_t n_serials;
+    _Atomic int state;   /* enum crl_state */
+    const char *problem; /* why CRL_INVALID (static text), else NULL */
+    uint8_t key[32];     /* SHA-256 of the SPKI that verified it (under trust->lock) */
     bool key_set;
 };
 
@@ -139,8 +140,8 @@ static int serial_cmp(const void *a, const void *b)
 
 static bool crl_lists(const struct ra_crl *c, struct rp_view serial)
 {
-    return c->serials &&
-           bsearch(&serial, c->serials, c->v.n_revoked, sizeof serial, serial_cmp) != NULL;
+    return c->n_serials &&
+           bsearch(&serial, c->serials, c->n_serials, sizeof serial, serial_cmp) != NULL;
 }
 
 /* The CRL's signature by this CA (RFC 5280 §6.3.3 (f)): cRLSign when keyUsage is present. */
@@ -182,6 +183,7 @@ static void crl_prepare(struct ra_trust *t, struct ra_crl *c)
         while (n < c->v.n_revoked && rp_crl_revoked_next(&it, &c->serials[n]) == 1)
             n++;
         qsort(c->serials, n, sizeof *c->serials, serial_cmp);
+        c->n_serials = n;
     }
     bool named = false;
     for (size_t i = 0; i < t->n_anchors + t->n_inters; i++) {
@@ -470,6 +472,7 @@ int ra_trust_check(struct ra_trust *t, const struct rp_cert *leaf, const struct 
     const struct ra_crl *bad = NULL;
     const char *gate = crl_gate(t, now, &bad);
     if (gate) {
+        rp_metric_set(t->m_usable, 0);
         if (!t->crl_warn)
             FAIL(RP_E_SIGNER_NOT_TRUSTED, gate);
         rp_metric_inc(t->m_warned);
@@ -614,7 +617,8 @@ static void register_metrics(struct ra_trust *t)
     rp_metrics_help("raproxy_crl_usable", RP_METRIC_GAUGE,
                     "1 when every configured CRL of the domain is verified and current "
                     "(0: signature-protected requests refused, or accepted under "
-                    "crl_stale: warn); set at load, at nextUpdate and on every chain check.");
+                    "crl_stale: warn); set at load, at nextUpdate, by /readyz and when a chain "
+                    "check finds it unusable.");
     rp_metrics_help("raproxy_crl_next_update_seconds", RP_METRIC_GAUGE,
                     "Earliest nextUpdate (Unix time) of the domain's CRLs.");
     rp_metrics_help("raproxy_crl_warned_total", RP_METRIC_COUNTER,
