@@ -99,8 +99,8 @@ struct rp_cfg_upstream {
      * keep-alive but close after some answers (a request is never retried on a closed
      * connection, so such a CA would turn into 502s). Default true. */
     bool keep_alive;
-    char *ca_trust; /* optional: PEM CA certificates whose signature on an answer is accepted
-                       (pinned), and the anchors for ca_signers */
+    char *ca_trust;    /* optional: PEM CA certificates whose signature on an answer is accepted
+                          (pinned), and the anchors for ca_signers */
     char **ca_signers; /* optional: subjects of CA signing certificates chaining to ca_trust */
     unsigned ca_signers_count;
 };
