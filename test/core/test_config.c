@@ -831,3 +831,43 @@ Test(config, pkcs11_pin_from_the_environment_and_tls_key_in_the_token)
     cr_assert_not_null(strstr(errs_text, "listeners[0].tls.pkcs11.pin_file: required"), "%s",
                        errs_text);
 }
+
+Test(config, crl_stale_and_ca_signers_are_checked)
+{
+    cr_assert_eq(
+        load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                  "upstream: {url: 'http://ca/', ca_signers: ['O=Operator, CN=CA', 'nonsense']}\n"
+                  "ra: {cert: /ra.pem, key: /ra.key}\n"
+                  "domains:\n"
+                  "  - {name: a, trust_anchors: [/r.pem], allow: [ir], crl_stale: warn}\n",
+                  RP_CONFIG_NO_FILE_CHECKS),
+        RP_E_CONFIG);
+    cr_expect(strstr(errs_text, "upstream.ca_signers: needs upstream.ca_trust"), "%s", errs_text);
+    cr_expect(strstr(errs_text, "upstream.ca_signers[1]: a subject"), "%s", errs_text);
+    cr_expect(strstr(errs_text, "raproxy.yaml:5: domains[0].crl_stale: only used with crls"), "%s",
+              errs_text);
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                           "upstream: {url: 'http://ca/'}\n"
+                           "ra: {cert: /ra.pem, key: /ra.key}\n"
+                           "domains:\n"
+                           "  - {name: b, trust_anchors: [/r.pem], allow: [ir], crls: [/c.crl],\n"
+                           "     crl_stale: ignore}\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 RP_E_CONFIG);
+    cr_expect(strstr(errs_text, "domains[0].crl_stale: must be one of refuse|warn, got 'ignore'"),
+              "%s", errs_text);
+    cr_assert_eq(
+        load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                  "upstream: {url: 'http://ca/', ca_trust: /root.pem,\n"
+                  "           ca_signers: ['O=Operator, CN=CA', '/O=Operator/CN=Other CA']}\n"
+                  "ra: {cert: /ra.pem, key: /ra.key}\n"
+                  "domains:\n"
+                  "  - {name: a, trust_anchors: [/r.pem], allow: [ir], crls: [/c.crl],\n"
+                  "     crl_stale: warn}\n"
+                  "  - {name: b, trust_anchors: [/r.pem], allow: [ir]}\n",
+                  RP_CONFIG_NO_FILE_CHECKS),
+        0, "%s", errs_text);
+    cr_expect_eq(cfg->upstream.ca_signers_count, 2);
+    cr_expect_eq(cfg->domains[0].crl_stale, RP_CRL_STALE_WARN);
+    cr_expect_eq(cfg->domains[1].crl_stale, RP_CRL_STALE_REFUSE, "refuse by default");
+}
