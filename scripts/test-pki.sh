@@ -40,8 +40,12 @@
 #   ica-pathlen0.pem/.key       "CN=Vendor ICA PathLen0" under root: CA:TRUE, pathlen:0
 #   ica-deep.pem/.key           "CN=Vendor ICA Deep" under ica-pathlen0 (beyond its pathlen)
 #   dev-deep.pem/.key           SN0008, signed by ica-deep
+#   ica-nc.pem/.key             "CN=Vendor ICA Constrained" under root: nameConstraints critical,
+#                               permitted dirName "C=DE, O=Vendor, OU=Permitted"
+#   dev-nc-ok.pem/.key          SN0009 "C=DE, O=Vendor, OU=Permitted, CN=Device 9", by ica-nc
+#   dev-nc-bad.pem/.key         SN0010 "C=DE, O=Other, CN=Device 10", by ica-nc (outside)
 #   deep-cas.pem                ica-deep.pem + ica-pathlen0.pem
-#   allowlist.txt               SN0001 SN0002 SN0003 SN0004 SN0005 SN0006 SN0008 SN0900 SN0901
+#   allowlist.txt               SN0001..SN0006, SN0008..SN0010, SN0900, SN0901
 # DIR/unknown/    a vendor nobody trusts
 #   root.pem root.key           "C=DE, O=Unknown Vendor, CN=Unknown Root CA"
 #   dev.pem dev.key             signed directly by unknown/root, serialNumber=SN0001 as well
@@ -132,6 +136,16 @@ basicConstraints = critical,CA:TRUE,pathlen:0
 keyUsage = critical,keyCertSign,cRLSign
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
+[v3_ca_nc]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+nameConstraints = critical,permitted;dirName:nc_dir
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[nc_dir]
+C = DE
+O = Vendor
+OU = Permitted
 [crl_ext]
 authorityKeyIdentifier = keyid:always
 EOF
@@ -239,6 +253,10 @@ issue vendor/dev-nosign "$(dev_subj 6 SN0006)" vendor/ica-nosign ee
 issue vendor/ica-pathlen0 "/C=DE/O=Vendor/CN=Vendor ICA PathLen0" vendor/root v3_ca_pathlen0
 issue vendor/ica-deep "/C=DE/O=Vendor/CN=Vendor ICA Deep" vendor/ica-pathlen0 v3_ca
 issue vendor/dev-deep "$(dev_subj 8 SN0008)" vendor/ica-deep ee
+issue vendor/ica-nc "/C=DE/O=Vendor/CN=Vendor ICA Constrained" vendor/root v3_ca_nc
+issue vendor/dev-nc-ok "/C=DE/O=Vendor/OU=Permitted/CN=Device 9/serialNumber=SN0009" \
+    vendor/ica-nc ee
+issue vendor/dev-nc-bad "/C=DE/O=Other/CN=Device 10/serialNumber=SN0010" vendor/ica-nc ee
 : > vendor/db/index.txt
 sed -e "s#$work/vendor/ica.pem#$work/vendor/root.pem#" -e "s#$work/vendor/ica.key#$work/vendor/root.key#" \
     vendor/db/ca.cnf > vendor/db/root.cnf
@@ -255,7 +273,9 @@ cat vendor/dev-subrevoked.pem vendor/ica2.pem > vendor/dev-subrevoked.chain.pem
 cat vendor/dev-nosign.pem vendor/ica-nosign.pem > vendor/dev-nosign.chain.pem
 cat vendor/ica-deep.pem vendor/ica-pathlen0.pem > vendor/deep-cas.pem
 cat vendor/dev-deep.pem vendor/deep-cas.pem > vendor/dev-deep.chain.pem
-printf '%s\n' SN0001 SN0002 SN0003 SN0004 SN0005 SN0006 SN0008 SN0900 SN0901 \
+cat vendor/dev-nc-ok.pem vendor/ica-nc.pem > vendor/dev-nc-ok.chain.pem
+cat vendor/dev-nc-bad.pem vendor/ica-nc.pem > vendor/dev-nc-bad.chain.pem
+printf '%s\n' SN0001 SN0002 SN0003 SN0004 SN0005 SN0006 SN0008 SN0009 SN0010 SN0900 SN0901 \
     > vendor/allowlist.txt
 
 # --- unknown vendor ---
@@ -334,6 +354,7 @@ fi
 v operator/root.pem -untrusted operator/ica.pem operator/ra.pem ca/srv.pem ca/issued.pem \
     operator/device.pem
 v vendor/root.pem -untrusted vendor/ica2.pem vendor/dev-subrevoked.pem
+v vendor/root.pem -untrusted vendor/ica-nc.pem vendor/dev-nc-ok.pem
 fails() { # WHAT COMMAND...: the command must fail
     local what=$1
     shift
@@ -346,6 +367,8 @@ fails "ica2.pem is not revoked by root-crl.pem" v vendor/root.pem -untrusted ven
     -crl_check_all -CRLfile vendor/root-crl.pem -CRLfile vendor/crl.pem vendor/dev-subrevoked.pem
 fails "openssl accepts a CA without keyCertSign" v vendor/root.pem \
     -untrusted vendor/ica-nosign.pem vendor/dev-nosign.pem
+fails "openssl accepts a name outside the CA's nameConstraints" v vendor/root.pem \
+    -untrusted vendor/ica-nc.pem vendor/dev-nc-bad.pem
 fails "openssl accepts a chain beyond pathlen:0" v vendor/root.pem \
     -untrusted vendor/deep-cas.pem vendor/dev-deep.pem
 if openssl crl -in vendor/crl-forged.pem -CAfile vendor/ica.pem -noout 2>&1 | grep -q "verify OK"

@@ -193,8 +193,9 @@ Test(trust, subca_revoked_by_the_roots_crl_is_cert_revoked, .timeout = 120)
     down(&e);
 }
 
-/* Issue 14 finding 6: CA:TRUE without keyCertSign, sent in extraCerts or configured; and a
- * CA under a pathlen:0 CA. openssl refuses all three. */
+/* Issue 14 finding 6: CA:TRUE without keyCertSign, sent in extraCerts or configured; a CA
+ * under a pathlen:0 CA; a device outside its CA's nameConstraints. openssl refuses all
+ * four. */
 Test(trust, intermediates_need_keycertsign_and_respect_pathlen, .timeout = 150)
 {
     struct setup s = {0};
@@ -202,6 +203,8 @@ Test(trust, intermediates_need_keycertsign_and_respect_pathlen, .timeout = 150)
     up(&e, &s);
     expect_refused(&e, "dev-nosign", "vendor/ica-nosign.pem", "signerNotTrusted");
     expect_refused(&e, "dev-deep", "vendor/deep-cas.pem", "signerNotTrusted");
+    expect_refused(&e, "dev-nc-bad", "vendor/ica-nc.pem", "signerNotTrusted");
+    expect_forwarded(&e, "dev-nc-ok", "vendor/ica-nc.pem");
     expect_forwarded(&e, "dev1", "vendor/ica.pem");
     down(&e);
     char dom[2 * PATH_LEN];

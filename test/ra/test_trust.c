@@ -232,3 +232,16 @@ Test(trust, unusable_crls_refuse_unless_warned)
     cr_expect_eq(check(&u, "vendor/dev1.chain.pem", &why), RP_E_SIGNER_NOT_TRUSTED);
     release(&u);
 }
+
+/* Name constraints as wolfSSL applies them: a CA's permitted dirName subtree binds the
+ * certificates it signs (openssl refuses dev-nc-bad too). */
+Test(trust, a_cas_name_constraints_bind_what_it_signs)
+{
+    struct files f = {0};
+    load(&f.anchors, "vendor/root.pem");
+    build(&f, false);
+    const char *why;
+    cr_expect_eq(check(&f, "vendor/dev-nc-ok.chain.pem", &why), RP_OK, "%s", why);
+    cr_expect_eq(check(&f, "vendor/dev-nc-bad.chain.pem", &why), RP_E_SIGNER_NOT_TRUSTED);
+    release(&f);
+}
