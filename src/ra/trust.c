@@ -722,12 +722,16 @@ int ra_trust_crl_report(const struct ra_trust *t, int64_t now, char *buf, size_t
         return snprintf(buf, cap, "none");
     const struct ra_crl *bad = NULL;
     const char *gate = crl_gate(t, now, &bad);
-    size_t revoked = 0;
-    for (size_t i = 0; i < t->n_crls; i++)
+    size_t revoked = 0, pending = 0;
+    for (size_t i = 0; i < t->n_crls; i++) {
         revoked += t->crls[i].v.n_revoked;
+        pending += atomic_load(&t->crls[i].state) == CRL_PENDING;
+    }
     if (!gate)
-        return snprintf(buf, cap, "ok (%zu CRLs, %zu revoked serials, next update %lld)", t->n_crls,
-                        revoked, (long long)t->crl_next_update);
+        return snprintf(buf, cap,
+                        "ok (%zu CRLs, %zu revoked serials, next update %lld, %zu awaiting "
+                        "their issuer in a chain)",
+                        t->n_crls, revoked, (long long)t->crl_next_update, pending);
     return snprintf(buf, cap, "%s (%s: %s): %s", t->crl_warn ? "warn" : "refusing",
                     bad && bad->file ? bad->file : "?",
                     bad && bad->problem ? bad->problem : "past its nextUpdate", gate);
