@@ -107,7 +107,10 @@ static void setup(void)
 
 static void teardown(void)
 {
-    cr_expect_eq(rpt_stop(&g_rp, SIGTERM, 15000), 0);
+    char tail[2048];
+    int st = rpt_stop(&g_rp, SIGTERM, 15000);
+    cr_expect_eq(st, 0, "raproxy exit %d; its log ends:\n%s", st,
+                 rpt_file_tail(g_rp.log, tail, sizeof tail));
     cr_expect_eq(rpt_file_count(g_rp.log, "AddressSanitizer"), 0);
     rpt_stop(&g_relay, SIGKILL, 2000);
     rpt_redis_stop(&g_redis);
@@ -137,8 +140,10 @@ static void expect_fail(const char *path, struct rp_view req, enum rp_failinfo b
 {
     cr_assert(rp_view_present(req), "%s: could not build the request", what);
     struct rp_cmp_msg m;
+    char tail[2048];
     int st = rpt_post_cmp(g_port, path, req, &g_a, &m);
-    cr_assert_eq(st, 200, "%s: HTTP %d (%s)", what, st, g_rp.log);
+    cr_assert_eq(st, 200, "%s: HTTP %d; raproxy's log ends:\n%s", what, st,
+                 rpt_file_tail(g_rp.log, tail, sizeof tail));
     cr_assert_eq(m.body.type, RP_CMP_ERROR, "%s: body %d", what, m.body.type);
     cr_expect_eq(m.body.error.status.fail_info, 1u << bit, "%s: failInfo 0x%x, want %s", what,
                  m.body.error.status.fail_info, rp_failinfo_name(bit));

@@ -232,6 +232,22 @@ int rpt_file_count(const char *path, const char *needle)
     return n;
 }
 
+const char *rpt_file_tail(const char *path, char *buf, size_t cap)
+{
+    if (!cap)
+        return buf;
+    buf[0] = '\0';
+    size_t n = 0;
+    uint8_t *data = rpt_read_file(path, &n);
+    if (data) {
+        size_t keep = n < cap - 1 ? n : cap - 1;
+        memcpy(buf, data + n - keep, keep);
+        buf[keep] = '\0';
+    }
+    free(data);
+    return buf;
+}
+
 const char *rpt_src(void)
 {
     return RP_SOURCE_DIR;

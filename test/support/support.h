@@ -33,6 +33,9 @@ void rpt_rmdir(const char *dir);
 /* Whole file into a malloc'ed buffer (NUL-terminated). NULL on error. */
 uint8_t *rpt_read_file(const char *path, size_t *len);
 int rpt_write_file(const char *path, const void *data, size_t len);
+/* The last `cap - 1` bytes of a file (NUL-terminated; "" when unreadable): for assertion
+ * messages, since a test's directory is gone when its report is read. */
+const char *rpt_file_tail(const char *path, char *buf, size_t cap);
 /* Count occurrences of needle in the file. */
 int rpt_file_count(const char *path, const char *needle);
 
