@@ -5,6 +5,7 @@
 #ifndef RAPROXY_CERT_H
 #define RAPROXY_CERT_H
 
+#include "raproxy/arena.h"
 #include "raproxy/der.h"
 #include "raproxy/view.h"
 
@@ -82,5 +83,30 @@ int rp_name_eq(struct rp_view a, struct rp_view b);
 /* First attribute of type `oid` (OID content) in the Name: its value content in *value.
  * 1 found, 0 not found, < 0 malformed. */
 int rp_name_find(struct rp_view name, struct rp_view oid, struct rp_view *value);
+
+/* One attribute of a Name, in encoded order. */
+struct rp_name_attr {
+    struct rp_view type;  /* OID content */
+    uint8_t tag;          /* the value's string type (RP_DER_UTF8_STRING, …) */
+    struct rp_view value; /* the string's content octets */
+    int multi;            /* a further member of a multi-valued RDN */
+};
+/* Every attribute of a Name TLV into out[cap], in encoded order. RP_OK, RP_E_DER_* for a
+ * malformed Name, RP_E_DER_COUNT when it holds more than cap. */
+int rp_name_attrs(struct rp_view name, struct rp_name_attr *out, size_t cap, size_t *n);
+/* "CN", "serialNumber", "C", "O", "OU", "L", "ST", "SN", "GN", "title", "dnQualifier",
+ * "emailAddress", "DC", "UID": the attribute's OID and the string type X.520 gives it
+ * (PrintableString for C, serialNumber and dnQualifier, IA5String for emailAddress and DC,
+ * UTF8String otherwise). RP_E_NOT_FOUND for other labels. */
+int rp_name_attr_oid(const char *label, struct rp_view *oid, uint8_t *tag);
+/* The label of an attribute type, or NULL. */
+const char *rp_name_attr_label(struct rp_view oid);
+/* 1 when v is a non-empty value of string type tag (PrintableString alphabet, IA5 ASCII, no
+ * NUL). */
+int rp_name_value_ok(uint8_t tag, struct rp_view v);
+/* A Name with one attribute per RDN, in the given order (`multi` is ignored). RP_E_INVAL
+ * for a value its string type cannot hold, RP_E_ARENA. */
+int rp_name_encode(struct rp_arena *a, const struct rp_name_attr *attrs, size_t n,
+                   struct rp_view *out);
 
 #endif

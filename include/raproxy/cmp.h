@@ -380,6 +380,18 @@ int rp_cmp_protected_part(const struct rp_cmp_msg *m, struct rp_arena *a, struct
 int rp_crmf_template_spki(const struct rp_crmf_template *t, struct rp_arena *a,
                           struct rp_view *out);
 
+/* POPOSigningKeyInput (RFC 4211 §4.1), parsed from rp_crmf_pop.poposk_input_raw. */
+enum rp_crmf_auth { RP_CRMF_AUTH_SENDER = 0, RP_CRMF_AUTH_PUBLIC_KEY_MAC = 1 };
+struct rp_crmf_poposk_input {
+    enum rp_crmf_auth auth;
+    struct rp_cmp_gname sender;   /* authInfo sender [0] */
+    struct rp_der_algid mac_alg;  /* authInfo publicKeyMAC: PKMACValue algId … */
+    struct rp_der_bits mac_value; /* … and value */
+    struct rp_view public_key;    /* SubjectPublicKeyInfo SEQUENCE TLV */
+};
+/* RP_OK or RP_E_DER_* when it is not a POPOSigningKeyInput. */
+int rp_crmf_poposk_input_parse(struct rp_view raw, struct rp_crmf_poposk_input *out);
+
 /* "ir", "certConf", ...; "unknown" outside 0..26. */
 const char *rp_cmp_body_name(enum rp_cmp_body_type t);
 /* Inverse of rp_cmp_body_name (exact, case-sensitive); -1 when unknown. */

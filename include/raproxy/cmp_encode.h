@@ -78,4 +78,32 @@ int rp_cmp_enc_body_nested(struct rp_arena *a, const struct rp_view *msgs, size_
 int rp_cmp_enc_body_pop_raverified(struct rp_arena *a, const struct rp_cmp_msg *in,
                                    struct rp_view *out);
 
+/* A CertTemplate the RA writes itself (RFC 4211 §5): only the fields it vouches for. Each
+ * present view is written in template order: issuer [3] (a Name TLV, wrapped), validity [4]
+ * (the OptionalValidity [4] TLV as decoded), subject [5] (a Name TLV, wrapped), publicKey
+ * [6] (the [6] IMPLICIT SubjectPublicKeyInfo TLV as decoded), extensions [9] (Extension
+ * SEQUENCE TLVs; omitted when n_extensions is 0). */
+struct rp_cmp_enc_template {
+    struct rp_view issuer;
+    struct rp_view validity_raw;
+    struct rp_view subject;
+    struct rp_view public_key_raw;
+    const struct rp_view *extensions;
+    size_t n_extensions;
+};
+
+/* One CertReqMsg: CertRequest { certReqId, certTemplate, controls (the decoded Controls
+ * SEQUENCE TLV, omitted when absent) }, then POP raVerified [0] NULL when ra_verified, no
+ * POP otherwise (central key generation), no regInfo. */
+struct rp_cmp_enc_certreq {
+    int64_t cert_req_id;
+    struct rp_cmp_enc_template tmpl;
+    struct rp_view controls_raw;
+    int ra_verified;
+};
+
+/* ir/cr/kur/krr/ccr [type] CertReqMessages of n (1..RP_CMP_MAX_LIST) requests. */
+int rp_cmp_enc_body_certreqs(struct rp_arena *a, enum rp_cmp_body_type type,
+                             const struct rp_cmp_enc_certreq *reqs, size_t n, struct rp_view *out);
+
 #endif

@@ -1,6 +1,7 @@
 /* Certificate view and Name helpers. Structure checks only: the signature, the validity
  * period against the clock and the path are wolfSSL's certificate manager's job. */
 #include "raproxy/cert.h"
+#include "raproxy/derw.h"
 #include "raproxy/err.h"
 
 #include <stdio.h>
@@ -214,6 +215,115 @@ static int render_visit(void *ctx, struct rp_view type, const struct rp_der_tlv 
             put_hex(o, c);
     }
     return 0;
+}
+
+/* ---- Name attributes: listing, labels, encoding ---- */
+
+struct attrs_ctx {
+    struct rp_name_attr *out;
+    size_t cap, n;
+};
+
+static int attrs_visit(void *ctx, struct rp_view type, const struct rp_der_tlv *value, int first)
+{
+    struct attrs_ctx *a = ctx;
+    if (a->n == a->cap)
+        return RP_E_DER_COUNT;
+    a->out[a->n++] = (struct rp_name_attr){type, value->ident, value->val, !first};
+    return 0;
+}
+
+int rp_name_attrs(struct rp_view name, struct rp_name_attr *out, size_t cap, size_t *n)
+{
+    struct rp_der d;
+    struct rp_der_tlv t;
+    struct attrs_ctx a = {out, cap, 0};
+    int rc = name_open(name, &d, &t);
+    if (rc < 0)
+        return rc;
+    rc = name_walk(&d, &t, attrs_visit, &a);
+    *n = a.n;
+    return rc < 0 ? rc : RP_OK;
+}
+
+/* Attributes whose X.520 syntax is PrintableString, and the IA5String ones. */
+static uint8_t attr_string_tag(struct rp_view oid)
+{
+    if (rp_oid_is(oid, RP_OID_AT_C) || rp_oid_is(oid, RP_OID_AT_SERIAL) ||
+        rp_oid_is(oid, "\x55\x04\x2e"))
+        return RP_DER_PRINTABLE_STRING;
+    if (rp_oid_is(oid, "\x2a\x86\x48\x86\xf7\x0d\x01\x09\x01") ||
+        rp_oid_is(oid, "\x09\x92\x26\x89\x93\xf2\x2c\x64\x01\x19"))
+        return RP_DER_IA5_STRING;
+    return RP_DER_UTF8_STRING;
+}
+
+int rp_name_attr_oid(const char *label, struct rp_view *oid, uint8_t *tag)
+{
+    for (size_t i = 0; i < sizeof attr_labels / sizeof attr_labels[0]; i++)
+        if (strcmp(label, attr_labels[i].label) == 0) {
+            *oid = rp_view_make(attr_labels[i].oid, attr_labels[i].len);
+            if (tag)
+                *tag = attr_string_tag(*oid);
+            return RP_OK;
+        }
+    return RP_E_NOT_FOUND;
+}
+
+const char *rp_name_attr_label(struct rp_view oid)
+{
+    for (size_t i = 0; i < sizeof attr_labels / sizeof attr_labels[0]; i++)
+        if (oid.len == attr_labels[i].len && memcmp(oid.p, attr_labels[i].oid, oid.len) == 0)
+            return attr_labels[i].label;
+    return NULL;
+}
+
+/* PrintableString's alphabet (X.680 §41.4). */
+static int printable_char(uint8_t c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           strchr(" '()+,-./:=?", c) != NULL;
+}
+
+int rp_name_value_ok(uint8_t tag, struct rp_view v)
+{
+    if (v.len == 0)
+        return 0;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.p[i] == 0)
+            return 0;
+        if (tag == RP_DER_PRINTABLE_STRING && !printable_char(v.p[i]))
+            return 0;
+        if (tag == RP_DER_IA5_STRING && v.p[i] >= 0x80u)
+            return 0;
+    }
+    return 1;
+}
+
+int rp_name_encode(struct rp_arena *a, const struct rp_name_attr *attrs, size_t n,
+                   struct rp_view *out)
+{
+    struct rp_derw w;
+    size_t payload = 0;
+    if (n > NAME_MAX_RDNS)
+        return RP_E_INVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (!rp_name_value_ok(attrs[i].tag, attrs[i].value))
+            return RP_E_INVAL;
+        payload += attrs[i].type.len + attrs[i].value.len + 4 * RP_DERW_MAX_HEADER;
+    }
+    rp_derw_init(&w, a, payload + RP_DERW_MAX_HEADER);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    for (size_t i = 0; i < n; i++) {
+        rp_derw_begin(&w, RP_DER_SET);
+        rp_derw_begin(&w, RP_DER_SEQUENCE);
+        rp_derw_oid(&w, attrs[i].type);
+        rp_derw_prim(&w, attrs[i].tag, attrs[i].value);
+        rp_derw_end(&w);
+        rp_derw_end(&w);
+    }
+    rp_derw_end(&w);
+    return rp_derw_finish(&w, out);
 }
 
 int rp_name_to_string(struct rp_view name, char *buf, size_t cap)

@@ -439,6 +439,47 @@ int cmp_body_p10(struct cmp_dec *x, struct rp_der *d, const struct rp_der_tlv *c
     return rp_der_finish(&c, "end of CertificationRequest");
 }
 
+/* POPOSigningKeyInput ::= SEQUENCE { authInfo CHOICE { sender [0] GeneralName,
+ *     publicKeyMAC PKMACValue }, publicKey SubjectPublicKeyInfo }
+ * PKMACValue ::= SEQUENCE { algId AlgorithmIdentifier, value BIT STRING }
+ * The decoder only checks that poposkInput is DER: what it holds is judged here, when the
+ * RA checks the proof of possession (a malformed one is a bad POP, not a bad message). */
+int rp_crmf_poposk_input_parse(struct rp_view raw, struct rp_crmf_poposk_input *out)
+{
+    struct rp_der d, c, w;
+    struct rp_der_tlv t, k;
+    int rc;
+    memset(out, 0, sizeof *out);
+    rp_der_init(&d, raw.p, raw.len, NULL);
+    if ((rc = rp_der_expect_enter(&d, RP_DER_CTX_CONS(0), &c, NULL, "[0] poposkInput")) < 0 ||
+        (rc = rp_der_finish(&d, "end of poposkInput")) < 0)
+        return rc;
+    if ((rc = rp_der_next(&c, &t)) < 0)
+        return rc;
+    if (t.ident == RP_DER_CTX_CONS(0)) {
+        out->auth = RP_CRMF_AUTH_SENDER;
+        if ((rc = rp_der_enter(&c, &t, &w)) < 0 ||
+            (rc = cmp_read_gname(&w, &out->sender, "GeneralName sender")) < 0 ||
+            (rc = rp_der_finish(&w, "end of [0] sender")) < 0)
+            return rc;
+    } else if (t.ident == RP_DER_SEQUENCE) {
+        out->auth = RP_CRMF_AUTH_PUBLIC_KEY_MAC;
+        if ((rc = rp_der_enter(&c, &t, &w)) < 0 || (rc = rp_der_next(&w, &k)) < 0 ||
+            (rc = rp_der_algid(&w, &k, &out->mac_alg)) < 0 ||
+            (rc = rp_der_expect(&w, RP_DER_BIT_STRING, &k, "BIT STRING value")) < 0 ||
+            (rc = rp_der_bits(&w, &k, &out->mac_value)) < 0 ||
+            (rc = rp_der_finish(&w, "end of PKMACValue")) < 0)
+            return rc;
+    } else {
+        return rp_der_fail(&c, t.raw.p, RP_E_DER_TAG, "authInfo sender [0] or publicKeyMAC");
+    }
+    if ((rc = rp_der_expect(&c, RP_DER_SEQUENCE, &t, "SubjectPublicKeyInfo")) < 0 ||
+        (rc = rp_der_validate(&c, &t)) < 0)
+        return rc;
+    out->public_key = t.raw;
+    return rp_der_finish(&c, "end of POPOSigningKeyInput");
+}
+
 int rp_crmf_template_spki(const struct rp_crmf_template *t, struct rp_arena *a, struct rp_view *out)
 {
     uint8_t *buf;

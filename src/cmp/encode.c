@@ -265,3 +265,66 @@ int rp_cmp_enc_body_pop_raverified(struct rp_arena *a, const struct rp_cmp_msg *
     rp_derw_end(&w);
     return done(&w, out);
 }
+
+/* CertTemplate field tags (RFC 4211 §5). */
+enum { TPL_ISSUER = 3, TPL_SUBJECT = 5, TPL_EXTENSIONS = 9 };
+
+static size_t template_room(const struct rp_cmp_enc_template *t)
+{
+    size_t payload = t->issuer.len + t->validity_raw.len + t->subject.len + t->public_key_raw.len;
+    for (size_t i = 0; i < t->n_extensions; i++)
+        payload += t->extensions[i].len;
+    return room(payload, 6);
+}
+
+static void write_template(struct rp_derw *w, const struct rp_cmp_enc_template *t)
+{
+    rp_derw_begin(w, RP_DER_SEQUENCE);
+    if (rp_view_present(t->issuer))
+        wrapped_field(w, TPL_ISSUER, t->issuer);
+    rp_derw_raw(w, t->validity_raw);
+    if (rp_view_present(t->subject))
+        wrapped_field(w, TPL_SUBJECT, t->subject);
+    rp_derw_raw(w, t->public_key_raw);
+    if (t->n_extensions) {
+        rp_derw_begin(w, RP_DER_CTX_CONS(TPL_EXTENSIONS));
+        for (size_t i = 0; i < t->n_extensions; i++)
+            rp_derw_raw(w, t->extensions[i]);
+        rp_derw_end(w);
+    }
+    rp_derw_end(w);
+}
+
+int rp_cmp_enc_body_certreqs(struct rp_arena *a, enum rp_cmp_body_type type,
+                             const struct rp_cmp_enc_certreq *reqs, size_t n, struct rp_view *out)
+{
+    struct rp_derw w;
+    size_t payload = 0;
+    if (n == 0 || n > RP_CMP_MAX_LIST ||
+        (type != RP_CMP_IR && type != RP_CMP_CR && type != RP_CMP_KUR && type != RP_CMP_KRR &&
+         type != RP_CMP_CCR))
+        return RP_E_INVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (reqs[i].tmpl.n_extensions && !reqs[i].tmpl.extensions)
+            return RP_E_INVAL;
+        payload += template_room(&reqs[i].tmpl) + room(reqs[i].controls_raw.len, 6);
+    }
+    rp_derw_init(&w, a, room(payload, 2));
+    rp_derw_begin(&w, RP_DER_CTX_CONS((unsigned)type));
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    for (size_t i = 0; i < n; i++) {
+        const struct rp_cmp_enc_certreq *r = &reqs[i];
+        rp_derw_begin(&w, RP_DER_SEQUENCE); /* CertReqMsg */
+        rp_derw_begin(&w, RP_DER_SEQUENCE); /* CertRequest */
+        rp_derw_int64(&w, RP_DER_INTEGER, r->cert_req_id);
+        write_template(&w, &r->tmpl);
+        rp_derw_raw(&w, r->controls_raw);
+        rp_derw_end(&w);
+        if (r->ra_verified)
+            rp_derw_prim(&w, RP_DER_CTX(RP_CRMF_POP_RA_VERIFIED), RP_VIEW_NULL);
+        rp_derw_end(&w);
+    }
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    return done(&w, out);
+}
