@@ -42,6 +42,8 @@
 #define RP_DEF_OCSP_TIMEOUT       5000u /* ms */
 #define RP_DEF_OCSP_PER_IP_RATE   50u   /* OCSP requests per second and client address */
 #define RP_DEF_OCSP_PER_IP_BURST  100u
+#define RP_DEF_MAX_REQUESTS       1u   /* CertReqMsg per ir/cr/kur, inner messages per nested */
+#define RP_DEF_MAX_VALIDITY_DAYS  365u /* template.validity: keep */
 
 /* Bounds checked by validation. */
 #define RP_CFG_LOOPS_MAX          64u
@@ -50,6 +52,10 @@
 #define RP_CFG_PBM_MIN_ITERATIONS 100u /* = RP_MAC_MIN_ITERATIONS (mac.h) */
 #define RP_CFG_DOMAIN_PREFIX      "/.well-known/cmp/p/"
 #define RP_CFG_DOMAIN_PATH_MAX    (sizeof RP_CFG_DOMAIN_PREFIX + RP_CFG_NAME_MAX)
+#define RP_CFG_MAX_REQUESTS_MAX   256u   /* = RP_CMP_MAX_LIST */
+#define RP_CFG_VALIDITY_DAYS_MAX  36500u /* a hundred years */
+/* The anchor name of MAC identities in a domain whose anchors have several names. */
+#define RP_CFG_MAC_ANCHOR_NAME "mac"
 
 /* Where a key named by a PKCS#11 URI lives: the module and the user PIN. */
 struct rp_cfg_pkcs11 {
@@ -138,6 +144,44 @@ enum rp_pop_mode { RP_POP_KEEP = 0, RP_POP_RA_VERIFIED };
 enum rp_genm_mode { RP_GENM_FORWARD = 0, RP_GENM_LOCAL };
 /* What a domain does when a configured CRL is unusable (stale, unreadable, wrongly signed) */
 enum rp_crl_stale { RP_CRL_STALE_REFUSE = 0, RP_CRL_STALE_WARN };
+enum rp_template_mode { RP_TEMPLATE_CHECK = 0, RP_TEMPLATE_REWRITE };
+enum rp_validity_mode { RP_VALIDITY_DROP = 0, RP_VALIDITY_KEEP };
+enum rp_keygen_mode { RP_KEYGEN_REFUSE = 0, RP_KEYGEN_ALLOW };
+
+/* What a device may ask for in a certificate request (ir, cr, p10cr, kur), and how that
+ * relates to who it is (README "Template policy"). Lists hold the names written in the
+ * configuration; ra/policy.c compiles them per snapshot. */
+struct rp_cfg_template {
+    enum rp_template_mode mode; /* check (default) or rewrite */
+    /* check: subject attributes that must be present and equal the authenticated
+     * identity's (serialNumber: the identity's serial; others: its subject's). Default
+     * [serialNumber] (bind_given false). */
+    char **bind;
+    unsigned bind_count;
+    /* check: the attributes a requested subject may hold. Default C ST L O OU CN
+     * serialNumber (subject_attributes_given false). */
+    char **subject_attributes;
+    unsigned subject_attributes_count;
+    /* rewrite: the subject the RA writes, "C=DE, O=Operator, CN=Device {serial},
+     * serialNumber={serial}" ({serial}, {cn}, {anchor} from the identity) */
+    char *subject;
+    /* SAN entries "dns:…", "uri:…", "email:…" with the same placeholders: rewrite writes
+     * them; check accepts only these values (when any are given) */
+    char **san;
+    unsigned san_count;
+    char **san_types; /* GeneralName types a device may request: email dns uri ip rid dirName */
+    unsigned san_types_count;
+    char **key_usage; /* keyUsage bits a device may request */
+    unsigned key_usage_count;
+    char **extended_key_usage; /* purposes a device may request: names or dotted OIDs */
+    unsigned extended_key_usage_count;
+    enum rp_validity_mode validity; /* drop (default) or keep within max_validity_days */
+    uint32_t max_validity_days;
+    char **cert_profiles; /* generalInfo certProfile values accepted */
+    unsigned cert_profiles_count;
+    bool kur_subject_change; /* kur may ask for another subject than its certificate's */
+    bool bind_given, subject_attributes_given; /* set by the loader: key present */
+};
 
 /* MAC failures per senderKID that lock it out: after `failures` failed MACs within
  * `window_s` seconds (counted from the first), requests naming the kid are refused with
@@ -170,6 +214,12 @@ struct rp_cfg_domain {
     unsigned paths_count;
     char **trust_anchors; /* PEM files */
     unsigned trust_anchors_count;
+    /* the vendor each anchor file stands for, parallel to trust_anchors; the loader fills
+     * in each file's basename without extension when the key is absent
+     * (anchor_names_default). Identities are (anchor name, serial). */
+    char **anchor_names;
+    unsigned anchor_names_count;
+    bool anchor_names_default;
     char **intermediates;
     unsigned intermediates_count;
     char **crls; /* PEM or DER files */
@@ -186,6 +236,13 @@ struct rp_cfg_domain {
     uint32_t pbm_max_iterations; /* 100 .. 1000000, default 100000 */
     char *allowlist;             /* file of serial numbers, or "redis" */
     bool allowlist_consume;
+    char *allowlist_state; /* file allowlist + consume: where claims are kept across restarts */
+    struct rp_cfg_template tmpl; /* `template` */
+    uint32_t max_requests;       /* CertReqMsg per request, inner messages per nested */
+    enum rp_keygen_mode central_keygen;
+    char **rr_reasons; /* CRLReason names a device may use in rr (admins: any) */
+    unsigned rr_reasons_count;
+    bool rr_reasons_given;
     enum rp_forward_mode forward;
     enum rp_pop_mode pop;
     enum rp_genm_mode genm;

@@ -176,10 +176,40 @@ static const cyaml_schema_field_t pki_info_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_strval_t template_mode_names[] = {
+    {"check", RP_TEMPLATE_CHECK},
+    {"rewrite", RP_TEMPLATE_REWRITE},
+};
+static const cyaml_strval_t validity_names[] = {
+    {"drop", RP_VALIDITY_DROP},
+    {"keep", RP_VALIDITY_KEEP},
+};
+static const cyaml_strval_t keygen_names[] = {
+    {"refuse", RP_KEYGEN_REFUSE},
+    {"allow", RP_KEYGEN_ALLOW},
+};
+
+static const cyaml_schema_field_t template_fields[] = {
+    ENUM("mode", struct rp_cfg_template, mode, template_mode_names),
+    STRS("bind", struct rp_cfg_template, bind),
+    STRS("subject_attributes", struct rp_cfg_template, subject_attributes),
+    STR("subject", struct rp_cfg_template, subject),
+    STRS("san", struct rp_cfg_template, san),
+    STRS("san_types", struct rp_cfg_template, san_types),
+    STRS("key_usage", struct rp_cfg_template, key_usage),
+    STRS("extended_key_usage", struct rp_cfg_template, extended_key_usage),
+    ENUM("validity", struct rp_cfg_template, validity, validity_names),
+    U32("max_validity_days", struct rp_cfg_template, max_validity_days),
+    STRS("cert_profiles", struct rp_cfg_template, cert_profiles),
+    CYAML_FIELD_BOOL("kur_subject_change", OPT, struct rp_cfg_template, kur_subject_change),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t domain_fields[] = {
     STR("name", struct rp_cfg_domain, name),
     STRS("paths", struct rp_cfg_domain, paths),
     STRS("trust_anchors", struct rp_cfg_domain, trust_anchors),
+    STRS("anchor_names", struct rp_cfg_domain, anchor_names),
     STRS("intermediates", struct rp_cfg_domain, intermediates),
     STRS("crls", struct rp_cfg_domain, crls),
     ENUM("crl_stale", struct rp_cfg_domain, crl_stale, crl_stale_names),
@@ -191,6 +221,11 @@ static const cyaml_schema_field_t domain_fields[] = {
     U32("pbm_max_iterations", struct rp_cfg_domain, pbm_max_iterations),
     STR("allowlist", struct rp_cfg_domain, allowlist),
     CYAML_FIELD_BOOL("allowlist_consume", OPT, struct rp_cfg_domain, allowlist_consume),
+    STR("allowlist_state", struct rp_cfg_domain, allowlist_state),
+    CYAML_FIELD_MAPPING("template", OPT, struct rp_cfg_domain, tmpl, template_fields),
+    U32("max_requests", struct rp_cfg_domain, max_requests),
+    ENUM("central_keygen", struct rp_cfg_domain, central_keygen, keygen_names),
+    STRS("rr_reasons", struct rp_cfg_domain, rr_reasons),
     ENUM("forward", struct rp_cfg_domain, forward, forward_names),
     ENUM("pop", struct rp_cfg_domain, pop, pop_names),
     ENUM("genm", struct rp_cfg_domain, genm, genm_names),
@@ -989,6 +1024,7 @@ static void resolve_paths(struct rp_cfgx *x, struct rp_config *cfg)
         resolve_list(x, dir, d->admins, d->admins_count);
         resolve_one(x, dir, &d->mac_secrets);
         resolve_one(x, dir, &d->allowlist);
+        resolve_one(x, dir, &d->allowlist_state);
         if (d->pki_info) {
             resolve_one(x, dir, &d->pki_info->ca_certs);
             resolve_one(x, dir, &d->pki_info->cert_req_template);
@@ -1046,6 +1082,32 @@ static void default_upstream_path(struct rp_cfgx *x, struct rp_config *cfg, char
     *field = rp_cfgx_strdup(x, u.path);
 }
 
+/* Each trust anchor file stands for the vendor named by its basename without extension
+ * ("/etc/raproxy/acme.pem" is "acme"), unless anchor_names says otherwise. */
+static void default_anchor_names(struct rp_cfgx *x, struct rp_cfg_domain *d)
+{
+    d->anchor_names_default = true;
+    if (d->trust_anchors_count == 0)
+        return;
+    d->anchor_names = calloc(d->trust_anchors_count, sizeof *d->anchor_names);
+    if (!d->anchor_names) {
+        x->oom = 1;
+        return;
+    }
+    d->anchor_names_count = d->trust_anchors_count;
+    for (unsigned i = 0; i < d->trust_anchors_count; i++) {
+        const char *path = d->trust_anchors[i] ? d->trust_anchors[i] : "";
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        char *name = rp_cfgx_strdup(x, base);
+        if (!name)
+            return;
+        char *dot = strrchr(name, '.');
+        if (dot && dot != name)
+            *dot = '\0';
+        d->anchor_names[i] = name;
+    }
+}
+
 static void defaults_domain(struct rp_cfgx *x, struct rp_config *cfg, unsigned i)
 {
     struct rp_cfg_domain *d = &cfg->domains[i];
@@ -1063,6 +1125,18 @@ static void defaults_domain(struct rp_cfgx *x, struct rp_config *cfg, unsigned i
     def_u32(x, lp, "failures", &d->mac_lockout.failures, RP_DEF_MAC_LOCKOUT_FAILS);
     def_u32(x, lp, "window_s", &d->mac_lockout.window_s, RP_DEF_MAC_LOCKOUT_WINDOW);
     default_upstream_path(x, cfg, &d->upstream_path);
+    def_u32(x, p, "max_requests", &d->max_requests, RP_DEF_MAX_REQUESTS);
+    rp_cfgx_key(lp, "%s.template", p);
+    def_u32(x, lp, "max_validity_days", &d->tmpl.max_validity_days, RP_DEF_MAX_VALIDITY_DAYS);
+    rp_cfgx_key(lp, "%s.template.bind", p);
+    d->tmpl.bind_given = rp_cfgx_present(x, lp);
+    rp_cfgx_key(lp, "%s.template.subject_attributes", p);
+    d->tmpl.subject_attributes_given = rp_cfgx_present(x, lp);
+    rp_cfgx_key(lp, "%s.rr_reasons", p);
+    d->rr_reasons_given = rp_cfgx_present(x, lp);
+    rp_cfgx_key(lp, "%s.anchor_names", p);
+    if (!rp_cfgx_present(x, lp))
+        default_anchor_names(x, d);
     struct rp_cfg_limit *lim[] = {&d->limits.global, &d->limits.domain, &d->limits.per_ip,
                                   &d->limits.per_device};
     const char *names[] = {"global", "domain", "per_ip", "per_device"};

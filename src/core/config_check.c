@@ -4,6 +4,7 @@
 #include "config_internal.h"
 #include "raproxy/err.h"
 #include "raproxy/p11uri.h"
+#include "raproxy/pattern.h"
 #include "raproxy/url.h"
 
 #include <arpa/inet.h>
@@ -42,6 +43,26 @@ static const char *const algorithm_names[] = {
 };
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error"};
+
+/* Bodies a device never sends: answers, announcements, and popdecr (raproxy accepts only
+ * signature proof of possession, so no POP challenge is ever answered through it). */
+static const char *const not_from_devices[] = {
+    "ip",      "cp",      "kup",     "krp",    "rp",   "ccp",  "genp",   "pollRep",
+    "pkiconf", "popdecc", "popdecr", "ckuann", "cann", "rann", "crlann",
+};
+
+static const char *const subject_labels[] = {RP_PATTERN_LABELS};
+static const char *const san_type_names[] = {"email", "dns", "uri", "ip", "rid", "dirName"};
+static const char *const key_usage_names[] = {
+    "digitalSignature", "nonRepudiation", "keyEncipherment", "dataEncipherment",
+    "keyAgreement",     "encipherOnly",   "decipherOnly"};
+static const char *const eku_names[] = {"serverAuth",      "clientAuth",   "codeSigning",
+                                        "emailProtection", "timeStamping", "OCSPSigning"};
+static const char *const device_reasons[] = {
+    "unspecified", "keyCompromise",        "cACompromise",       "affiliationChanged",
+    "superseded",  "cessationOfOperation", "privilegeWithdrawn", "aACompromise"};
+static const char *const admin_reasons[] = {"certificateHold", "removeFromCRL"};
+static const char *const san_prefixes[] = {"dns:", "uri:", "email:"};
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -531,6 +552,179 @@ static void check_domain_auth(struct rp_cfgx *x, const char *base, const struct 
         rp_cfgx_problem(x, p, "needs an allowlist");
 }
 
+/* "1.3.6.1.5.5.7.3.2": at least two arcs, digits only, first arc 0..2. */
+static int valid_dotted_oid(const char *s)
+{
+    size_t arcs = 0;
+    for (const char *p = s; *p;) {
+        if (!isdigit((unsigned char)*p) || (*p == '0' && isdigit((unsigned char)p[1])))
+            return 0;
+        while (isdigit((unsigned char)*p))
+            p++;
+        arcs++;
+        if (*p == '.' && p[1])
+            p++;
+        else if (*p)
+            return 0;
+    }
+    return arcs >= 2 && s[0] >= '0' && s[0] <= '2';
+}
+
+static int valid_anchor_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > RP_CFG_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+            return 0;
+    return 1;
+}
+
+/* Anchor names: one per trust anchor file; an explicit name may repeat (two roots of one
+ * vendor, e.g. during a root rollover), a default one (the basename) may not: two vendors
+ * whose root files share a basename would share one serial namespace. */
+static void check_anchor_names(struct rp_cfgx *x, const char *base, const struct rp_cfg_domain *d)
+{
+    char p[RP_CFGX_PATH_MAX];
+    rp_cfgx_key(p, "%s.anchor_names", base);
+    if (!d->anchor_names_default && d->anchor_names_count != d->trust_anchors_count) {
+        rp_cfgx_problem(x, p, "needs one name per trust_anchors file (%u), got %u",
+                        d->trust_anchors_count, d->anchor_names_count);
+        return;
+    }
+    for (unsigned i = 0; i < d->anchor_names_count; i++) {
+        const char *n = d->anchor_names[i];
+        if (d->anchor_names_default)
+            rp_cfgx_key(p, "%s.trust_anchors[%u]", base, i);
+        else
+            rp_cfgx_key(p, "%s.anchor_names[%u]", base, i);
+        if (!n || !valid_anchor_name(n) || strcmp(n, RP_CFG_MAC_ANCHOR_NAME) == 0) {
+            rp_cfgx_problem(x, p,
+                            "anchor name '%s' must be 1..%u characters of [A-Za-z0-9._-] and "
+                            "not '" RP_CFG_MAC_ANCHOR_NAME "'%s",
+                            n ? n : "", RP_CFG_NAME_MAX,
+                            d->anchor_names_default ? " (set anchor_names)" : "");
+            continue;
+        }
+        for (unsigned j = 0; d->anchor_names_default && j < i; j++)
+            if (d->anchor_names[j] && strcmp(d->anchor_names[j], n) == 0)
+                rp_cfgx_problem(x, p,
+                                "trust anchor files %u and %u are both named '%s' by their "
+                                "basename: set anchor_names (one name per vendor)",
+                                j, i, n);
+    }
+}
+
+static void check_template(struct rp_cfgx *x, const char *base, const struct rp_cfg_domain *d)
+{
+    const struct rp_cfg_template *t = &d->tmpl;
+    char p[RP_CFGX_PATH_MAX], tb[RP_CFGX_PATH_MAX];
+    const char *why = NULL;
+    rp_cfgx_key(tb, "%s.template", base);
+    check_names(x, tb, "bind", t->bind, t->bind_count, subject_labels, COUNT(subject_labels),
+                "a subject attribute label (C ST L O OU CN serialNumber …)");
+    check_names(x, tb, "subject_attributes", t->subject_attributes, t->subject_attributes_count,
+                subject_labels, COUNT(subject_labels),
+                "a subject attribute label (C ST L O OU CN serialNumber …)");
+    check_names(x, tb, "san_types", t->san_types, t->san_types_count, san_type_names,
+                COUNT(san_type_names), "a GeneralName type (email dns uri ip rid dirName)");
+    check_names(x, tb, "key_usage", t->key_usage, t->key_usage_count, key_usage_names,
+                COUNT(key_usage_names),
+                "an end-entity keyUsage (digitalSignature nonRepudiation keyEncipherment "
+                "dataEncipherment keyAgreement encipherOnly decipherOnly)");
+    for (unsigned i = 0; i < t->extended_key_usage_count; i++) {
+        rp_cfgx_key(p, "%s.extended_key_usage[%u]", tb, i);
+        const char *e = t->extended_key_usage[i];
+        if (!in_set(e, eku_names, COUNT(eku_names)) && !valid_dotted_oid(e))
+            rp_cfgx_problem(x, p,
+                            "'%s' is neither a purpose name (serverAuth clientAuth codeSigning "
+                            "emailProtection timeStamping OCSPSigning) nor a dotted OID",
+                            e);
+    }
+    for (unsigned i = 0; i < t->cert_profiles_count; i++) {
+        rp_cfgx_key(p, "%s.cert_profiles[%u]", tb, i);
+        if (!t->cert_profiles[i][0])
+            rp_cfgx_problem(x, p, "empty profile name");
+    }
+    rp_cfgx_key(p, "%s.subject", tb);
+    struct rp_pattern_part parts[RP_PATTERN_MAX_PARTS];
+    size_t n;
+    if (t->subject && rp_pattern_subject_parse(t->subject, parts, COUNT(parts), &n, &why) != 0)
+        rp_cfgx_problem(x, p, "%s in '%s'", why, t->subject);
+    if (t->mode == RP_TEMPLATE_REWRITE && !t->subject)
+        rp_cfgx_problem(x, p, "required with mode: rewrite (the subject the RA writes)");
+    if (t->mode != RP_TEMPLATE_REWRITE && t->subject)
+        rp_cfgx_problem(x, p, "only used with mode: rewrite");
+    for (unsigned i = 0; i < t->san_count; i++) {
+        rp_cfgx_key(p, "%s.san[%u]", tb, i);
+        const char *v = t->san[i], *colon = strchr(v, ':');
+        size_t k = 0;
+        while (k < COUNT(san_prefixes) && strncmp(v, san_prefixes[k], strlen(san_prefixes[k])))
+            k++;
+        if (k == COUNT(san_prefixes) || !colon[1])
+            rp_cfgx_problem(x, p, "'%s' must be dns:VALUE, uri:VALUE or email:VALUE", v);
+        else if (rp_pattern_value_check(rp_view_str(colon + 1), &why) != 0)
+            rp_cfgx_problem(x, p, "%s in '%s'", why, v);
+    }
+    rp_cfgx_key(p, "%s.mode", tb);
+    if (t->mode == RP_TEMPLATE_REWRITE && d->forward != RP_FORWARD_REPROTECT)
+        rp_cfgx_problem(x, p,
+                        "rewrite needs forward: reprotect (a rewritten request is signed by the "
+                        "RA; the device's own protection no longer fits it)");
+    rp_cfgx_key(p, "%s.max_validity_days", tb);
+    check_range(x, p, t->max_validity_days, 1, RP_CFG_VALIDITY_DAYS_MAX);
+}
+
+/* What a domain lets a device do beyond authentication (issue 15): bodies, identities,
+ * templates, revocation reasons, allowlist consumption. */
+static void check_domain_policy(struct rp_cfgx *x, const char *base, const struct rp_cfg_domain *d)
+{
+    char p[RP_CFGX_PATH_MAX];
+    for (unsigned i = 0; i < d->allow_count; i++) {
+        rp_cfgx_key(p, "%s.allow[%u]", base, i);
+        if (in_set(d->allow[i], not_from_devices, COUNT(not_from_devices)))
+            rp_cfgx_problem(x, p,
+                            "'%s' is never sent by a device: raproxy has no policy for it and "
+                            "does not forward it",
+                            d->allow[i]);
+    }
+    check_anchor_names(x, base, d);
+    check_template(x, base, d);
+    rp_cfgx_key(p, "%s.max_requests", base);
+    check_range(x, p, d->max_requests, 1, RP_CFG_MAX_REQUESTS_MAX);
+    for (unsigned i = 0; i < d->rr_reasons_count; i++) {
+        rp_cfgx_key(p, "%s.rr_reasons[%u]", base, i);
+        if (in_set(d->rr_reasons[i], admin_reasons, COUNT(admin_reasons)))
+            rp_cfgx_problem(x, p, "'%s' is for administrators only (admins may use every reason)",
+                            d->rr_reasons[i]);
+        else if (!in_set(d->rr_reasons[i], device_reasons, COUNT(device_reasons)))
+            rp_cfgx_problem(x, p,
+                            "'%s' is not a CRLReason (unspecified keyCompromise cACompromise "
+                            "affiliationChanged superseded cessationOfOperation "
+                            "privilegeWithdrawn aACompromise)",
+                            d->rr_reasons[i]);
+    }
+    bool file_allowlist = d->allowlist && strcmp(d->allowlist, "redis") != 0;
+    rp_cfgx_key(p, "%s.allowlist_state", base);
+    if (d->allowlist_consume && file_allowlist && !d->allowlist_state)
+        rp_cfgx_problem(x, p,
+                        "required with allowlist_consume and a file allowlist: the claims of "
+                        "enrolled serials must survive a restart (or use allowlist: redis)");
+    if (d->allowlist_state && !(d->allowlist_consume && file_allowlist))
+        rp_cfgx_problem(x, p, "only used with a file allowlist and allowlist_consume");
+    if (d->allowlist_state && !(x->flags & RP_CONFIG_NO_FILE_CHECKS)) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", d->allowlist_state);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *(slash == dir ? slash + 1 : slash) = '\0';
+        if (access(slash ? dir : ".", W_OK) != 0 ||
+            (access(d->allowlist_state, F_OK) == 0 && access(d->allowlist_state, W_OK) != 0))
+            rp_cfgx_problem(x, p, "cannot write %s (%s)", d->allowlist_state, strerror(errno));
+    }
+}
+
 /* pki_info: files answered by raproxy itself, so only with genm: local. */
 static void check_pki_info(struct rp_cfgx *x, const char *base, const struct rp_cfg_domain *d)
 {
@@ -580,6 +774,7 @@ static void check_domain(struct rp_cfgx *x, const struct rp_config *cfg, unsigne
     check_names(x, base, "allow", d->allow, d->allow_count, body_names, COUNT(body_names),
                 "a CMP body type (ir cr p10cr kur rr certConf genm pollReq error …)");
     check_domain_auth(x, base, cfg, d);
+    check_domain_policy(x, base, d);
     check_pki_info(x, base, d);
     rp_cfgx_key(p, "%s.max_clock_skew_s", base);
     check_range(x, p, d->max_clock_skew_s, 1, CLOCK_SKEW_MAX_S);

@@ -3,6 +3,7 @@
 #include "raproxy/file.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,6 +108,97 @@ int rp_allowlist_from_buffer(const char *data, size_t len, struct rp_allowlist *
     }
     *out = a;
     return RP_OK;
+}
+
+static const char *next_tok(const char **p, const char *end, size_t *len)
+{
+    while (*p < end && blank(**p))
+        (*p)++;
+    const char *t = *p;
+    while (*p < end && !blank(**p))
+        (*p)++;
+    *len = (size_t)(*p - t);
+    return *len ? t : NULL;
+}
+
+static bool known_name(const struct rp_allowlist_names *nm, const char *t, size_t len)
+{
+    for (size_t i = 0; i < nm->n; i++)
+        if (strlen(nm->names[i]) == len && memcmp(nm->names[i], t, len) == 0)
+            return true;
+    return false;
+}
+
+/* One line into the key it stands for, appended to out: "SERIAL", or "ANCHOR SERIAL" as
+ * "ANCHOR/SERIAL" when the domain is qualified (as "SERIAL" when it is not). */
+static int line_key(const struct rp_allowlist_names *nm, const char *p, const char *end, char *out,
+                    size_t *olen, const char **why)
+{
+    size_t l1, l2, l3;
+    const char *t1 = next_tok(&p, end, &l1), *t2 = next_tok(&p, end, &l2);
+    if (!t1)
+        return 0;
+    if (next_tok(&p, end, &l3)) {
+        *why = "expected SERIAL or ANCHOR SERIAL";
+        return RP_E_CONFIG;
+    }
+    if (!t2) {
+        if (nm->qualified) {
+            *why = "the domain has several anchor names: write ANCHOR SERIAL";
+            return RP_E_CONFIG;
+        }
+        memcpy(out + *olen, t1, l1);
+        *olen += l1;
+        return 0;
+    }
+    if (!known_name(nm, t1, l1) &&
+        !(l1 == strlen(nm->mac_name) && memcmp(t1, nm->mac_name, l1) == 0)) {
+        *why = "unknown anchor name";
+        return RP_E_CONFIG;
+    }
+    if (nm->qualified) {
+        memcpy(out + *olen, t1, l1);
+        *olen += l1;
+        out[(*olen)++] = '/';
+    }
+    memcpy(out + *olen, t2, l2);
+    *olen += l2;
+    return 0;
+}
+
+int rp_allowlist_load_named(const char *path, const struct rp_allowlist_names *nm,
+                            struct rp_allowlist **out, char *err, size_t errcap)
+{
+    uint8_t *buf;
+    size_t len, olen = 0;
+    int rc = rp_file_read(path, ALLOWLIST_MAX_FILE, &buf, &len);
+    if (rc != RP_OK) {
+        snprintf(err, errcap, "cannot read");
+        return rc;
+    }
+    /* keys are never longer than their line: "A SERIAL" becomes "A/SERIAL" */
+    char *keys = malloc(len + 1);
+    const char *p = (const char *)buf, *end = p + len;
+    unsigned lineno = 0;
+    rc = keys ? RP_OK : RP_E_NOMEM;
+    while (rc == RP_OK && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
+        const char *hash = memchr(p, '#', (size_t)(e - p));
+        const char *why = NULL;
+        size_t before = olen;
+        lineno++;
+        rc = line_key(nm, p, hash ? hash : e, keys, &olen, &why);
+        if (rc != RP_OK)
+            snprintf(err, errcap, "line %u: %s", lineno, why);
+        else if (olen > before)
+            keys[olen++] = '\n';
+        p = nl ? nl + 1 : end;
+    }
+    free(buf);
+    if (rc == RP_OK)
+        rc = rp_allowlist_from_buffer(keys, olen, out);
+    free(keys);
+    return rc;
 }
 
 int rp_allowlist_load(const char *path, struct rp_allowlist **out)

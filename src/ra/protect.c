@@ -122,14 +122,15 @@ int ra_protect_forward(struct ra_exchange *rx)
     }
     if (!id->key)
         return RP_E_CONFIG;
-    struct rp_view hdr, body = m->body_raw;
+    /* a template the RA rewrote (policy.c) carries raVerified already */
+    struct rp_view hdr, body = rp_view_present(rx->body_out) ? rx->body_out : m->body_raw;
     int rc;
     if (mode == RP_FORWARD_NESTED) {
         rc = nested_header(rx, &hdr);
         if (rc == RP_OK)
             rc = rp_cmp_enc_body_nested(a, &m->raw, 1, &body);
     } else {
-        if (rx->dcfg->pop == RP_POP_RA_VERIFIED &&
+        if (rx->dcfg->pop == RP_POP_RA_VERIFIED && !rp_view_present(rx->body_out) &&
             (m->body.type == RP_CMP_IR || m->body.type == RP_CMP_CR))
             rc = rp_cmp_enc_body_pop_raverified(a, m, &body);
         else

@@ -57,9 +57,12 @@ struct ra_secret {
     char *kid;
     uint8_t *secret;
     size_t kid_len, secret_len;
-    char *serial;       /* serial=: the device serial it stands for; NULL = the kid itself */
-    char *subject;      /* subject=: the subject it may ask for (template policy); or NULL */
-    uint32_t body_mask; /* bodies=: bit per enum rp_cmp_body_type; 0 = the domain's allow */
+    char *serial;         /* serial=: the device serial it stands for; NULL = the kid itself */
+    char *subject;        /* subject=: the subject it may ask for (template policy); or NULL */
+    uint32_t body_mask;   /* bodies=: bit per enum rp_cmp_body_type; 0 = the domain's allow */
+    char *identity;       /* the identity: serial (or kid), "mac/" + it in a qualified domain */
+    uint8_t *subject_der; /* subject= as a DER Name; NULL without subject= */
+    size_t subject_der_len;
 };
 
 #define RA_CHAIN_CACHE_SLOTS 4096u
@@ -78,11 +81,17 @@ struct ra_chain_cache {
     uint64_t hits, misses;
 };
 
+struct ra_policy;
+struct ra_claims;
+
 struct ra_domain {
     const struct rp_cfg_domain *cfg;
     uint32_t allow_mask; /* bit per enum rp_cmp_body_type */
     uint32_t alg_mask;   /* bit per allowed policy name, see verify.c */
     struct ra_der_list anchors;
+    unsigned *anchor_file; /* per anchors.v[i]: its trust_anchors file (cfg->anchor_names) */
+    /* several anchor names: identities are "ANCHOR/SERIAL" (README "Identities") */
+    bool qualified;
     struct ra_der_list intermediates;
     struct ra_der_list crls;        /* raw file contents (PEM or DER); empty: unreadable */
     struct ra_trust *trust;         /* prepared anchors, intermediates, CRLs (trust.c) */
@@ -91,6 +100,8 @@ struct ra_domain {
     size_t n_secrets;
     struct ra_der_list admins; /* administrator certificates (admins.c) */
     struct ra_pki_info *pki;   /* what genm: local answers (genm.c); NULL otherwise */
+    struct ra_policy *policy;  /* template, extension and revocation policy (policy.c) */
+    struct ra_claims *claims;  /* file allowlist + consume: claimed serials (claims.c) */
 };
 
 struct ra_state {
@@ -117,10 +128,11 @@ void ra_state_free(void *state);
 struct ra_domain *ra_state_domain(struct ra_state *s, const struct rp_cfg_domain *cfg);
 /* The secrets line of a senderKID (O(log n): called on the loop), or NULL. */
 const struct ra_secret *ra_domain_secret(const struct ra_domain *d, struct rp_view kid);
-/* The identity a MAC kid stands for: its serial=, or the kid itself. */
+/* The identity a MAC kid stands for: its serial= (or the kid itself), under the anchor name
+ * "mac" in a qualified domain. */
 static inline struct rp_view ra_secret_identity(const struct ra_secret *s)
 {
-    return s->serial ? rp_view_str(s->serial) : rp_view_make(s->kid, s->kid_len);
+    return rp_view_str(s->identity);
 }
 
 /* The bit of a domain's alg_mask for a policy name ("ecdsa-p256", …, "rsa-pss"), 0 when
@@ -174,6 +186,15 @@ enum ra_step {
     RA_DONE,
 };
 
+/* allowlist_consume: whether an exchange claimed its identity's serial (claims.c, admit.c). */
+enum ra_claim {
+    RA_CLAIM_NONE = 0, /* nothing claimed (no consume, or not a certificate request) */
+    RA_CLAIM_JOINED,   /* the claim of its transaction existed (a retry, a poll) */
+    RA_CLAIM_CREATED,  /* this exchange claimed the serial: it gives it back if it fails */
+};
+
+struct ra_nested;
+
 struct ra_exchange {
     struct rp_exchange *ex;
     struct ra_loop *rl;
@@ -186,8 +207,16 @@ struct ra_exchange {
     int verdict;                    /* RP_OK or the refusal */
     const char *why;                /* short freeText for a refusal */
     struct rp_view serial;          /* the sender's identity: certificate serialNumber, or the MAC
-                                       kid's serial= (the kid itself without one) */
+                                       kid's serial= (the kid itself without one); "ANCHOR/…"
+                                       in a qualified domain (identity.c) */
+    struct rp_view dev_serial;      /* the serial alone, for the template policy */
+    struct rp_view anchor;          /* the trust anchor's name ("mac" for a MAC kid) */
+    struct rp_view subject;         /* the authenticated subject (certificate, MAC subject=) */
+    struct rp_view subject_cn;      /* its commonName, or absent */
     const struct ra_secret *mac_id; /* MAC-protected: the secrets line that verified */
+    struct rp_view body_out;        /* the body the RA rewrote (policy.c), or absent */
+    enum ra_claim claim;            /* allowlist_consume: what this exchange holds */
+    struct ra_nested *nested;       /* a nested request's inner exchanges (nested.c), or NULL */
     struct rp_view signer;          /* protecting certificate DER */
     struct rp_view out;             /* the message to forward, or the signed error */
     int64_t now;
@@ -210,12 +239,43 @@ struct ra_loop {
 
 /* verify.c — on a worker */
 void ra_verify_request(struct ra_exchange *rx);
+/* A signature by spki over data; `bad` is the refusal when it does not verify (badPOP,
+ * badMessageCheck), after the domain's algorithm policy. */
+int ra_verify_sig(struct rp_view spki, struct rp_view alg_der, struct rp_view data,
+                  const struct rp_der_bits *sig, int bad, const struct ra_domain *d,
+                  const char **why);
+/* Bodies that ask for a certificate: ir, cr, p10cr, kur, krr, ccr. */
+static inline bool ra_is_cert_request(enum rp_cmp_body_type t)
+{
+    return t == RP_CMP_IR || t == RP_CMP_CR || t == RP_CMP_P10CR || t == RP_CMP_KUR ||
+           t == RP_CMP_KRR || t == RP_CMP_CCR;
+}
 bool ra_is_mac_alg(struct rp_view oid);
 /* verify_mac.c — on a worker: PBM / PBMAC1 with the domain's secret for the senderKID */
 int ra_verify_mac(struct ra_exchange *rx, const char **why);
 /* upstream.ca_trust: the CA's answer is signed by a certificate chaining to those anchors */
 int ra_verify_answer(struct ra_state *s, const struct rp_cmp_msg *m, struct rp_arena *a,
                      int64_t now, const char **why);
+/* identity.c — after the protection holds: the namespaced identity (README "Identities") */
+int ra_identity_qualify(struct ra_exchange *rx, const struct rp_cert *signer, const char **why);
+void ra_identity_mac(struct ra_exchange *rx, const struct ra_secret *s);
+/* The trust_anchors file index the verified leaf chains to, through the domain's
+ * intermediates and extra[] (all but extra[signer]). RP_E_SIGNER_NOT_TRUSTED when none or
+ * ambiguous. */
+int ra_anchor_of(const struct ra_domain *d, const struct rp_cert *leaf, const struct rp_view *extra,
+                 size_t n_extra, size_t signer, size_t *anchor);
+/* pop.c — proof of possession (RFC 4211 §4.1, RFC 9483 §4.1.6 central key generation) */
+int ra_check_pop(struct ra_exchange *rx, const char **why);
+/* policy.c — what a request asks for (README "Template policy") */
+int ra_policy_load(const struct rp_cfg_domain *c, struct ra_domain *d, FILE *errs);
+void ra_policy_free(struct ra_policy *p);
+/* The request against the domain's template policy, after POP and authorization: may set
+ * rx->body_out (a rewritten ir/cr with raVerified). signer NULL for MAC protection. */
+int ra_policy_check(struct ra_exchange *rx, const struct rp_cert *signer, const char **why);
+/* May a sender (admin or not) revoke with this CRLReason (RP_CRL_REASON_NONE: absent)? */
+bool ra_policy_rr_reason_ok(const struct ra_domain *d, int reason, bool admin);
+/* subject= of a mac_secrets line as a DER Name (malloc'ed), RP_E_CONFIG with *why. */
+int ra_policy_name_from_text(const char *text, uint8_t **der, size_t *len, const char **why);
 /* protect.c — on a worker */
 int ra_protect_forward(struct ra_exchange *rx);
 int ra_protect_error(struct ra_exchange *rx, int err, const char *why);

@@ -249,6 +249,8 @@ static void secret_free(struct ra_secret *s)
     free(s->secret);
     free(s->serial);
     free(s->subject);
+    free(s->identity);
+    free(s->subject_der);
 }
 
 /* One line: "<senderKID> <secret> [serial=…] [subject=…] [bodies=ir,certConf,…]". */
@@ -285,6 +287,21 @@ bool ra_identity_ready(const struct ra_identity *id)
     return id->key && rp_privkey_available(id->key);
 }
 
+/* The identity of a kid (README "Identities") and its subject= as a DER Name. */
+static int secret_identity(const struct ra_domain *d, struct ra_secret *sec, const char **why)
+{
+    const char *serial = sec->serial ? sec->serial : sec->kid;
+    size_t n = strlen(RP_CFG_MAC_ANCHOR_NAME "/") + strlen(serial) + 1;
+    sec->identity = malloc(n);
+    if (!sec->identity)
+        return RP_E_NOMEM;
+    snprintf(sec->identity, n, "%s%s", d->qualified ? RP_CFG_MAC_ANCHOR_NAME "/" : "", serial);
+    if (!sec->subject)
+        return RP_OK;
+    int rc = ra_policy_name_from_text(sec->subject, &sec->subject_der, &sec->subject_der_len, why);
+    return rc;
+}
+
 static int load_secrets(const char *path, struct ra_domain *d, FILE *errs)
 {
     uint8_t *data;
@@ -314,6 +331,8 @@ static int load_secrets(const char *path, struct ra_domain *d, FILE *errs)
         memset(sec, 0, sizeof *sec);
         const char *why = "out of memory";
         rc = parse_secret_line(line, sec, &why);
+        if (rc == RP_OK)
+            rc = secret_identity(d, sec, &why);
         if (rc != RP_OK && errs)
             fprintf(errs, "%s:%u: %s\n", path, lineno, why);
     }
@@ -377,8 +396,20 @@ static int load_domain(const struct rp_cfg_domain *c, struct ra_domain *d, FILE 
         d->alg_mask |= ra_alg_policy_bit(c->algorithms[i]);
     if (!d->alg_mask)
         d->alg_mask = RA_ALG_POLICY_ALL;
-    for (unsigned i = 0; i < c->trust_anchors_count && rc == RP_OK; i++)
+    for (unsigned i = 0; i < c->trust_anchors_count && rc == RP_OK; i++) {
+        size_t before = d->anchors.n;
         rc = load_certs(c->trust_anchors[i], &d->anchors, errs);
+        unsigned *nf = rc == RP_OK ? realloc(d->anchor_file, d->anchors.n * sizeof *nf) : NULL;
+        if (rc == RP_OK && !nf)
+            rc = RP_E_NOMEM;
+        if (rc == RP_OK)
+            d->anchor_file = nf;
+        for (size_t k = before; rc == RP_OK && k < d->anchors.n; k++)
+            d->anchor_file[k] = i;
+    }
+    for (unsigned i = 1; i < c->anchor_names_count; i++)
+        if (strcmp(c->anchor_names[i], c->anchor_names[0]) != 0)
+            d->qualified = true;
     for (unsigned i = 0; i < c->intermediates_count && rc == RP_OK; i++)
         rc = load_certs(c->intermediates[i], &d->intermediates, errs);
     /* A CRL file that cannot be read (it vanished after the config check) still takes its
@@ -405,9 +436,13 @@ static int load_domain(const struct rp_cfg_domain *c, struct ra_domain *d, FILE 
             rp_log_error("config", "domain %s: revocation %s", c->name, state);
     }
     if (rc == RP_OK && c->allowlist && strcmp(c->allowlist, "redis") != 0) {
-        rc = rp_allowlist_load(c->allowlist, &d->allowlist);
+        struct rp_allowlist_names nm = {(const char *const *)c->anchor_names, c->anchor_names_count,
+                                        d->qualified, RP_CFG_MAC_ANCHOR_NAME};
+        char why[128] = "";
+        rc = rp_allowlist_load_named(c->allowlist, &nm, &d->allowlist, why, sizeof why);
         if (rc != RP_OK && errs)
-            fprintf(errs, "%s: cannot load the allowlist\n", c->allowlist);
+            fprintf(errs, "%s: cannot load the allowlist: %s\n", c->allowlist,
+                    why[0] ? why : rp_err_msg(rc));
         else
             rp_log_info("config", "domain %s: %zu serials allowed", c->name,
                         rp_allowlist_count(d->allowlist));
@@ -417,6 +452,8 @@ static int load_domain(const struct rp_cfg_domain *c, struct ra_domain *d, FILE 
     for (unsigned i = 0; i < c->admins_count && rc == RP_OK; i++)
         rc = load_certs(c->admins[i], &d->admins, errs);
     if (rc == RP_OK)
+        rc = ra_policy_load(c, d, errs);
+    if (rc == RP_OK)
         rc = ra_pki_info_load(c, d, errs);
     return rc;
 }
@@ -424,7 +461,9 @@ static int load_domain(const struct rp_cfg_domain *c, struct ra_domain *d, FILE 
 static void free_domain(struct ra_domain *d)
 {
     list_free(&d->anchors);
+    free(d->anchor_file);
     list_free(&d->intermediates);
+    ra_policy_free(d->policy);
     list_free(&d->crls);
     ra_trust_free(d->trust);
     rp_allowlist_free(d->allowlist);

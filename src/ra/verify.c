@@ -64,9 +64,9 @@ static int find_signer(const struct rp_cmp_msg *m, struct rp_cert *out, size_t *
     return RP_OK;
 }
 
-static int verify_sig(struct rp_view spki, struct rp_view alg_der, struct rp_view data,
-                      const struct rp_der_bits *sig, int bad, const struct ra_domain *d,
-                      const char **why)
+int ra_verify_sig(struct rp_view spki, struct rp_view alg_der, struct rp_view data,
+                  const struct rp_der_bits *sig, int bad, const struct ra_domain *d,
+                  const char **why)
 {
     enum rp_sig_alg alg;
     if (rp_sig_alg_parse(alg_der, &alg) != RP_OK)
@@ -141,50 +141,13 @@ static int check_signature_protection(struct ra_exchange *rx, struct rp_cert *si
     struct rp_view pp;
     if (rp_cmp_protected_part(m, &rx->ex->arena, &pp) != RP_OK)
         FAIL(RP_E_ARENA, "message too large");
-    rc = verify_sig(signer->spki, m->header.protection_alg.raw, pp, &m->protection,
-                    RP_E_BAD_MESSAGE_CHECK, d, why);
+    rc = ra_verify_sig(signer->spki, m->header.protection_alg.raw, pp, &m->protection,
+                       RP_E_BAD_MESSAGE_CHECK, d, why);
     if (rc != RP_OK)
         return rc;
     rx->signer = signer->raw;
-    return cert_identity(rx, signer, why);
-}
-
-static int check_pop(struct ra_exchange *rx, const char **why)
-{
-    const struct rp_cmp_msg *m = &rx->msg;
-    struct rp_arena *a = &rx->ex->arena;
-    if (m->body.type == RP_CMP_P10CR) {
-        const struct rp_cmp_p10 *p = &m->body.p10;
-        return verify_sig(p->spki_raw, p->sig_alg.raw, p->cri_raw, &p->signature, RP_E_BAD_POP,
-                          rx->domain, why);
-    }
-    for (size_t i = 0; i < m->body.reqs.n; i++) {
-        const struct rp_crmf_req *r = &m->body.reqs.reqs[i];
-        switch (r->pop.type) {
-        case RP_CRMF_POP_RA_VERIFIED:
-            FAIL(RP_E_BAD_POP, "raVerified is for RAs, not devices");
-        case RP_CRMF_POP_SIGNATURE:
-            break;
-        default:
-            FAIL(RP_E_BAD_POP, "only signature proof of possession is accepted");
-        }
-        struct rp_view spki, data = r->cert_req_raw;
-        if (rp_crmf_template_spki(&r->tmpl, a, &spki) != RP_OK)
-            FAIL(RP_E_BAD_CERT_TEMPLATE, "certificate template has no public key");
-        if (rp_view_present(r->pop.poposk_input_raw)) {
-            /* RFC 4211 §4.1: the signature covers POPOSigningKeyInput as a SEQUENCE */
-            uint8_t *copy = rp_arena_dup(a, r->pop.poposk_input_raw.p, r->pop.poposk_input_raw.len);
-            if (!copy)
-                FAIL(RP_E_ARENA, "message too large");
-            copy[0] = 0x30;
-            data = rp_view_make(copy, r->pop.poposk_input_raw.len);
-        }
-        int rc = verify_sig(spki, r->pop.alg.raw, data, &r->pop.signature, RP_E_BAD_POP, rx->domain,
-                            why);
-        if (rc != RP_OK)
-            return rc;
-    }
-    return RP_OK;
+    rc = cert_identity(rx, signer, why);
+    return rc == RP_OK ? ra_identity_qualify(rx, signer, why) : rc;
 }
 
 static bool same_cert(const struct rp_cert *c, struct rp_view issuer, struct rp_view serial)
@@ -202,7 +165,7 @@ static int authorize(struct ra_exchange *rx, const struct rp_cert *signer, const
 {
     const struct rp_cmp_msg *m = &rx->msg;
     enum rp_cmp_body_type t = m->body.type;
-    bool enroll = t == RP_CMP_IR || t == RP_CMP_CR || t == RP_CMP_P10CR;
+    bool enroll = ra_is_cert_request(t);
     if (rx->mac_id && rx->mac_id->body_mask && !(rx->mac_id->body_mask & (1u << t)))
         FAIL(RP_E_NOT_AUTHORIZED, "this senderKID may not send this message type");
     if (enroll && rx->domain->allowlist &&
@@ -227,6 +190,8 @@ static int authorize(struct ra_exchange *rx, const struct rp_cert *signer, const
                                                       : same_cert(signer, tp->issuer, tp->serial));
             if (!ok)
                 FAIL(RP_E_NOT_AUTHORIZED, "rr may only revoke the certificate that signs it");
+            if (!ra_policy_rr_reason_ok(rx->domain, m->body.rr.items[i].reason, admin))
+                FAIL(RP_E_NOT_AUTHORIZED, "this revocation reason is not allowed for this sender");
         }
     }
     return RP_OK;
@@ -248,8 +213,8 @@ int ra_verify_answer(struct ra_state *s, const struct rp_cmp_msg *m, struct rp_a
     struct rp_view pp;
     if (rp_cmp_protected_part(m, a, &pp) != RP_OK)
         FAIL(RP_E_ARENA, "answer too large");
-    return verify_sig(signer.spki, m->header.protection_alg.raw, pp, &m->protection,
-                      RP_E_BAD_MESSAGE_CHECK, &s->ca, why);
+    return ra_verify_sig(signer.spki, m->header.protection_alg.raw, pp, &m->protection,
+                         RP_E_BAD_MESSAGE_CHECK, &s->ca, why);
 }
 
 void ra_verify_request(struct ra_exchange *rx)
@@ -264,11 +229,12 @@ void ra_verify_request(struct ra_exchange *rx)
         rc = check_signature_protection(rx, &cert, &why);
         signer = &cert;
     }
-    enum rp_cmp_body_type t = rx->msg.body.type;
-    if (rc == RP_OK && (t == RP_CMP_IR || t == RP_CMP_CR || t == RP_CMP_KUR || t == RP_CMP_P10CR))
-        rc = check_pop(rx, &why);
+    if (rc == RP_OK && ra_is_cert_request(rx->msg.body.type))
+        rc = ra_check_pop(rx, &why);
     if (rc == RP_OK)
         rc = authorize(rx, signer, &why);
+    if (rc == RP_OK)
+        rc = ra_policy_check(rx, signer, &why);
     rx->verdict = rc;
     rx->why = why;
 }

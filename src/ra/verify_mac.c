@@ -32,7 +32,7 @@ int ra_verify_mac(struct ra_exchange *rx, const char **why)
     if (rc != RP_OK)
         return rc;
     /* the kid is an identity: what it may ask for is judged by authorize() in verify.c */
-    rx->serial = ra_secret_identity(s);
+    ra_identity_mac(rx, s);
     return RP_OK;
 }
 #else

@@ -204,6 +204,28 @@ Test(config, full_file_sets_every_key)
     cr_assert_eq(d->pbm_max_iterations, 50000);
     assert_tmp_path(d->allowlist, "serials.txt");
     cr_assert(d->allowlist_consume);
+    assert_tmp_path(d->allowlist_state, "serials.state");
+    cr_assert_eq(d->anchor_names_count, 2);
+    cr_assert_str_eq(d->anchor_names[1], "globex");
+    cr_assert_not(d->anchor_names_default);
+    cr_assert_eq(d->tmpl.mode, RP_TEMPLATE_CHECK);
+    cr_assert(d->tmpl.bind_given);
+    cr_assert_eq(d->tmpl.bind_count, 2);
+    cr_assert_str_eq(d->tmpl.bind[1], "CN");
+    cr_assert(d->tmpl.subject_attributes_given);
+    cr_assert_eq(d->tmpl.subject_attributes_count, 4);
+    cr_assert_str_eq(d->tmpl.san[0], "dns:{serial}.devices.example.net");
+    cr_assert_eq(d->tmpl.san_types_count, 2);
+    cr_assert_eq(d->tmpl.key_usage_count, 2);
+    cr_assert_str_eq(d->tmpl.extended_key_usage[1], "1.3.6.1.5.5.7.3.17");
+    cr_assert_eq(d->tmpl.validity, RP_VALIDITY_KEEP);
+    cr_assert_eq(d->tmpl.max_validity_days, 730);
+    cr_assert_str_eq(d->tmpl.cert_profiles[0], "device");
+    cr_assert(d->tmpl.kur_subject_change);
+    cr_assert_eq(d->max_requests, 2);
+    cr_assert_eq(d->central_keygen, RP_KEYGEN_ALLOW);
+    cr_assert(d->rr_reasons_given);
+    cr_assert_eq(d->rr_reasons_count, 2);
     cr_assert_eq(d->forward, RP_FORWARD_NESTED);
     cr_assert_eq(d->pop, RP_POP_RA_VERIFIED);
     cr_assert_eq(d->genm, RP_GENM_LOCAL);
@@ -222,6 +244,14 @@ Test(config, full_file_sets_every_key)
 
     d = &cfg->domains[1];
     cr_assert_str_eq(d->name, "operator");
+    cr_assert(d->anchor_names_default);
+    cr_assert_str_eq(d->anchor_names[0], "operator-root", "the anchor file's basename");
+    cr_assert_eq(d->max_requests, RP_DEF_MAX_REQUESTS);
+    cr_assert_eq(d->tmpl.mode, RP_TEMPLATE_CHECK);
+    cr_assert_eq(d->tmpl.validity, RP_VALIDITY_DROP);
+    cr_assert_eq(d->tmpl.max_validity_days, RP_DEF_MAX_VALIDITY_DAYS);
+    cr_assert_eq(d->central_keygen, RP_KEYGEN_REFUSE);
+    cr_assert_not(d->rr_reasons_given);
     cr_assert_eq(d->forward, RP_FORWARD_UNCHANGED);
     cr_assert_eq(d->protection, RP_PROT_SIGNATURE);
     cr_assert_str_eq(d->upstream_path, "/ejbca/publicweb/cmp/raproxy", "from upstream.url");
@@ -535,6 +565,7 @@ Test(config, null_values_anchors_and_bools)
                            "    allow: &allow [ir, certConf]\n"
                            "    allowlist: /list\n"
                            "    allowlist_consume: Yes\n"
+                           "    allowlist_state: /list.state\n"
                            "    limits: {per_ip: &lim {rate: 5, burst: 9}}\n"
                            "  - name: b\n"
                            "    trust_anchors: [/r.pem]\n"
@@ -870,4 +901,98 @@ Test(config, crl_stale_and_ca_signers_are_checked)
     cr_expect_eq(cfg->upstream.ca_signers_count, 2);
     cr_expect_eq(cfg->domains[0].crl_stale, RP_CRL_STALE_WARN);
     cr_expect_eq(cfg->domains[1].crl_stale, RP_CRL_STALE_REFUSE, "refuse by default");
+}
+
+/* One domain with `extra` lines, loaded without file checks. */
+static int load_domain_with(const char *extra)
+{
+    char text[4096];
+    snprintf(text, sizeof text,
+             "listeners: [{address: 127.0.0.1:8080, tls: off}]\n"
+             "upstream: {url: 'http://ca:8080/cmp'}\n"
+             "ra: {cert: /ra.pem, key: /ra.key}\n"
+             "domains:\n"
+             "  - name: a\n"
+             "    allow: [ir, certConf]\n"
+             "%s",
+             extra);
+    return load_text(text, RP_CONFIG_NO_FILE_CHECKS);
+}
+
+Test(config, anchor_names_key_identities_by_vendor)
+{
+    cr_assert_eq(load_domain_with("    trust_anchors: [/a/root.pem, /b/root.pem]\n"), RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "domains[0].trust_anchors[1]: trust anchor files 0 and 1 "
+                                         "are both named 'root' by their basename"),
+                       "%s", errs_text);
+    cr_assert_eq(load_domain_with("    trust_anchors: [/a/root.pem, /b/root.pem]\n"
+                                  "    anchor_names: [acme]\n"),
+                 RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "anchor_names: needs one name per trust_anchors file"));
+    cr_assert_eq(load_domain_with("    trust_anchors: [/a/root.pem]\n"
+                                  "    anchor_names: [mac]\n"),
+                 RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "anchor_names[0]: anchor name 'mac'"));
+    /* two roots of one vendor (a rollover) may share a name */
+    cr_assert_eq(load_domain_with("    trust_anchors: [/a/root.pem, /a/root2.pem]\n"
+                                  "    anchor_names: [acme, acme]\n"),
+                 0, "%s", errs_text);
+    cr_assert_eq(load_domain_with("    trust_anchors: [/a/acme.pem, /b/globex.pem]\n"), 0, "%s",
+                 errs_text);
+    cr_assert_str_eq(cfg->domains[0].anchor_names[1], "globex");
+}
+
+Test(config, template_policy_values_are_checked)
+{
+    static const struct {
+        const char *yaml, *want;
+    } cases[] = {
+        {"    template: {mode: rewrite}\n", "template.subject: required with mode: rewrite"},
+        {"    template: {subject: 'CN=x'}\n", "template.subject: only used with mode: rewrite"},
+        {"    template: {mode: rewrite, subject: 'CN=x, XX=y'}\n",
+         "template.subject: unknown attribute label"},
+        {"    template: {mode: rewrite, subject: 'CN={name}'}\n",
+         "template.subject: unknown placeholder"},
+        {"    template: {mode: rewrite, subject: 'CN=x'}\n    forward: unchanged\n",
+         "template.mode: rewrite needs forward: reprotect"},
+        {"    template: {bind: [CN, colour]}\n", "template.bind[1]: 'colour' is not"},
+        {"    template: {san: ['ftp:x']}\n", "template.san[0]: 'ftp:x' must be dns:VALUE"},
+        {"    template: {san_types: [x400]}\n", "template.san_types[0]: 'x400' is not"},
+        {"    template: {key_usage: [keyCertSign]}\n", "template.key_usage[0]: 'keyCertSign'"},
+        {"    template: {extended_key_usage: [1.x.3]}\n",
+         "template.extended_key_usage[0]: '1.x.3' is neither"},
+        {"    template: {validity: keep, max_validity_days: 0}\n",
+         "template.max_validity_days: must be"},
+        {"    max_requests: 0\n", "max_requests: must be"},
+        {"    rr_reasons: [removeFromCRL]\n",
+         "rr_reasons[0]: 'removeFromCRL' is for administrators"},
+        {"    rr_reasons: [bored]\n", "rr_reasons[0]: 'bored' is not a CRLReason"},
+        {"    central_keygen: maybe\n", "central_keygen"},
+        {"    allowlist: /s.txt\n    allowlist_consume: true\n",
+         "allowlist_state: required with allowlist_consume and a file allowlist"},
+        {"    allowlist: redis\n    allowlist_state: /x\n", "allowlist_state: only used with"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char extra[512];
+        snprintf(extra, sizeof extra, "    trust_anchors: [/r.pem]\n%s", cases[i].yaml);
+        cr_expect_eq(load_domain_with(extra), RP_E_CONFIG, "case %zu accepted", i);
+        cr_expect_not_null(strstr(errs_text, cases[i].want), "case %zu: %s", i, errs_text);
+    }
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:8080, tls: off}]\n"
+                           "upstream: {url: 'http://ca:8080/cmp'}\n"
+                           "ra: {cert: /ra.pem, key: /ra.key}\n"
+                           "domains:\n"
+                           "  - {name: a, trust_anchors: [/r.pem], allow: [ir, cann, ip]}\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 RP_E_CONFIG);
+    cr_assert_not_null(strstr(errs_text, "allow[1]: 'cann' is never sent by a device"));
+    cr_assert_not_null(strstr(errs_text, "allow[2]: 'ip' is never sent by a device"));
+    cr_assert_eq(load_domain_with("    trust_anchors: [/r.pem]\n"
+                                  "    template:\n"
+                                  "      mode: rewrite\n"
+                                  "      subject: 'O=Operator, CN=Device {serial}\\, {anchor}, "
+                                  "serialNumber={serial}'\n"
+                                  "      san: ['dns:{serial}.example.net', 'uri:urn:dev:{cn}']\n"),
+                 0, "%s", errs_text);
+    cr_assert_eq(cfg->domains[0].tmpl.mode, RP_TEMPLATE_REWRITE);
 }

@@ -168,7 +168,12 @@ static void expect_forwarded(const char *path, struct rp_view req, const char *w
 
 static uint8_t *mac_ir(const char *secret, const char *kid, size_t *len)
 {
-    uint8_t *b = rpt_capture_mac(g_dir, g_pki, "ir", secret, kid, len);
+    char subject[64];
+    snprintf(subject, sizeof subject, "/CN=Device/serialNumber=%s",
+             strcmp(kid, "kid-3") == 0   ? "SN0002"
+             : strcmp(kid, "kid-1") == 0 ? "SN0001"
+                                         : kid);
+    uint8_t *b = rpt_capture_mac(g_dir, g_pki, "ir", secret, kid, subject, len);
     cr_assert_not_null(b, "openssl cmp -reqout wrote no request");
     return b;
 }
@@ -229,13 +234,14 @@ Test(auth, a_mac_kid_is_authorized_like_a_certificate)
     expect_refused(MANUF, rpt_rebuild(&g_a, kid2, len, &m2), RP_FI_NOT_AUTHORIZED,
                    "kid-2 stands for no allowlisted serial");
     free(kid2);
-    uint8_t *cr = rpt_capture_mac(g_dir, g_pki, "cr", "pbm-secret-3", "kid-3", &len);
+    uint8_t *cr = rpt_capture_mac(g_dir, g_pki, "cr", "pbm-secret-3", "kid-3",
+                                  "/CN=Device/serialNumber=SN0002", &len);
     cr_assert_not_null(cr);
     struct rpt_mut m3 = {.mac = RPT_MAC_PBM, .mac_secret = "pbm-secret-3"};
     expect_refused(MANUF, rpt_rebuild(&g_a, cr, len, &m3), RP_FI_NOT_AUTHORIZED,
                    "kid-3 may not send cr (bodies=)");
     free(cr);
-    uint8_t *rr = rpt_capture_mac(g_dir, g_pki, "rr", "pbm-secret-1", "kid-1", &len);
+    uint8_t *rr = rpt_capture_mac(g_dir, g_pki, "rr", "pbm-secret-1", "kid-1", NULL, &len);
     cr_assert_not_null(rr);
     struct rpt_mut m1 = {.mac = RPT_MAC_PBM, .mac_secret = "pbm-secret-1"};
     expect_refused(MACRR, rpt_rebuild(&g_a, rr, len, &m1), RP_FI_NOT_AUTHORIZED,

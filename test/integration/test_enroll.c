@@ -181,13 +181,14 @@ Test(enroll, cr_p10cr_and_implicit_confirm, .timeout = 180)
     const char *mock[] = {"-grant_implicitconf", NULL};
     up(&e, NULL, mock);
     char log[600];
-    cr_expect_eq(device(&e, MANUF, "cr", "vendor/dev2", "vendor/ica.pem", NULL, log, sizeof log), 0,
+    cr_expect_eq(device(&e, MANUF, "cr", "vendor/dev1", "vendor/ica.pem", NULL, log, sizeof log), 0,
                  "cr: %s", log);
     char csr[600], key[600];
     snprintf(csr, sizeof csr, "%s/dev.csr", e.dir);
     p(key, sizeof key, &e, "ca/issued.key");
-    const char *req[] = {"openssl", "req",          "-new", "-key", key,
-                         "-subj",   "/CN=Device 1", "-out", csr,    NULL};
+    const char *req[] = {
+        "openssl", "req", "-new", "-key", key, "-subj", "/CN=Device 1/serialNumber=SN0001",
+        "-out",    csr,   NULL};
     cr_assert_eq(rpt_run(req, 20000, NULL), 0);
     const char *p10[] = {"-csr", csr, NULL};
     cr_expect_eq(device(&e, MANUF, "p10cr", "vendor/dev1", "vendor/ica.pem", p10, log, sizeof log),
@@ -452,7 +453,7 @@ Test(enroll, pbm_protected_ir_is_verified_and_reprotected, .timeout = 120)
                           "-newkey",
                           newkey,
                           "-subject",
-                          "/CN=Device 1",
+                          "/CN=Device 1/serialNumber=SN0001",
                           "-certout",
                           out,
                           NULL};

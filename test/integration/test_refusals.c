@@ -45,7 +45,7 @@ static uint8_t *capture_ir(const char *dev, size_t *len)
     const char *argv[] = {
         "openssl",        "cmp", "-cmd",     "ir",   "-server",      "127.0.0.1:1",
         "-path",          "x",   "-cert",    cert,   "-key",         key,
-        "-extracerts",    ica,   "-newkey",  newkey, "-subject",     "/CN=Device",
+        "-extracerts",    ica,   "-newkey",  newkey, /* subject: the device certificate's */
         "-reqout",        out,   "-certout", crt,    "-msg_timeout", "1",
         "-total_timeout", "2",   NULL};
     rpt_run(argv, 20000, NULL); /* fails to send, after writing the request */

@@ -58,15 +58,15 @@ uint8_t *rpt_capture_device(const char *dir, const char *pki, const char *cmd, c
     snprintf(newkey, sizeof newkey, "%s/ca/issued.key", pki);
     snprintf(crt, sizeof crt, "%s/unused.pem", dir);
     snprintf(name, sizeof name, "%s-%s", cmd, strrchr(cert, '/') ? strrchr(cert, '/') + 1 : cert);
-    const char *args[] = {"-cmd",     cmd,           "-cert",    c,         "-key",
-                          k,          "-extracerts", ica,        "-newkey", newkey,
-                          "-subject", "/CN=Device",  "-certout", crt,       "-oldcert",
-                          c,          "-revreason",  "0",        NULL};
+    /* no -subject: openssl asks for the subject of -oldcert, the device's own */
+    const char *args[] = {"-cmd",        cmd, "-cert",      c,      "-key",     k,
+                          "-extracerts", ica, "-newkey",    newkey, "-certout", crt,
+                          "-oldcert",    c,   "-revreason", "0",    NULL};
     return rpt_capture_request(dir, name, args, len);
 }
 
 uint8_t *rpt_capture_mac(const char *dir, const char *pki, const char *cmd, const char *secret,
-                         const char *kid, size_t *len)
+                         const char *kid, const char *subject, size_t *len)
 {
     char pass[256], newkey[600], crt[600], name[128], old[600];
     snprintf(pass, sizeof pass, "pass:%s", secret);
@@ -74,9 +74,11 @@ uint8_t *rpt_capture_mac(const char *dir, const char *pki, const char *cmd, cons
     snprintf(old, sizeof old, "%s/ca/issued.pem", pki);
     snprintf(crt, sizeof crt, "%s/unused.pem", dir);
     snprintf(name, sizeof name, "mac-%s-%s", cmd, kid);
-    const char *args[] = {"-cmd",     cmd,    "-secret",    pass,         "-ref",     kid,
-                          "-newkey",  newkey, "-subject",   "/CN=Device", "-certout", crt,
-                          "-oldcert", old,    "-revreason", "0",          NULL};
+    const char *args[] = {
+        "-cmd",     cmd,       "-secret",  pass,       "-ref",
+        kid,        "-newkey", newkey,     "-subject", subject ? subject : "/CN=Device",
+        "-certout", crt,       "-oldcert", old,        "-revreason",
+        "0",        NULL};
     return rpt_capture_request(dir, name, args, len);
 }
 

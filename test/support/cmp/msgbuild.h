@@ -19,12 +19,13 @@ uint8_t *rpt_capture_request(const char *dir, const char *name, const char *cons
                              size_t *len);
 
 /* The usual device request: `-cmd <cmd>` signed with <pki>/<cert>.pem/.key (+ vendor ICA),
- * new key ca/issued.key, subject "/CN=Device". cmd: ir, cr, p10cr, kur, rr. */
+ * new key ca/issued.key, the subject of the device certificate. cmd: ir, cr, p10cr, kur, rr. */
 uint8_t *rpt_capture_device(const char *dir, const char *pki, const char *cmd, const char *cert,
                             size_t *len);
-/* A MAC-protected (PBM) ir with secret/kid, new key ca/issued.key. */
+/* A MAC-protected (PBM) request with secret/kid, new key ca/issued.key, subject (an openssl
+ * -subject; NULL: "/CN=Device"). */
 uint8_t *rpt_capture_mac(const char *dir, const char *pki, const char *cmd, const char *secret,
-                         const char *kid, size_t *len);
+                         const char *kid, const char *subject, size_t *len);
 
 /* How to alter a genuine request; zero values keep the original. */
 struct rpt_mut {
