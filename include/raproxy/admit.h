@@ -7,8 +7,9 @@
  * - rp_admit_after_verify, once the signature holds (forged traffic cannot drain a real
  *   device's budget or burn its nonces): per-device quota by vendor serial, senderNonce
  *   replay, transaction state, and the Redis allowlist.
- * - rp_admit_on_issued, after the CA answered ip with status accepted: consumes the serial
- *   from the Redis allowlist when the domain says allowlist_consume.
+ * - rp_admit_on_issued, after the CA answered: settles the claim rp_admit_after_verify
+ *   made with allowlist_consume (consumed when a certificate was issued, given back when the
+ *   CA refused or never answered, kept while the CA says waiting).
  *
  * Callbacks: every call fires its callback exactly once — with the decision, RP_E_SHUTDOWN
  * when the Redis client closes, RP_E_NOMEM/RP_E_INVAL on bad input. It may fire BEFORE the
@@ -23,6 +24,9 @@
  *   P nonce:{dev:<D>:<serial>}:<hex nonce>   replay marker, PX = rp_admit_nonce_ttl_s()
  *   P txn:{txn:<hex txid>}      hash s=<serial> st=<body of last request>, PX = txn TTL
  *   P allow:{dom:<D>}           set of allowed serials (raproxy allowlist import)
+ *   P claim:{dom:<D>}:<serial>  allowlist_consume: the transaction (hex txid) that claimed
+ *                               the serial, PX = txn TTL; the serial is out of the set while
+ *                               claimed, and stays out once consumed
  *   P mac:{mac:<D>:<hex kid>}   failed MACs of a kid in its lock-out window (PX = window)
  *
  * Redis Cluster. A script may only touch keys of one hash slot, and the three buckets of
@@ -84,6 +88,8 @@ struct rp_admit_result {
     uint32_t retry_after_ms; /* RP_E_RATE_LIMITED: earliest useful retry (≥ 1) */
     const char *limit;       /* RP_E_RATE_LIMITED: "per_ip", "domain", "global", "per_device" */
     bool degraded;           /* decided in process because Redis failed (fail-open) */
+    bool claimed;            /* allowlist_consume: this request claimed the serial (not a
+                                retry or a poll of the transaction that holds it) */
 };
 
 typedef void (*rp_admit_fn)(void *arg, const struct rp_admit_result *res);
@@ -126,14 +132,26 @@ struct rp_admit_verified_in {
      * accepted (rp_admit_nonce_ttl_s); 0 = 2 · RP_DEF_MAX_CLOCK_SKEW */
     uint32_t nonce_ttl_s;
     bool allowlist_redis; /* check SISMEMBER P allow:{dom:<D>} serial */
+    /* with allowlist_redis: claim the serial for this transaction in the same script that
+     * checks it (rp_admit_lua_claim): of concurrent requests of one serial exactly one
+     * passes; a later request of the same transaction (a retry) passes again */
+    bool allowlist_consume;
     enum rp_redis_failure on_redis_failure;
 };
 
-/* After an accepted ip. */
+/* What became of a claimed serial once the CA answered. */
+enum rp_admit_settle {
+    RP_ADMIT_CONSUME, /* a certificate was issued: the serial stays off the allowlist */
+    RP_ADMIT_RELEASE, /* the CA refused, or never answered: the serial goes back */
+    RP_ADMIT_KEEP,    /* the CA said waiting: the claim lives on for the polls */
+};
+
+/* After the CA answered a request whose transaction claimed `serial`. */
 struct rp_admit_issued_in {
     const char *domain;
     struct rp_view serial;
-    bool allowlist_consume;
+    struct rp_view txid;
+    enum rp_admit_settle settle;
 };
 
 int rp_admit_new(struct rp_admit **out, const struct rp_admit_opts *o);
@@ -175,5 +193,7 @@ extern const char rp_admit_lua_txn[];
 extern const char rp_admit_lua_txn_undo[];
 extern const char rp_admit_lua_mac_lock[];
 extern const char rp_admit_lua_mac_fail[];
+extern const char rp_admit_lua_claim[];
+extern const char rp_admit_lua_settle[];
 
 #endif

@@ -39,7 +39,8 @@ enum slot_kind {
     SLOT_DEVICE,
     SLOT_TXN,
     SLOT_ALLOW,
-    SLOT_CONSUME,
+    SLOT_CLAIM,    /* allowlist_consume: check and claim in one script */
+    SLOT_SETTLE,   /* consume, give back or keep a claim */
     SLOT_MAC_LOCK, /* is the MAC kid locked out? (before any hashing) */
     SLOT_PEEK,     /* was this nonce used already? (before any hashing; records nothing) */
     SLOT_MAC_FAIL  /* count one failed MAC */
@@ -47,7 +48,7 @@ enum slot_kind {
 
 /* Key indices in admit_req.key, per kind of request */
 enum { K_IP, K_DOMAIN, K_GLOBAL, K_MAC, K_PEEK, K_COUNT_START };
-enum { K_DEV, K_NONCE, K_TXN, K_ALLOW, K_COUNT_VERIFIED };
+enum { K_DEV, K_NONCE, K_TXN, K_ALLOW, K_CLAIM, K_COUNT_VERIFIED };
 #define K_COUNT K_COUNT_START
 _Static_assert((int)K_COUNT_VERIFIED <= (int)K_COUNT, "admit_req.key holds the keys of every kind");
 
@@ -83,6 +84,7 @@ struct admit_req {
     enum rp_redis_failure on_failure;
     enum rp_txn_mode mode;
     bool allowlist;
+    enum rp_admit_settle settle;
     char body[RP_LIMITER_STATE_MAX + 1];
     uint32_t nonce_ttl_ms;
     uint8_t serial[RP_ADMIT_MAX_SERIAL];
@@ -100,7 +102,8 @@ struct rp_admit {
     struct rp_limiter *lim;
     char prefix[MAX_PREFIX + 1];
     uint32_t txn_ttl_ms;
-    unsigned sc_gcra, sc_refund, sc_dev, sc_dev_undo, sc_txn, sc_txn_undo, sc_mac_lock, sc_mac_fail;
+    unsigned sc_gcra, sc_refund, sc_dev, sc_dev_undo, sc_txn, sc_txn_undo, sc_mac_lock, sc_mac_fail,
+        sc_claim, sc_settle;
 };
 
 /* ---- keys --------------------------------------------------------------------------------- */
@@ -183,7 +186,9 @@ int rp_admit_new(struct rp_admit **out, const struct rp_admit_opts *o)
                      rp_redis_script(a->redis, rp_admit_lua_txn, &a->sc_txn) ||
                      rp_redis_script(a->redis, rp_admit_lua_txn_undo, &a->sc_txn_undo) ||
                      rp_redis_script(a->redis, rp_admit_lua_mac_lock, &a->sc_mac_lock) ||
-                     rp_redis_script(a->redis, rp_admit_lua_mac_fail, &a->sc_mac_fail))) {
+                     rp_redis_script(a->redis, rp_admit_lua_mac_fail, &a->sc_mac_fail) ||
+                     rp_redis_script(a->redis, rp_admit_lua_claim, &a->sc_claim) ||
+                     rp_redis_script(a->redis, rp_admit_lua_settle, &a->sc_settle))) {
         free(a);
         return RP_E_NOMEM;
     }
@@ -269,8 +274,8 @@ static void add_slot(struct admit_req *req, enum slot_kind kind, int key,
 }
 
 /* The one place a decision reaches the caller. rp_admit_on_issued may be called without a
- * callback (fire and forget: the device already has its certificate); a failure to consume
- * the serial is then logged here, since nobody else will see it. */
+ * callback (fire and forget: the exchange is over); a failure to settle the claim is then
+ * logged here, since nobody else will see it. */
 static void deliver(rp_admit_fn cb, void *arg, const struct rp_admit_result *res)
 {
     if (cb) {
@@ -278,7 +283,7 @@ static void deliver(rp_admit_fn cb, void *arg, const struct rp_admit_result *res
         return;
     }
     if (res->err != RP_OK && res->err != RP_E_SHUTDOWN)
-        rp_log_warn("allowlist_consume", "serial not removed from the Redis allowlist: %s",
+        rp_log_warn("allowlist_consume", "claim of a serial not settled in Redis: %s",
                     rp_err_msg(res->err));
 }
 
@@ -301,6 +306,9 @@ static void fmt_u64(char *buf, uint64_t v)
 {
     snprintf(buf, NUM_MAX, "%llu", (unsigned long long)v);
 }
+
+static int send_settle(struct admit_req *req, enum rp_admit_settle how, rp_redis_reply_fn cb,
+                       void *arg);
 
 /* Give back what a slot charged, in Redis (fire and forget) or in process. */
 static void undo_slot(struct admit_req *req, struct admit_slot *s, bool local)
@@ -344,6 +352,10 @@ static void undo_slot(struct admit_req *req, struct admit_slot *s, bool local)
         }
         break;
     }
+    case SLOT_CLAIM:
+        if (!local && s->value == 1)
+            (void)send_settle(req, RP_ADMIT_RELEASE, ignore_reply, NULL);
+        break;
     default:
         break;
     }
@@ -398,6 +410,8 @@ static void decide_verified(struct admit_req *req, bool local, struct rp_admit_r
     struct admit_slot *dev = find_slot(req, SLOT_DEVICE);
     struct admit_slot *txn = find_slot(req, SLOT_TXN);
     struct admit_slot *allow = find_slot(req, SLOT_ALLOW);
+    if (!allow)
+        allow = find_slot(req, SLOT_CLAIM);
     if (dev->code == CODE_REPLAY)
         res->err = RP_E_BAD_SENDER_NONCE;
     else if (txn->code == CODE_IN_USE)
@@ -411,10 +425,14 @@ static void decide_verified(struct admit_req *req, bool local, struct rp_admit_r
         res->retry_after_ms = dev->value < 1 ? 1 : (uint32_t)dev->value;
         res->limit = slot_limit_name(SLOT_DEVICE);
     }
-    if (res->err == RP_OK)
+    if (res->err == RP_OK) {
+        res->claimed = allow && allow->kind == SLOT_CLAIM && allow->value == 1;
         return;
+    }
     if (dev->code == CODE_OK)
         undo_slot(req, dev, local);
+    if (allow && allow->kind == SLOT_CLAIM && allow->code == CODE_OK)
+        undo_slot(req, allow, local);
     if (txn->code == CODE_OK && txn->value == 1)
         undo_slot(req, txn, local);
 }
@@ -612,6 +630,32 @@ static void on_slot_reply(void *arg, int err, const struct redisReply *rep)
         finish(req);
 }
 
+/* The claim's token: the transactionID in hex. */
+static void hex_token(const struct admit_req *req, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < req->txid_len; i++) {
+        out[2 * i] = hex[req->txid[i] >> 4];
+        out[2 * i + 1] = hex[req->txid[i] & 15];
+    }
+    out[2 * req->txid_len] = '\0';
+}
+
+static int send_settle(struct admit_req *req, enum rp_admit_settle how, rp_redis_reply_fn cb,
+                       void *arg)
+{
+    static const char *const names[] = {"consume", "release", "keep"};
+    struct rp_admit *a = req->a;
+    char token[2 * RP_ADMIT_MAX_ID + 1], ttl[NUM_MAX];
+    hex_token(req, token);
+    fmt_u64(ttl, a->txn_ttl_ms);
+    const char *argv[] = {
+        req->key[K_ALLOW], req->key[K_CLAIM], (const char *)req->serial, token, names[how], ttl};
+    size_t len[] = {req->keylen[K_ALLOW], req->keylen[K_CLAIM], req->serial_len,
+                    strlen(token),        strlen(names[how]),   strlen(ttl)};
+    return rp_redis_evalsha(a->redis, a->sc_settle, 2, 6, argv, len, cb, arg);
+}
+
 static int send_slot(struct admit_req *req, struct admit_slot *s)
 {
     struct rp_admit *a = req->a;
@@ -656,13 +700,23 @@ static int send_slot(struct admit_req *req, struct admit_slot *s)
         size_t len[] = {6u, req->keylen[K_PEEK]};
         return rp_redis_command(a->redis, on_slot_reply, s, 2, argv, len);
     }
-    case SLOT_ALLOW:
-    case SLOT_CONSUME: {
-        const char *argv[] = {s->kind == SLOT_ALLOW ? "SISMEMBER" : "SREM", req->key[K_ALLOW],
-                              (const char *)req->serial};
-        size_t len[] = {s->kind == SLOT_ALLOW ? 9u : 4u, req->keylen[K_ALLOW], req->serial_len};
+    case SLOT_ALLOW: {
+        const char *argv[] = {"SISMEMBER", req->key[K_ALLOW], (const char *)req->serial};
+        size_t len[] = {9u, req->keylen[K_ALLOW], req->serial_len};
         return rp_redis_command(a->redis, on_slot_reply, s, 3, argv, len);
     }
+    case SLOT_CLAIM: {
+        char token[2 * RP_ADMIT_MAX_ID + 1];
+        fmt_u64(ttl, a->txn_ttl_ms);
+        hex_token(req, token);
+        const char *argv[] = {req->key[K_ALLOW], req->key[K_CLAIM], (const char *)req->serial,
+                              token, ttl};
+        size_t len[] = {req->keylen[K_ALLOW], req->keylen[K_CLAIM], req->serial_len, strlen(token),
+                        strlen(ttl)};
+        return rp_redis_evalsha(a->redis, a->sc_claim, 2, 5, argv, len, on_slot_reply, s);
+    }
+    case SLOT_SETTLE:
+        return send_settle(req, req->settle, on_slot_reply, s);
     }
     return RP_E_INTERNAL;
 }
@@ -806,13 +860,19 @@ int rp_admit_allowlist_key(char *buf, size_t cap, const char *prefix, const char
     return n < 0 || (size_t)n >= cap ? RP_E_INVAL : n;
 }
 
-static int allow_key(struct admit_req *req, const char *domain)
+/* P allow:{dom:<D>} and P claim:{dom:<D>}:<serial> (one hash slot: one script) */
+static int allow_key(struct admit_req *req, const char *domain, struct rp_view serial)
 {
     int n = rp_admit_allowlist_key(req->key[K_ALLOW], KEY_MAX, req->a->prefix, domain);
     if (n < 0)
         return n;
     req->keylen[K_ALLOW] = (size_t)n;
-    return RP_OK;
+    struct keybuf k = kb_begin(req, K_CLAIM);
+    kb_str(&k, "claim:{dom:");
+    kb_str(&k, domain);
+    kb_str(&k, "}:");
+    kb_bytes(&k, serial.p, serial.len);
+    return kb_end(req, K_CLAIM, &k);
 }
 
 static int verified_keys(struct admit_req *req, const struct rp_admit_verified_in *in)
@@ -831,7 +891,7 @@ static int verified_keys(struct admit_req *req, const struct rp_admit_verified_i
     kb_hex(&k, in->txid.p, in->txid.len);
     kb_str(&k, "}");
     rc |= kb_end(req, K_TXN, &k);
-    rc |= allow_key(req, in->domain);
+    rc |= allow_key(req, in->domain, in->serial);
     return rc ? RP_E_INVAL : RP_OK;
 }
 
@@ -873,7 +933,7 @@ void rp_admit_after_verify(struct rp_admit *a, const struct rp_admit_verified_in
     add_slot(req, SLOT_DEVICE, K_DEV, &req->limits.per_device);
     add_slot(req, SLOT_TXN, K_TXN, NULL);
     if (req->allowlist)
-        add_slot(req, SLOT_ALLOW, K_ALLOW, NULL);
+        add_slot(req, in->allowlist_consume ? SLOT_CLAIM : SLOT_ALLOW, K_ALLOW, NULL);
     run(req);
 }
 
@@ -881,7 +941,8 @@ void rp_admit_on_issued(struct rp_admit *a, const struct rp_admit_issued_in *in,
                         void *arg)
 {
     if (!name_ok(in->domain) || !in->serial.p || in->serial.len == 0 ||
-        in->serial.len > RP_ADMIT_MAX_SERIAL) {
+        in->serial.len > RP_ADMIT_MAX_SERIAL || !in->txid.p || in->txid.len == 0 ||
+        in->txid.len > RP_ADMIT_MAX_ID) {
         fire(cb, arg, RP_E_INVAL);
         return;
     }
@@ -890,15 +951,17 @@ void rp_admit_on_issued(struct rp_admit *a, const struct rp_admit_issued_in *in,
         fire(cb, arg, RP_E_NOMEM);
         return;
     }
-    if (allow_key(req, in->domain) != RP_OK) {
+    if (allow_key(req, in->domain, in->serial) != RP_OK) {
         free(req);
         fire(cb, arg, RP_E_INVAL);
         return;
     }
     memcpy(req->serial, in->serial.p, in->serial.len);
     req->serial_len = in->serial.len;
-    if (in->allowlist_consume)
-        add_slot(req, SLOT_CONSUME, K_ALLOW, NULL);
+    memcpy(req->txid, in->txid.p, in->txid.len);
+    req->txid_len = in->txid.len;
+    req->settle = in->settle;
+    add_slot(req, SLOT_SETTLE, K_ALLOW, NULL);
     run(req);
 }
 

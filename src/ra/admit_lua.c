@@ -91,3 +91,31 @@ const char rp_admit_lua_mac_lock[] =
 const char rp_admit_lua_mac_fail[] = "local n = redis.call('INCR', KEYS[1])\n"
                                      "if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end\n"
                                      "return {n, 0}\n";
+
+/* KEYS[1] allowlist set, KEYS[2] claim; ARGV[1] serial, ARGV[2] claiming transaction (hex
+ * txid), ARGV[3] claim TTL ms -> {1, 1} claimed now | {1, 0} already this transaction's |
+ * {0, 0} not allowed (never listed, consumed, or claimed by another transaction). Check and
+ * claim are one script: of concurrent requests of one serial exactly one claims it. */
+const char rp_admit_lua_claim[] = "if redis.call('SREM', KEYS[1], ARGV[1]) == 1 then\n"
+                                  "  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])\n"
+                                  "  return {1, 1}\n"
+                                  "end\n"
+                                  "if redis.call('GET', KEYS[2]) == ARGV[2] then\n"
+                                  "  redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
+                                  "  return {1, 0}\n"
+                                  "end\n"
+                                  "return {0, 0}\n";
+
+/* KEYS[1] allowlist set, KEYS[2] claim; ARGV[1] serial, ARGV[2] transaction, ARGV[3]
+ * consume|release|keep, ARGV[4] TTL ms -> {1, 0} settled | {0, 0} not this transaction's.
+ * A claim that expires unsettled (an RA gone mid-transaction) leaves the serial consumed:
+ * one certificate too few is an operator's retry, one too many is not repairable. */
+const char rp_admit_lua_settle[] =
+    "if redis.call('GET', KEYS[2]) ~= ARGV[2] then return {0, 0} end\n"
+    "if ARGV[3] == 'keep' then\n"
+    "  redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
+    "  return {1, 0}\n"
+    "end\n"
+    "if ARGV[3] == 'release' then redis.call('SADD', KEYS[1], ARGV[1]) end\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "return {1, 0}\n";

@@ -118,6 +118,95 @@ static void refuse(struct ra_exchange *rx, int err, const char *why)
         answer_http(ex, RP_E_QUEUE_FULL, "Retry-After: 1\r\n");
 }
 
+/* ---- allowlist_consume ------------------------------------------------------------ */
+
+/* Settle the claim of this exchange's transaction (a no-op when it holds none). */
+static void settle_claim(struct ra_exchange *rx, enum rp_admit_settle how)
+{
+    const struct rp_cfg_domain *d = rx->dcfg;
+    struct rp_view txid = rx->msg.header.transaction_id.val;
+    if (!d || !d->allowlist_consume || !rx->decoded || !rp_view_present(rx->serial) ||
+        rx->serial.len == 0)
+        return;
+    if (rx->domain->claims) {
+        ra_claims_settle(rx->domain->claims, rx->serial, txid, (int)how);
+    } else if (d->allowlist && strcmp(d->allowlist, "redis") == 0 && rx->rl->admit) {
+        struct rp_admit_issued_in in = {d->name, rx->serial, txid, how};
+        rp_admit_on_issued(rx->rl->admit, &in, NULL, NULL);
+    }
+}
+
+/* The request will not get an answer from the CA (refused here, not sent, not answered):
+ * a serial this exchange claimed goes back. A retry of the same transaction that only
+ * joined the claim leaves it to the exchange that made it. */
+static void release_own_claim(struct ra_exchange *rx)
+{
+    if (rx->claim == RA_CLAIM_CREATED)
+        settle_claim(rx, RP_ADMIT_RELEASE);
+    rx->claim = RA_CLAIM_NONE;
+    for (size_t i = 0; i < ra_nested_count(rx); i++)
+        release_own_claim(ra_nested_inner(rx, i));
+}
+
+/* What the CA's answer (as relayed) means for the claim: a certificate issued consumes the
+ * serial, waiting keeps it for the polls, a refusal gives it back. -1: nothing to settle. */
+static int answer_settles(enum rp_cmp_body_type req, const struct rp_cmp_msg *m)
+{
+    if (!m || !(ra_is_cert_request(req) || req == RP_CMP_POLLREQ))
+        return -1;
+    if (m->body.type == RP_CMP_NESTED && m->body.nested.n == 1)
+        m = &m->body.nested.msgs[0];
+    switch (m->body.type) {
+    case RP_CMP_IP:
+    case RP_CMP_CP:
+    case RP_CMP_KUP: {
+        bool waiting = false;
+        for (size_t i = 0; i < m->body.rep.n; i++) {
+            int64_t st = m->body.rep.resps[i].status.status;
+            if (st == RP_CMP_STATUS_ACCEPTED || st == RP_CMP_STATUS_GRANTED_WITH_MODS)
+                return RP_ADMIT_CONSUME;
+            waiting = waiting || st == RP_CMP_STATUS_WAITING;
+        }
+        return waiting ? RP_ADMIT_KEEP : RP_ADMIT_RELEASE;
+    }
+    case RP_CMP_POLLREP:
+        return RP_ADMIT_KEEP;
+    case RP_CMP_ERROR:
+        return RP_ADMIT_RELEASE;
+    default:
+        return -1;
+    }
+}
+
+/* The claims follow what the CA said: for a nested request, each inner answer settles its
+ * own request's claim (an error for the whole settles them all). */
+static void settle_answer(struct ra_exchange *rx, const struct rp_cmp_msg *answer)
+{
+    if (rx->nested && answer && answer->body.type == RP_CMP_NESTED) {
+        for (size_t i = 0; i < answer->body.nested.n; i++) {
+            struct ra_exchange *in = ra_nested_for(rx, &answer->body.nested.msgs[i]);
+            if (in)
+                settle_answer(in, &answer->body.nested.msgs[i]);
+        }
+    } else if (rx->nested) {
+        for (size_t i = 0; i < ra_nested_count(rx); i++)
+            settle_answer(ra_nested_inner(rx, i), answer);
+    } else {
+        int how = answer_settles(rx->msg.body.type, answer);
+        if (how >= 0)
+            settle_claim(rx, (enum rp_admit_settle)how);
+    }
+    rx->claim = RA_CLAIM_NONE;
+}
+
+/* The CA's answer goes to the device: the claim follows what it says. */
+static void relay_answer(struct ra_exchange *rx, struct rp_view relay)
+{
+    settle_answer(rx, rx->answer);
+    snprintf(rx->ex->log.result, sizeof rx->ex->log.result, "forwarded");
+    finish(rx, 200, CMP_CONTENT_TYPE, relay);
+}
+
 /* ---- the CA's answer -------------------------------------------------------------- */
 
 static bool answer_fits(enum rp_cmp_body_type req, enum rp_cmp_body_type resp)
@@ -147,6 +236,32 @@ static bool answer_fits(enum rp_cmp_body_type req, enum rp_cmp_body_type resp)
     }
 }
 
+/* A nested request's answer: the outer answers the outer request, and each inner answer one
+ * inner request (its transaction, its nonce echoed, a fitting body); relayed whole. */
+static const char *check_nested_answer(struct ra_exchange *rx, const struct rp_cmp_msg *m)
+{
+    const struct rp_cmp_header *q = &rx->msg.header, *r = &m->header;
+    if (!rp_view_eq(q->transaction_id.val, r->transaction_id.val))
+        return "transactionID differs";
+    if (!rp_view_eq(q->sender_nonce.val, r->recip_nonce.val))
+        return "recipNonce is not the request's senderNonce";
+    if (m->body.type == RP_CMP_ERROR)
+        return NULL;
+    if (m->body.type != RP_CMP_NESTED)
+        return "body type does not answer the request";
+    for (size_t i = 0; i < m->body.nested.n; i++) {
+        const struct rp_cmp_msg *a = &m->body.nested.msgs[i];
+        const struct ra_exchange *in = ra_nested_for(rx, a);
+        if (!in)
+            return "an inner answer for no inner request";
+        if (!rp_view_eq(in->msg.header.sender_nonce.val, a->header.recip_nonce.val))
+            return "an inner recipNonce is not its request's senderNonce";
+        if (!answer_fits(in->msg.body.type, a->body.type))
+            return "an inner body type does not answer its request";
+    }
+    return NULL;
+}
+
 /* The answer belongs to the request: same transaction, our nonce echoed, a fitting body.
  * A nested answer with one message is unwrapped for the device. */
 static const char *check_answer(struct ra_exchange *rx, struct rp_view resp, struct rp_view *relay)
@@ -156,6 +271,8 @@ static const char *check_answer(struct ra_exchange *rx, struct rp_view resp, str
         return "undecodable answer";
     rx->answer = m; /* the outer message: that is what the CA signed */
     *relay = resp;
+    if (rx->msg.body.type == RP_CMP_NESTED)
+        return check_nested_answer(rx, m);
     if (m->body.type == RP_CMP_NESTED && m->body.nested.n == 1) {
         m = &m->body.nested.msgs[0];
         *relay = m->raw;
@@ -167,11 +284,6 @@ static const char *check_answer(struct ra_exchange *rx, struct rp_view resp, str
         return "recipNonce is not the request's senderNonce";
     if (!answer_fits(rx->msg.body.type, m->body.type))
         return "body type does not answer the request";
-    if (rx->dcfg->allowlist_consume && m->body.type == RP_CMP_IP && m->body.rep.n &&
-        m->body.rep.resps[0].status.status <= RP_CMP_STATUS_GRANTED_WITH_MODS && rx->rl->admit) {
-        struct rp_admit_issued_in in = {rx->dcfg->name, rx->serial, true};
-        rp_admit_on_issued(rx->rl->admit, &in, NULL, NULL);
-    }
     return NULL;
 }
 
@@ -187,11 +299,11 @@ static void on_answer_verified(struct rp_job *j)
     if (j->result != RP_OK) {
         rp_log_warn("upstream", "txid %s: CA answer refused: %s", rx->ex->log.txid,
                     rx->why ? rx->why : rp_err_msg(j->result));
+        release_own_claim(rx);
         refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA's answer is not signed by a trusted CA");
         return;
     }
-    snprintf(rx->ex->log.result, sizeof rx->ex->log.result, "forwarded");
-    finish(rx, 200, CMP_CONTENT_TYPE, rx->relay);
+    relay_answer(rx, rx->relay);
 }
 
 static void on_upstream(struct rp_upstream_req *up)
@@ -207,6 +319,7 @@ static void on_upstream(struct rp_upstream_req *up)
             answer_http(ex, up->err, NULL);
             return;
         }
+        release_own_claim(rx); /* the CA never answered */
         refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA is not available");
         return;
     }
@@ -216,6 +329,7 @@ static void on_upstream(struct rp_upstream_req *up)
             answer_http(ex, RP_E_UPSTREAM_STATUS, NULL);
             return;
         }
+        release_own_claim(rx);
         refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA answered with an HTTP error");
         return;
     }
@@ -224,12 +338,15 @@ static void on_upstream(struct rp_upstream_req *up)
         /* the pool frees its buffer after this callback: keep a copy for the checks */
         uint8_t *copy = rp_arena_dup(&ex->arena, up->resp.p, up->resp.len);
         if (!copy) {
+            release_own_claim(rx);
             refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA's answer is too large");
             return;
         }
         const char *bad = check_answer(rx, rp_view_make(copy, up->resp.len), &relay);
         if (bad) {
             rp_log_warn("upstream", "txid %s: CA answer refused: %s", ex->log.txid, bad);
+            rx->answer = NULL;
+            release_own_claim(rx);
             refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA's answer does not match the request");
             return;
         }
@@ -239,14 +356,15 @@ static void on_upstream(struct rp_upstream_req *up)
             rx->step = RA_VERIFY;
             rx->job.run = run_verify_answer;
             rx->job.done = on_answer_verified;
-            if (rp_workers_submit(g_workers, &rx->job, &rx->rl->port) != RP_OK)
+            if (rp_workers_submit(g_workers, &rx->job, &rx->rl->port) != RP_OK) {
+                release_own_claim(rx);
                 refuse(rx, RP_E_SYSTEM_UNAVAIL, "crypto workers busy");
+            }
             return;
         }
     }
-    snprintf(ex->log.result, sizeof ex->log.result, "forwarded");
     /* the upstream buffer is freed after this callback: respond copies it synchronously */
-    finish(rx, 200, CMP_CONTENT_TYPE, relay);
+    relay_answer(rx, relay);
 }
 
 static void forward(struct ra_exchange *rx, struct rp_view msg)
@@ -267,6 +385,7 @@ static void forward(struct ra_exchange *rx, struct rp_view msg)
     int rc = rp_upstream_send(u, &rx->up);
     if (rc == RP_OK)
         return;
+    release_own_claim(rx);
     if (rx->decoded)
         refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA queue is full");
     else
@@ -275,16 +394,77 @@ static void forward(struct ra_exchange *rx, struct rp_view msg)
 
 /* ---- after verification ------------------------------------------------------------ */
 
+static struct rp_admit_verified_in verified_in(const struct ra_exchange *rx)
+{
+    const struct rp_cmp_header *h = &rx->msg.header;
+    /* verification named the sender (certificate serialNumber or the MAC kid's identity) */
+    return (struct rp_admit_verified_in){
+        .domain = rx->dcfg->name,
+        .serial = rx->serial,
+        .txid = h->transaction_id.val,
+        .nonce = h->sender_nonce.val,
+        .body = rp_cmp_body_name(rx->msg.body.type),
+        .limits = &rx->dcfg->limits,
+        .nonce_ttl_s = rp_admit_nonce_ttl_s(h->has_message_time, rx->dcfg->max_clock_skew_s,
+                                            rx->dcfg->replay_window_s),
+        .allowlist_redis = rx->dcfg->allowlist && strcmp(rx->dcfg->allowlist, "redis") == 0 &&
+                           ra_is_cert_request(rx->msg.body.type),
+        .allowlist_consume = rx->dcfg->allowlist_consume,
+        .on_redis_failure = rx->dcfg->on_redis_failure,
+    };
+}
+
+static const char *record_why(int err)
+{
+    return err == RP_E_BAD_SENDER_NONCE ? "senderNonce already used"
+           : err == RP_E_TXID_IN_USE    ? "transactionID in use by another device"
+           : err == RP_E_UNKNOWN_TXN    ? "no such transaction"
+           : err == RP_E_RATE_LIMITED   ? "per-device quota exceeded"
+           : err == RP_E_NOT_AUTHORIZED ? "device serial number not on the allowlist"
+                                        : NULL;
+}
+
+static void record_inner(struct ra_exchange *rx, size_t i);
+
+/* An inner message's nonce, transaction and allowlist, as if it had been sent alone. */
+static void on_inner_recorded(void *arg, const struct rp_admit_result *res)
+{
+    struct ra_exchange *rx = arg;
+    struct ra_exchange *in = ra_nested_inner(rx, rx->next_inner);
+    if (res->claimed)
+        in->claim = RA_CLAIM_CREATED;
+    if (res->err != RP_OK) {
+        release_own_claim(rx);
+        char *why = rp_arena_alloc(&rx->ex->arena, RETRY_HDR_MAX * 3);
+        if (why)
+            snprintf(why, RETRY_HDR_MAX * 3, "inner message %zu: %s", rx->next_inner + 1,
+                     record_why(res->err) ? record_why(res->err) : rp_err_msg(res->err));
+        refuse(rx, res->err, why);
+        return;
+    }
+    record_inner(rx, rx->next_inner + 1);
+}
+
+static void record_inner(struct ra_exchange *rx, size_t i)
+{
+    struct ra_exchange *in = ra_nested_inner(rx, i);
+    if (!in) {
+        forward(rx, rx->out);
+        return;
+    }
+    rx->next_inner = i;
+    struct rp_admit_verified_in vin = verified_in(in);
+    rp_admit_after_verify(rx->rl->admit, &vin, on_inner_recorded, rx);
+}
+
 static void on_recorded(void *arg, const struct rp_admit_result *res)
 {
     struct ra_exchange *rx = arg;
+    if (res->claimed)
+        rx->claim = RA_CLAIM_CREATED;
     if (res->err != RP_OK) {
-        refuse(rx, res->err,
-               res->err == RP_E_BAD_SENDER_NONCE ? "senderNonce already used"
-               : res->err == RP_E_TXID_IN_USE    ? "transactionID in use by another device"
-               : res->err == RP_E_UNKNOWN_TXN    ? "no such transaction"
-               : res->err == RP_E_RATE_LIMITED   ? "per-device quota exceeded"
-                                                 : NULL);
+        release_own_claim(rx); /* a file claim made on the worker; Redis undid its own */
+        refuse(rx, res->err, record_why(res->err));
         return;
     }
     if (rx->local_answer) {
@@ -292,7 +472,7 @@ static void on_recorded(void *arg, const struct rp_admit_result *res)
         finish(rx, 200, CMP_CONTENT_TYPE, rx->out);
         return;
     }
-    forward(rx, rx->out);
+    record_inner(rx, 0); /* a nested request's inner messages, then forward */
 }
 
 static void run_verify(struct rp_job *j)
@@ -319,6 +499,7 @@ static void on_verified(struct rp_job *j)
         snprintf(ex->log.serial, sizeof ex->log.serial, "%.*s", (int)rx->serial.len,
                  (const char *)rx->serial.p);
     if (rx->verdict != RP_OK) {
+        release_own_claim(rx);
         if (rx->verdict == RP_E_BAD_MESSAGE_CHECK && rx->mac_id) {
             struct rp_admit_mac_fail_in f = {
                 .domain = rx->dcfg->name,
@@ -333,22 +514,7 @@ static void on_verified(struct rp_job *j)
         return;
     }
     rx->step = RA_RECORD;
-    const struct rp_cmp_header *h = &rx->msg.header;
-    /* verification named the sender (certificate serialNumber or the MAC kid's identity) */
-    struct rp_admit_verified_in in = {
-        .domain = rx->dcfg->name,
-        .serial = rx->serial,
-        .txid = h->transaction_id.val,
-        .nonce = h->sender_nonce.val,
-        .body = rp_cmp_body_name(rx->msg.body.type),
-        .limits = &rx->dcfg->limits,
-        .nonce_ttl_s = rp_admit_nonce_ttl_s(h->has_message_time, rx->dcfg->max_clock_skew_s,
-                                            rx->dcfg->replay_window_s),
-        .allowlist_redis = rx->dcfg->allowlist && strcmp(rx->dcfg->allowlist, "redis") == 0 &&
-                           (rx->msg.body.type == RP_CMP_IR || rx->msg.body.type == RP_CMP_CR ||
-                            rx->msg.body.type == RP_CMP_P10CR),
-        .on_redis_failure = rx->dcfg->on_redis_failure,
-    };
+    struct rp_admit_verified_in in = verified_in(rx);
     rp_admit_after_verify(rx->rl->admit, &in, on_recorded, rx);
 }
 
@@ -388,7 +554,7 @@ static void on_admitted(void *arg, const struct rp_admit_result *res)
 
 /* ---- cheap checks on the loop ---------------------------------------------------- */
 
-static int check_header(struct ra_exchange *rx, const char **why)
+int ra_check_header(const struct ra_exchange *rx, const char **why)
 {
     const struct rp_cmp_msg *m = &rx->msg;
     const struct rp_cmp_header *h = &m->header;
@@ -459,7 +625,7 @@ static void start_cmp(struct ra_exchange *rx)
         return;
     }
     const char *why = NULL;
-    rc = check_header(rx, &why);
+    rc = ra_check_header(rx, &why);
     if (rc != RP_OK) {
         refuse(rx, rc, why);
         return;

@@ -107,12 +107,24 @@ static int nested_header(struct ra_exchange *rx, struct rp_view *out)
     return rp_derw_finish(&w, out);
 }
 
+/* raVerified stands for a POP the RA checked: not for central key generation (no POP). */
+static bool all_have_pop(const struct rp_cmp_msg *m)
+{
+    for (size_t i = 0; i < m->body.reqs.n; i++)
+        if (m->body.reqs.reqs[i].pop.type == RP_CRMF_POP_NONE)
+            return false;
+    return true;
+}
+
 int ra_protect_forward(struct ra_exchange *rx)
 {
     struct rp_arena *a = &rx->ex->arena;
     const struct rp_cmp_msg *m = &rx->msg;
     const struct ra_identity *id = &((struct ra_state *)rx->ex->snap->ra)->ra;
     enum rp_forward_mode mode = rx->dcfg->forward;
+    /* an inner message goes into the RA's own nested message: never wrapped twice */
+    if (rx->inner && mode == RP_FORWARD_NESTED)
+        mode = RP_FORWARD_REPROTECT;
     /* kur's signature proves the old key: never replace it */
     if (m->body.type == RP_CMP_KUR && mode == RP_FORWARD_REPROTECT)
         mode = RP_FORWARD_UNCHANGED;
@@ -125,13 +137,25 @@ int ra_protect_forward(struct ra_exchange *rx)
     /* a template the RA rewrote (policy.c) carries raVerified already */
     struct rp_view hdr, body = rp_view_present(rx->body_out) ? rx->body_out : m->body_raw;
     int rc;
-    if (mode == RP_FORWARD_NESTED) {
+    if (rx->nested) {
+        /* the inner messages as the RA forwards each alone, under the RA's protection */
+        size_t n = ra_nested_count(rx);
+        struct rp_view *inner = rp_arena_calloc(a, n, sizeof *inner);
+        if (!inner)
+            return RP_E_ARENA;
+        for (size_t i = 0; i < n; i++)
+            inner[i] = ra_nested_inner(rx, i)->out;
+        rc = rp_cmp_enc_body_nested(a, inner, n, &body);
+        if (rc == RP_OK)
+            rc = rp_cmp_enc_reprotect_header(a, m, id->cert.subject, id->cert.ski, id->alg_der,
+                                             &hdr);
+    } else if (mode == RP_FORWARD_NESTED) {
         rc = nested_header(rx, &hdr);
         if (rc == RP_OK)
             rc = rp_cmp_enc_body_nested(a, &m->raw, 1, &body);
     } else {
         if (rx->dcfg->pop == RP_POP_RA_VERIFIED && !rp_view_present(rx->body_out) &&
-            (m->body.type == RP_CMP_IR || m->body.type == RP_CMP_CR))
+            (m->body.type == RP_CMP_IR || m->body.type == RP_CMP_CR) && all_have_pop(m))
             rc = rp_cmp_enc_body_pop_raverified(a, m, &body);
         else
             rc = RP_OK;

@@ -217,6 +217,8 @@ struct ra_exchange {
     struct rp_view body_out;        /* the body the RA rewrote (policy.c), or absent */
     enum ra_claim claim;            /* allowlist_consume: what this exchange holds */
     struct ra_nested *nested;       /* a nested request's inner exchanges (nested.c), or NULL */
+    bool inner;                     /* an inner message of a nested request */
+    size_t next_inner;              /* a nested request: the inner message being recorded */
     struct rp_view signer;          /* protecting certificate DER */
     struct rp_view out;             /* the message to forward, or the signed error */
     int64_t now;
@@ -276,6 +278,26 @@ int ra_policy_check(struct ra_exchange *rx, const struct rp_cert *signer, const 
 bool ra_policy_rr_reason_ok(const struct ra_domain *d, int reason, bool admin);
 /* subject= of a mac_secrets line as a DER Name (malloc'ed), RP_E_CONFIG with *why. */
 int ra_policy_name_from_text(const char *text, uint8_t **der, size_t *len, const char **why);
+/* pipeline.c — the cheap header checks (also for inner messages, on a worker) */
+int ra_check_header(const struct ra_exchange *rx, const char **why);
+/* nested.c — a nested request's inner messages, each as if sent alone */
+int ra_nested_verify(struct ra_exchange *rx, const char **why);
+size_t ra_nested_count(const struct ra_exchange *rx);
+struct ra_exchange *ra_nested_inner(struct ra_exchange *rx, size_t i);
+/* The inner request an inner answer belongs to (by transactionID), or NULL. */
+struct ra_exchange *ra_nested_for(struct ra_exchange *rx, const struct rp_cmp_msg *answer);
+/* Gives back what the inner messages claimed (file allowlist_consume). */
+void ra_nested_release_claims(struct ra_exchange *rx);
+/* claims.c — allowlist_consume for a file allowlist, persisted to allowlist_state */
+int ra_claims_open(const char *path, struct ra_claims **out, FILE *errs);
+void ra_claims_close(struct ra_claims *c);
+/* On a worker: claim id for transaction txid. RP_OK (*how: created or joined),
+ * RP_E_NOT_AUTHORIZED (consumed, or claimed by another transaction), RP_E_IO. */
+int ra_claims_claim(struct ra_claims *c, struct rp_view id, struct rp_view txid,
+                    enum ra_claim *how);
+/* enum rp_admit_settle: consume, release or keep the claim of transaction txid (no-op when
+ * the serial is not claimed by it). */
+void ra_claims_settle(struct ra_claims *c, struct rp_view id, struct rp_view txid, int how);
 /* protect.c — on a worker */
 int ra_protect_forward(struct ra_exchange *rx);
 int ra_protect_error(struct ra_exchange *rx, int err, const char *why);

@@ -447,6 +447,8 @@ static int load_domain(const struct rp_cfg_domain *c, struct ra_domain *d, FILE 
             rp_log_info("config", "domain %s: %zu serials allowed", c->name,
                         rp_allowlist_count(d->allowlist));
     }
+    if (rc == RP_OK && c->allowlist_consume && c->allowlist_state)
+        rc = ra_claims_open(c->allowlist_state, &d->claims, errs);
     if (rc == RP_OK && c->mac_secrets)
         rc = load_secrets(c->mac_secrets, d, errs);
     for (unsigned i = 0; i < c->admins_count && rc == RP_OK; i++)
@@ -464,6 +466,7 @@ static void free_domain(struct ra_domain *d)
     free(d->anchor_file);
     list_free(&d->intermediates);
     ra_policy_free(d->policy);
+    ra_claims_close(d->claims);
     list_free(&d->crls);
     ra_trust_free(d->trust);
     rp_allowlist_free(d->allowlist);

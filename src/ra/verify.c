@@ -235,6 +235,18 @@ void ra_verify_request(struct ra_exchange *rx)
         rc = authorize(rx, signer, &why);
     if (rc == RP_OK)
         rc = ra_policy_check(rx, signer, &why);
+    if (rc == RP_OK && rx->msg.body.type == RP_CMP_NESTED)
+        rc = ra_nested_verify(rx, &why); /* every inner message as if sent alone */
+    if (rc == RP_OK && rx->domain->claims && ra_is_cert_request(rx->msg.body.type)) {
+        /* allowlist_consume (file): claimed last, once nothing else can refuse on the worker */
+        rc = ra_claims_claim(rx->domain->claims, rx->serial, rx->msg.header.transaction_id.val,
+                             &rx->claim);
+        why = rc == RP_E_NOT_AUTHORIZED ? "device serial already enrolled (or enrolling)"
+              : rc != RP_OK             ? "cannot record the claim of the serial"
+                                        : why;
+        if (rc == RP_E_IO || rc == RP_E_INVAL)
+            rc = RP_E_SYSTEM_UNAVAIL;
+    }
     rx->verdict = rc;
     rx->why = why;
 }

@@ -136,6 +136,7 @@ static struct outcome start(struct world *w, const char *addr, const struct rp_c
 struct vreq {
     const char *serial, *txid, *nonce, *body;
     bool allowlist;
+    bool consume;
 };
 
 static struct outcome verify(struct world *w, struct vreq v, const struct rp_cfg_limits *lim,
@@ -151,6 +152,7 @@ static struct outcome verify(struct world *w, struct vreq v, const struct rp_cfg
         .limits = lim,
         .nonce_ttl_s = 122,
         .allowlist_redis = v.allowlist,
+        .allowlist_consume = v.consume,
         .on_redis_failure = fail,
     };
     rp_admit_after_verify(w->admit, &in, on_admit, &o);
@@ -272,18 +274,18 @@ static void verified_case(struct world *w)
 {
     struct rp_cfg_limits lim = none;
     enum rp_redis_failure fc = RP_REDIS_FAIL_CLOSED;
-    struct vreq a = {"SN-A", "txid-0000000000000001", "nonce-a-1", "ir", false};
+    struct vreq a = {"SN-A", "txid-0000000000000001", "nonce-a-1", "ir", false, false};
     cr_assert_eq(verify(w, a, &lim, fc).res.err, RP_OK);
     /* replay: the same message again */
     cr_assert_eq(verify(w, a, &lim, fc).res.err, RP_E_BAD_SENDER_NONCE);
     /* another device takes the same transactionID */
-    struct vreq b = {"SN-B", "txid-0000000000000001", "nonce-b-1", "ir", false};
+    struct vreq b = {"SN-B", "txid-0000000000000001", "nonce-b-1", "ir", false, false};
     cr_assert_eq(verify(w, b, &lim, fc).res.err, RP_E_TXID_IN_USE);
     /* the refusal did not burn B's nonce: with its own txid the same nonce passes */
     b.txid = "txid-0000000000000002";
     cr_assert_eq(verify(w, b, &lim, fc).res.err, RP_OK);
     /* certConf continues a known transaction only */
-    struct vreq c = {"SN-A", "txid-unknown-000000", "nonce-a-2", "certConf", false};
+    struct vreq c = {"SN-A", "txid-unknown-000000", "nonce-a-2", "certConf", false, false};
     cr_assert_eq(verify(w, c, &lim, fc).res.err, RP_E_UNKNOWN_TXN);
     c.txid = "txid-0000000000000001";
     cr_assert_eq(verify(w, c, &lim, fc).res.err, RP_OK, "nonce-a-2 was not burnt either");
@@ -291,7 +293,7 @@ static void verified_case(struct world *w)
     c.nonce = "nonce-b-3";
     cr_assert_eq(verify(w, c, &lim, fc).res.err, RP_E_TXID_IN_USE);
     /* an unknown txn does not exist afterwards: the refused certConf created nothing */
-    struct vreq d = {"SN-C", "txid-unknown-000000", "nonce-c-1", "ir", false};
+    struct vreq d = {"SN-C", "txid-unknown-000000", "nonce-c-1", "ir", false, false};
     cr_assert_eq(verify(w, d, &lim, fc).res.err, RP_OK);
 }
 
@@ -323,7 +325,7 @@ static void quota_case(struct world *w)
     struct rp_cfg_limits lim = none;
     lim.per_device = (struct rp_cfg_limit){.rate = 1, .burst = 1};
     enum rp_redis_failure fc = RP_REDIS_FAIL_CLOSED;
-    struct vreq a = {"SN-Q", "txid-q-000000000001", "nonce-q-1", "ir", false};
+    struct vreq a = {"SN-Q", "txid-q-000000000001", "nonce-q-1", "ir", false, false};
     cr_assert_eq(verify(w, a, &lim, fc).res.err, RP_OK);
     a.nonce = "nonce-q-2";
     a.body = "certConf";
@@ -334,7 +336,7 @@ static void quota_case(struct world *w)
     /* resending the same message is refused for quota again, not as a replay */
     cr_assert_eq(verify(w, a, &lim, fc).res.err, RP_E_RATE_LIMITED);
     /* another device has its own quota */
-    struct vreq b = {"SN-R", "txid-q-000000000002", "nonce-r-1", "ir", false};
+    struct vreq b = {"SN-R", "txid-q-000000000002", "nonce-r-1", "ir", false, false};
     cr_assert_eq(verify(w, b, &lim, fc).res.err, RP_OK);
 }
 
@@ -396,20 +398,59 @@ Test(admit, redis_allowlist_and_consume, .timeout = 30)
     cr_assert(run_until(&loop, cmd_done, &d, WAIT_MS));
 
     enum rp_redis_failure fo = RP_REDIS_FAIL_OPEN;
-    struct vreq ok = {"SN-OK", "txid-allow-00000001", "nonce-ok-1", "ir", true};
-    struct vreq no = {"SN-NO", "txid-allow-00000002", "nonce-no-1", "ir", true};
+    struct vreq ok = {"SN-OK", "txid-allow-00000001", "nonce-ok-1", "ir", true, false};
+    struct vreq no = {"SN-NO", "txid-allow-00000002", "nonce-no-1", "ir", true, false};
     cr_assert_eq(verify(&w, ok, &none, fo).res.err, RP_OK);
     cr_assert_eq(verify(&w, no, &none, fo).res.err, RP_E_NOT_AUTHORIZED);
 
-    struct outcome o = {0};
-    struct rp_admit_issued_in in = {
-        .domain = "m", .serial = rp_view_str("SN-OK"), .allowlist_consume = true};
+    /* allowlist_consume: checked and claimed in one script at verification */
+    struct vreq c1 = {"SN-OK", "txid-claim-00000001", "nonce-c-1", "ir", true, true};
+    struct vreq c2 = {"SN-OK", "txid-claim-00000002", "nonce-c-2", "ir", true, true};
+    struct outcome o = verify(&w, c1, &none, fo);
+    cr_assert_eq(o.res.err, RP_OK);
+    cr_assert(o.res.claimed, "the first claims");
+    cr_assert_eq(verify(&w, c2, &none, fo).res.err, RP_E_NOT_AUTHORIZED, "another transaction");
+    c1.nonce = "nonce-c-3"; /* a retry of the claiming transaction passes, claiming nothing */
+    o = verify(&w, c1, &none, fo);
+    cr_assert_eq(o.res.err, RP_OK);
+    cr_assert_not(o.res.claimed);
+    /* the CA refused: the serial goes back, and another transaction may claim it */
+    struct rp_admit_issued_in in = {"m", rp_view_str("SN-OK"), rp_view_str(c1.txid),
+                                    RP_ADMIT_RELEASE};
+    memset(&o, 0, sizeof o);
     rp_admit_on_issued(w.admit, &in, on_admit, &o);
     cr_assert(run_until(&loop, decided, &o, WAIT_MS));
     cr_assert_eq(o.res.err, RP_OK);
+    c2.nonce = "nonce-c-4";
+    cr_assert(verify(&w, c2, &none, fo).res.claimed);
+    /* the CA issued: consumed for good, the claim's own transaction cannot enroll again */
+    in.txid = rp_view_str(c2.txid);
+    in.settle = RP_ADMIT_CONSUME;
+    memset(&o, 0, sizeof o);
+    rp_admit_on_issued(w.admit, &in, on_admit, &o);
+    cr_assert(run_until(&loop, decided, &o, WAIT_MS));
+    cr_assert_eq(o.res.err, RP_OK);
+    c2.nonce = "nonce-c-5";
+    cr_assert_eq(verify(&w, c2, &none, fo).res.err, RP_E_NOT_AUTHORIZED, "consumed");
     ok.txid = "txid-allow-00000003";
     ok.nonce = "nonce-ok-2";
     cr_assert_eq(verify(&w, ok, &none, fo).res.err, RP_E_NOT_AUTHORIZED, "consumed");
+    /* a claim whose request is refused (replay) is undone with it */
+    const char *sadd2[] = {"SADD", key, "SN-TWO"};
+    d.calls = 0;
+    cr_assert_eq(rp_redis_command(w.redis, on_cmd, &d, 3, sadd2, NULL), RP_OK);
+    cr_assert(run_until(&loop, cmd_done, &d, WAIT_MS));
+    struct vreq t1 = {"SN-TWO", "txid-claim-00000010", "nonce-t-1", "ir", true, true};
+    struct vreq t2 = {"SN-TWO", "txid-claim-00000011", "nonce-t-1", "ir", true, true};
+    cr_assert(verify(&w, t1, &none, fo).res.claimed);
+    in = (struct rp_admit_issued_in){"m", rp_view_str("SN-TWO"), rp_view_str(t1.txid),
+                                     RP_ADMIT_RELEASE};
+    memset(&o, 0, sizeof o);
+    rp_admit_on_issued(w.admit, &in, on_admit, &o);
+    cr_assert(run_until(&loop, decided, &o, WAIT_MS));
+    cr_assert_eq(verify(&w, t2, &none, fo).res.err, RP_E_BAD_SENDER_NONCE);
+    t2.nonce = "nonce-t-2";
+    cr_assert(verify(&w, t2, &none, fo).res.claimed, "the replay's claim was given back");
     world_free(&w);
     rpt_redis_stop(&s);
 }
@@ -438,7 +479,7 @@ Test(admit, redis_down_fail_open_and_fail_closed, .timeout = 30)
     cr_assert_eq(o.res.err, RP_E_RATE_LIMITED);
     cr_assert(o.res.degraded);
 
-    struct vreq v = {"SN-D", "txid-down-000000001", "nonce-d-1", "ir", false};
+    struct vreq v = {"SN-D", "txid-down-000000001", "nonce-d-1", "ir", false, false};
     cr_assert_eq(verify(&w, v, &none, RP_REDIS_FAIL_CLOSED).res.err, RP_E_SYSTEM_UNAVAIL);
     cr_assert_eq(verify(&w, v, &none, RP_REDIS_FAIL_OPEN).res.err, RP_OK);
     cr_assert_eq(verify(&w, v, &none, RP_REDIS_FAIL_OPEN).res.err, RP_E_BAD_SENDER_NONCE);
@@ -493,7 +534,7 @@ Test(admit, input_checks_and_error_signature_budget)
     rp_admit_start(w.admit, &in, on_admit, &o);
     cr_assert_eq(o.calls, 1);
     cr_assert_eq(o.res.err, RP_E_INVAL);
-    struct vreq v = {"SN", "txid-000000000000001", "", "ir", false};
+    struct vreq v = {"SN", "txid-000000000000001", "", "ir", false, false};
     cr_assert_eq(verify(&w, v, &none, RP_REDIS_FAIL_OPEN).res.err, RP_E_BAD_SENDER_NONCE);
     int signed_ok = 0;
     for (int i = 0; i < 1000; i++)
