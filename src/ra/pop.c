@@ -1,9 +1,9 @@
 /* Proof of possession of the requested key, on a crypto worker (RFC 4211 §4.1, RFC 9483
  * §4.1.6): what the RA has proven before it may say raVerified, or sign a template it wrote.
  *
- * Signature POP: without poposkInput the signature covers the CertRequest, which is only
- * allowed when the template holds both subject and publicKey. With poposkInput (a template
- * without subject) the signature covers POPOSigningKeyInput, whose publicKey must be the
+ * Signature POP: without poposkInput the signature covers the CertRequest (and so the
+ * template's key). poposkInput is accepted only for a template without subject (RFC 4211
+ * §4.1); the signature then covers POPOSigningKeyInput, whose publicKey must be the
  * template's and whose authInfo must be the authenticated sender: its sender GeneralName
  * the message's (which the protection covers), or a publicKeyMAC under the MAC kid's own
  * secret. Anything else — a signature over other DER, by another key, for another sender —
@@ -61,8 +61,9 @@ static int signed_data(const struct ra_exchange *rx, const struct rp_crmf_req *r
     struct rp_arena *a = &rx->ex->arena;
     const struct rp_crmf_template *t = &r->tmpl;
     if (!rp_view_present(r->pop.poposk_input_raw)) {
-        if (!rp_view_present(t->subject))
-            FAIL(RP_E_BAD_POP, "a template without subject needs poposkInput (RFC 4211 4.1)");
+        /* a signature over the CertRequest, which holds the key: possession of that key for
+         * this very request. RFC 4211 wants poposkInput when the template has no subject;
+         * OpenSSL signs the CertRequest then, and that proves no less. */
         *data = r->cert_req_raw;
         return RP_OK;
     }

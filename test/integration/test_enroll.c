@@ -476,3 +476,31 @@ Test(enroll, pbm_protected_ir_is_verified_and_reprotected, .timeout = 120)
     cr_expect_eq(sent_count(&e), before);
     down(&e);
 }
+
+/* template: rewrite (RFC 9483 5.2.3.2): whatever subject the device asks for, the CA gets the
+ * one the RA writes from the device's identity, with raVerified (the RA checked the POP);
+ * the full enrollment goes through the real mock CA. */
+Test(enroll, rewrite_enrolls_with_the_subject_the_ra_writes, .timeout = 120)
+{
+    struct e2e e;
+    const char *mock[] = {"-accept_raverified", NULL};
+    up_with(&e, NULL, mock,
+            "    template:\n"
+            "      mode: rewrite\n"
+            "      subject: \"O=Operator, CN=Device {serial}, serialNumber={serial}\"\n");
+    char log[600];
+    const char *lie[] = {"-subject", "/CN=Someone else/serialNumber=SN0002", NULL};
+    cr_expect_eq(device(&e, MANUF, "ir", "vendor/dev1", "vendor/ica.pem", lie, log, sizeof log), 0,
+                 "%s / %s", log, e.rp.log);
+    cr_expect_eq(sent_count(&e), 2, "ir and certConf");
+    char dump[700], cmd[1200];
+    snprintf(dump, sizeof dump, "%s/dump.json", e.dir);
+    snprintf(cmd, sizeof cmd, "%s/raproxy-cmpdump %s/001.der", rpt_bin(), e.rec);
+    const char *argv[] = {"bash", "-c", cmd, NULL};
+    rpt_run(argv, 20000, dump);
+    cr_expect_geq(rpt_file_count(dump, "raVerified"), 1, "see %s", dump);
+    cr_expect_geq(rpt_file_count(dump, "O=Operator, CN=Device SN0001, serialNumber=SN0001"), 1,
+                  "the subject the RA wrote: see %s", dump);
+    cr_expect_eq(rpt_file_count(dump, "SN0002"), 0, "the device's wish is gone: see %s", dump);
+    down(&e);
+}

@@ -4,13 +4,16 @@
 #include "httpc.h"
 #include "support.h"
 
+#include "raproxy/cert.h"
 #include "raproxy/cmp_encode.h"
 #include "raproxy/der.h"
 #include "raproxy/derw.h"
 #include "raproxy/err.h"
+#include "raproxy/ext.h"
 #include "raproxy/sig.h"
 
 #include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/hmac.h>
 #include <wolfssl/wolfcrypt/pwdbased.h>
 #include <wolfssl/wolfcrypt/sha256.h>
@@ -178,6 +181,235 @@ static struct rp_view sign(struct rp_arena *a, const char *key_file, struct rp_v
     return rc == RP_OK ? rp_view_make(s, sl) : RP_VIEW_NULL;
 }
 
+/* ---- fields built here ------------------------------------------------------------------- */
+
+struct rp_view rpt_cert_der(struct rp_arena *a, const char *path)
+{
+    size_t len;
+    uint8_t *pem = rpt_read_file(path, &len);
+    struct rp_view out = RP_VIEW_NULL;
+    if (!pem)
+        return out;
+    uint8_t *der = rp_arena_alloc(a, len);
+    int n = der ? wc_CertPemToDer(pem, (int)len, der, (int)len, CERT_TYPE) : -1;
+    if (n > 0)
+        out = rp_view_make(der, (size_t)n);
+    else if (der && len && pem[0] == 0x30) {
+        memcpy(der, pem, len);
+        out = rp_view_make(der, len);
+    }
+    free(pem);
+    return out;
+}
+
+struct rp_view rpt_name(struct rp_arena *a, const char *text)
+{
+    struct rp_name_attr attrs[16];
+    size_t n = 0;
+    char *copy = (char *)rp_arena_dup(a, text, strlen(text) + 1), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t && n < 16; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        char *eq = strchr(t, '=');
+        if (!eq)
+            return RP_VIEW_NULL;
+        *eq = '\0';
+        if (rp_name_attr_oid(t, &attrs[n].type, &attrs[n].tag) != RP_OK)
+            return RP_VIEW_NULL;
+        attrs[n].value = rp_view_str(eq + 1);
+        attrs[n].multi = 0;
+        n++;
+    }
+    struct rp_view out = RP_VIEW_NULL;
+    rp_name_encode(a, attrs, n, &out);
+    return out;
+}
+
+struct rp_view rpt_ext(struct rp_arena *a, struct rp_view oid, bool critical, struct rp_view value)
+{
+    struct rp_view out = RP_VIEW_NULL;
+    rp_ext_encode(a, oid, critical, value, &out);
+    return out;
+}
+
+struct rp_view rpt_general_info_profile(struct rp_arena *a, const char *profile)
+{
+    static const uint8_t oid[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x04, 0x15};
+    struct rp_derw w;
+    struct rp_view out = RP_VIEW_NULL;
+    rp_derw_init(&w, a, 256 + strlen(profile));
+    rp_derw_begin(&w, RP_DER_CTX_CONS(8));
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_oid(&w, rp_view_make(oid, sizeof oid));
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_utf8(&w, rp_view_str(profile));
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    rp_derw_finish(&w, &out);
+    return out;
+}
+
+struct rp_view rpt_directory_name(struct rp_arena *a, struct rp_view name)
+{
+    struct rp_derw w;
+    struct rp_view out = RP_VIEW_NULL;
+    rp_derw_init(&w, a, name.len + 16);
+    rp_derw_begin(&w, RP_DER_CTX_CONS(4));
+    rp_derw_raw(&w, name);
+    rp_derw_end(&w);
+    rp_derw_finish(&w, &out);
+    return out;
+}
+
+/* The CertRequest SEQUENCE { certReqId, CertTemplate, controls } */
+static struct rp_view cert_request(struct rp_arena *a, const struct rpt_certreq *r, int64_t id)
+{
+    struct rp_derw w;
+    struct rp_view out = RP_VIEW_NULL;
+    size_t room = 1024 + r->issuer.len + r->subject.len + r->spki.len + r->validity_raw.len +
+                  r->controls_raw.len;
+    for (size_t i = 0; i < r->n_exts; i++)
+        room += r->exts[i].len;
+    rp_derw_init(&w, a, room);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_int64(&w, RP_DER_INTEGER, id);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    if (rp_view_present(r->issuer)) {
+        rp_derw_begin(&w, RP_DER_CTX_CONS(3));
+        rp_derw_raw(&w, r->issuer);
+        rp_derw_end(&w);
+    }
+    rp_derw_raw(&w, r->validity_raw);
+    if (rp_view_present(r->subject)) {
+        rp_derw_begin(&w, RP_DER_CTX_CONS(5));
+        rp_derw_raw(&w, r->subject);
+        rp_derw_end(&w);
+    }
+    if (rp_view_present(r->spki)) {
+        /* [6] IMPLICIT SubjectPublicKeyInfo: same content, other tag */
+        uint8_t *copy = rp_arena_dup(a, r->spki.p, r->spki.len);
+        if (!copy)
+            return RP_VIEW_NULL;
+        copy[0] = RP_DER_CTX_CONS(6);
+        if (r->key_alg_only) {
+            struct rp_der d, c;
+            struct rp_der_tlv t, alg;
+            rp_der_init(&d, copy, r->spki.len, NULL);
+            rp_der_next(&d, &t);
+            rp_der_enter(&d, &t, &c);
+            rp_der_next(&c, &alg);
+            rp_derw_begin(&w, RP_DER_CTX_CONS(6));
+            rp_derw_raw(&w, alg.raw);
+            rp_derw_bits(&w, RP_VIEW_NULL, 0);
+            rp_derw_end(&w);
+        } else {
+            rp_derw_raw(&w, rp_view_make(copy, r->spki.len));
+        }
+    }
+    if (r->n_exts) {
+        rp_derw_begin(&w, RP_DER_CTX_CONS(9));
+        for (size_t i = 0; i < r->n_exts; i++)
+            rp_derw_raw(&w, r->exts[i]);
+        rp_derw_end(&w);
+    }
+    rp_derw_end(&w);
+    rp_derw_raw(&w, r->controls_raw);
+    rp_derw_end(&w);
+    rp_derw_finish(&w, &out);
+    return out;
+}
+
+/* [0] IMPLICIT POPOSigningKeyInput { sender [0] { GeneralName }, publicKey } */
+static struct rp_view poposk_input(struct rp_arena *a, const struct rpt_certreq *r)
+{
+    struct rp_derw w;
+    struct rp_view out = RP_VIEW_NULL;
+    rp_derw_init(&w, a, 64 + r->poposk_sender.len + r->spki.len);
+    rp_derw_begin(&w, RP_DER_CTX_CONS(0));
+    rp_derw_begin(&w, RP_DER_CTX_CONS(0));
+    rp_derw_raw(&w, r->poposk_sender);
+    rp_derw_end(&w);
+    rp_derw_raw(&w, r->spki);
+    rp_derw_end(&w);
+    rp_derw_finish(&w, &out);
+    return out;
+}
+
+static struct rp_view cert_req_msg(struct rp_arena *a, const struct rpt_certreq *r, int64_t id)
+{
+    struct rp_view req = cert_request(a, r, id), alg = r->pop_alg, sig = r->pop_sig,
+                   input = r->poposk;
+    if (!rp_view_present(req))
+        return RP_VIEW_NULL;
+    if (r->pop == RPT_POP_POPOSK && !rp_view_present(input))
+        input = poposk_input(a, r);
+    if ((r->pop == RPT_POP_SIGNATURE || r->pop == RPT_POP_POPOSK) && !rp_view_present(sig)) {
+        struct rp_view data = req;
+        if (r->pop == RPT_POP_POPOSK) {
+            uint8_t *copy = rp_arena_dup(a, input.p, input.len);
+            copy[0] = RP_DER_SEQUENCE;
+            data = rp_view_make(copy, input.len);
+        }
+        struct rp_privkey *k;
+        if (!r->pop_key || rp_privkey_load_pem(r->pop_key, &k) != RP_OK)
+            return RP_VIEW_NULL;
+        enum rp_sig_alg sa = rp_privkey_default_alg(k);
+        uint8_t *s = rp_arena_alloc(a, RP_SIG_MAX);
+        size_t sl = 0;
+        int rc = rp_privkey_sign(k, sa, data.p, data.len, s, RP_SIG_MAX, &sl);
+        rp_privkey_free(k);
+        if (rc != RP_OK)
+            return RP_VIEW_NULL;
+        sig = rp_view_make(s, sl);
+        alg = rp_sig_alg_der(sa);
+    }
+    struct rp_derw w;
+    struct rp_view out = RP_VIEW_NULL;
+    rp_derw_init(&w, a, 256 + req.len + input.len + sig.len + alg.len);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_raw(&w, req);
+    if (r->pop == RPT_POP_RAVERIFIED) {
+        rp_derw_prim(&w, RP_DER_CTX(0), RP_VIEW_NULL);
+    } else if (r->pop != RPT_POP_NONE) {
+        rp_derw_begin(&w, RP_DER_CTX_CONS(1));
+        if (r->pop == RPT_POP_POPOSK)
+            rp_derw_raw(&w, input);
+        rp_derw_raw(&w, alg);
+        rp_derw_bits(&w, sig, 0);
+        rp_derw_end(&w);
+    }
+    rp_derw_end(&w);
+    rp_derw_finish(&w, &out);
+    return out;
+}
+
+struct rp_view rpt_certreqs(struct rp_arena *a, enum rp_cmp_body_type type,
+                            const struct rpt_certreq *r, size_t n)
+{
+    struct rp_view msgs[8];
+    size_t total = 64;
+    for (size_t i = 0; i < n && i < 8; i++) {
+        msgs[i] = cert_req_msg(a, &r[i], (int64_t)i);
+        if (!rp_view_present(msgs[i]))
+            return RP_VIEW_NULL;
+        total += msgs[i].len + 8;
+    }
+    struct rp_derw w;
+    struct rp_view out = RP_VIEW_NULL;
+    rp_derw_init(&w, a, total);
+    rp_derw_begin(&w, RP_DER_CTX_CONS((unsigned)type));
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    for (size_t i = 0; i < n && i < 8; i++)
+        rp_derw_raw(&w, msgs[i]);
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    rp_derw_finish(&w, &out);
+    return out;
+}
+
 /* ---- the message ----------------------------------------------------------------------- */
 
 struct rp_view rpt_rebuild(struct rp_arena *a, const uint8_t *base, size_t len,
@@ -231,7 +463,9 @@ struct rp_view rpt_rebuild(struct rp_arena *a, const uint8_t *base, size_t len,
         rp_derw_raw(&w, h->recip_nonce.raw);
     if (rp_view_present(h->free_text_raw))
         rp_derw_raw(&w, h->free_text_raw);
-    if (rp_view_present(h->general_info_raw))
+    if (rp_view_present(m->general_info))
+        rp_derw_raw(&w, m->general_info);
+    else if (rp_view_present(h->general_info_raw))
         rp_derw_raw(&w, h->general_info_raw);
     rp_derw_end(&w);
     struct rp_view hdr, pp, out = RP_VIEW_NULL;

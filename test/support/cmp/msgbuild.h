@@ -39,6 +39,7 @@ struct rpt_mut {
     bool no_sender_kid;
     struct rp_view sender;             /* replaces the sender GeneralName TLV */
     struct rp_view body;               /* replaces the body TLV */
+    struct rp_view general_info;       /* replaces generalInfo (the [8] TLV) */
     const struct rp_view *extra_certs; /* replaces extraCerts (n_extra_certs of them) */
     size_t n_extra_certs;
     bool flip_protection;
@@ -51,6 +52,45 @@ struct rpt_mut {
     uint32_t mac_iterations; /* 0: 1000 */
     int64_t mac_key_len;     /* PBMAC1 keyLength; 0: absent */
 };
+
+/* Fields a test builds itself, with the codec's encoders. */
+
+/* The DER of the first certificate of a PEM (or DER) file, in the arena; RP_VIEW_NULL. */
+struct rp_view rpt_cert_der(struct rp_arena *a, const char *path);
+/* A Name from "C=DE, O=Vendor, CN=x, serialNumber=SN0001" (labels of cert.h), in the arena. */
+struct rp_view rpt_name(struct rp_arena *a, const char *text);
+/* An Extension { oid, critical, OCTET STRING { value } } */
+struct rp_view rpt_ext(struct rp_arena *a, struct rp_view oid, bool critical, struct rp_view value);
+/* generalInfo [8] { certProfile ITAV { SEQUENCE OF UTF8String profile } } */
+struct rp_view rpt_general_info_profile(struct rp_arena *a, const char *profile);
+
+/* One CertReqMsg. Its POP: */
+enum rpt_pop {
+    RPT_POP_SIGNATURE,  /* signature over CertRequest with pop_key (or pop_sig as given) */
+    RPT_POP_POPOSK,     /* signature over poposkInput (poposk as given, or built from
+                           poposk_sender and spki) with pop_key, or pop_sig as given */
+    RPT_POP_NONE,       /* central key generation */
+    RPT_POP_RAVERIFIED, /* raVerified, as only an RA may send */
+};
+struct rpt_certreq {
+    struct rp_view issuer, subject; /* Name TLVs, or absent */
+    struct rp_view spki;            /* SubjectPublicKeyInfo SEQUENCE, or absent */
+    bool key_alg_only;              /* publicKey with its algorithm and an empty key */
+    struct rp_view validity_raw;    /* the [4] TLV, or absent */
+    const struct rp_view *exts;     /* Extension TLVs */
+    size_t n_exts;
+    struct rp_view controls_raw; /* Controls SEQUENCE, or absent */
+    enum rpt_pop pop;
+    const char *pop_key;             /* PEM private key file */
+    struct rp_view pop_sig, pop_alg; /* a given signature (and its AlgorithmIdentifier) */
+    struct rp_view poposk;           /* a given [0] poposkInput TLV */
+    struct rp_view poposk_sender;    /* GeneralName TLV for a built poposkInput */
+};
+/* ir/cr/kur [type] CertReqMessages of n requests (certReqId 0..n-1). */
+struct rp_view rpt_certreqs(struct rp_arena *a, enum rp_cmp_body_type type,
+                            const struct rpt_certreq *r, size_t n);
+/* A sender GeneralName: directoryName [4] { name } */
+struct rp_view rpt_directory_name(struct rp_arena *a, struct rp_view name);
 
 /* The altered message, in the arena. */
 struct rp_view rpt_rebuild(struct rp_arena *a, const uint8_t *base, size_t len,
