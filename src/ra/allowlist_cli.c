@@ -192,7 +192,8 @@ static bool flush_batch(struct importer *im)
     return im->inflight < PIPELINE_DEPTH || read_one(im);
 }
 
-/* Trims blanks; NULL for blank lines and comments. */
+/* The identity a line stands for: "SERIAL", or "ANCHOR SERIAL" as "ANCHOR/SERIAL" (README
+ * "Identities"). Trims blanks; NULL for blank lines and comments. */
 static char *serial_of(char *line, size_t *len)
 {
     size_t n = strlen(line);
@@ -204,8 +205,17 @@ static char *serial_of(char *line, size_t *len)
         line++;
         n--;
     }
+    if (n == 0 || *line == '#')
+        return NULL;
+    char *gap = strpbrk(line, " \t");
+    if (gap) {
+        char *serial = gap + strspn(gap, " \t");
+        *gap = '/';
+        memmove(gap + 1, serial, strlen(serial) + 1);
+        n = strlen(line);
+    }
     *len = n;
-    return n == 0 || *line == '#' ? NULL : line;
+    return line;
 }
 
 static int cmd_import(redisContext *c, const struct cli_opts *o)

@@ -148,3 +148,25 @@ Test(allowlist_cli, import_one_million_timing, .timeout = 300)
     rpt_rmdir(dir);
     free(dir);
 }
+
+/* "ANCHOR SERIAL" lines become the identity "ANCHOR/SERIAL" of a domain of several vendors. */
+Test(allowlist_cli, anchor_qualified_lines_import_as_identities, .timeout = 60)
+{
+    struct rpt_redis s;
+    srv_start(&s);
+    char *dir = rpt_tmpdir();
+    char in[512], out[512];
+    snprintf(in, sizeof in, "%s/serials.txt", dir);
+    snprintf(out, sizeof out, "%s/export.txt", dir);
+    const char *text = "acme SN0001\nglobex\tSN0001\n  SN0003  \n";
+    cr_assert_eq(rpt_write_file(in, text, strlen(text)), 0);
+    cr_assert_eq(cli(NULL, "import", "--redis", s.url, "--domain", "v", in, NULL, NULL), 0);
+    cr_assert_eq(cli(NULL, "export", "--redis", s.url, "--domain", "v", "--output", out, NULL), 0);
+    cr_expect_eq(rpt_file_count(out, "acme/SN0001\n"), 1);
+    cr_expect_eq(rpt_file_count(out, "globex/SN0001\n"), 1);
+    cr_expect_eq(rpt_file_count(out, "SN0003\n"), 1);
+    cr_expect_eq(rpt_file_count(out, " "), 0);
+    rpt_stop(&s.p, SIGKILL, WAIT_MS);
+    rpt_rmdir(dir);
+    free(dir);
+}
