@@ -221,6 +221,10 @@ static bool answer_fits(enum rp_cmp_body_type req, enum rp_cmp_body_type resp)
         return resp == RP_CMP_CP || resp == RP_CMP_POLLREP;
     case RP_CMP_KUR:
         return resp == RP_CMP_KUP || resp == RP_CMP_POLLREP;
+    case RP_CMP_KRR:
+        return resp == RP_CMP_KRP;
+    case RP_CMP_CCR:
+        return resp == RP_CMP_CCP;
     case RP_CMP_POLLREQ:
         return resp == RP_CMP_POLLREP || resp == RP_CMP_IP || resp == RP_CMP_CP ||
                resp == RP_CMP_KUP;
