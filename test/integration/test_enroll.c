@@ -181,7 +181,7 @@ Test(enroll, cr_p10cr_and_implicit_confirm, .timeout = 180)
     const char *mock[] = {"-grant_implicitconf", NULL};
     up(&e, NULL, mock);
     char log[600];
-    cr_expect_eq(device(&e, MANUF, "cr", "vendor/dev1", "vendor/ica.pem", NULL, log, sizeof log), 0,
+    cr_expect_eq(device(&e, MANUF, "cr", "vendor/dev2", "vendor/ica.pem", NULL, log, sizeof log), 0,
                  "cr: %s", log);
     char csr[600], key[600];
     snprintf(csr, sizeof csr, "%s/dev.csr", e.dir);

@@ -87,12 +87,10 @@ int rpt_device(const char *dir, int port, const char *path, const char *cmd, con
     }
     if (strcmp(cmd, "ir") == 0 || strcmp(cmd, "cr") == 0 || strcmp(cmd, "kur") == 0 ||
         strcmp(cmd, "p10cr") == 0) {
+        /* no -subject: openssl asks for the subject of the signing certificate, the
+         * device's own identity (the template policy binds it) */
         argv[n++] = "-newkey";
         argv[n++] = newkey;
-        if (strcmp(cmd, "kur") != 0) {
-            argv[n++] = "-subject";
-            argv[n++] = "/O=Operator/CN=Device 1/serialNumber=SN0001";
-        }
     }
     if (certout) {
         argv[n++] = "-certout";

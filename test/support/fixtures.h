@@ -16,7 +16,8 @@ int rpt_mockca_start(struct rpt_proc *p, const char *dir, int port, const char *
                      const char *const *extra);
 
 /* `openssl cmp` as a device over TLS through raproxy: cmd ("ir", "cr", "p10cr", "kur",
- * "rr", "genm"), signing with cert/key (+ extracerts, may be NULL), new key ca/issued.key,
+ * "rr", "genm"), signing with cert/key (+ extracerts, may be NULL), new key ca/issued.key
+ * for the subject of cert (a device asks for its own identity; extra may add -subject),
  * trusting operator/root.pem (+ ca chain) for responses. Writes the issued certificate
  * to certout (may be NULL). extra: further arguments. Returns openssl's exit status. */
 int rpt_device(const char *dir, int port, const char *path, const char *cmd, const char *cert,
