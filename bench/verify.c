@@ -422,6 +422,7 @@ static void on_run(struct rp_job *j)
         memset(rx, 0, sizeof *rx);
         rx->ex = &sl->ex;
         rx->domain = r->mode == MODE_FULL_NOCACHE_CRL ? r->domain_crl : r->domain;
+        rx->dcfg = rx->domain->cfg;
         rx->now = (int64_t)time(NULL);
         j->result =
             rp_cmp_decode(s->msg[sl->i].p, s->msg[sl->i].len, &sl->ex.arena, &rx->msg, NULL);
@@ -592,6 +593,11 @@ static void domain_init(struct ra_domain *d, struct rp_cfg_domain *cfg, const ch
                             false, stderr);
     if (rc != RP_OK)
         die("ra_trust_build", rc);
+    /* the default template policy: the ir asks for the device's own subject */
+    cfg->max_requests = RP_DEF_MAX_REQUESTS;
+    rc = ra_policy_load(cfg, d, stderr);
+    if (rc != RP_OK)
+        die("ra_policy_load", rc);
 }
 
 static void usage(FILE *f)
@@ -726,6 +732,8 @@ int main(int argc, char **argv)
         sample_free(&samples[i]);
     ra_trust_free(domain.trust);
     ra_trust_free(domain_crl.trust);
+    ra_policy_free(domain.policy);
+    ra_policy_free(domain_crl.policy);
     free(crl.p);
     free(domain.anchors.v[0].p);
     wolfSSL_Cleanup();
