@@ -823,3 +823,46 @@ Test(policy, a_device_may_not_lift_a_hold)
     cr_expect_eq(m->body.rr.items[0].reason, 1);
     free(b);
 }
+
+/* ccr, krr, popdecr and the announcements: a device's own protection on them buys nothing
+ * where the domain does not list them (and popdecr and announcements cannot be listed). */
+Test(policy, other_bodies_from_devices_are_refused_by_default)
+{
+    char dev[600];
+    pki(dev, sizeof dev, "vendor/dev1.pem");
+    struct rp_view cert = rpt_cert_der(&g_a, dev);
+    struct rpt_certreq r = new_key_request(DEV1);
+    static const unsigned announcements[] = {RP_CMP_CKUANN, RP_CMP_CANN, RP_CMP_RANN,
+                                             RP_CMP_POPDECR};
+    struct rp_view bodies[6];
+    size_t n = 0;
+    bodies[n++] = rpt_certreqs(&g_a, RP_CMP_KRR, &r, 1);
+    bodies[n++] = rpt_certreqs(&g_a, RP_CMP_CCR, &r, 1);
+    for (size_t i = 0; i < sizeof announcements / sizeof announcements[0]; i++) {
+        struct rp_derw w;
+        rp_derw_init(&w, &g_a, cert.len * 3 + 64);
+        rp_derw_begin(&w, RP_DER_CTX_CONS(announcements[i]));
+        rp_derw_begin(&w, RP_DER_SEQUENCE);
+        if (announcements[i] == RP_CMP_POPDECR) {
+            rp_derw_int64(&w, RP_DER_INTEGER, 1);
+        } else {
+            rp_derw_raw(&w, cert);
+            if (announcements[i] == RP_CMP_CKUANN) {
+                rp_derw_raw(&w, cert);
+                rp_derw_raw(&w, cert);
+            }
+        }
+        rp_derw_end(&w);
+        rp_derw_end(&w);
+        cr_assert_eq(rp_derw_finish(&w, &bodies[n++]), RP_OK);
+    }
+    size_t len;
+    uint8_t *b = capture("ir", "vendor/dev1", NULL, &len);
+    for (size_t i = 0; i < n; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "body %u from a device", bodies[i].p[0] & 0x1fu);
+        expect_refused(P_CHECK, resign(b, len, "vendor/dev1.key", bodies[i], RP_VIEW_NULL),
+                       RP_FI_NOT_AUTHORIZED, what);
+    }
+    free(b);
+}
