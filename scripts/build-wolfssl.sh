@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
 # Builds the "fast" wolfSSL that raproxy links statically: Debian's own source package for
 # the installed libwolfssl-dev (with all of Debian's patches, security backports included),
-# configured with Debian's options (from debian/rules) plus wolfSSL's fast paths:
-# single-precision math for P-256/P-384/P-521 and RSA/DH 2048-4096, its x86-64 assembly,
-# the Intel assembly (AVX/BMI2 chosen at run time by CPUID) and AES-NI.
+# configured lean — only what raproxy uses — plus wolfSSL's fast paths: single-precision
+# math for P-256/P-384/P-521 and RSA 2048-4096, its x86-64 assembly, the Intel assembly
+# (AVX/BMI2 chosen at run time by CPUID) and AES-NI.
+#
+# Lean, because every feature of Debian's configuration (--enable-distro and friends) costs
+# memory in each TLS session or thread: its session certificates (SESSION_CERTS) keep the
+# peer's whole chain in every session (9 × 2 KiB), its fixed-point ECC cache (FP_ECC) is
+# ~1.4 MiB of thread-local storage carved out of every thread's stack, and the OpenSSL
+# compatibility layers enlarge every WOLFSSL object. What raproxy calls and the build keeps:
+# TLS 1.2/1.3 with ECDHE (X25519, P-256, P-384) and session tickets, SNI; ECDSA P-256/384/521,
+# Ed25519, RSA with PSS; X.509 verification through the certificate manager with CRLs;
+# OCSP; certificate and request generation (bench, test PKI); PBKDF2 and HMAC (PBM);
+# the OpenSSL-compatible EVP/X509 calls of src/proto/tls.c (OPENSSL_ALL); PKCS#11 and crypto
+# callbacks (HSM-held RA keys). Entropy comes from getrandom(2), so a process at its
+# descriptor limit can still start a TLS session (no /dev/urandom open per session).
 #
 #   scripts/build-wolfssl.sh [CACHE_DIR]      default: <source>/.cache
 #
@@ -34,8 +46,19 @@ version=$(dpkg-query -W -f='${source:Version}' libwolfssl-dev 2>/dev/null) ||
   die "libwolfssl-dev is not installed"
 [ -n "$version" ] || die "cannot tell libwolfssl-dev's source version"
 
-# Fast paths on top of Debian's options. Static only, position independent (raproxy is PIE).
+# What raproxy uses (see the top of this file), nothing else. Static only, position
+# independent (raproxy is PIE).
+lean_opts=(--enable-tls13 --disable-oldtls --enable-session-ticket --enable-sni
+  --enable-supportedcurves --enable-ecc --enable-curve25519 --enable-ed25519 --enable-rsapss
+  --disable-dh --enable-aesgcm --enable-chacha --enable-poly1305 --enable-sha384 --enable-sha512
+  --enable-crl --enable-ocsp --enable-certgen --enable-certreq --enable-certext --enable-keygen
+  --enable-pwdbased --enable-opensslall --enable-opensslextra --enable-pkcs11 --enable-cryptocb
+  --disable-oldnames --disable-sys-ca-certs)
+# Fast paths.
 fast_opts=(--enable-sp=yes --enable-sp-asm --enable-intelasm --enable-aesni)
+# Per session: no peer chain copy in the session (raproxy reads the peer's leaf only), a
+# verification depth that fits device and CA chains; entropy without a descriptor.
+lean_cppflags="-DWOLFSSL_GETRANDOM -DMAX_CHAIN_DEPTH=6"
 build_opts=(--enable-static --disable-shared --with-pic
   --disable-crypttests --disable-benchmark --disable-examples
   --disable-dependency-tracking --disable-maintainer-mode)
@@ -48,7 +71,7 @@ else
   cflags="-O2 -fstack-protector-strong -Wformat -Werror=format-security"
   cppflags="-D_FORTIFY_SOURCE=2"
 fi
-recipe="v2 $version | ${fast_opts[*]} | ${build_opts[*]} | $cflags | $cppflags"
+recipe="v3 $version | ${lean_opts[*]} | ${fast_opts[*]} | ${build_opts[*]} | $lean_cppflags | $cflags | $cppflags"
 
 prefix=$cache/wolfssl-$version-fast
 work=$cache/wolfssl-$version-work
@@ -122,26 +145,16 @@ dpkg-source -x "$work"/dl/wolfssl_*.dsc "$work/src" >"$work/dpkg-source.log" 2>&
   { cat "$work/dpkg-source.log" >&2; die "dpkg-source -x failed"; }
 log "applied $(grep -c 'applying' "$work/dpkg-source.log" || true) Debian patches"
 
-# Debian's configure options: the arguments of dh_auto_configure in debian/rules.
-mapfile -t deb_opts < <(awk '
-  /dh_auto_configure/ { on = 1; sub(/.*dh_auto_configure[^-]*--/, ""); }
-  on { line = $0; cont = sub(/\\[[:space:]]*$/, "", line); n = split(line, w, /[[:space:]]+/);
-       for (i = 1; i <= n; i++) if (w[i] ~ /^--/) print w[i];
-       if (!cont) on = 0 }' "$work/src/debian/rules")
-[ ${#deb_opts[@]} -gt 0 ] || die "found no configure options in debian/rules"
-# --disable-silent-rules only makes the log long.
-opts=()
-for o in "${deb_opts[@]}"; do [ "$o" = --disable-silent-rules ] || opts+=("$o"); done
-log "Debian's options: ${deb_opts[*]}"
-log "fast paths:       ${fast_opts[*]}"
+log "options:    ${lean_opts[*]} $lean_cppflags"
+log "fast paths: ${fast_opts[*]}"
 
 cd "$work/src"
 # As dh_autoreconf does (the orig tarball ships no configure); autogen.sh's placeholders first.
 bash ./autogen.sh >"$work/autoreconf.log" 2>&1 || { tail -20 "$work/autoreconf.log" >&2; die "autogen.sh failed"; }
-./configure --prefix="$prefix" --libdir="$prefix/lib" "${opts[@]}" "${fast_opts[@]}" "${build_opts[@]}" \
-  CFLAGS="$cflags" CPPFLAGS="$cppflags" >"$work/configure.log" 2>&1 ||
+./configure --prefix="$prefix" --libdir="$prefix/lib" "${lean_opts[@]}" "${fast_opts[@]}" "${build_opts[@]}" \
+  CFLAGS="$cflags" CPPFLAGS="$cppflags $lean_cppflags" >"$work/configure.log" 2>&1 ||
   { tail -30 "$work/configure.log" >&2; die "configure failed (log: $work/configure.log)"; }
-# --enable-distro forces a shared library too; raproxy only needs the static one.
+# Only the static library (some option sets force a shared one too).
 sed -i 's/^build_libtool_libs=yes/build_libtool_libs=no/' libtool
 
 log "compiling (-j$jobs)"
@@ -152,13 +165,20 @@ make install-libLTLIBRARIES install-includeHEADERS install-nobase_includeHEADERS
 install -m 644 wolfssl/options.h "$prefix/include/wolfssl/options.h"
 install -m 644 cyassl/options.h "$prefix/include/cyassl/options.h"
 
-# The point of the exercise: refuse a build without the fast paths or without what raproxy uses.
+# The point of the exercise: refuse a build without the fast paths, without what raproxy
+# (or issue 19's PKCS#11 keys) uses, or with the per-session and per-thread weight it must
+# not carry.
 opt_h=$prefix/include/wolfssl/options.h
-for d in WOLFSSL_HAVE_SP_ECC WOLFSSL_HAVE_SP_RSA WOLFSSL_SP_384 WOLFSSL_SP_X86_64_ASM WOLFSSL_SP_ASM \
-  USE_INTEL_SPEEDUP WOLFSSL_AESNI WOLFSSL_TLS13 HAVE_ECC HAVE_ED25519 WC_RSA_PSS HAVE_CRL HAVE_OCSP \
-  WOLFSSL_CERT_GEN WOLFSSL_CERT_REQ OPENSSL_ALL HAVE_SESSION_TICKET HAVE_SUPPORTED_CURVES \
-  HAVE_PKCS11 WOLF_CRYPTO_CB; do
+for d in WOLFSSL_HAVE_SP_ECC WOLFSSL_HAVE_SP_RSA WOLFSSL_SP_384 WOLFSSL_SP_521 WOLFSSL_SP_X86_64_ASM \
+  WOLFSSL_SP_ASM USE_INTEL_SPEEDUP WOLFSSL_AESNI WOLFSSL_TLS13 HAVE_ECC HAVE_ECC384 HAVE_ECC521 \
+  HAVE_CURVE25519 HAVE_ED25519 WC_RSA_PSS HAVE_CRL HAVE_OCSP WOLFSSL_CERT_GEN WOLFSSL_CERT_REQ \
+  WOLFSSL_CERT_EXT WOLFSSL_KEY_GEN OPENSSL_EXTRA OPENSSL_ALL HAVE_SESSION_TICKET HAVE_SNI \
+  HAVE_SUPPORTED_CURVES HAVE_AESGCM HAVE_CHACHA HAVE_POLY1305 HAVE_PKCS11 WOLF_CRYPTO_CB \
+  WOLFSSL_GETRANDOM MAX_CHAIN_DEPTH; do
   grep -q "^#define $d\b" "$opt_h" || die "$opt_h lacks $d"
+done
+for d in FP_ECC SESSION_CERTS WOLFSSL_SMALL_STACK; do
+  ! grep -q "^#define $d\b" "$opt_h" || die "$opt_h defines $d (per-session or per-thread memory)"
 done
 [ -f "$prefix/lib/libwolfssl.a" ] || die "no libwolfssl.a installed"
 [ ! -e "$prefix/lib/libwolfssl.so" ] || die "a shared library was installed; raproxy must link statically"

@@ -109,6 +109,6 @@ const char *rp_tls_version(const struct rp_tls *t);
 bool rp_tls_resumed(const struct rp_tls *t);
 /* Server side: the client certificate (DER, view valid for the session's life) if one was
  * presented and verified. Client side: the server's certificate. RP_E_NOT_FOUND otherwise. */
-int rp_tls_peer_cert(const struct rp_tls *t, struct rp_view *der);
+int rp_tls_peer_cert(struct rp_tls *t, struct rp_view *der);
 
 #endif

@@ -59,6 +59,8 @@ struct rp_tls {
     WOLFSSL_SESSION *offered; /* client: the cached session offered (identity only) */
     uint64_t stale_ticket;    /* client, TLS 1.3: fingerprint of the ticket held at the end
                                  of the handshake (the offered one, useless for the next) */
+    uint8_t *peer_der;        /* the peer's certificate, copied on first rp_tls_peer_cert */
+    size_t peer_der_len;
 };
 
 /* ---- process-wide setup ---- */
@@ -482,6 +484,7 @@ void rp_tls_free(struct rp_tls *t)
     }
     rp_buf_free(&t->in);
     rp_buf_free(&t->out);
+    free(t->peer_der);
     rp_tls_ctx_unref(t->ctx);
     free(t);
 }
@@ -652,18 +655,25 @@ bool rp_tls_resumed(const struct rp_tls *t)
     return rp_tls_handshake_done(t) && wolfSSL_session_reused(t->ssl);
 }
 
-int rp_tls_peer_cert(const struct rp_tls *t, struct rp_view *der)
+int rp_tls_peer_cert(struct rp_tls *t, struct rp_view *der)
 {
     if (!rp_tls_handshake_done(t))
         return RP_E_NOT_FOUND;
-    /* wolfSSL keeps the peer chain in the session; its DER outlives this call */
-    WOLFSSL_X509_CHAIN *chain = wolfSSL_get_peer_chain(t->ssl);
-    if (!chain || wolfSSL_get_chain_count(chain) < 1)
-        return RP_E_NOT_FOUND;
-    int len = wolfSSL_get_chain_length(chain, 0);
-    unsigned char *p = wolfSSL_get_chain_cert(chain, 0);
-    if (!p || len <= 0)
-        return RP_E_NOT_FOUND;
-    *der = rp_view_make(p, (size_t)len);
+    /* Only the leaf is kept by wolfSSL (KEEP_PEER_CERT; no session chain copies, they cost
+     * every session kilobytes), and only as a decoded copy: its DER is copied once into
+     * the session on first use. */
+    if (!t->peer_der) {
+        WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(t->ssl);
+        int len = 0;
+        const unsigned char *p = x ? wolfSSL_X509_get_der(x, &len) : NULL;
+        if (p && len > 0 && (t->peer_der = malloc((size_t)len)) != NULL) {
+            memcpy(t->peer_der, p, (size_t)len);
+            t->peer_der_len = (size_t)len;
+        }
+        wolfSSL_X509_free(x);
+        if (!t->peer_der)
+            return RP_E_NOT_FOUND;
+    }
+    *der = rp_view_make(t->peer_der, t->peer_der_len);
     return RP_OK;
 }
