@@ -19,6 +19,10 @@
 #define RP_DEF_BODY_TIMEOUT       10000u
 #define RP_DEF_IDLE_TIMEOUT       60000u
 #define RP_DEF_MAX_CONNECTIONS    100000u
+#define RP_DEF_MAX_CONNS_PER_IP   64u
+#define RP_DEF_MAX_HANDSHAKES     1024u /* per loop */
+#define RP_DEF_MAX_UNSENT_BYTES   65536u
+#define RP_DEF_WORKER_QUEUE_MS    500u
 #define RP_DEF_UPSTREAM_TIMEOUT   30000u
 #define RP_DEF_UPSTREAM_CONNECT   5000u
 #define RP_DEF_UPSTREAM_MAX_CONNS 16u
@@ -87,7 +91,10 @@ struct rp_cfg_http {
     uint32_t header_timeout_ms;
     uint32_t body_timeout_ms;
     uint32_t idle_timeout_ms;
-    uint32_t max_connections; /* per process; split evenly between loops */
+    uint32_t max_connections;        /* per process; split evenly between loops */
+    uint32_t max_connections_per_ip; /* per loop, at accept; 0 = no cap */
+    uint32_t max_handshakes;         /* TLS handshakes in flight per loop */
+    uint32_t max_unsent_bytes;       /* answers queued for a peer that does not read */
 };
 
 struct rp_cfg_upstream {
@@ -304,6 +311,7 @@ struct rp_config {
     uint32_t loops;            /* default 1 */
     uint32_t workers;          /* default: number of cores */
     uint32_t worker_queue;     /* per worker */
+    uint32_t worker_queue_ms;  /* refuse work whose expected wait on the workers exceeds it */
     char *log_level;           /* debug|info|warn|error */
     uint32_t shutdown_grace_s; /* default 25 */
     char *default_path;        /* optional extra path served by the first domain, e.g. "/pkix/" */

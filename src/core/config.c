@@ -74,6 +74,9 @@ static const cyaml_schema_field_t http_fields[] = {
     U32("body_timeout_ms", struct rp_cfg_http, body_timeout_ms),
     U32("idle_timeout_ms", struct rp_cfg_http, idle_timeout_ms),
     U32("max_connections", struct rp_cfg_http, max_connections),
+    U32("max_connections_per_ip", struct rp_cfg_http, max_connections_per_ip),
+    U32("max_handshakes", struct rp_cfg_http, max_handshakes),
+    U32("max_unsent_bytes", struct rp_cfg_http, max_unsent_bytes),
     CYAML_FIELD_END,
 };
 
@@ -275,6 +278,7 @@ static const cyaml_schema_field_t top_fields[] = {
     U32("loops", struct rp_config, loops),
     U32("workers", struct rp_config, workers),
     U32("worker_queue", struct rp_config, worker_queue),
+    U32("worker_queue_ms", struct rp_config, worker_queue_ms),
     STR("log_level", struct rp_config, log_level),
     U32("shutdown_grace_s", struct rp_config, shutdown_grace_s),
     STR("default_path", struct rp_config, default_path),
@@ -1151,6 +1155,7 @@ static void apply_defaults(struct rp_cfgx *x, struct rp_config *cfg)
     def_u32(x, "", "loops", &cfg->loops, RP_DEF_LOOPS);
     def_u32(x, "", "workers", &cfg->workers, online_cpus());
     def_u32(x, "", "worker_queue", &cfg->worker_queue, RP_DEF_WORKER_QUEUE);
+    def_u32(x, "", "worker_queue_ms", &cfg->worker_queue_ms, RP_DEF_WORKER_QUEUE_MS);
     def_u32(x, "", "shutdown_grace_s", &cfg->shutdown_grace_s, RP_DEF_SHUTDOWN_GRACE);
     def_str(x, &cfg->log_level, RP_DEF_LOG_LEVEL);
 
@@ -1166,6 +1171,10 @@ static void apply_defaults(struct rp_cfgx *x, struct rp_config *cfg)
     def_u32(x, "http", "body_timeout_ms", &h->body_timeout_ms, RP_DEF_BODY_TIMEOUT);
     def_u32(x, "http", "idle_timeout_ms", &h->idle_timeout_ms, RP_DEF_IDLE_TIMEOUT);
     def_u32(x, "http", "max_connections", &h->max_connections, RP_DEF_MAX_CONNECTIONS);
+    def_u32(x, "http", "max_connections_per_ip", &h->max_connections_per_ip,
+            RP_DEF_MAX_CONNS_PER_IP);
+    def_u32(x, "http", "max_handshakes", &h->max_handshakes, RP_DEF_MAX_HANDSHAKES);
+    def_u32(x, "http", "max_unsent_bytes", &h->max_unsent_bytes, RP_DEF_MAX_UNSENT_BYTES);
 
     struct rp_cfg_upstream *u = &cfg->upstream;
     def_u32(x, "upstream", "timeout_ms", &u->timeout_ms, RP_DEF_UPSTREAM_TIMEOUT);

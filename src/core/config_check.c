@@ -28,6 +28,9 @@
 #define MAC_LOCKOUT_FAILS_MAX    1000u
 #define MAC_LOCKOUT_WINDOW_MAX_S 86400u
 #define SHUTDOWN_GRACE_MAX_S     3600u
+#define MAX_UNSENT_BYTES_MIN     1024u
+#define MAX_UNSENT_BYTES_MAX     (64u << 20)
+#define WORKER_QUEUE_MS_MAX      600000u
 #define PORT_MAX                 65535u
 #define PORT_DIGITS_MAX          5
 
@@ -268,6 +271,7 @@ static void check_top(struct rp_cfgx *x, const struct rp_config *cfg)
     check_range(x, "loops", cfg->loops, 1, RP_CFG_LOOPS_MAX);
     check_range(x, "workers", cfg->workers, 1, RP_CFG_WORKERS_MAX);
     check_range(x, "worker_queue", cfg->worker_queue, 1, UINT32_MAX);
+    check_range(x, "worker_queue_ms", cfg->worker_queue_ms, 1, WORKER_QUEUE_MS_MAX);
     check_range(x, "shutdown_grace_s", cfg->shutdown_grace_s, 0, SHUTDOWN_GRACE_MAX_S);
     if (!in_set(cfg->log_level, log_levels, COUNT(log_levels)))
         rp_cfgx_problem(x, "log_level", "must be one of debug|info|warn|error, got '%s'",
@@ -352,6 +356,10 @@ static void check_http(struct rp_cfgx *x, const struct rp_cfg_http *h)
     check_range(x, "http.body_timeout_ms", h->body_timeout_ms, 1, UINT32_MAX);
     check_range(x, "http.idle_timeout_ms", h->idle_timeout_ms, 1, UINT32_MAX);
     check_range(x, "http.max_connections", h->max_connections, 1, UINT32_MAX);
+    check_range(x, "http.max_connections_per_ip", h->max_connections_per_ip, 0, UINT32_MAX);
+    check_range(x, "http.max_handshakes", h->max_handshakes, 1, UINT32_MAX);
+    check_range(x, "http.max_unsent_bytes", h->max_unsent_bytes, MAX_UNSENT_BYTES_MIN,
+                MAX_UNSENT_BYTES_MAX);
 }
 
 static void check_upstream(struct rp_cfgx *x, const struct rp_cfg_upstream *u)

@@ -1,8 +1,13 @@
-/* Client connections: TLS (optional) and HTTP/1.1 on one TCP socket, one exchange in
- * flight at a time so pipelined requests are answered in order. The connection memory is
- * freed only when its libuv handles are closed and its exchange (if any) has ended. */
+/* Device (and admin) connections: HTTP/1.1 over a stream (TLS optional), one exchange in
+ * flight at a time so pipelined requests are answered strictly in order, each once.
+ *
+ * Answering never re-enters the parser: rp_exchange_respond only queues the answer. The
+ * next pipelined request is started by the resume callback, which runs on the loop's next
+ * turn when the unsent output is within http.max_unsent_bytes, or from the stream's
+ * write-completion callback once the peer has read enough. While an exchange runs, or the
+ * peer does not read, reading stops after a little pipelined input: a client cannot make
+ * the proxy buffer without bound in either direction. */
 #include "net_int.h"
-#include "stream.h"
 
 #include "raproxy/clock.h"
 #include "raproxy/config.h"
@@ -12,15 +17,17 @@
 #include "raproxy/snapshot.h"
 #include "raproxy/tls.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* Plaintext buffered beyond one full request before reads pause (pipelining slack). */
+/* Plaintext buffered beyond one full request (a pipelined request line, a TLS record). */
 #define CONN_IN_SLACK 16384u
+/* While an exchange runs, pipelined input read ahead before reading pauses. */
+#define CONN_PIPELINE_AHEAD 4096u
+/* How long the last answer (a refusal, Connection: close) may take to reach the peer. */
+#define CONN_LAST_WRITE_MS 5000u
 /* Every exchange's arena: the decoded views, the re-encoded message, log fields. */
 #define EXCHANGE_ARENA_MIN  (256u * 1024u)
 #define EXCHANGE_ARENA_MULT 6u
@@ -35,6 +42,8 @@ static void metrics_init(void)
     rp_metrics_help("raproxy_request_seconds", RP_METRIC_HISTOGRAM,
                     "Time from a complete request to its answer.");
     rp_metrics_help("raproxy_requests_total", RP_METRIC_COUNTER, "Requests by HTTP status.");
+    rp_metrics_help("raproxy_timeouts_total", RP_METRIC_COUNTER,
+                    "Client connections timed out, by phase.");
     m_open = rp_metric_get("raproxy_connections_open", RP_METRIC_GAUGE, NULL);
     m_accepted = rp_metric_get("raproxy_connections_accepted_total", RP_METRIC_COUNTER, NULL);
     m_latency = rp_metric_get("raproxy_request_seconds", RP_METRIC_HISTOGRAM, NULL);
@@ -52,84 +61,67 @@ static const struct rp_cfg_http *http_cfg(const struct rp_conn *c)
     return &c->loop->snap->cfg->http;
 }
 
-static void conn_free_if_done(struct rp_conn *c)
+static struct rp_conn *conn_of(struct rp_stream *s)
 {
-    if (c->handles > 0 || c->ex || c->writes > 0)
-        return;
-    if (c->tls)
-        rp_tls_free(c->tls);
-    rp_http_server_free(&c->http);
-    rp_buf_free(&c->in);
-    struct rp_loop *l = c->loop;
-    free(c);
-    rp_loop_conn_closed(l);
+    return container_of(s, struct rp_conn, s);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+/* Off the loop's books: no longer counted against the cap, nor drained. */
+static void conn_detach(struct rp_conn *c)
 {
-    struct rp_conn *c = h->data;
-    c->handles--;
-    conn_free_if_done(c);
+    if (!rp_list_linked(&c->link))
+        return;
+    rp_list_unlink(&c->link);
+    rp_loop_defer_cancel(&c->resume);
+    if (c->device) {
+        c->loop->nconns--;
+        rp_metric_add(m_open, -1);
+    }
 }
 
 void rp_conn_close(struct rp_conn *c)
 {
-    if (c->state == RP_CONN_CLOSING)
+    if (c->state == RP_CONN_CLOSED)
         return;
-    c->state = RP_CONN_CLOSING;
+    c->state = RP_CONN_CLOSED;
     if (c->ex)
-        c->ex->aborted = true; /* the exchange lives on; its end releases the conn */
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        c->loop->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->loop->nconns--;
-    rp_metric_add(m_open, -1);
-    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+        c->ex->aborted = true; /* the exchange lives on; its end releases the stream */
+    conn_detach(c);
+    rp_stream_close(&c->s);
 }
 
-static void on_write(uv_write_t *req, int status)
+/* The last answer is queued: send it, then close. */
+static void conn_finish(struct rp_conn *c)
 {
-    struct rp_conn *c = rp_stream_write_done(req);
-    c->writes--;
-    if (c->state == RP_CONN_CLOSING) {
-        conn_free_if_done(c);
-        return;
+    c->state = RP_CONN_LAST;
+    rp_loop_defer_cancel(&c->resume);
+    rp_stream_close_after_flush(&c->s, CONN_LAST_WRITE_MS);
+}
+
+/* Read while a request is wanted; while one is being answered only a little ahead, and
+ * nothing while the peer leaves more than max_unsent_bytes of answers unread. */
+static void update_reading(struct rp_conn *c)
+{
+    bool want = false;
+    switch (c->state) {
+    case RP_CONN_HANDSHAKE:
+    case RP_CONN_READING:
+        want = true;
+        break;
+    case RP_CONN_EXCHANGE:
+    case RP_CONN_ANSWERED:
+        want = rp_buf_avail(&c->s.in) < CONN_PIPELINE_AHEAD;
+        break;
+    default:
+        break;
     }
-    if (status < 0) {
-        rp_conn_close(c);
-        return;
-    }
-    if (c->writes == 0 && c->close_after_write && !c->ex)
-        rp_conn_close(c);
+    if (rp_stream_unsent(&c->s) > c->s.max_unsent)
+        want = false;
+    rp_stream_read_pause(&c->s, !want);
 }
 
-static int flush_tls(struct rp_conn *c)
-{
-    return rp_stream_flush_tls((uv_stream_t *)&c->tcp, c->tls, c, &c->writes, on_write);
-}
-
-static int conn_send(struct rp_conn *c, const uint8_t *p, size_t n)
-{
-    return rp_stream_send((uv_stream_t *)&c->tcp, c->tls, p, n, c, &c->writes, on_write);
-}
-
-static void arm(struct rp_conn *c, uint32_t ms);
-static void on_timer(uv_timer_t *t);
-static void process_input(struct rp_conn *c);
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-static void tls_progress(struct rp_conn *c);
-
-static void arm(struct rp_conn *c, uint32_t ms)
-{
-    uv_timer_start(&c->timer, on_timer, ms, 0);
-}
-
-/* An HTTP-level refusal straight from the connection (malformed, too large, too slow). */
+/* An HTTP-level refusal straight from the connection (malformed, too large, too slow):
+ * the last thing this connection says. */
 static void refuse(struct rp_conn *c, int err)
 {
     struct rp_buf out;
@@ -138,7 +130,7 @@ static void refuse(struct rp_conn *c, int err)
     const char *msg = rp_err_msg(err);
     if (rp_http_write_response(&out, status, "text/plain", (const uint8_t *)msg, strlen(msg), false,
                                NULL) == RP_OK)
-        conn_send(c, rp_buf_head(&out), rp_buf_avail(&out));
+        (void)rp_stream_write(&c->s, rp_buf_head(&out), rp_buf_avail(&out));
     rp_buf_free(&out);
     char lbl[32];
     snprintf(lbl, sizeof lbl, "code=\"%d\"", status);
@@ -150,28 +142,7 @@ static void refuse(struct rp_conn *c, int err)
         rp_log_str(&ll, "error", rp_err_name(err));
         rp_log_end(&ll);
     }
-    c->close_after_write = true;
-    uv_timer_stop(&c->timer);
-    if (c->writes == 0)
-        rp_conn_close(c);
-}
-
-static void on_timer(uv_timer_t *t)
-{
-    struct rp_conn *c = t->data;
-    if (c->state == RP_CONN_HANDSHAKE) {
-        rp_metrics_count("raproxy_timeouts_total", "phase=\"handshake\"");
-        rp_conn_close(c);
-    } else if (c->state == RP_CONN_READING) {
-        enum rp_http_phase ph = rp_http_server_phase(&c->http);
-        if (ph == RP_HTTP_IDLE && rp_buf_avail(&c->in) == 0) {
-            rp_conn_close(c); /* idle keep-alive: a quiet close */
-        } else {
-            rp_metrics_count("raproxy_timeouts_total",
-                             ph == RP_HTTP_BODY ? "phase=\"body\"" : "phase=\"headers\"");
-            refuse(c, RP_E_HTTP_TIMEOUT);
-        }
-    }
+    conn_finish(c);
 }
 
 static size_t arena_cap(const struct rp_conn *c)
@@ -196,19 +167,84 @@ static void start_exchange(struct rp_conn *c, struct rp_http_req *req)
     ex->client_port = c->port;
     ex->t_start_ns = rp_clock_ns();
     ex->conn = c;
-    if (c->tls)
-        rp_tls_peer_cert(c->tls, &ex->client_cert);
+    if (c->s.tls)
+        rp_tls_peer_cert(c->s.tls, &ex->client_cert);
     c->ex = ex;
     c->state = RP_CONN_EXCHANGE;
-    uv_timer_stop(&c->timer);
+    rp_stream_hold(&c->s); /* the memory stays until the exchange ends */
+    rp_stream_timer_stop(&c->s);
     if (!req->keep_alive || c->loop->draining)
         c->close_after_write = true;
-    if (c->kind == RP_LISTENER_ADMIN)
-        rp_admin_handle(ex);
-    else if (c->loop->on_exchange)
-        c->loop->on_exchange(ex);
-    else
-        rp_exchange_respond(ex, 503, "text/plain", (const uint8_t *)"no handler\n", 11, NULL);
+    update_reading(c);
+    c->handler(ex); /* may answer before it returns: respond only queues */
+}
+
+/* Parse buffered plaintext; starts at most one exchange. */
+static void process_input(struct rp_conn *c)
+{
+    enum rp_http_phase before = rp_http_server_phase(&c->http);
+    size_t used = 0;
+    struct rp_http_req *req = NULL;
+    int rc =
+        rp_http_server_feed(&c->http, rp_buf_head(&c->s.in), rp_buf_avail(&c->s.in), &used, &req);
+    rp_buf_consume(&c->s.in, used);
+    rp_buf_compact(&c->s.in);
+    if (rc == RP_OK) {
+        start_exchange(c, req);
+        return;
+    }
+    if (rc != RP_E_AGAIN) {
+        refuse(c, rc);
+        return;
+    }
+    if (c->peer_eof) { /* half a request and nothing more to come */
+        rp_conn_close(c);
+        return;
+    }
+    /* Each phase's timeout runs from the phase's start: a trickling client can't extend it. */
+    enum rp_http_phase now = rp_http_server_phase(&c->http);
+    if (now != before) {
+        if (now == RP_HTTP_HEADERS)
+            rp_stream_timer(&c->s, http_cfg(c)->header_timeout_ms);
+        else if (now == RP_HTTP_BODY)
+            rp_stream_timer(&c->s, http_cfg(c)->body_timeout_ms);
+    }
+    update_reading(c);
+}
+
+/* Between two requests: the previous answer is out (or within the bound), the next one may
+ * start. Runs from the loop's deferred queue or the write-completion callback. */
+static void on_resume(struct rp_defer *d)
+{
+    struct rp_conn *c = container_of(d, struct rp_conn, resume);
+    if (c->state != RP_CONN_ANSWERED)
+        return;
+    rp_http_server_next(&c->http);
+    c->state = RP_CONN_READING;
+    if (c->loop->draining) {
+        conn_finish(c);
+        return;
+    }
+    int rc = rp_stream_pump(&c->s); /* records that arrived while the exchange ran */
+    if (rc == RP_E_TLS_CLOSED)
+        c->peer_eof = true;
+    else if (rc != RP_OK) {
+        rp_conn_close(c);
+        return;
+    }
+    if (rp_buf_avail(&c->s.in) == 0) {
+        if (c->peer_eof) {
+            rp_conn_close(c);
+            return;
+        }
+        rp_stream_timer(&c->s, http_cfg(c)->idle_timeout_ms);
+        if (c->s.tls && !rp_stream_tls_pending(&c->s))
+            rp_tls_shrink(c->s.tls); /* idle keep-alive connections hold only wolfSSL's state */
+        update_reading(c);
+        return;
+    }
+    rp_stream_timer(&c->s, http_cfg(c)->header_timeout_ms);
+    process_input(c);
 }
 
 static void log_exchange(const struct rp_exchange *ex, int status, size_t out_len)
@@ -256,157 +292,130 @@ int rp_exchange_respond(struct rp_exchange *ex, int status, const char *content_
                         const uint8_t *body, size_t len, const char *extra_headers)
 {
     struct rp_conn *c = ex->conn;
-    bool is_admin = c->kind == RP_LISTENER_ADMIN;
-    if (!is_admin) {
+    if (c->device) {
         char lbl[32];
         snprintf(lbl, sizeof lbl, "code=\"%d\"", status);
         rp_metrics_count("raproxy_requests_total", lbl);
         rp_metric_observe_ns(m_latency, rp_clock_ns() - ex->t_start_ns);
         log_exchange(ex, status, len);
     }
+    bool sent = false;
     if (!ex->aborted) {
         struct rp_buf out;
         rp_buf_init(&out, 0);
-        int rc = rp_http_write_response(&out, status, content_type, body, len,
-                                        !c->close_after_write, extra_headers);
-        if (rc == RP_OK)
-            rc = conn_send(c, rp_buf_head(&out), rp_buf_avail(&out));
+        if (rp_http_write_response(&out, status, content_type, body, len, !c->close_after_write,
+                                   extra_headers) == RP_OK)
+            sent = rp_stream_write(&c->s, rp_buf_head(&out), rp_buf_avail(&out)) == RP_OK;
         rp_buf_free(&out);
-        if (rc != RP_OK)
-            c->close_after_write = true;
     }
     c->ex = NULL;
     exchange_free(ex);
-    if (c->state == RP_CONN_CLOSING) {
-        conn_free_if_done(c);
+    if (c->state == RP_CONN_CLOSED) {
+        rp_stream_release(&c->s); /* may free c */
         return RP_OK;
     }
-    rp_http_server_next(&c->http);
-    c->state = RP_CONN_READING;
-    if (c->close_after_write) {
-        if (c->writes == 0)
-            rp_conn_close(c);
-        return RP_OK;
-    }
-    if (c->peer_eof && rp_buf_avail(&c->in) == 0) {
+    rp_stream_release(&c->s);
+    if (!sent) {
         rp_conn_close(c);
         return RP_OK;
     }
-    arm(c, http_cfg(c)->idle_timeout_ms);
-    if (c->read_stopped) {
-        c->read_stopped = false;
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (c->close_after_write) {
+        conn_finish(c);
+        return RP_OK;
     }
-    if (c->tls && rp_tls_pending(c->tls))
-        tls_progress(c); /* records that arrived while the exchange ran */
-    if (c->state == RP_CONN_READING)
-        process_input(c);
-    if (c->tls && c->state == RP_CONN_READING && rp_buf_avail(&c->in) == 0)
-        rp_tls_shrink(c->tls); /* idle keep-alive connections hold only wolfSSL's state */
+    c->state = RP_CONN_ANSWERED;
+    if (rp_stream_unsent(&c->s) <= c->s.max_unsent)
+        rp_loop_defer(c->loop, &c->resume);
+    else
+        rp_stream_timer(&c->s, http_cfg(c)->idle_timeout_ms); /* the peer must read */
+    update_reading(c);
     return RP_OK;
 }
 
-/* Parse buffered plaintext; starts at most one exchange (the next waits for its answer). */
-static void process_input(struct rp_conn *c)
+/* ---- stream events ---------------------------------------------------------------- */
+
+static void on_read(struct rp_stream *s)
 {
-    enum rp_http_phase before = rp_http_server_phase(&c->http);
-    while (c->state == RP_CONN_READING && rp_buf_avail(&c->in) > 0) {
-        size_t used = 0;
-        struct rp_http_req *req = NULL;
-        int rc =
-            rp_http_server_feed(&c->http, rp_buf_head(&c->in), rp_buf_avail(&c->in), &used, &req);
-        rp_buf_consume(&c->in, used);
-        if (rc == RP_E_AGAIN)
-            break;
-        if (rc != RP_OK) {
-            refuse(c, rc);
-            return;
-        }
-        rp_buf_compact(&c->in);
-        start_exchange(c, req);
-        return;
-    }
-    rp_buf_compact(&c->in);
-    if (c->state != RP_CONN_READING)
-        return;
-    /* Each phase's timeout runs from the phase's start: a trickling client can't extend it. */
-    enum rp_http_phase now = rp_http_server_phase(&c->http);
-    if (now != before) {
-        if (now == RP_HTTP_HEADERS)
-            arm(c, http_cfg(c)->header_timeout_ms);
-        else if (now == RP_HTTP_BODY)
-            arm(c, http_cfg(c)->body_timeout_ms);
-    }
+    struct rp_conn *c = conn_of(s);
+    if (c->state == RP_CONN_READING)
+        process_input(c);
+    else
+        update_reading(c);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void on_open(struct rp_stream *s)
 {
-    struct rp_conn *c = h->data;
-    (void)suggested;
-    *buf = uv_buf_init((char *)c->loop->readbuf, sizeof c->loop->readbuf);
+    struct rp_conn *c = conn_of(s);
+    if (c->state != RP_CONN_HANDSHAKE)
+        return;
+    c->state = RP_CONN_READING;
+    rp_stream_timer(&c->s, http_cfg(c)->header_timeout_ms);
 }
 
-static void tls_progress(struct rp_conn *c)
+static void on_eof(struct rp_stream *s, int err)
 {
-    bool was_done = rp_tls_handshake_done(c->tls);
-    int rc = rp_tls_process(c->tls, &c->in);
-    flush_tls(c);
-    if (rc == RP_E_TLS_CLOSED) {
-        c->peer_eof = true;
-        if (!c->ex)
-            rp_conn_close(c);
-        return;
-    }
-    if (rc != RP_OK) {
+    struct rp_conn *c = conn_of(s);
+    c->peer_eof = true;
+    /* a half-closed peer still gets the answers to what it sent; nothing else waits */
+    if (err != RP_OK || c->state == RP_CONN_HANDSHAKE || c->state == RP_CONN_READING)
         rp_conn_close(c);
-        return;
+}
+
+static void on_drain(struct rp_stream *s)
+{
+    struct rp_conn *c = conn_of(s);
+    if (c->state == RP_CONN_ANSWERED && !rp_list_linked(&c->resume.link))
+        on_resume(&c->resume); /* from the write-completion callback */
+    else
+        update_reading(c);
+}
+
+static void on_timer(struct rp_stream *s)
+{
+    struct rp_conn *c = conn_of(s);
+    switch (c->state) {
+    case RP_CONN_HANDSHAKE:
+        rp_metrics_count("raproxy_timeouts_total", "phase=\"handshake\"");
+        rp_conn_close(c);
+        break;
+    case RP_CONN_READING: {
+        enum rp_http_phase ph = rp_http_server_phase(&c->http);
+        if (ph == RP_HTTP_IDLE && rp_buf_avail(&c->s.in) == 0) {
+            rp_conn_close(c); /* idle keep-alive: a quiet close */
+            break;
+        }
+        rp_metrics_count("raproxy_timeouts_total",
+                         ph == RP_HTTP_BODY ? "phase=\"body\"" : "phase=\"headers\"");
+        refuse(c, RP_E_HTTP_TIMEOUT);
+        break;
     }
-    if (!was_done && rp_tls_handshake_done(c->tls)) {
-        c->state = RP_CONN_READING;
-        arm(c, http_cfg(c)->header_timeout_ms);
+    case RP_CONN_ANSWERED: /* answers left unread for the whole idle timeout */
+        rp_metrics_count("raproxy_timeouts_total", "phase=\"send\"");
+        rp_conn_close(c);
+        break;
+    default:
+        break;
     }
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void on_free(struct rp_stream *s)
 {
-    struct rp_conn *c = s->data;
-    if (c->state == RP_CONN_CLOSING)
-        return;
-    if (nread < 0) {
-        c->peer_eof = true;
-        uv_read_stop(s);
-        if (!c->ex)
-            rp_conn_close(c);
-        return;
-    }
-    if (nread == 0)
-        return;
-    const uint8_t *p = (const uint8_t *)buf->base;
-    size_t n = (size_t)nread;
-    int rc;
-    if (c->tls) {
-        rc = rp_tls_feed(c->tls, p, n);
-        if (rc == RP_OK)
-            tls_progress(c);
-    } else {
-        rc = rp_buf_append(&c->in, p, n);
-    }
-    if (c->state == RP_CONN_CLOSING)
-        return;
-    if (rc != RP_OK) {
-        refuse(c, RP_E_HTTP_BODY_TOO_LARGE);
-        return;
-    }
-    if (c->state == RP_CONN_EXCHANGE) {
-        /* pipelined bytes wait; stop reading once a full request's worth is buffered */
-        if (rp_buf_avail(&c->in) > c->in.max / 2) {
-            uv_read_stop(s);
-            c->read_stopped = true;
-        }
-        return;
-    }
-    process_input(c);
+    struct rp_conn *c = conn_of(s);
+    struct rp_loop *l = c->loop;
+    conn_detach(c);
+    rp_http_server_free(&c->http);
+    free(c);
+    rp_loop_conn_closed(l);
 }
+
+static const struct rp_stream_ops conn_ops = {
+    .on_read = on_read,
+    .on_open = on_open,
+    .on_eof = on_eof,
+    .on_drain = on_drain,
+    .on_timer = on_timer,
+    .on_free = on_free,
+};
 
 void rp_conn_accept(struct rp_listener *ls, int fd)
 {
@@ -417,74 +426,54 @@ void rp_conn_accept(struct rp_listener *ls, int fd)
         close(fd);
         return;
     }
+    const struct rp_cfg_http *hc = &l->snap->cfg->http;
     c->loop = l;
     c->listener = ls;
-    c->kind = ls->kind;
+    c->handler = ls->handler;
     c->listener_index = ls->index;
-    c->t_accept_ns = rp_clock_ns();
-    if (uv_tcp_init(&l->uv, &c->tcp) != 0 || uv_tcp_open(&c->tcp, fd) != 0) {
-        close(fd);
-        free(c);
-        return;
-    }
-    c->tcp.data = c;
-    uv_timer_init(&l->uv, &c->timer);
-    c->timer.data = c;
-    c->handles = 2;
-    uv_tcp_nodelay(&c->tcp, 1);
-
-    struct sockaddr_storage ss;
-    int slen = sizeof ss;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &slen) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &a->sin_addr, c->addr, sizeof c->addr);
-            c->port = ntohs(a->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &a->sin6_addr, c->addr, sizeof c->addr);
-            c->port = ntohs(a->sin6_port);
-        }
-    }
-
-    const struct rp_cfg_http *hc = http_cfg(c);
+    c->device = ls->device;
+    c->resume.cb = on_resume;
+    rp_stream_init(&c->s, &l->uv, &conn_ops,
+                   (size_t)hc->max_header_bytes + hc->max_body_bytes + CONN_IN_SLACK,
+                   hc->max_unsent_bytes);
     struct rp_http_limits lim = {hc->max_header_bytes, hc->max_body_bytes};
     rp_http_server_init(&c->http, &lim);
-    rp_buf_init(&c->in, (size_t)hc->max_header_bytes + hc->max_body_bytes + CONN_IN_SLACK);
-
-    c->next = l->conns;
-    if (l->conns)
-        l->conns->prev = c;
-    l->conns = c;
-    l->nconns++;
+    rp_list_push(&l->conns, &c->link);
+    if (c->device) {
+        l->nconns++;
+        rp_metric_inc(m_accepted);
+        rp_metric_add(m_open, 1);
+    }
     l->conns_alive++;
-    rp_metric_inc(m_accepted);
-    rp_metric_add(m_open, 1);
+    if (rp_stream_open_fd(&c->s, fd) != RP_OK) {
+        rp_conn_close(c);
+        return;
+    }
+    rp_stream_peer(&c->s, c->addr, sizeof c->addr, &c->port);
 
     struct rp_tls_ctx *tctx = NULL;
-    if (ls->kind == RP_LISTENER_CMP && l->snap->listener_tls)
-        tctx = l->snap->listener_tls[ls->index];
+    if (ls->tls_index >= 0 && l->snap->listener_tls)
+        tctx = l->snap->listener_tls[ls->tls_index];
+    c->state = RP_CONN_READING;
     if (tctx) {
-        if (rp_tls_new(&c->tls, tctx) != RP_OK) {
+        struct rp_tls *tls = NULL;
+        if (rp_tls_new(&tls, tctx) != RP_OK) {
             rp_conn_close(c);
             return;
         }
+        rp_stream_set_tls(&c->s, tls);
         c->state = RP_CONN_HANDSHAKE;
-        arm(c, hc->handshake_timeout_ms);
-    } else {
-        c->state = RP_CONN_READING;
-        arm(c, hc->header_timeout_ms);
     }
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    rp_stream_timer(&c->s, tctx ? hc->handshake_timeout_ms : hc->header_timeout_ms);
+    if (rp_stream_start(&c->s) != RP_OK)
+        rp_conn_close(c);
 }
 
 void rp_conn_drain(struct rp_conn *c)
 {
-    if (c->state == RP_CONN_CLOSING)
-        return;
     c->close_after_write = true;
     if (c->state == RP_CONN_HANDSHAKE ||
         (c->state == RP_CONN_READING && rp_http_server_phase(&c->http) == RP_HTTP_IDLE &&
-         rp_buf_avail(&c->in) == 0))
+         rp_buf_avail(&c->s.in) == 0))
         rp_conn_close(c);
 }

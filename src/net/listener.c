@@ -99,7 +99,7 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
     if (status < 0)
         return;
     for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
-        if (ls->kind == RP_LISTENER_CMP && l->nconns >= l->max_conns) {
+        if (ls->device && l->nconns >= l->max_conns) {
             rp_listeners_pause(l);
             rp_metrics_count("raproxy_accept_paused_total", NULL);
             return;
@@ -118,14 +118,13 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
     }
 }
 
-int rp_listener_start(struct rp_loop *l, int fd, enum rp_listener_kind kind, unsigned index)
+int rp_listener_start(struct rp_loop *l, int fd, const struct rp_listener *proto)
 {
     struct rp_listener *ls = calloc(1, sizeof *ls);
     if (!ls)
         return RP_E_NOMEM;
+    *ls = *proto;
     ls->loop = l;
-    ls->kind = kind;
-    ls->index = index;
     ls->fd = fd;
     if (uv_poll_init(&l->uv, &ls->poll, fd) != 0) {
         free(ls);
@@ -142,7 +141,7 @@ int rp_listener_start(struct rp_loop *l, int fd, enum rp_listener_kind kind, uns
 void rp_listeners_pause(struct rp_loop *l)
 {
     for (struct rp_listener *ls = l->listeners; ls; ls = ls->next)
-        if (ls->kind == RP_LISTENER_CMP && ls->polling && !ls->closed) {
+        if (ls->device && ls->polling && !ls->closed) {
             uv_poll_stop(&ls->poll);
             ls->polling = false;
         }
@@ -157,19 +156,22 @@ void rp_listeners_resume(struct rp_loop *l)
         }
 }
 
-/* Closes the CMP listeners only; the admin listener lives until the loop stops so that
+/* Closes the device listeners only; the admin listener lives until the loop stops so that
  * /readyz can answer 503 during the drain. */
 void rp_listeners_close(struct rp_loop *l)
 {
     struct rp_listener **pp = &l->listeners;
     while (*pp) {
         struct rp_listener *ls = *pp;
-        if (ls->kind == RP_LISTENER_CMP || l->stopped) {
+        if (ls->device || l->stopped) {
             *pp = ls->next;
             ls->closed = true;
-            for (struct rp_conn *c = l->conns; c; c = c->next)
+            struct rp_list_node *n, *nx;
+            for (RP_LIST_EACH(n, nx, &l->conns)) {
+                struct rp_conn *c = container_of(n, struct rp_conn, link);
                 if (c->listener == ls)
                     c->listener = NULL;
+            }
             uv_close((uv_handle_t *)&ls->poll, on_listener_closed);
         } else {
             pp = &ls->next;

@@ -65,6 +65,44 @@ void rp_loop_set_app(struct rp_loop *l, void *app)
     l->app = app;
 }
 
+static void close_handles(struct rp_loop *l)
+{
+    uv_close((uv_handle_t *)&l->wake, NULL);
+    uv_close((uv_handle_t *)&l->grace, NULL);
+    uv_close((uv_handle_t *)&l->lag, NULL);
+    uv_close((uv_handle_t *)&l->defer_idle, NULL);
+}
+
+static void on_defer_idle(uv_idle_t *h)
+{
+    struct rp_loop *l = h->data;
+    /* this turn runs what was asked before it; what these ask for waits for the next */
+    struct rp_list_node now;
+    rp_list_init(&now);
+    rp_list_splice(&now, &l->deferred);
+    struct rp_list_node *n;
+    while ((n = rp_list_shift(&now)) != NULL) {
+        struct rp_defer *d = container_of(n, struct rp_defer, link);
+        d->cb(d);
+    }
+    if (rp_list_empty(&l->deferred))
+        uv_idle_stop(&l->defer_idle);
+}
+
+void rp_loop_defer(struct rp_loop *l, struct rp_defer *d)
+{
+    if (rp_list_linked(&d->link) || l->stopped)
+        return;
+    if (rp_list_empty(&l->deferred))
+        uv_idle_start(&l->defer_idle, on_defer_idle);
+    rp_list_push(&l->deferred, &d->link);
+}
+
+void rp_loop_defer_cancel(struct rp_defer *d)
+{
+    rp_list_unlink(&d->link);
+}
+
 static void stop_loop(struct rp_loop *l)
 {
     if (l->stopped)
@@ -77,9 +115,7 @@ static void stop_loop(struct rp_loop *l)
         rp_upstream_close(l->upstream);
         l->upstream = NULL;
     }
-    uv_close((uv_handle_t *)&l->wake, NULL);
-    uv_close((uv_handle_t *)&l->grace, NULL);
-    uv_close((uv_handle_t *)&l->lag, NULL);
+    close_handles(l);
 }
 
 static void check_drained(struct rp_loop *l)
@@ -103,10 +139,9 @@ static void on_grace(uv_timer_t *t)
 {
     struct rp_loop *l = t->data;
     rp_log_warn("drain", "loop %u: grace period over, closing %u connections", l->index, l->nconns);
-    for (struct rp_conn *c = l->conns, *n; c; c = n) {
-        n = c->next;
-        rp_conn_close(c);
-    }
+    struct rp_list_node *n, *nx;
+    for (RP_LIST_EACH(n, nx, &l->conns))
+        rp_conn_close(container_of(n, struct rp_conn, link));
     /* Exchanges still waiting for the CA end when the pool is closed (RP_E_SHUTDOWN). */
     if (l->upstream) {
         rp_upstream_close(l->upstream);
@@ -121,10 +156,9 @@ static void start_drain(struct rp_loop *l, uint32_t grace_ms)
         return;
     l->draining = true;
     rp_listeners_close(l);
-    for (struct rp_conn *c = l->conns, *n; c; c = n) {
-        n = c->next;
-        rp_conn_drain(c);
-    }
+    struct rp_list_node *n, *nx;
+    for (RP_LIST_EACH(n, nx, &l->conns))
+        rp_conn_drain(container_of(n, struct rp_conn, link));
     uv_timer_start(&l->grace, on_grace, grace_ms, 0);
     check_drained(l);
 }
@@ -213,22 +247,34 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
+static void no_handler(struct rp_exchange *ex)
+{
+    rp_exchange_respond(ex, 503, "text/plain", (const uint8_t *)"no handler\n", 11, NULL);
+}
+
 static int bind_all(struct rp_loop *l, bool admin)
 {
     const struct rp_config *cfg = l->snap->cfg;
     for (unsigned i = 0; i < cfg->listeners_count; i++) {
+        struct rp_listener proto = {
+            .handler = l->on_exchange ? l->on_exchange : no_handler,
+            .tls_index = (int)i, /* the snapshot has no context for a plain listener */
+            .index = i,
+            .device = true,
+        };
         int fd;
         int rc = rp_listener_bind(cfg->listeners[i].address, &fd);
         if (rc == RP_OK)
-            rc = rp_listener_start(l, fd, RP_LISTENER_CMP, i);
+            rc = rp_listener_start(l, fd, &proto);
         if (rc != RP_OK)
             return rc;
     }
     if (admin && cfg->admin.address) {
+        struct rp_listener proto = {.handler = rp_admin_handle, .tls_index = -1};
         int fd;
         int rc = rp_listener_bind(cfg->admin.address, &fd);
         if (rc == RP_OK)
-            rc = rp_listener_start(l, fd, RP_LISTENER_ADMIN, 0);
+            rc = rp_listener_start(l, fd, &proto);
         if (rc != RP_OK)
             return rc;
     }
@@ -275,6 +321,10 @@ int rp_loop_start(struct rp_loop **out, const struct rp_loop_opts *o)
     l->grace.data = l;
     uv_timer_init(&l->uv, &l->lag);
     l->lag.data = l;
+    uv_idle_init(&l->uv, &l->defer_idle);
+    l->defer_idle.data = l;
+    rp_list_init(&l->deferred);
+    rp_list_init(&l->conns);
     int rc = bind_all(l, o->admin);
     if (rc == RP_OK)
         rc = make_upstream(l, l->snap);
@@ -288,9 +338,7 @@ int rp_loop_start(struct rp_loop **out, const struct rp_loop_opts *o)
         rp_listeners_close(l);
         if (l->upstream)
             rp_upstream_close(l->upstream);
-        uv_close((uv_handle_t *)&l->wake, NULL);
-        uv_close((uv_handle_t *)&l->grace, NULL);
-        uv_close((uv_handle_t *)&l->lag, NULL);
+        close_handles(l);
         uv_run(&l->uv, UV_RUN_DEFAULT);
         free_loop(l);
         return rc;

@@ -5,7 +5,10 @@
 #include "raproxy/buf.h"
 #include "raproxy/exchange.h"
 #include "raproxy/http.h"
+#include "raproxy/list.h"
 #include "raproxy/loop.h"
+
+#include "stream.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -16,12 +19,13 @@ struct rp_tls;
 struct rp_tls_ctx;
 struct rp_metric;
 
-enum rp_listener_kind { RP_LISTENER_CMP, RP_LISTENER_ADMIN };
-
+/* A listening socket and what its connections are for. */
 struct rp_listener {
     struct rp_loop *loop;
-    enum rp_listener_kind kind;
-    unsigned index; /* in cfg->listeners (CMP) */
+    rp_exchange_fn handler; /* answers every request of its connections */
+    int tls_index;          /* index in snap->listener_tls, -1: plain HTTP */
+    unsigned index;         /* in cfg->listeners, passed on to exchanges */
+    bool device;            /* device traffic: counted against the caps, logged, metered */
     int fd;
     uv_poll_t poll;
     bool polling;
@@ -29,34 +33,39 @@ struct rp_listener {
     struct rp_listener *next;
 };
 
+/* Work the loop runs on its next turn, never on the stack that asked for it. */
+struct rp_defer {
+    struct rp_list_node link;
+    void (*cb)(struct rp_defer *d);
+};
+
 enum rp_conn_state {
     RP_CONN_HANDSHAKE, /* TLS handshake in progress */
     RP_CONN_READING,   /* waiting for / reading a request */
     RP_CONN_EXCHANGE,  /* a request is with the application */
-    RP_CONN_CLOSING,   /* uv_close issued; freed in its callback */
+    RP_CONN_ANSWERED,  /* answer queued; the next request waits for the resume callback */
+    RP_CONN_LAST,      /* the last answer is going out, then the stream closes */
+    RP_CONN_CLOSED,    /* stream closed; freed when it says so */
 };
 
+/* A device (or admin) connection: HTTP/1.1 server over a stream, one exchange at a time so
+ * pipelined requests are answered in order. */
 struct rp_conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
+    struct rp_stream s;
     struct rp_loop *loop;
     struct rp_listener *listener; /* NULL once the listener is gone */
-    enum rp_listener_kind kind;
+    rp_exchange_fn handler;
     unsigned listener_index;
+    bool device;
     enum rp_conn_state state;
-    struct rp_tls *tls; /* NULL for plain HTTP */
     struct rp_http_server http;
-    struct rp_buf in;       /* plaintext not yet parsed */
     struct rp_exchange *ex; /* the exchange in flight, if any */
-    int handles;            /* libuv handles still open (tcp, timer) */
-    unsigned writes;        /* uv_write requests in flight */
-    bool read_stopped;
-    bool close_after_write; /* answer then close (Connection: close, errors, drain) */
+    struct rp_defer resume; /* starts the next pipelined request */
+    struct rp_list_node link;
+    bool close_after_write; /* answer then close (Connection: close, drain) */
     bool peer_eof;
     char addr[48];
     uint16_t port;
-    uint64_t t_accept_ns;
-    struct rp_conn *prev, *next;
 };
 
 struct rp_loop {
@@ -74,7 +83,7 @@ struct rp_loop {
     void *app;
 
     struct rp_listener *listeners;
-    struct rp_conn *conns;
+    struct rp_list_node conns;
     unsigned nconns;      /* open connections (the accept cap counts these) */
     unsigned conns_alive; /* connection memory not yet freed (drain waits for these) */
     unsigned max_conns;
@@ -89,10 +98,10 @@ struct rp_loop {
     uv_timer_t grace;
     uv_timer_t lag;
     uint64_t lag_expected_ns;
+    uv_idle_t defer_idle;         /* runs `deferred` on the next turn */
+    struct rp_list_node deferred; /* struct rp_defer */
     bool admin;
     bool stopped;
-
-    uint8_t readbuf[65536]; /* shared by every connection of the loop: reads are consumed at once */
 };
 
 /* conn.c */
@@ -102,7 +111,7 @@ void rp_conn_close(struct rp_conn *c);
 
 /* listener.c */
 int rp_listener_bind(const char *address, int *fd_out);
-int rp_listener_start(struct rp_loop *l, int fd, enum rp_listener_kind kind, unsigned index);
+int rp_listener_start(struct rp_loop *l, int fd, const struct rp_listener *proto);
 void rp_listeners_pause(struct rp_loop *l);
 void rp_listeners_resume(struct rp_loop *l);
 void rp_listeners_close(struct rp_loop *l);
@@ -112,5 +121,8 @@ void rp_admin_handle(struct rp_exchange *ex);
 
 /* loop.c */
 void rp_loop_conn_closed(struct rp_loop *l);
+/* Run d->cb on the loop's next turn (once, however often asked); cancel unlinks it. */
+void rp_loop_defer(struct rp_loop *l, struct rp_defer *d);
+void rp_loop_defer_cancel(struct rp_defer *d);
 
 #endif

@@ -17,6 +17,8 @@
 #include "raproxy/metrics.h"
 #include "raproxy/tls.h"
 
+#include "raproxy/list.h"
+
 #include "stream.h"
 
 #include <pthread.h>
@@ -33,21 +35,15 @@ enum uc_state { UC_RESOLVING, UC_CONNECTING, UC_HANDSHAKE, UC_IDLE, UC_BUSY, UC_
 enum req_state { REQ_QUEUED, REQ_ACTIVE, REQ_DONE };
 
 struct rp_upstream_conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
+    struct rp_stream s; /* socket, timer, TLS, response bytes, write accounting */
     uv_getaddrinfo_t gai;
     uv_connect_t creq;
     struct rp_upstream *u;
     enum uc_state state;
-    struct rp_tls *tls;
     struct rp_http_client http;
-    struct rp_buf in;
     struct rp_upstream_req *req;
-    int handles;
-    bool tcp_inited;
-    bool gai_pending;
-    unsigned writes;
-    struct rp_upstream_conn *prev, *next;
+    bool gai_pending; /* holds the stream until the resolver calls back */
+    struct rp_list_node link;
 };
 
 struct rp_upstream {
@@ -58,11 +54,12 @@ struct rp_upstream {
     uint32_t timeout_ms, connect_timeout_ms;
     unsigned max_conns, max_queue;
     bool keep_alive;
-    struct rp_upstream_conn *conns;
+    struct rp_list_node conns; /* struct rp_upstream_conn */
     unsigned nconns, nconnecting;
     unsigned conns_alive; /* connection memory not yet freed: the pool outlives it */
     struct rp_upstream_req *qhead, *qtail;
     unsigned qlen;
+    bool dispatching, redispatch;
     unsigned active; /* requests accepted and not yet completed (queued + in flight) */
     bool closing;    /* aborting: everything fails with RP_E_SHUTDOWN */
     bool retiring;   /* replaced by a new pool: accepted requests finish, then it goes */
@@ -180,25 +177,9 @@ static void on_deadline(uv_timer_t *t)
 
 /* ---- connections ---------------------------------------------------------------- */
 
-static void conn_free_if_done(struct rp_upstream_conn *uc)
+static struct rp_upstream_conn *uc_of(struct rp_stream *s)
 {
-    if (uc->handles > 0 || uc->gai_pending || uc->writes > 0)
-        return;
-    struct rp_upstream *u = uc->u;
-    if (uc->tls)
-        rp_tls_free(uc->tls);
-    rp_http_client_free(&uc->http);
-    rp_buf_free(&uc->in);
-    free(uc);
-    u->conns_alive--;
-    maybe_free_pool(u);
-}
-
-static void on_conn_handle_closed(uv_handle_t *h)
-{
-    struct rp_upstream_conn *uc = h->data;
-    uc->handles--;
-    conn_free_if_done(uc);
+    return container_of(s, struct rp_upstream_conn, s);
 }
 
 static void conn_close(struct rp_upstream_conn *uc)
@@ -207,18 +188,12 @@ static void conn_close(struct rp_upstream_conn *uc)
         return;
     struct rp_upstream *u = uc->u;
     bool was_live = uc->state == UC_IDLE || uc->state == UC_BUSY;
-    bool was_connecting = !was_live;
     uc->state = UC_CLOSING;
     if (was_live)
         u->live--;
-    if (was_connecting)
-        u->nconnecting--;
-    if (uc->prev)
-        uc->prev->next = uc->next;
     else
-        u->conns = uc->next;
-    if (uc->next)
-        uc->next->prev = uc->prev;
+        u->nconnecting--;
+    rp_list_unlink(&uc->link);
     u->nconns--;
     if (uc->req) {
         struct rp_upstream_req *r = uc->req;
@@ -227,11 +202,7 @@ static void conn_close(struct rp_upstream_conn *uc)
     }
     if (uc->gai_pending)
         uv_cancel((uv_req_t *)&uc->gai);
-    uv_close((uv_handle_t *)&uc->timer, on_conn_handle_closed);
-    if (uc->tcp_inited)
-        uv_close((uv_handle_t *)&uc->tcp, on_conn_handle_closed);
-    else
-        uc->handles--;
+    rp_stream_close(&uc->s);
     dispatch(u);
 }
 
@@ -254,35 +225,13 @@ static void connect_failed(struct rp_upstream_conn *uc, const char *why)
     conn_close(uc);
 }
 
-static void on_uc_timer(uv_timer_t *t)
+static void on_uc_timer(struct rp_stream *s)
 {
-    struct rp_upstream_conn *uc = t->data;
+    struct rp_upstream_conn *uc = uc_of(s);
     if (uc->state == UC_IDLE)
         conn_close(uc);
     else if (uc->state != UC_BUSY && uc->state != UC_CLOSING)
         connect_failed(uc, "connect timeout");
-}
-
-static void on_uc_write(uv_write_t *req, int status)
-{
-    struct rp_upstream_conn *uc = rp_stream_write_done(req);
-    uc->writes--;
-    if (uc->state == UC_CLOSING) {
-        conn_free_if_done(uc);
-        return;
-    }
-    if (status < 0)
-        conn_close(uc);
-}
-
-static int uc_flush_tls(struct rp_upstream_conn *uc)
-{
-    return rp_stream_flush_tls((uv_stream_t *)&uc->tcp, uc->tls, uc, &uc->writes, on_uc_write);
-}
-
-static int uc_send(struct rp_upstream_conn *uc, const uint8_t *p, size_t n)
-{
-    return rp_stream_send((uv_stream_t *)&uc->tcp, uc->tls, p, n, uc, &uc->writes, on_uc_write);
 }
 
 static void start_request(struct rp_upstream_conn *uc, struct rp_upstream_req *r)
@@ -294,13 +243,13 @@ static void start_request(struct rp_upstream_conn *uc, struct rp_upstream_req *r
     uc->req = r;
     r->uc = uc;
     r->state = REQ_ACTIVE;
-    uv_timer_stop(&uc->timer);
+    rp_stream_timer_stop(&uc->s);
     int rc = rp_http_write_request(&out, "POST", u->host_header, r->path ? r->path : u->url.path,
                                    r->content_type ? r->content_type : "application/pkixcmp",
                                    r->body, r->len, u->keep_alive);
     if (rc == RP_OK) {
         r->sent = true; /* from here on the CA may see it: no retry */
-        rc = uc_send(uc, rp_buf_head(&out), rp_buf_avail(&out));
+        rc = rp_stream_write(&uc->s, rp_buf_head(&out), rp_buf_avail(&out));
     }
     rp_buf_free(&out);
     if (rc != RP_OK)
@@ -320,7 +269,7 @@ static void conn_ready(struct rp_upstream_conn *uc)
         conn_close(uc);
         return;
     }
-    uv_timer_start(&uc->timer, on_uc_timer, UPSTREAM_IDLE_MS, 0);
+    rp_stream_timer(&uc->s, UPSTREAM_IDLE_MS);
 }
 
 static void on_response(struct rp_upstream_conn *uc, struct rp_http_resp *resp)
@@ -331,7 +280,7 @@ static void on_response(struct rp_upstream_conn *uc, struct rp_http_resp *resp)
     if (r)
         req_finish(r, RP_OK, resp->status, resp->content_type, resp->body);
     rp_http_client_next(&uc->http);
-    if (!r || !keep || rp_buf_avail(&uc->in) > 0) {
+    if (!r || !keep || rp_buf_avail(&uc->s.in) > 0) {
         /* unsolicited or extra bytes: this connection can't be trusted any more */
         conn_close(uc);
         return;
@@ -341,12 +290,12 @@ static void on_response(struct rp_upstream_conn *uc, struct rp_http_resp *resp)
 
 static void process_in(struct rp_upstream_conn *uc)
 {
-    while (uc->state == UC_BUSY && rp_buf_avail(&uc->in) > 0) {
+    struct rp_buf *in = &uc->s.in;
+    while (uc->state == UC_BUSY && rp_buf_avail(in) > 0) {
         size_t used = 0;
         struct rp_http_resp *resp = NULL;
-        int rc = rp_http_client_feed(&uc->http, rp_buf_head(&uc->in), rp_buf_avail(&uc->in), &used,
-                                     &resp);
-        rp_buf_consume(&uc->in, used);
+        int rc = rp_http_client_feed(&uc->http, rp_buf_head(in), rp_buf_avail(in), &used, &resp);
+        rp_buf_consume(in, used);
         if (rc == RP_E_AGAIN)
             break;
         if (rc != RP_OK) {
@@ -360,15 +309,16 @@ static void process_in(struct rp_upstream_conn *uc)
         }
         on_response(uc, resp);
     }
-    if (uc->state == UC_IDLE && rp_buf_avail(&uc->in) > 0)
+    if (uc->state == UC_IDLE && rp_buf_avail(in) > 0)
         conn_close(uc);
     else
-        rp_buf_compact(&uc->in);
+        rp_buf_compact(in);
 }
 
-static void on_eof(struct rp_upstream_conn *uc)
+static void on_uc_eof(struct rp_stream *s, int err)
 {
-    if (uc->state == UC_BUSY && uc->req) {
+    struct rp_upstream_conn *uc = uc_of(s);
+    if (uc->state == UC_BUSY && uc->req && err == RP_OK) {
         struct rp_http_resp *resp = NULL;
         if (rp_http_client_eof(&uc->http, &resp) == RP_OK && resp) {
             struct rp_upstream_req *r = uc->req;
@@ -376,18 +326,13 @@ static void on_eof(struct rp_upstream_conn *uc)
             req_finish(r, RP_OK, resp->status, resp->content_type, resp->body);
         }
     }
-    if (uc->state == UC_HANDSHAKE || uc->state == UC_CONNECTING)
+    if (uc->state == UC_HANDSHAKE)
+        connect_failed(uc, err == RP_E_TLS_HANDSHAKE ? "TLS handshake failed"
+                                                     : "closed during the TLS handshake");
+    else if (uc->state == UC_CONNECTING)
         connect_failed(uc, "closed during connect");
     else
         conn_close(uc);
-}
-
-static void on_uc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    static __thread uint8_t readbuf[65536];
-    (void)h;
-    (void)suggested;
-    *buf = uv_buf_init((char *)readbuf, sizeof readbuf);
 }
 
 /* Connected (and, for TLS, handshaken): counts as live and takes queued work. */
@@ -400,59 +345,37 @@ static void conn_up(struct rp_upstream_conn *uc)
     conn_ready(uc);
 }
 
-static void tls_step(struct rp_upstream_conn *uc)
+static void on_uc_open(struct rp_stream *s)
 {
-    bool was = rp_tls_handshake_done(uc->tls);
-    int rc = rp_tls_process(uc->tls, &uc->in);
-    uc_flush_tls(uc);
-    if (rc == RP_E_TLS_CLOSED) {
-        on_eof(uc);
-        return;
-    }
-    if (rc != RP_OK) {
-        if (!was)
-            connect_failed(uc, "TLS handshake failed");
-        else
-            conn_close(uc);
-        return;
-    }
-    if (!was && rp_tls_handshake_done(uc->tls))
+    struct rp_upstream_conn *uc = uc_of(s);
+    if (uc->state == UC_HANDSHAKE)
         conn_up(uc);
 }
 
-static void on_uc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void on_uc_read(struct rp_stream *s)
 {
-    struct rp_upstream_conn *uc = s->data;
-    if (uc->state == UC_CLOSING)
-        return;
-    if (nread < 0) {
-        on_eof(uc);
-        return;
-    }
-    if (nread == 0)
-        return;
-    int rc;
-    if (uc->tls) {
-        rc = rp_tls_feed(uc->tls, (const uint8_t *)buf->base, (size_t)nread);
-        if (rc == RP_OK) {
-            tls_step(uc);
-            if (uc->state == UC_CLOSING)
-                return;
-        }
-    } else {
-        rc = rp_buf_append(&uc->in, buf->base, (size_t)nread);
-    }
-    if (rc != RP_OK) {
-        if (uc->req) {
-            struct rp_upstream_req *r = uc->req;
-            uc->req = NULL;
-            req_fail(r, RP_E_UPSTREAM_PROTOCOL);
-        }
-        conn_close(uc);
-        return;
-    }
-    process_in(uc);
+    struct rp_upstream_conn *uc = uc_of(s);
+    if (uc->state == UC_BUSY || uc->state == UC_IDLE)
+        process_in(uc);
 }
+
+static void on_uc_free(struct rp_stream *s)
+{
+    struct rp_upstream_conn *uc = uc_of(s);
+    struct rp_upstream *u = uc->u;
+    rp_http_client_free(&uc->http);
+    free(uc);
+    u->conns_alive--;
+    maybe_free_pool(u);
+}
+
+static const struct rp_stream_ops uc_ops = {
+    .on_read = on_uc_read,
+    .on_open = on_uc_open,
+    .on_eof = on_uc_eof,
+    .on_timer = on_uc_timer,
+    .on_free = on_uc_free,
+};
 
 static void on_connected(uv_connect_t *req, int status)
 {
@@ -463,23 +386,24 @@ static void on_connected(uv_connect_t *req, int status)
         connect_failed(uc, uv_strerror(status));
         return;
     }
-    uv_tcp_nodelay(&uc->tcp, 1);
-    uv_read_start((uv_stream_t *)&uc->tcp, on_uc_alloc, on_uc_read);
-    if (uc->tls) {
+    uv_tcp_nodelay(&uc->s.tcp, 1);
+    if (uc->s.tls)
         uc->state = UC_HANDSHAKE;
-        tls_step(uc); /* emits the ClientHello */
+    if (rp_stream_start(&uc->s) != RP_OK) { /* a TLS client sends its ClientHello */
+        connect_failed(uc, "cannot start TLS");
         return;
     }
-    conn_up(uc);
+    if (!uc->s.tls)
+        conn_up(uc);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct rp_upstream_conn *uc = req->data;
     uc->gai_pending = false;
+    rp_stream_release(&uc->s);
     if (uc->state == UC_CLOSING) {
         uv_freeaddrinfo(res);
-        conn_free_if_done(uc);
         return;
     }
     if (status < 0 || !res) {
@@ -487,12 +411,9 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         connect_failed(uc, status < 0 ? uv_strerror(status) : "no address");
         return;
     }
-    uv_tcp_init(uc->u->loop, &uc->tcp);
-    uc->tcp.data = uc;
-    uc->tcp_inited = true;
     uc->state = UC_CONNECTING;
     uc->creq.data = uc;
-    int rc = uv_tcp_connect(&uc->creq, &uc->tcp, res->ai_addr, on_connected);
+    int rc = uv_tcp_connect(&uc->creq, &uc->s.tcp, res->ai_addr, on_connected);
     uv_freeaddrinfo(res);
     if (rc != 0)
         connect_failed(uc, uv_strerror(rc));
@@ -503,37 +424,33 @@ static int conn_open(struct rp_upstream *u)
     struct rp_upstream_conn *uc = calloc(1, sizeof *uc);
     if (!uc)
         return RP_E_NOMEM;
+    struct rp_tls *tls = NULL;
+    if (u->tls && rp_tls_new(&tls, u->tls) != RP_OK) {
+        free(uc);
+        return RP_E_TLS_SETUP;
+    }
     uc->u = u;
     uc->state = UC_RESOLVING;
     u->conns_alive++;
+    /* the request is bounded by its sender: no limit on what waits for the CA to read */
+    rp_stream_init(&uc->s, u->loop, &uc_ops, UPSTREAM_MAX_HEADER + UPSTREAM_MAX_BODY, SIZE_MAX);
+    rp_stream_set_tls(&uc->s, tls);
     struct rp_http_limits lim = {UPSTREAM_MAX_HEADER, UPSTREAM_MAX_BODY};
     rp_http_client_init(&uc->http, &lim);
-    rp_buf_init(&uc->in, UPSTREAM_MAX_HEADER + UPSTREAM_MAX_BODY);
-    if (u->tls && rp_tls_new(&uc->tls, u->tls) != RP_OK) {
-        rp_http_client_free(&uc->http);
-        rp_buf_free(&uc->in);
-        free(uc);
-        u->conns_alive--;
-        return RP_E_TLS_SETUP;
-    }
-    uv_timer_init(u->loop, &uc->timer);
-    uc->timer.data = uc;
-    uc->handles = 2; /* timer + tcp (tcp counted before it is initialised) */
-    uc->next = u->conns;
-    if (u->conns)
-        u->conns->prev = uc;
-    u->conns = uc;
+    rp_list_push(&u->conns, &uc->link);
     u->nconns++;
     u->nconnecting++;
-    uv_timer_start(&uc->timer, on_uc_timer, u->connect_timeout_ms, 0);
+    rp_stream_timer(&uc->s, u->connect_timeout_ms);
     char port[8];
     snprintf(port, sizeof port, "%u", u->url.port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     uc->gai.data = uc;
     uc->gai_pending = true;
+    rp_stream_hold(&uc->s);
     int rc = uv_getaddrinfo(u->loop, &uc->gai, on_resolved, u->url.host, port, &hints);
     if (rc != 0) {
         uc->gai_pending = false;
+        rp_stream_release(&uc->s);
         connect_failed(uc, uv_strerror(rc));
     }
     return RP_OK;
@@ -544,12 +461,26 @@ static void dispatch(struct rp_upstream *u)
 {
     if (u->closing)
         return;
-    for (struct rp_upstream_conn *uc = u->conns; uc && u->qhead; uc = uc->next)
-        if (uc->state == UC_IDLE)
-            start_request(uc, queue_pop(u));
-    while (u->qlen > u->nconnecting && u->nconns < u->max_conns)
-        if (conn_open(u) != RP_OK)
-            break;
+    if (u->dispatching) { /* a connection closed under us: go round once more */
+        u->redispatch = true;
+        return;
+    }
+    u->dispatching = true;
+    do {
+        u->redispatch = false;
+        struct rp_list_node *n = u->conns.next;
+        while (n != &u->conns && u->qhead && !u->redispatch) {
+            struct rp_list_node *next = n->next;
+            struct rp_upstream_conn *uc = container_of(n, struct rp_upstream_conn, link);
+            if (uc->state == UC_IDLE)
+                start_request(uc, queue_pop(u)); /* a failure closes uc: start over */
+            n = next;
+        }
+        while (!u->redispatch && u->qlen > u->nconnecting && u->nconns < u->max_conns)
+            if (conn_open(u) != RP_OK)
+                break;
+    } while (u->redispatch && !u->closing);
+    u->dispatching = false;
 }
 
 /* ---- pool ----------------------------------------------------------------------- */
@@ -581,6 +512,7 @@ int rp_upstream_new(struct rp_upstream **out, uv_loop_t *loop, const struct rp_c
         return RP_E_CONFIG;
     }
     u->loop = loop;
+    rp_list_init(&u->conns);
     bool default_port = u->url.port == (u->url.tls ? 443 : 80);
     bool v6 = strchr(u->url.host, ':') != NULL;
     if (default_port)
@@ -665,18 +597,18 @@ void rp_upstream_close(struct rp_upstream *u)
         req_fail(r, RP_E_SHUTDOWN);
     /* In-flight requests are failed too: close is called once nothing waits for them
      * (drain) or when the grace period is over. */
-    for (struct rp_upstream_conn *uc = u->conns, *n; uc; uc = n) {
-        n = uc->next;
-        conn_close(uc);
-    }
+    struct rp_list_node *n, *nx;
+    for (RP_LIST_EACH(n, nx, &u->conns))
+        conn_close(container_of(n, struct rp_upstream_conn, link));
     maybe_free_pool(u);
 }
 
 void rp_upstream_retire(struct rp_upstream *u)
 {
     u->retiring = true;
-    for (struct rp_upstream_conn *uc = u->conns, *n; uc; uc = n) {
-        n = uc->next;
+    struct rp_list_node *n, *nx;
+    for (RP_LIST_EACH(n, nx, &u->conns)) {
+        struct rp_upstream_conn *uc = container_of(n, struct rp_upstream_conn, link);
         if (uc->state == UC_IDLE)
             conn_close(uc);
     }

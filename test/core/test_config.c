@@ -287,6 +287,10 @@ Test(config, minimal_file_gets_defaults)
     cr_assert_eq(cfg->http.body_timeout_ms, RP_DEF_BODY_TIMEOUT);
     cr_assert_eq(cfg->http.idle_timeout_ms, RP_DEF_IDLE_TIMEOUT);
     cr_assert_eq(cfg->http.max_connections, RP_DEF_MAX_CONNECTIONS);
+    cr_assert_eq(cfg->http.max_connections_per_ip, RP_DEF_MAX_CONNS_PER_IP);
+    cr_assert_eq(cfg->http.max_handshakes, RP_DEF_MAX_HANDSHAKES);
+    cr_assert_eq(cfg->http.max_unsent_bytes, RP_DEF_MAX_UNSENT_BYTES);
+    cr_assert_eq(cfg->worker_queue_ms, RP_DEF_WORKER_QUEUE_MS);
     cr_assert_eq(cfg->upstream.timeout_ms, RP_DEF_UPSTREAM_TIMEOUT);
     cr_assert_eq(cfg->upstream.connect_timeout_ms, RP_DEF_UPSTREAM_CONNECT);
     cr_assert_eq(cfg->upstream.max_connections, RP_DEF_UPSTREAM_MAX_CONNS);
@@ -585,6 +589,34 @@ Test(config, null_values_anchors_and_bools)
                  RP_E_CONFIG);
     cr_assert_not_null(strstr(errs_text, "raproxy.yaml:3: listeners[0].tls.client_cert_required: "
                                          "expected true or false, got 'maybe'"));
+}
+
+Test(config, connection_limits_are_read_and_checked)
+{
+    const char *base = "listeners: [{address: '127.0.0.1:1', tls: off}]\n"
+                       "upstream: {url: 'http://ca:8080/cmp'}\n";
+    char text[512];
+    snprintf(text, sizeof text,
+             "%sworker_queue_ms: 250\nhttp: {max_connections_per_ip: 0, max_handshakes: 7, "
+             "max_unsent_bytes: 4096}\n",
+             base);
+    cr_assert_eq(load_text(text, RP_CONFIG_NO_FILE_CHECKS), 0, "%s", errs_text);
+    cr_assert_eq(cfg->worker_queue_ms, 250);
+    cr_assert_eq(cfg->http.max_connections_per_ip, 0, "0: no per-address cap");
+    cr_assert_eq(cfg->http.max_handshakes, 7);
+    cr_assert_eq(cfg->http.max_unsent_bytes, 4096);
+    rp_config_free(cfg);
+    cfg = NULL;
+    snprintf(text, sizeof text,
+             "%sworker_queue_ms: 0\nhttp:\n  max_handshakes: 0\n  max_unsent_bytes: 100\n", base);
+    cr_assert_eq(load_text(text, RP_CONFIG_NO_FILE_CHECKS), RP_E_CONFIG);
+    const char *want[] = {
+        "raproxy.yaml:3: worker_queue_ms: must be 1..600000, got 0",
+        "raproxy.yaml:5: http.max_handshakes: must be 1..4294967295, got 0",
+        "raproxy.yaml:6: http.max_unsent_bytes: must be 1024..67108864, got 100",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert_not_null(strstr(errs_text, want[i]), "want \"%s\" in:\n%s", want[i], errs_text);
 }
 
 Test(config, upstream_https_rules)
