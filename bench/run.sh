@@ -144,6 +144,7 @@ http:
   idle_timeout_ms: 120000
   header_timeout_ms: 60000
   max_connections: 100000
+  max_connections_per_ip: 0 # the whole fleet comes from 127.0.0.1
 upstream:
   url: http://127.0.0.1:$ca_port/
   timeout_ms: $timeout_ms

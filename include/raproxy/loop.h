@@ -58,5 +58,8 @@ void rp_loop_set_app(struct rp_loop *l, void *app);
 /* Process-wide readiness, read by /readyz. */
 void rp_ready_set_draining(void);
 bool rp_ready_draining(void);
+/* Why new devices would wait or be refused now, for /readyz: the connection cap is reached
+ * on a loop, or descriptors ran out in the last seconds. NULL when neither. */
+const char *rp_ready_saturation(void);
 
 #endif

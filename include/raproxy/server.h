@@ -29,6 +29,8 @@ void rp_server_on_exchange(struct rp_exchange *ex);
  * this state the RA cannot judge requests, so the loop does not start. */
 int rp_server_on_snapshot(struct rp_loop *l, struct rp_snapshot *s);
 void rp_server_on_stop(struct rp_loop *l);
+/* /readyz (rp_loop_opts.ready): false only while Redis is down and some domain refuses
+ * without it (on_redis_failure: closed). */
 bool rp_server_redis_ready(struct rp_loop *l);
 /* The earliest nextUpdate of the snapshot's CRLs (epoch seconds, 0: none), for the timer
  * that rebuilds the snapshot when a CRL is due. */

@@ -63,6 +63,70 @@ static void ready(struct rp_exchange *ex, int status, const char *verdict)
     text(ex, status, body);
 }
 
+/* ---- readiness -------------------------------------------------------------------------
+ * /readyz is 200 "ready" unless one of these says why not (the first one that does, as
+ * "503 <reason>"). Each check is cheap and answers for the whole process; buf may hold the
+ * reason. To add a reason, add a check here; the application adds its own through
+ * rp_loop_opts.ready and the snapshot's unready hook. README.md ("Health, readiness and
+ * connections") lists every reason. */
+
+static const char *check_draining(struct rp_loop *l, char *buf, size_t cap)
+{
+    (void)buf;
+    (void)cap;
+    return rp_ready_draining() || l->draining ? "draining" : NULL;
+}
+
+/* A key in a token that is down (ra_key, tls_key): nothing can be signed. */
+static const char *check_keys(struct rp_loop *l, char *buf, size_t cap)
+{
+    const char *why = l->snap && l->snap->unready ? l->snap->unready(l->snap) : NULL;
+    if (!why)
+        return NULL;
+    snprintf(buf, cap, "%s unavailable", why);
+    return buf;
+}
+
+static const char *check_upstream(struct rp_loop *l, char *buf, size_t cap)
+{
+    (void)buf;
+    (void)cap;
+    return !l->upstream || !rp_upstream_reachable(l->upstream) ? "upstream unreachable" : NULL;
+}
+
+static const char *check_saturation(struct rp_loop *l, char *buf, size_t cap)
+{
+    (void)l;
+    (void)buf;
+    (void)cap;
+    return rp_ready_saturation();
+}
+
+static const char *check_application(struct rp_loop *l, char *buf, size_t cap)
+{
+    (void)buf;
+    (void)cap;
+    return l->ready && !l->ready(l) ? "redis unavailable" : NULL;
+}
+
+static const char *(*const readiness_checks[])(struct rp_loop *l, char *buf, size_t cap) = {
+    check_draining, check_keys, check_upstream, check_saturation, check_application,
+};
+
+static void readyz(struct rp_exchange *ex)
+{
+    char reason[RP_READY_REASON_MAX], line[RP_READY_REASON_MAX + 2];
+    for (size_t i = 0; i < sizeof readiness_checks / sizeof readiness_checks[0]; i++) {
+        const char *why = readiness_checks[i](ex->loop, reason, sizeof reason);
+        if (why) {
+            snprintf(line, sizeof line, "%s\n", why);
+            ready(ex, 503, line);
+            return;
+        }
+    }
+    ready(ex, 200, "ready\n");
+}
+
 void rp_admin_handle(struct rp_exchange *ex)
 {
     const struct rp_http_req *r = ex->req;
@@ -73,21 +137,7 @@ void rp_admin_handle(struct rp_exchange *ex)
     if (path_is(r, "/livez")) {
         text(ex, 200, "ok\n");
     } else if (path_is(r, "/readyz")) {
-        struct rp_upstream *u = ex->loop->upstream;
-        const char *why = ex->snap && ex->snap->unready ? ex->snap->unready(ex->snap) : NULL;
-        char reason[RP_READY_REASON_MAX];
-        if (rp_ready_draining() || ex->loop->draining) {
-            ready(ex, 503, "draining\n");
-        } else if (why) {
-            snprintf(reason, sizeof reason, "%s unavailable\n", why);
-            ready(ex, 503, reason);
-        } else if (!u || !rp_upstream_reachable(u)) {
-            ready(ex, 503, "upstream unreachable\n");
-        } else if (ex->loop->ready && !ex->loop->ready(ex->loop)) {
-            ready(ex, 503, "redis unavailable\n");
-        } else {
-            ready(ex, 200, "ready\n");
-        }
+        readyz(ex);
     } else if (path_is(r, "/metrics")) {
         metrics(ex);
     } else {

@@ -17,6 +17,8 @@
 #include "raproxy/snapshot.h"
 #include "raproxy/tls.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,16 +68,31 @@ static struct rp_conn *conn_of(struct rp_stream *s)
     return container_of(s, struct rp_conn, s);
 }
 
-/* Off the loop's books: no longer counted against the cap, nor drained. */
+/* The TLS handshake is over (done or abandoned): one more may start. */
+static void handshake_over(struct rp_conn *c)
+{
+    if (!c->handshaking)
+        return;
+    c->handshaking = false;
+    c->loop->handshakes--;
+    if (c->loop->handshakes + 1 == c->loop->max_handshakes)
+        rp_listeners_update(c->loop);
+}
+
+/* Off the loop's books: no longer counted against the caps, nor drained. */
 static void conn_detach(struct rp_conn *c)
 {
     if (!rp_list_linked(&c->link))
         return;
     rp_list_unlink(&c->link);
     rp_loop_defer_cancel(&c->resume);
+    handshake_over(c);
+    rp_ipcap_release(c->ipcap);
+    c->ipcap = NULL;
     if (c->device) {
         c->loop->nconns--;
         rp_metric_add(m_open, -1);
+        rp_listeners_update(c->loop);
     }
 }
 
@@ -348,6 +365,7 @@ static void on_open(struct rp_stream *s)
     struct rp_conn *c = conn_of(s);
     if (c->state != RP_CONN_HANDSHAKE)
         return;
+    handshake_over(c);
     c->state = RP_CONN_READING;
     rp_stream_timer(&c->s, http_cfg(c)->header_timeout_ms);
 }
@@ -417,22 +435,51 @@ static const struct rp_stream_ops conn_ops = {
     .on_free = on_free,
 };
 
-void rp_conn_accept(struct rp_listener *ls, int fd)
+static void peer_text(const struct sockaddr *sa, char *addr, size_t cap, uint16_t *port)
+{
+    addr[0] = 0;
+    *port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &a->sin_addr, addr, (socklen_t)cap);
+        *port = ntohs(a->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &a->sin6_addr, addr, (socklen_t)cap);
+        *port = ntohs(a->sin6_port);
+    }
+}
+
+/* Cheap admission first: the per-address cap is checked before any memory or TLS work. */
+void rp_conn_accept(struct rp_listener *ls, int fd, const struct sockaddr *peer)
 {
     metrics_once();
     struct rp_loop *l = ls->loop;
+    const struct rp_cfg_http *hc = &l->snap->cfg->http;
+    struct rp_ipcap_entry *ipcap = NULL;
+    if (ls->device) {
+        int rc = rp_ipcap_acquire(peer, hc->max_connections_per_ip, &ipcap);
+        if (rc != RP_OK) {
+            close(fd);
+            rp_loop_refused(l, rc == RP_E_HTTP_OVERLOADED ? RP_REFUSED_PER_IP : RP_REFUSED_NOMEM);
+            return;
+        }
+    }
     struct rp_conn *c = calloc(1, sizeof *c);
     if (!c) {
         close(fd);
+        rp_ipcap_release(ipcap);
+        rp_loop_refused(l, RP_REFUSED_NOMEM);
         return;
     }
-    const struct rp_cfg_http *hc = &l->snap->cfg->http;
     c->loop = l;
     c->listener = ls;
     c->handler = ls->handler;
     c->listener_index = ls->index;
     c->device = ls->device;
+    c->ipcap = ipcap;
     c->resume.cb = on_resume;
+    peer_text(peer, c->addr, sizeof c->addr, &c->port);
     rp_stream_init(&c->s, &l->uv, &conn_ops,
                    (size_t)hc->max_header_bytes + hc->max_body_bytes + CONN_IN_SLACK,
                    hc->max_unsent_bytes);
@@ -449,8 +496,6 @@ void rp_conn_accept(struct rp_listener *ls, int fd)
         rp_conn_close(c);
         return;
     }
-    rp_stream_peer(&c->s, c->addr, sizeof c->addr, &c->port);
-
     struct rp_tls_ctx *tctx = NULL;
     if (ls->tls_index >= 0 && l->snap->listener_tls)
         tctx = l->snap->listener_tls[ls->tls_index];
@@ -458,12 +503,17 @@ void rp_conn_accept(struct rp_listener *ls, int fd)
     if (tctx) {
         struct rp_tls *tls = NULL;
         if (rp_tls_new(&tls, tctx) != RP_OK) {
+            rp_loop_refused(l, RP_REFUSED_TLS);
             rp_conn_close(c);
             return;
         }
         rp_stream_set_tls(&c->s, tls);
         c->state = RP_CONN_HANDSHAKE;
+        c->handshaking = true;
+        l->handshakes++;
     }
+    if (c->device)
+        rp_listeners_update(l); /* the caps may be reached now */
     rp_stream_timer(&c->s, tctx ? hc->handshake_timeout_ms : hc->header_timeout_ms);
     if (rp_stream_start(&c->s) != RP_OK)
         rp_conn_close(c);

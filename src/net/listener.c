@@ -7,6 +7,7 @@
 #include "raproxy/err.h"
 #include "raproxy/log.h"
 #include "raproxy/metrics.h"
+#include "raproxy/snapshot.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,11 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define LISTEN_BACKLOG     1024
 #define ACCEPTS_PER_WAKEUP 64
+/* Descriptors below the limit a device connection may not take. */
+#define LISTEN_FD_HEADROOM 32
 #define ADDR_HOST_MAX      256
 
 static int split_address(const char *address, char *host, size_t hcap, char *port, size_t pcap)
@@ -91,6 +95,23 @@ static void on_listener_closed(uv_handle_t *h)
     free(ls);
 }
 
+/* Out of descriptors: give the reserved one up to accept the waiting connection, close it
+ * (the client sees a close, not a silent hang), take the reserve back. */
+static void shed_with_reserve(struct rp_listener *ls)
+{
+    struct rp_loop *l = ls->loop;
+    if (l->reserve_fd >= 0) {
+        close(l->reserve_fd);
+        l->reserve_fd = -1;
+    }
+    int fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        rp_loop_refused(l, RP_REFUSED_FD_LIMIT);
+    }
+    rp_loop_reserve_fd(l);
+}
+
 static void on_acceptable(uv_poll_t *p, int status, int events)
 {
     struct rp_listener *ls = p->data;
@@ -98,23 +119,28 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
     (void)events;
     if (status < 0)
         return;
-    for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
-        if (ls->device && l->nconns >= l->max_conns) {
-            rp_listeners_pause(l);
-            rp_metrics_count("raproxy_accept_paused_total", NULL);
-            return;
-        }
-        int fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    for (int i = 0; i < ACCEPTS_PER_WAKEUP && ls->polling; i++) {
+        struct sockaddr_storage ss;
+        socklen_t slen = sizeof ss;
+        int fd = accept4(ls->fd, (struct sockaddr *)&ss, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                errno != ECONNABORTED) {
-                /* EMFILE/ENFILE: out of descriptors; stop for now, resume when one closes */
-                rp_log_warn("accept", "accept failed: %s", strerror(errno));
-                rp_listeners_pause(l);
+            if (errno == EMFILE || errno == ENFILE) {
+                shed_with_reserve(ls);
+                continue;
             }
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                rp_log_warn("accept", "accept failed: %s", strerror(errno));
             return;
         }
-        rp_conn_accept(ls, fd);
+        /* the last descriptors are for the CA, Redis and the admin listener */
+        if (ls->device && (rlim_t)fd + LISTEN_FD_HEADROOM >= l->fd_limit) {
+            close(fd);
+            rp_loop_refused(l, RP_REFUSED_FD_LIMIT);
+            continue;
+        }
+        rp_conn_accept(ls, fd, (const struct sockaddr *)&ss);
     }
 }
 
@@ -131,29 +157,40 @@ int rp_listener_start(struct rp_loop *l, int fd, const struct rp_listener *proto
         return RP_E_IO;
     }
     ls->poll.data = ls;
-    uv_poll_start(&ls->poll, UV_READABLE, on_acceptable);
-    ls->polling = true;
     ls->next = l->listeners;
     l->listeners = ls;
+    rp_listeners_update(l);
     return RP_OK;
 }
 
-void rp_listeners_pause(struct rp_loop *l)
+static bool listener_is_tls(const struct rp_loop *l, const struct rp_listener *ls)
 {
-    for (struct rp_listener *ls = l->listeners; ls; ls = ls->next)
-        if (ls->device && ls->polling && !ls->closed) {
-            uv_poll_stop(&ls->poll);
-            ls->polling = false;
-        }
+    return ls->tls_index >= 0 && l->snap->listener_tls && l->snap->listener_tls[ls->tls_index];
 }
 
-void rp_listeners_resume(struct rp_loop *l)
+/* Device listeners stop accepting at the connection cap, TLS ones also at the handshake
+ * cap: new connections wait in the kernel backlog instead of being accepted and dropped.
+ * The admin listener always accepts. */
+void rp_listeners_update(struct rp_loop *l)
 {
-    for (struct rp_listener *ls = l->listeners; ls; ls = ls->next)
-        if (!ls->polling && !ls->closed) {
+    bool at_cap = l->nconns >= l->max_conns;
+    bool hs_cap = l->handshakes >= l->max_handshakes;
+    rp_loop_set_at_cap(l, at_cap);
+    for (struct rp_listener *ls = l->listeners; ls; ls = ls->next) {
+        if (ls->closed)
+            continue;
+        bool want = !ls->device || (!at_cap && !(hs_cap && listener_is_tls(l, ls)));
+        if (want == ls->polling)
+            continue;
+        if (want) {
             uv_poll_start(&ls->poll, UV_READABLE, on_acceptable);
-            ls->polling = true;
+        } else {
+            uv_poll_stop(&ls->poll);
+            rp_metrics_count("raproxy_accept_paused_total",
+                             at_cap ? "reason=\"max_connections\"" : "reason=\"max_handshakes\"");
         }
+        ls->polling = want;
+    }
 }
 
 /* Closes the device listeners only; the admin listener lives until the loop stops so that
@@ -166,6 +203,7 @@ void rp_listeners_close(struct rp_loop *l)
         if (ls->device || l->stopped) {
             *pp = ls->next;
             ls->closed = true;
+            ls->polling = false;
             struct rp_list_node *n, *nx;
             for (RP_LIST_EACH(n, nx, &l->conns)) {
                 struct rp_conn *c = container_of(n, struct rp_conn, link);

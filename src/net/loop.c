@@ -14,11 +14,28 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define LAG_INTERVAL_MS 250u
+/* After descriptors ran out, /readyz says so for this long. */
+#define FD_SATURATION_HOLD_NS (5ull * 1000000000ull)
+/* One "connections refused" log line a second at most, per loop. */
+#define REFUSED_LOG_EVERY_NS 1000000000ull
 
 static atomic_bool g_draining;
+static atomic_uint g_loops_at_cap;
+static _Atomic uint64_t g_fd_refused_ns;
+
+static const char *const refused_names[RP_REFUSED_COUNT_] = {
+    [RP_REFUSED_PER_IP] = "per_ip",
+    [RP_REFUSED_FD_LIMIT] = "fd_limit",
+    [RP_REFUSED_TLS] = "tls_setup",
+    [RP_REFUSED_NOMEM] = "nomem",
+};
+static struct rp_metric *m_refused[RP_REFUSED_COUNT_];
 
 void rp_ready_set_draining(void)
 {
@@ -127,12 +144,58 @@ static void check_drained(struct rp_loop *l)
 void rp_loop_conn_closed(struct rp_loop *l)
 {
     l->conns_alive--;
-    if (l->draining) {
+    if (l->draining)
         check_drained(l);
+    else if (l->reserve_fd < 0)
+        rp_loop_reserve_fd(l); /* a descriptor came free: take the reserve back first */
+}
+
+void rp_loop_reserve_fd(struct rp_loop *l)
+{
+    if (l->reserve_fd < 0)
+        l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+void rp_loop_refused(struct rp_loop *l, enum rp_refused why)
+{
+    rp_metric_inc(m_refused[why]);
+    uint64_t now = rp_clock_ns();
+    if (why == RP_REFUSED_FD_LIMIT)
+        atomic_store(&g_fd_refused_ns, now);
+    l->refused_unlogged++;
+    if (now - l->refused_log_ns < REFUSED_LOG_EVERY_NS)
         return;
-    }
-    if (l->nconns < l->max_conns)
-        rp_listeners_resume(l);
+    if (why == RP_REFUSED_FD_LIMIT)
+        rp_log_warn("accept",
+                    "loop %u: out of file descriptors (limit %llu): %u connection(s) "
+                    "accepted and closed",
+                    l->index, (unsigned long long)l->fd_limit, l->refused_unlogged);
+    else
+        rp_log_warn("accept", "loop %u: %u connection(s) closed at accept (last: %s)", l->index,
+                    l->refused_unlogged, refused_names[why]);
+    l->refused_log_ns = now;
+    l->refused_unlogged = 0;
+}
+
+void rp_loop_set_at_cap(struct rp_loop *l, bool at_cap)
+{
+    if (at_cap == l->at_cap)
+        return;
+    l->at_cap = at_cap;
+    if (at_cap)
+        atomic_fetch_add(&g_loops_at_cap, 1);
+    else
+        atomic_fetch_sub(&g_loops_at_cap, 1);
+}
+
+const char *rp_ready_saturation(void)
+{
+    if (atomic_load(&g_loops_at_cap) > 0)
+        return "saturated: connection cap reached";
+    uint64_t t = atomic_load(&g_fd_refused_ns);
+    if (t && rp_clock_ns() - t < FD_SATURATION_HOLD_NS)
+        return "saturated: file descriptors exhausted";
+    return NULL;
 }
 
 static void on_grace(uv_timer_t *t)
@@ -177,6 +240,13 @@ static bool same_upstream(const struct rp_snapshot *a, const struct rp_snapshot 
            x->keep_alive == y->keep_alive && a->upstream_tls == b->upstream_tls;
 }
 
+static void set_caps(struct rp_loop *l, const struct rp_snapshot *s)
+{
+    unsigned loops = s->cfg->loops ? s->cfg->loops : 1;
+    l->max_conns = (s->cfg->http.max_connections + loops - 1) / loops;
+    l->max_handshakes = s->cfg->http.max_handshakes;
+}
+
 static void install_snapshot(struct rp_loop *l, struct rp_snapshot *s)
 {
     struct rp_snapshot *old = l->snap;
@@ -189,8 +259,8 @@ static void install_snapshot(struct rp_loop *l, struct rp_snapshot *s)
         if (make_upstream(l, s) != RP_OK)
             rp_log_error("reload", "loop %u: cannot create the upstream pool", l->index);
     }
-    unsigned loops = s->cfg->loops ? s->cfg->loops : 1;
-    l->max_conns = (s->cfg->http.max_connections + loops - 1) / loops;
+    set_caps(l, s);
+    rp_listeners_update(l);
     if (l->on_snapshot && l->on_snapshot(l, s) != RP_OK)
         rp_log_error("reload", "loop %u: cannot attach the new snapshot's per-loop state",
                      l->index);
@@ -220,6 +290,13 @@ static pthread_once_t m_lag_once = PTHREAD_ONCE_INIT;
 
 static void lag_metric_init(void)
 {
+    rp_metrics_help("raproxy_connections_refused_total", RP_METRIC_COUNTER,
+                    "Connections closed at accept, by reason.");
+    for (int i = 0; i < RP_REFUSED_COUNT_; i++) {
+        char lbl[32];
+        snprintf(lbl, sizeof lbl, "reason=\"%s\"", refused_names[i]);
+        m_refused[i] = rp_metric_get("raproxy_connections_refused_total", RP_METRIC_COUNTER, lbl);
+    }
     rp_metrics_help("raproxy_loop_lag_seconds", RP_METRIC_HISTOGRAM,
                     "How late the loop ran a timer: time the loop was busy.");
     m_lag = rp_metric_get("raproxy_loop_lag_seconds", RP_METRIC_HISTOGRAM, NULL);
@@ -288,6 +365,9 @@ static void free_loop(struct rp_loop *l)
     rp_snapshot_unref(l->snap);
     if (l->pending_snap)
         rp_snapshot_unref(l->pending_snap);
+    if (l->reserve_fd >= 0)
+        close(l->reserve_fd);
+    rp_loop_set_at_cap(l, false);
     pthread_mutex_destroy(&l->lock);
     free(l);
 }
@@ -307,8 +387,13 @@ int rp_loop_start(struct rp_loop **out, const struct rp_loop_opts *o)
     l->workers = o->workers;
     l->admin = o->admin;
     l->snap = rp_snapshot_ref(o->snap);
-    unsigned loops = l->snap->cfg->loops ? l->snap->cfg->loops : 1;
-    l->max_conns = (l->snap->cfg->http.max_connections + loops - 1) / loops;
+    set_caps(l, l->snap);
+    struct rlimit nofile;
+    l->fd_limit = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+                      ? (uint64_t)nofile.rlim_cur
+                      : UINT64_MAX;
+    l->reserve_fd = -1;
+    rp_loop_reserve_fd(l);
     pthread_mutex_init(&l->lock, NULL);
     if (uv_loop_init(&l->uv) != 0) {
         rp_snapshot_unref(l->snap);

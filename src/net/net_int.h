@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 struct rp_tls;
@@ -64,6 +65,8 @@ struct rp_conn {
     struct rp_list_node link;
     bool close_after_write; /* answer then close (Connection: close, drain) */
     bool peer_eof;
+    bool handshaking;             /* counted in the loop's handshakes in flight */
+    struct rp_ipcap_entry *ipcap; /* this connection's place in its address's count */
     char addr[48];
     uint16_t port;
 };
@@ -87,6 +90,13 @@ struct rp_loop {
     unsigned nconns;      /* open connections (the accept cap counts these) */
     unsigned conns_alive; /* connection memory not yet freed (drain waits for these) */
     unsigned max_conns;
+    unsigned handshakes; /* TLS handshakes in flight */
+    unsigned max_handshakes;
+    bool at_cap;             /* counted in the process-wide number of loops at max_conns */
+    int reserve_fd;          /* given up to accept (and close) when descriptors run out */
+    uint64_t fd_limit;       /* RLIMIT_NOFILE when the loop started */
+    uint64_t refused_log_ns; /* rate limit of the "connection refused" log line */
+    unsigned refused_unlogged;
 
     uv_async_t wake; /* snapshot swaps, drain */
     pthread_mutex_t lock;
@@ -104,23 +114,43 @@ struct rp_loop {
     bool stopped;
 };
 
+/* Why a connection was closed at accept, for raproxy_connections_refused_total{reason}. */
+enum rp_refused {
+    RP_REFUSED_PER_IP,   /* http.max_connections_per_ip */
+    RP_REFUSED_FD_LIMIT, /* out of descriptors: accepted with the reserve and closed */
+    RP_REFUSED_TLS,      /* no TLS session could be made */
+    RP_REFUSED_NOMEM,
+    RP_REFUSED_COUNT_
+};
+
 /* conn.c */
-void rp_conn_accept(struct rp_listener *ls, int fd);
+void rp_conn_accept(struct rp_listener *ls, int fd, const struct sockaddr *peer);
 void rp_conn_drain(struct rp_conn *c);
 void rp_conn_close(struct rp_conn *c);
 
 /* listener.c */
 int rp_listener_bind(const char *address, int *fd_out);
 int rp_listener_start(struct rp_loop *l, int fd, const struct rp_listener *proto);
-void rp_listeners_pause(struct rp_loop *l);
-void rp_listeners_resume(struct rp_loop *l);
+/* Start or stop accepting on each listener after the caps or counts changed. */
+void rp_listeners_update(struct rp_loop *l);
 void rp_listeners_close(struct rp_loop *l);
+
+/* ipcap.c: device connections per client address, process-wide */
+struct rp_ipcap_entry;
+/* RP_OK (*out counts this connection), RP_E_HTTP_OVERLOADED at the cap (0 = none), NOMEM. */
+int rp_ipcap_acquire(const struct sockaddr *peer, unsigned cap, struct rp_ipcap_entry **out);
+void rp_ipcap_release(struct rp_ipcap_entry *e);
 
 /* admin.c */
 void rp_admin_handle(struct rp_exchange *ex);
 
 /* loop.c */
 void rp_loop_conn_closed(struct rp_loop *l);
+/* Count (and log, at most once a second) a connection closed at accept. */
+void rp_loop_refused(struct rp_loop *l, enum rp_refused why);
+/* (Re)open the reserved descriptor if it is not held. */
+void rp_loop_reserve_fd(struct rp_loop *l);
+void rp_loop_set_at_cap(struct rp_loop *l, bool at_cap);
 /* Run d->cb on the loop's next turn (once, however often asked); cancel unlinks it. */
 void rp_loop_defer(struct rp_loop *l, struct rp_defer *d);
 void rp_loop_defer_cancel(struct rp_defer *d);

@@ -826,5 +826,15 @@ void rp_server_on_stop(struct rp_loop *l)
 bool rp_server_redis_ready(struct rp_loop *l)
 {
     struct ra_loop *rl = rp_loop_app(l);
-    return !rl || !rl->redis || rp_redis_ready(rl->redis);
+    if (!rl || !rl->redis || rp_redis_ready(rl->redis))
+        return true;
+    /* Redis down only costs readiness when a domain refuses without it: with every domain
+     * `on_redis_failure: open` requests are still served (in-process limits), and pulling
+     * every replica that shares this Redis out of the load balancer at once would be the
+     * outage. raproxy_redis_up and the redis_down log line report it. */
+    const struct rp_config *cfg = rp_loop_snapshot(l)->cfg;
+    for (unsigned i = 0; i < cfg->domains_count; i++)
+        if (cfg->domains[i].on_redis_failure == RP_REDIS_FAIL_CLOSED)
+            return false;
+    return true;
 }

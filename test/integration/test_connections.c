@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,34 +17,66 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
 struct env {
     char *dir;
-    int port, admin_port, ca_port;
+    int port, tls_port, admin_port, ca_port;
+    int ca_fd; /* a listening socket standing in for the CA (connects succeed), or -1 */
     char cfg[600];
     struct rpt_proc rp;
 };
 
-/* Plain listener and admin; the CA port has nothing listening, so a relayed request gets
- * 502 after a failed connect: an answer that comes later than the synchronous ones. */
-static void env_up(struct env *e, const char *http_extra, rlim_t stack)
+struct opts {
+    const char *http;      /* lines of the http: section, indented by two */
+    rlim_t stack;          /* RLIMIT_STACK for raproxy (0: inherited) */
+    rlim_t nofile;         /* RLIMIT_NOFILE for raproxy (0: inherited) */
+    bool tls;              /* a TLS listener besides the plain one */
+    const char *log_level; /* default warn */
+    bool ca;               /* something accepts on the CA port: /readyz finds it reachable */
+};
+
+/* Plain listener (and a TLS one on request) and admin; the CA port has nothing listening,
+ * so a relayed request gets 502 after a failed connect: an answer that comes later than
+ * the synchronous ones. */
+static void env_up(struct env *e, const struct opts *o)
 {
     memset(e, 0, sizeof *e);
     e->dir = rpt_tmpdir();
     e->port = rpt_free_port();
+    e->tls_port = rpt_free_port();
     e->admin_port = rpt_free_port();
     e->ca_port = rpt_free_port();
+    e->ca_fd = -1;
+    if (o->ca) {
+        e->ca_fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)e->ca_port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        cr_assert_eq(bind(e->ca_fd, (struct sockaddr *)&a, sizeof a), 0);
+        cr_assert_eq(listen(e->ca_fd, 64), 0);
+    }
+    char tls[1200] = "";
+    if (o->tls) {
+        const char *pki = rpt_pki();
+        cr_assert_not_null(pki);
+        snprintf(tls, sizeof tls,
+                 "  - address: 127.0.0.1:%d\n"
+                 "    tls: {cert: %s/tls/server.pem, key: %s/tls/server.key}\n",
+                 e->tls_port, pki, pki);
+    }
     char buf[4096];
     snprintf(buf, sizeof buf,
-             "log_level: warn\n"
+             "log_level: %s\n"
              "loops: 1\n"
              "workers: 1\n"
              "default_path: /pkix/\n"
              "listeners:\n"
              "  - address: 127.0.0.1:%d\n"
              "    tls: off\n"
+             "%s"
              "admin:\n"
              "  address: 127.0.0.1:%d\n"
              "upstream:\n"
@@ -52,29 +85,33 @@ static void env_up(struct env *e, const char *http_extra, rlim_t stack)
              "  max_connections: 1\n"
              "  keep_alive: false\n"
              "%s%s",
-             e->port, e->admin_port, e->ca_port, http_extra ? "http:\n" : "",
-             http_extra ? http_extra : "");
+             o->log_level ? o->log_level : "warn", e->port, tls, e->admin_port, e->ca_port,
+             o->http ? "http:\n" : "", o->http ? o->http : "");
     snprintf(e->cfg, sizeof e->cfg, "%s/raproxy.yaml", e->dir);
     cr_assert_eq(rpt_write_file(e->cfg, buf, strlen(buf)), 0);
-    struct rlimit old, lim;
-    getrlimit(RLIMIT_STACK, &old);
-    if (stack) {
-        /* glibc sizes every thread's stack from this limit at exec: the loop thread gets it */
-        lim = (struct rlimit){stack, old.rlim_max};
-        cr_assert_eq(setrlimit(RLIMIT_STACK, &lim), 0);
-    }
+    /* limits are inherited through exec; glibc sizes every thread's stack from RLIMIT_STACK */
+    struct rlimit old_stack, old_nofile;
+    getrlimit(RLIMIT_STACK, &old_stack);
+    getrlimit(RLIMIT_NOFILE, &old_nofile);
+    if (o->stack)
+        cr_assert_eq(setrlimit(RLIMIT_STACK, &(struct rlimit){o->stack, old_stack.rlim_max}), 0);
+    if (o->nofile)
+        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &(struct rlimit){o->nofile, old_nofile.rlim_max}), 0);
     int rc = rpt_raproxy_start(&e->rp, e->dir, e->cfg, e->port);
-    if (stack)
-        setrlimit(RLIMIT_STACK, &old);
+    setrlimit(RLIMIT_STACK, &old_stack);
+    setrlimit(RLIMIT_NOFILE, &old_nofile);
     cr_assert_eq(rc, 0, "raproxy did not start, see %s", e->rp.log);
 }
 
 static void env_down(struct env *e)
 {
     int st = rpt_stop(&e->rp, SIGTERM, 15000);
+    if (e->ca_fd >= 0)
+        close(e->ca_fd);
     cr_expect_eq(st, 0, "raproxy exit status %d, see %s", st, e->rp.log);
     cr_expect_eq(rpt_file_count(e->rp.log, "AddressSanitizer"), 0);
-    rpt_rmdir(e->dir);
+    if (!getenv("RPT_KEEP")) /* keep the logs for a look after a failure */
+        rpt_rmdir(e->dir);
     free(e->dir);
 }
 
@@ -227,7 +264,7 @@ static const struct pattern mixed[] = {{get_404, 404}, {get_405, 405}, {post_415
 Test(connections, pipelined_100000_requests_in_one_write_with_a_256k_stack, .timeout = 300)
 {
     struct env e;
-    env_up(&e, "  max_body_bytes: 1048576\n", 256 * 1024);
+    env_up(&e, &(struct opts){.http = "  max_body_bytes: 1048576\n", .stack = 256 * 1024});
     pipeline_and_check(&e, relay_req, 502, mixed, 3, 100000);
     expect_alive(&e);
     env_down(&e);
@@ -238,7 +275,7 @@ Test(connections, pipelined_100000_requests_in_one_write_with_a_256k_stack, .tim
 Test(connections, pipelined_answers_come_in_order_and_once, .timeout = 120)
 {
     struct env e;
-    env_up(&e, "  max_body_bytes: 1000\n", 0);
+    env_up(&e, &(struct opts){.http = "  max_body_bytes: 1000\n"});
     const struct pattern relay_then_404[] = {{relay_req, 502}, {get_404, 404}};
     pipeline_and_check(&e, NULL, 0, relay_then_404, 2, 1000);
     expect_alive(&e);
@@ -249,7 +286,7 @@ Test(connections, pipelined_answers_come_in_order_and_once, .timeout = 120)
 static void refused_once(const char *http_extra, const char *first, int want)
 {
     struct env e;
-    env_up(&e, http_extra, 0);
+    env_up(&e, &(struct opts){.http = http_extra});
     int fd = rpt_connect(e.port);
     cr_assert_geq(fd, 0);
     cr_assert_eq(send(fd, first, strlen(first), MSG_NOSIGNAL), (ssize_t)strlen(first));
@@ -303,7 +340,7 @@ static long rss_kb(pid_t pid)
 Test(connections, client_that_never_reads_costs_bounded_memory, .timeout = 120)
 {
     struct env e;
-    env_up(&e, "  idle_timeout_ms: 30000\n", 0);
+    env_up(&e, &(struct opts){.http = "  idle_timeout_ms: 30000\n"});
     long before = rss_kb(e.rp.pid);
     int fd = rpt_connect(e.port);
     cr_assert_geq(fd, 0);
@@ -338,5 +375,229 @@ Test(connections, client_that_never_reads_costs_bounded_memory, .timeout = 120)
     cr_expect_lt(after - before, 32 * 1024, "RSS grew from %ld kB to %ld kB (%zu bytes sent)",
                  before, after, sent);
     expect_alive(&e);
+    env_down(&e);
+}
+
+/* ---- admission at accept ------------------------------------------------------------------ */
+
+static int connect_from(int port, const char *src)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, src, &a.sin_addr);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    a.sin_port = htons((uint16_t)port);
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The server closed this connection (EOF or reset) within ms. */
+static bool closed_within(int fd, int ms)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, ms) <= 0)
+        return false;
+    char c;
+    return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+/* One GET on an open connection answers 404. */
+static bool served(int fd)
+{
+    if (send(fd, get_404, strlen(get_404), MSG_NOSIGNAL) != (ssize_t)strlen(get_404))
+        return false;
+    int st[2] = {0};
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[512];
+    ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return false;
+    buf[n] = 0;
+    sscanf(buf, "HTTP/1.%*d %d", &st[0]);
+    return st[0] == 404;
+}
+
+/* Value of one series ("name{labels}") on /metrics; -1 when absent. */
+static long metric(struct env *e, const char *series)
+{
+    struct rpt_resp r;
+    if (rpt_http(e->admin_port, "GET", "/metrics", NULL, NULL, 0, 5000, &r) != 0)
+        return -1;
+    long v = -1;
+    size_t n = strlen(series);
+    for (char *p = (char *)r.body; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ') {
+            v = strtol(p + n + 1, NULL, 10);
+            break;
+        }
+    rpt_resp_free(&r);
+    return v;
+}
+
+static int readyz(struct env *e, char *why, size_t cap)
+{
+    struct rpt_resp r;
+    if (rpt_http(e->admin_port, "GET", "/readyz", NULL, NULL, 0, 5000, &r) != 0)
+        return 0;
+    if (why)
+        snprintf(why, cap, "%s", r.body ? (char *)r.body : "");
+    int st = r.status;
+    rpt_resp_free(&r);
+    return st;
+}
+
+/* The first /readyz starts a connection to the CA: wait until it is known reachable. */
+static void wait_ready(struct env *e)
+{
+    char why[128] = "";
+    int st = 0;
+    for (int i = 0; i < 100 && (st = readyz(e, why, sizeof why)) != 200; i++)
+        usleep(100000);
+    cr_assert_eq(st, 200, "not ready: %s", why);
+}
+
+/* Before: one address holding idle connections filled max_connections for everyone. */
+Test(connections, per_address_cap_refuses_at_accept_and_others_are_served, .timeout = 60)
+{
+    struct env e;
+    env_up(&e, &(struct opts){.http = "  max_connections_per_ip: 4\n"});
+    int held[4];
+    for (int i = 0; i < 4; i++) { /* one by one: the start-up probe is gone by the first answer */
+        held[i] = connect_from(e.port, "127.0.0.1");
+        cr_assert_geq(held[i], 0);
+        cr_expect(served(held[i]), "connections within the cap are served");
+    }
+    int fifth = connect_from(e.port, "127.0.0.1");
+    cr_assert_geq(fifth, 0);
+    cr_expect(closed_within(fifth, 5000), "the fifth connection from one address is closed");
+    close(fifth);
+    /* another address is not affected */
+    int other = connect_from(e.port, "127.0.0.2");
+    cr_assert_geq(other, 0);
+    cr_expect(served(other), "another address is served");
+    close(other);
+    cr_expect_eq(metric(&e, "raproxy_connections_refused_total{reason=\"per_ip\"}"), 1);
+    /* a slot freed: the address is served again */
+    close(held[0]);
+    usleep(200000);
+    held[0] = connect_from(e.port, "127.0.0.1");
+    cr_assert_geq(held[0], 0);
+    cr_expect(served(held[0]), "served again once below the cap");
+    for (int i = 0; i < 4; i++)
+        close(held[i]);
+    expect_alive(&e);
+    env_down(&e);
+}
+
+/* Before: at the descriptor limit accept failed and the listener paused; clients hung in
+ * the backlog and wolfSSL sessions failed to seed their RNG, all without a log line. */
+Test(connections, descriptor_exhaustion_is_counted_logged_and_survived, .timeout = 90)
+{
+    struct env e;
+    env_up(&e, &(struct opts){.http = "  max_connections_per_ip: 0\n  header_timeout_ms: 60000\n",
+                              .nofile = 96,
+                              .ca = true});
+    wait_ready(&e);
+    enum { TRIES = 120 };
+    int fds[TRIES], open_n = 0, refused = 0;
+    for (int i = 0; i < TRIES; i++)
+        fds[i] = rpt_connect(e.port);
+    for (int i = 0; i < TRIES; i++) {
+        if (fds[i] >= 0 && closed_within(fds[i], i == 0 ? 1000 : 10)) {
+            refused++;
+            close(fds[i]);
+            fds[i] = -1;
+        } else if (fds[i] >= 0) {
+            open_n++;
+        }
+    }
+    cr_log_info("%d connections held, %d closed at accept", open_n, refused);
+    cr_expect_gt(refused, 0, "some connections are refused at the descriptor limit");
+    cr_expect_gt(open_n, 20, "the ones below the limit stay open");
+    cr_expect_geq(metric(&e, "raproxy_connections_refused_total{reason=\"fd_limit\"}"), refused);
+    cr_expect_geq(rpt_file_count(e.rp.log, "out of file descriptors"), 1, "see %s", e.rp.log);
+    char why[128];
+    cr_expect_eq(readyz(&e, why, sizeof why), 503);
+    cr_expect(strstr(why, "file descriptors"), "readyz: %s", why);
+    /* the connections it holds are served all along */
+    for (int i = 0; i < TRIES; i++)
+        if (fds[i] >= 0) {
+            cr_expect(served(fds[i]), "a held connection is served");
+            break;
+        }
+    for (int i = 0; i < TRIES; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    usleep(300000);
+    int fd = rpt_connect(e.port);
+    cr_assert_geq(fd, 0);
+    cr_expect(served(fd), "served again once descriptors are free");
+    close(fd);
+    expect_alive(&e);
+    env_down(&e);
+}
+
+Test(connections, readyz_reports_the_connection_cap, .timeout = 60)
+{
+    struct env e;
+    env_up(&e, &(struct opts){.http = "  max_connections: 2\n  max_connections_per_ip: 0\n",
+                              .ca = true});
+    wait_ready(&e);
+    char why[128];
+    int a = rpt_connect(e.port), b = rpt_connect(e.port);
+    cr_assert(a >= 0 && b >= 0);
+    cr_expect(served(b), "within the cap");
+    cr_expect_eq(readyz(&e, why, sizeof why), 503);
+    cr_expect(strstr(why, "connection cap"), "readyz: %s", why);
+    close(a);
+    close(b);
+    int st = 0;
+    for (int i = 0; i < 50 && (st = readyz(&e, why, sizeof why)) != 200; i++)
+        usleep(100000);
+    cr_expect_eq(st, 200, "ready again below the cap: %s", why);
+    env_down(&e);
+}
+
+/* TLS handshakes in flight are capped per loop: idle TCP connections on the TLS port hold
+ * the slots, the next handshake waits in the backlog and completes once one is freed. */
+Test(connections, handshakes_in_flight_are_capped, .timeout = 90)
+{
+    struct env e;
+    env_up(&e, &(struct opts){.http = "  max_handshakes: 2\n  handshake_timeout_ms: 60000\n",
+                              .tls = true});
+    int slow[2];
+    for (int i = 0; i < 2; i++) {
+        slow[i] = rpt_connect(e.tls_port);
+        cr_assert_geq(slow[i], 0);
+    }
+    long paused = 0;
+    for (int i = 0; i < 50 && paused < 1; i++) {
+        usleep(100000);
+        paused = metric(&e, "raproxy_accept_paused_total{reason=\"max_handshakes\"}");
+    }
+    cr_expect_geq(paused, 1, "the TLS listener paused at the handshake cap");
+    /* the plain listener is not affected */
+    int plain = rpt_connect(e.port);
+    cr_assert_geq(plain, 0);
+    cr_expect(served(plain), "plain HTTP is served while TLS handshakes are capped");
+    close(plain);
+    close(slow[0]);
+    close(slow[1]);
+    char cmd[256], log[600];
+    snprintf(cmd, sizeof cmd,
+             "timeout 20 openssl s_client -connect 127.0.0.1:%d -brief </dev/null 2>&1",
+             e.tls_port);
+    snprintf(log, sizeof log, "%s/s_client.log", e.dir);
+    const char *argv[] = {"bash", "-c", cmd, NULL};
+    cr_expect_eq(rpt_run(argv, 30000, log), 0, "a handshake completes once the slots free");
+    cr_expect_geq(rpt_file_count(log, "CONNECTION ESTABLISHED"), 1, "see %s", log);
     env_down(&e);
 }

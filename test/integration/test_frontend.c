@@ -171,7 +171,8 @@ Test(frontend, slow_client_is_closed_after_header_timeout, .timeout = 60)
 Test(frontend, two_hundred_keepalive_clients_all_answered, .timeout = 180)
 {
     struct env e;
-    env_up(&e, true, NULL);
+    /* 200 clients from one address: like devices behind one NAT, no per-address cap */
+    env_up(&e, true, "http:\n  max_connections_per_ip: 0\n");
     size_t len;
     uint8_t *ir = corpus_ir(&len);
     int ok = rpt_http_parallel(e.plain_port, "/pkix/", "application/pkixcmp", ir, len, 200, 2, 200,
