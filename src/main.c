@@ -183,6 +183,7 @@ static int run(struct app *a)
     uv_signal_start(&a->sigint, on_signal, SIGINT);
     struct rp_workers_opts wo = {.count = cfg->workers,
                                  .queue_cap = cfg->worker_queue,
+                                 .queue_ms = cfg->worker_queue_ms,
                                  .pin = true,
                                  .on_thread_start = rp_p11_thread_start,
                                  .on_thread_stop = rp_p11_thread_stop};

@@ -1,8 +1,15 @@
-/* Crypto workers: threads pinned to cores, each with a bounded FIFO of jobs. A loop
- * submits a job with the port it wants the answer on; the worker runs job->run() and
- * hands the job back through the port, which wakes the loop with uv_async_send and calls
- * job->done() on the loop thread. Jobs are never queued without bound: a full queue is
- * RP_E_QUEUE_FULL at submit time (back-pressure the caller turns into systemUnavail).
+/* Crypto workers: threads pinned to cores, each with two bounded FIFOs of jobs, one per
+ * class: work that finishes a transaction (certConf, pollReq, the CA's answer) runs before
+ * new work (ir, cr, p10cr, kur, ...). A loop submits a job with the port it wants the
+ * answer on; the worker runs job->run() and hands the job back through the port, which
+ * wakes the loop (once per batch of finished jobs, not once per job) and calls job->done()
+ * on the loop thread.
+ *
+ * Jobs are never queued without bound, in count or in time: a submission is refused with
+ * RP_E_QUEUE_FULL when the queue is full, or when its expected wait — the jobs ahead of it
+ * times the recent cost of a job — exceeds the deadline (queue_ms; twice that for
+ * finishing work). The caller turns that into systemUnavail at once, instead of letting the
+ * device wait seconds for an answer it will have given up on.
  *
  * Ownership: the job memory belongs to the submitter (embed struct rp_job and use
  * container_of); the workers only link it into their lists between submit and done. */
@@ -26,11 +33,19 @@ struct rp_job;
 struct rp_workers_opts {
     unsigned count;     /* 0 = the CPUs this process may run on */
     unsigned queue_cap; /* per worker; 0 = RP_WORKERS_DEFAULT_QUEUE_CAP */
+    uint32_t queue_ms;  /* expected-wait deadline of new work; 0 = none */
     bool pin;           /* pin worker i to the i-th allowed CPU (modulo their number) */
     /* On each worker thread as it starts (with its index) and as it ends, e.g. to open and
      * close that worker's own PKCS#11 sessions. May be NULL. */
     void (*on_thread_start)(unsigned index);
     void (*on_thread_stop)(void);
+};
+
+/* What a job is for: work that completes a transaction goes first. */
+enum rp_job_class {
+    RP_JOB_NEW = 0, /* starts or answers a new request (ir, cr, p10cr, kur, rr, genm, ...) */
+    RP_JOB_FINISH,  /* completes one (certConf, pollReq, error -> pkiConf, the CA's answer) */
+    RP_JOB_CLASSES_
 };
 
 /* One per loop: where finished jobs come back. Embed it; touch only through the
@@ -40,14 +55,17 @@ struct rp_job_port {
     pthread_mutex_t lock; /* guards head/tail; workers append, the loop drains */
     struct rp_job *head, *tail;
     atomic_uint inflight; /* submitted and not yet done() */
+    bool collecting;      /* guarded by lock: the loop is draining; workers need not wake it */
     bool closing;         /* loop thread only */
     void (*on_closed)(struct rp_job_port *p);
-    void *data; /* free for the owner */
+    uint64_t wakeups; /* batches delivered (loop thread): jobs per wake-up for the bench */
+    void *data;       /* free for the owner */
 };
 
 struct rp_job {
     void (*run)(struct rp_job *j);  /* on a worker thread */
     void (*done)(struct rp_job *j); /* on the port's loop thread; may free the job */
+    enum rp_job_class cls;          /* set by the submitter; 0 (RP_JOB_NEW) by default */
     struct rp_job_port *port;
     int result;                        /* set by run(); < 0 counts as an error in the metrics */
     uint64_t t_submit, t_start, t_end; /* rp_clock_ns() */
@@ -60,9 +78,10 @@ int rp_workers_start(struct rp_workers **out, const struct rp_workers_opts *o);
  * join the threads and free. Ports' loops must keep running to receive them. */
 void rp_workers_stop(struct rp_workers *w);
 unsigned rp_workers_count(const struct rp_workers *w);
-/* Thread-safe. Queues j (j->run and j->done set by the caller) on the worker with the
- * shortest queue. RP_OK, RP_E_QUEUE_FULL when every queue is full (j untouched, done()
- * never called), RP_E_SHUTDOWN after rp_workers_stop began, RP_E_INVAL without run/done. */
+/* Thread-safe. Queues j (j->run, j->done and j->cls set by the caller) on the worker where
+ * it waits least. RP_OK, RP_E_QUEUE_FULL when every queue is full or the expected wait is
+ * over the deadline (j untouched, done() never called), RP_E_SHUTDOWN after
+ * rp_workers_stop began, RP_E_INVAL without run/done. */
 int rp_workers_submit(struct rp_workers *w, struct rp_job *j, struct rp_job_port *port);
 
 /* On the loop thread that will run done(). */

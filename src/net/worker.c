@@ -14,6 +14,15 @@
 #include <string.h>
 #include <unistd.h>
 
+/* What a job costs before any has run: a signature check with chain, rounded up. */
+#define JOB_NS_INITIAL 1000000u
+/* Weight of the newest job in the running average of job cost: 1/8. */
+#define JOB_NS_EWMA_SHIFT 3
+/* Finished jobs one loop wake-up hands back before it lets the loop do its I/O. */
+#define PORT_BATCH_MAX 1024u
+/* Work that finishes a transaction is refused only at this many times the deadline. */
+#define FINISH_DEADLINE_MULT 2u
+
 struct worker {
     struct rp_workers *owner;
     unsigned index;
@@ -22,8 +31,9 @@ struct worker {
     bool started;
     pthread_mutex_t lock; /* guards head, tail, stop */
     pthread_cond_t wake;
-    struct rp_job *head, *tail;
-    atomic_uint depth; /* read without the lock to pick the shortest queue */
+    struct rp_job *head[RP_JOB_CLASSES_], *tail[RP_JOB_CLASSES_];
+    atomic_uint depth[RP_JOB_CLASSES_]; /* read without the lock to pick a worker */
+    atomic_uint running;                /* 1 while a job runs */
     bool stop;
     struct rp_metric *m_depth;
 };
@@ -31,10 +41,12 @@ struct worker {
 struct rp_workers {
     unsigned n;
     unsigned cap;
-    atomic_uint next; /* where the shortest-queue scan starts, so ties spread out */
+    uint64_t deadline_ns;    /* 0: count cap only */
+    _Atomic uint64_t job_ns; /* running average of the time run() takes */
+    atomic_uint next;        /* where the scan for a worker starts, so ties spread out */
     void (*on_thread_start)(unsigned index);
     void (*on_thread_stop)(void);
-    struct rp_metric *m_rejected;
+    struct rp_metric *m_rejected, *m_deadline, *m_cost;
     struct worker w[];
 };
 
@@ -45,7 +57,10 @@ static void describe_metrics(void)
     rp_metrics_help("raproxy_worker_job_seconds", RP_METRIC_HISTOGRAM,
                     "Crypto job time from submit to done on the loop.");
     rp_metrics_help("raproxy_worker_jobs_total", RP_METRIC_COUNTER,
-                    "Crypto jobs by result (rejected: every queue was full).");
+                    "Crypto jobs by result (rejected: every queue was full; deadline: the "
+                    "expected wait was over worker_queue_ms).");
+    rp_metrics_help("raproxy_worker_job_cost_microseconds", RP_METRIC_GAUGE,
+                    "Running average of a crypto job's run time (the expected-wait estimate).");
 }
 
 /* The CPUs this process may run on (cgroup/cpuset aware), in ascending order. */
@@ -77,20 +92,59 @@ static void pin(struct worker *wk)
                     wk->index, wk->cpu, strerror(rc));
 }
 
-/* Hand a finished job to its port. The send happens under the port lock: the loop cannot
- * see the job (and so cannot close and free the port) before the send returned. */
+/* Hand a finished job to its port. Only the first job of a batch wakes the loop: until the
+ * loop takes the list, later jobs join it without another uv_async_send, and while the loop
+ * is collecting (it looks again before it stops) none is needed at all. The send happens
+ * under the port lock: the loop cannot see the job (and so cannot close and free the port)
+ * before the send returned. */
 static void deliver(struct rp_job *j)
 {
     struct rp_job_port *p = j->port;
     j->next = NULL;
     pthread_mutex_lock(&p->lock);
+    bool wake = !p->head && !p->collecting;
     if (p->tail)
         p->tail->next = j;
     else
         p->head = j;
     p->tail = j;
-    uv_async_send(&p->async);
+    if (wake)
+        uv_async_send(&p->async);
     pthread_mutex_unlock(&p->lock);
+}
+
+static unsigned total_depth(struct worker *wk)
+{
+    unsigned d = 0;
+    for (int c = 0; c < RP_JOB_CLASSES_; c++)
+        d += atomic_load_explicit(&wk->depth[c], memory_order_relaxed);
+    return d;
+}
+
+/* Next job, finishing work first. Under the worker lock. */
+static struct rp_job *pop(struct worker *wk)
+{
+    for (int c = RP_JOB_CLASSES_ - 1; c >= 0; c--) {
+        struct rp_job *j = wk->head[c];
+        if (!j)
+            continue;
+        wk->head[c] = j->next;
+        if (!wk->head[c])
+            wk->tail[c] = NULL;
+        atomic_fetch_sub_explicit(&wk->depth[c], 1, memory_order_relaxed);
+        return j;
+    }
+    return NULL;
+}
+
+static void account_cost(struct rp_workers *w, uint64_t ns)
+{
+    /* updated by every worker without a lock: a lost update only delays the average */
+    uint64_t avg = atomic_load_explicit(&w->job_ns, memory_order_relaxed);
+    int64_t delta = (int64_t)ns - (int64_t)avg;
+    avg = (uint64_t)((int64_t)avg + delta / (1 << JOB_NS_EWMA_SHIFT));
+    atomic_store_explicit(&w->job_ns, avg, memory_order_relaxed);
+    rp_metric_set(w->m_cost, (int64_t)(avg / 1000u));
 }
 
 static void *worker_main(void *arg)
@@ -107,23 +161,22 @@ static void *worker_main(void *arg)
 
     for (;;) {
         pthread_mutex_lock(&wk->lock);
-        while (!wk->head && !wk->stop)
+        struct rp_job *j;
+        while (!(j = pop(wk)) && !wk->stop)
             pthread_cond_wait(&wk->wake, &wk->lock);
-        struct rp_job *j = wk->head;
         if (!j) { /* stopping and drained */
             pthread_mutex_unlock(&wk->lock);
             break;
         }
-        wk->head = j->next;
-        if (!wk->head)
-            wk->tail = NULL;
-        unsigned depth = atomic_fetch_sub_explicit(&wk->depth, 1, memory_order_relaxed) - 1;
-        rp_metric_set(wk->m_depth, depth); /* under the lock: pushes and pops set it in order */
+        atomic_store_explicit(&wk->running, 1, memory_order_relaxed);
+        rp_metric_set(wk->m_depth, total_depth(wk)); /* under the lock: set in order */
         pthread_mutex_unlock(&wk->lock);
 
         j->t_start = rp_clock_ns();
         j->run(j);
         j->t_end = rp_clock_ns();
+        atomic_store_explicit(&wk->running, 0, memory_order_relaxed);
+        account_cost(wk->owner, j->t_end - j->t_start);
         deliver(j);
     }
     if (wk->owner->on_thread_stop)
@@ -144,7 +197,9 @@ static int worker_init(struct rp_workers *w, unsigned i, int cpu)
     wk->owner = w;
     wk->index = i;
     wk->cpu = cpu;
-    atomic_init(&wk->depth, 0);
+    for (int c = 0; c < RP_JOB_CLASSES_; c++)
+        atomic_init(&wk->depth[c], 0);
+    atomic_init(&wk->running, 0);
     if (pthread_mutex_init(&wk->lock, NULL) != 0)
         return RP_E_NOMEM;
     if (pthread_cond_init(&wk->wake, NULL) != 0) {
@@ -173,10 +228,15 @@ int rp_workers_start(struct rp_workers **out, const struct rp_workers_opts *o)
     w->cap = o->queue_cap ? o->queue_cap : RP_WORKERS_DEFAULT_QUEUE_CAP;
     w->on_thread_start = o->on_thread_start;
     w->on_thread_stop = o->on_thread_stop;
+    w->deadline_ns = (uint64_t)o->queue_ms * 1000000u;
+    atomic_init(&w->job_ns, JOB_NS_INITIAL);
     atomic_init(&w->next, 0);
     describe_metrics();
     w->m_rejected =
         rp_metric_get("raproxy_worker_jobs_total", RP_METRIC_COUNTER, "result=\"rejected\"");
+    w->m_deadline =
+        rp_metric_get("raproxy_worker_jobs_total", RP_METRIC_COUNTER, "result=\"deadline\"");
+    w->m_cost = rp_metric_get("raproxy_worker_job_cost_microseconds", RP_METRIC_GAUGE, NULL);
 
     int rc = RP_OK;
     for (unsigned i = 0; i < n; i++) {
@@ -192,8 +252,8 @@ int rp_workers_start(struct rp_workers **out, const struct rp_workers_opts *o)
         }
         w->w[i].started = true;
     }
-    rp_log_info("workers_started", "%u crypto workers, queue %u each, %s", n, w->cap,
-                o->pin ? "pinned" : "not pinned");
+    rp_log_info("workers_started", "%u crypto workers, queue %u each, deadline %u ms, %s", n,
+                w->cap, o->queue_ms, o->pin ? "pinned" : "not pinned");
     *out = w;
     return RP_OK;
 
@@ -226,26 +286,45 @@ unsigned rp_workers_count(const struct rp_workers *w)
     return w->n;
 }
 
-/* Index of the worker with the shortest queue, scanning from a rotating start so that
- * equal queues share the load. The depths are read unlocked: a hint, rechecked under the
- * chosen worker's lock. */
-static unsigned shortest(struct rp_workers *w)
+/* Jobs a job of class cls would wait behind on wk: finishing work first, then new work. */
+static unsigned ahead_of(struct worker *wk, enum rp_job_class cls)
+{
+    unsigned n = atomic_load_explicit(&wk->running, memory_order_relaxed);
+    for (int c = cls; c < RP_JOB_CLASSES_; c++)
+        n += atomic_load_explicit(&wk->depth[c], memory_order_relaxed);
+    return n;
+}
+
+/* Index of the worker where a job of class cls waits least, scanning from a rotating start
+ * so that equal queues share the load. The depths are read unlocked: a hint, rechecked
+ * under the chosen worker's lock. */
+static unsigned best_worker(struct rp_workers *w, enum rp_job_class cls)
 {
     unsigned start = atomic_fetch_add_explicit(&w->next, 1, memory_order_relaxed) % w->n;
     unsigned best = start;
-    unsigned best_depth = atomic_load_explicit(&w->w[start].depth, memory_order_relaxed);
-    for (unsigned k = 1; k < w->n && best_depth > 0; k++) {
+    unsigned best_ahead = ahead_of(&w->w[start], cls);
+    for (unsigned k = 1; k < w->n && best_ahead > 0; k++) {
         unsigned i = (start + k) % w->n;
-        unsigned d = atomic_load_explicit(&w->w[i].depth, memory_order_relaxed);
-        if (d < best_depth) {
+        unsigned a = ahead_of(&w->w[i], cls);
+        if (a < best_ahead) {
             best = i;
-            best_depth = d;
+            best_ahead = a;
         }
     }
     return best;
 }
 
-/* RP_OK when queued, RP_E_QUEUE_FULL or RP_E_SHUTDOWN when not. */
+/* The expected wait of a job of class cls on wk is over its deadline. */
+static bool too_late(struct rp_workers *w, struct worker *wk, enum rp_job_class cls)
+{
+    if (!w->deadline_ns)
+        return false;
+    uint64_t limit = cls == RP_JOB_FINISH ? w->deadline_ns * FINISH_DEADLINE_MULT : w->deadline_ns;
+    uint64_t cost = atomic_load_explicit(&w->job_ns, memory_order_relaxed);
+    return (uint64_t)ahead_of(wk, cls) * cost > limit;
+}
+
+/* RP_OK when queued; RP_E_QUEUE_FULL (count), RP_E_AGAIN (deadline) or RP_E_SHUTDOWN. */
 static int try_push(struct rp_workers *w, struct worker *wk, struct rp_job *j)
 {
     int rc = RP_OK;
@@ -254,18 +333,22 @@ static int try_push(struct rp_workers *w, struct worker *wk, struct rp_job *j)
         rc = RP_E_SHUTDOWN;
         goto out;
     }
-    unsigned depth = atomic_load_explicit(&wk->depth, memory_order_relaxed);
+    unsigned depth = total_depth(wk);
     if (depth >= w->cap) {
         rc = RP_E_QUEUE_FULL;
         goto out;
     }
+    if (too_late(w, wk, j->cls)) {
+        rc = RP_E_AGAIN;
+        goto out;
+    }
     j->next = NULL;
-    if (wk->tail)
-        wk->tail->next = j;
+    if (wk->tail[j->cls])
+        wk->tail[j->cls]->next = j;
     else
-        wk->head = j;
-    wk->tail = j;
-    atomic_store_explicit(&wk->depth, depth + 1, memory_order_relaxed);
+        wk->head[j->cls] = j;
+    wk->tail[j->cls] = j;
+    atomic_fetch_add_explicit(&wk->depth[j->cls], 1, memory_order_relaxed);
     rp_metric_set(wk->m_depth, depth + 1);
     pthread_cond_signal(&wk->wake);
 out:
@@ -275,7 +358,7 @@ out:
 
 int rp_workers_submit(struct rp_workers *w, struct rp_job *j, struct rp_job_port *port)
 {
-    if (!w || !j || !j->run || !j->done || !port)
+    if (!w || !j || !j->run || !j->done || !port || (unsigned)j->cls >= RP_JOB_CLASSES_)
         return RP_E_INVAL;
     j->port = port;
     j->result = 0;
@@ -284,20 +367,23 @@ int rp_workers_submit(struct rp_workers *w, struct rp_job *j, struct rp_job_port
     /* Counted before the push: the job may come back before try_push returns. */
     atomic_fetch_add_explicit(&port->inflight, 1, memory_order_relaxed);
 
-    unsigned first = shortest(w);
+    unsigned first = best_worker(w, j->cls);
     int rc = RP_E_QUEUE_FULL;
+    bool late = false;
     for (unsigned k = 0; k < w->n; k++) {
         rc = try_push(w, &w->w[(first + k) % w->n], j);
-        if (rc != RP_E_QUEUE_FULL)
+        late |= rc == RP_E_AGAIN;
+        if (rc == RP_OK || rc == RP_E_SHUTDOWN)
             break;
     }
     if (rc == RP_OK)
         return RP_OK;
     atomic_fetch_sub_explicit(&port->inflight, 1, memory_order_relaxed);
-    if (rc == RP_E_QUEUE_FULL)
-        rp_metric_inc(w->m_rejected);
     j->port = NULL;
-    return rc;
+    if (rc == RP_E_SHUTDOWN)
+        return rc;
+    rp_metric_inc(late ? w->m_deadline : w->m_rejected);
+    return RP_E_QUEUE_FULL;
 }
 
 /* ---- ports ---- */
@@ -332,23 +418,42 @@ static void account(struct rp_job *j, uint64_t now)
     rp_metric_observe_ns(m_seconds, now - j->t_submit);
 }
 
+/* One wake-up collects every job that finishes until the list is found empty (bounded, so
+ * that a busy pool cannot starve the loop's I/O: past the bound the loop wakes itself). */
 static void on_port_wakeup(uv_async_t *a)
 {
     struct rp_job_port *p = a->data;
+    p->wakeups++;
+    unsigned n = 0;
     pthread_mutex_lock(&p->lock);
-    struct rp_job *j = p->head;
-    p->head = p->tail = NULL;
-    pthread_mutex_unlock(&p->lock);
-
-    uint64_t now = rp_clock_ns();
-    while (j) {
-        struct rp_job *next = j->next; /* done() may free j */
-        j->next = NULL;
-        account(j, now);
-        atomic_fetch_sub_explicit(&p->inflight, 1, memory_order_release);
-        j->done(j);
-        j = next;
+    p->collecting = true;
+    for (;;) {
+        struct rp_job *j = p->head;
+        p->head = p->tail = NULL;
+        if (!j || n >= PORT_BATCH_MAX) {
+            p->head = j;
+            while (j && j->next)
+                j = j->next;
+            p->tail = j;
+            p->collecting = false;
+            if (p->head)
+                uv_async_send(&p->async); /* the rest on the next turn */
+            break;
+        }
+        pthread_mutex_unlock(&p->lock);
+        uint64_t now = rp_clock_ns();
+        while (j) {
+            struct rp_job *next = j->next; /* done() may free j */
+            j->next = NULL;
+            account(j, now);
+            atomic_fetch_sub_explicit(&p->inflight, 1, memory_order_release);
+            j->done(j);
+            j = next;
+            n++;
+        }
+        pthread_mutex_lock(&p->lock);
     }
+    pthread_mutex_unlock(&p->lock);
     port_close_if_idle(p);
 }
 

@@ -360,6 +360,7 @@ static void on_upstream(struct rp_upstream_req *up)
             rx->step = RA_VERIFY;
             rx->job.run = run_verify_answer;
             rx->job.done = on_answer_verified;
+            rx->job.cls = RP_JOB_FINISH; /* the CA has acted: finish what it started */
             if (rp_workers_submit(g_workers, &rx->job, &rx->rl->port) != RP_OK) {
                 release_own_claim(rx);
                 refuse(rx, RP_E_SYSTEM_UNAVAIL, "crypto workers busy");
@@ -524,6 +525,15 @@ static void on_verified(struct rp_job *j)
 
 /* ---- admission ------------------------------------------------------------------- */
 
+/* Work that completes a transaction (certConf and error are answered with pkiConf, pollReq
+ * fetches what the CA already issued) goes ahead of new requests on the workers: under
+ * overload a certificate already issued is worth more than a new enrollment. */
+static enum rp_job_class job_class(enum rp_cmp_body_type t)
+{
+    return t == RP_CMP_CERTCONF || t == RP_CMP_POLLREQ || t == RP_CMP_ERROR ? RP_JOB_FINISH
+                                                                            : RP_JOB_NEW;
+}
+
 static void on_admitted(void *arg, const struct rp_admit_result *res)
 {
     struct ra_exchange *rx = arg;
@@ -550,6 +560,7 @@ static void on_admitted(void *arg, const struct rp_admit_result *res)
     rx->step = RA_VERIFY;
     rx->job.run = run_verify;
     rx->job.done = on_verified;
+    rx->job.cls = job_class(rx->msg.body.type);
     if (rp_workers_submit(g_workers, &rx->job, &rx->rl->port) != RP_OK) {
         rp_metrics_count("raproxy_worker_rejected_total", NULL);
         answer_http(rx->ex, RP_E_QUEUE_FULL, "Retry-After: 1\r\n");

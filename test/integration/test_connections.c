@@ -37,6 +37,8 @@ struct opts {
     bool tls;              /* a TLS listener besides the plain one */
     const char *log_level; /* default warn */
     bool ca;               /* something accepts on the CA port: /readyz finds it reachable */
+    const char *top;       /* more top-level lines (workers, worker_queue_ms, ...) */
+    bool domain;           /* the RA key and a manufacturer domain on /pkix/ */
 };
 
 /* Plain listener (and a TLS one on request) and admin; the CA port has nothing listening,
@@ -67,11 +69,25 @@ static void env_up(struct env *e, const struct opts *o)
                  "    tls: {cert: %s/tls/server.pem, key: %s/tls/server.key}\n",
                  e->tls_port, pki, pki);
     }
-    char buf[4096];
+    char domain[1500] = "";
+    if (o->domain) {
+        const char *pki = rpt_pki();
+        cr_assert_not_null(pki);
+        snprintf(domain, sizeof domain,
+                 "ra: {cert: %s/operator/ra.pem, key: %s/operator/ra.key, "
+                 "chain: %s/operator/ra.chain.pem}\n"
+                 "domains:\n"
+                 "  - name: manufacturer\n"
+                 "    trust_anchors: [%s/vendor/root.pem]\n"
+                 "    allow: [ir, cr, p10cr, certConf, genm, pollReq, error]\n",
+                 pki, pki, pki, pki);
+    }
+    char buf[8192];
     snprintf(buf, sizeof buf,
+             "%s%s"
              "log_level: %s\n"
              "loops: 1\n"
-             "workers: 1\n"
+             "%s"
              "default_path: /pkix/\n"
              "listeners:\n"
              "  - address: 127.0.0.1:%d\n"
@@ -85,8 +101,9 @@ static void env_up(struct env *e, const struct opts *o)
              "  max_connections: 1\n"
              "  keep_alive: false\n"
              "%s%s",
-             o->log_level ? o->log_level : "warn", e->port, tls, e->admin_port, e->ca_port,
-             o->http ? "http:\n" : "", o->http ? o->http : "");
+             o->top ? o->top : "", domain, o->log_level ? o->log_level : "warn",
+             o->top && strstr(o->top, "workers:") ? "" : "workers: 1\n", e->port, tls,
+             e->admin_port, e->ca_port, o->http ? "http:\n" : "", o->http ? o->http : "");
     snprintf(e->cfg, sizeof e->cfg, "%s/raproxy.yaml", e->dir);
     cr_assert_eq(rpt_write_file(e->cfg, buf, strlen(buf)), 0);
     /* limits are inherited through exec; glibc sizes every thread's stack from RLIMIT_STACK */
@@ -600,4 +617,151 @@ Test(connections, handshakes_in_flight_are_capped, .timeout = 90)
     cr_expect_eq(rpt_run(argv, 30000, log), 0, "a handshake completes once the slots free");
     cr_expect_geq(rpt_file_count(log, "CONNECTION ESTABLISHED"), 1, "see %s", log);
     env_down(&e);
+}
+
+/* ---- overload: the expected wait on the workers, not only their queue count ------------- */
+
+/* A genuine ir of dev1 as openssl cmp writes it (it fails to send it anywhere). */
+static uint8_t *capture_ir(const char *dir, size_t *len)
+{
+    const char *pki = rpt_pki();
+    char cert[600], key[600], ica[600], newkey[600], out[600], crt[600];
+    snprintf(cert, sizeof cert, "%s/vendor/dev1.pem", pki);
+    snprintf(key, sizeof key, "%s/vendor/dev1.key", pki);
+    snprintf(ica, sizeof ica, "%s/vendor/ica.pem", pki);
+    snprintf(newkey, sizeof newkey, "%s/ca/issued.key", pki);
+    snprintf(out, sizeof out, "%s/ir.der", dir);
+    snprintf(crt, sizeof crt, "%s/unused.pem", dir);
+    const char *argv[] = {
+        "openssl",        "cmp", "-cmd",     "ir",   "-server",      "127.0.0.1:1",
+        "-path",          "x",   "-cert",    cert,   "-key",         key,
+        "-extracerts",    ica,   "-newkey",  newkey, "-subject",     "/CN=Device",
+        "-reqout",        out,   "-certout", crt,    "-msg_timeout", "1",
+        "-total_timeout", "2",   NULL};
+    rpt_run(argv, 20000, NULL);
+    return rpt_read_file(out, len);
+}
+
+struct burst {
+    int port;
+    const uint8_t *ir;
+    size_t len;
+    int per_conn;
+    int answered, busy, retry_after; /* busy: 503 "crypto workers busy" */
+};
+
+/* One connection, per_conn copies of the ir pipelined in one write, every answer read. */
+static void *burst_client(void *arg)
+{
+    struct burst *b = arg;
+    char head[256];
+    int hl = snprintf(head, sizeof head,
+                      "POST /pkix/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/pkixcmp\r\n"
+                      "Content-Length: %zu\r\n\r\n",
+                      b->len);
+    struct buf req = {0};
+    for (int i = 0; i < b->per_conn; i++) {
+        buf_add(&req, head, (size_t)hl);
+        buf_add(&req, (const char *)b->ir, b->len);
+    }
+    int fd = rpt_connect(b->port);
+    if (fd < 0)
+        return NULL;
+    struct writer w = {fd, req.p, req.len, 0, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, write_all_once, &w);
+    /* read_answers keeps statuses only; count 503s with Retry-After from the raw bytes */
+    struct timeval tv = {20, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct buf in = {0};
+    char chunk[65536];
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof chunk);
+        if (r <= 0)
+            break;
+        buf_add(&in, chunk, (size_t)r);
+        int n = 0;
+        for (char *p = in.p; (p = memmem(p, in.len - (size_t)(p - in.p), "HTTP/1.1 ", 9)); p += 9)
+            n++;
+        if (n >= b->per_conn)
+            break;
+    }
+    pthread_join(t, NULL);
+    close(fd);
+    for (char *p = in.p; p && (p = memmem(p, in.len - (size_t)(p - in.p), "HTTP/1.1 ", 9));
+         p += 9) {
+        b->answered++;
+        char *end = memmem(p, in.len - (size_t)(p - in.p), "\r\n\r\n", 4);
+        if (strncmp(p + 9, "503", 3) == 0 && end &&
+            strncmp(end + 4, "crypto workers busy", 19) == 0) {
+            b->busy++;
+            if (memmem(p, (size_t)(end - p), "Retry-After:", 12))
+                b->retry_after++;
+        }
+    }
+    free(in.p);
+    free(req.p);
+    return NULL;
+}
+
+enum { BURST_CONNS = 40, BURST_EACH = 10 };
+
+static void run_burst(struct env *e, const uint8_t *ir, size_t len, struct burst *total)
+{
+    struct burst b[BURST_CONNS];
+    pthread_t th[BURST_CONNS];
+    for (int i = 0; i < BURST_CONNS; i++) {
+        b[i] = (struct burst){e->port, ir, len, BURST_EACH, 0, 0, 0};
+        cr_assert_eq(pthread_create(&th[i], NULL, burst_client, &b[i]), 0);
+    }
+    memset(total, 0, sizeof *total);
+    for (int i = 0; i < BURST_CONNS; i++) {
+        pthread_join(th[i], NULL);
+        total->answered += b[i].answered;
+        total->busy += b[i].busy;
+        total->retry_after += b[i].retry_after;
+    }
+}
+
+/* Before: only the count (worker_queue, 4096) bounded the queue, so under a burst admitted
+ * requests waited seconds. Now a request whose expected wait is over worker_queue_ms is
+ * refused at once (503 + Retry-After), long before the count; with a generous deadline
+ * the same burst is served without one refusal. */
+Test(connections, worker_queue_deadline_refuses_by_expected_wait, .timeout = 180)
+{
+    char *tmp = rpt_tmpdir();
+    size_t len = 0;
+    uint8_t *ir = capture_ir(tmp, &len);
+    cr_assert_not_null(ir, "openssl cmp -reqout wrote no request");
+    const uint32_t deadlines[2] = {20, 600000};
+    for (int k = 0; k < 2; k++) {
+        char top[128];
+        snprintf(top, sizeof top, "workers: 1\nworker_queue: 4096\nworker_queue_ms: %u\n",
+                 deadlines[k]);
+        struct env e;
+        env_up(&e,
+               &(struct opts){.top = top, .domain = true, .http = "  max_connections_per_ip: 0\n"});
+        long late0 = metric(&e, "raproxy_worker_jobs_total{result=\"deadline\"}");
+        struct burst t;
+        run_burst(&e, ir, len, &t);
+        long late = metric(&e, "raproxy_worker_jobs_total{result=\"deadline\"}") - late0;
+        long full = metric(&e, "raproxy_worker_jobs_total{result=\"rejected\"}");
+        cr_log_info("worker_queue_ms %u: %d answers, %d workers busy, %ld deadline refusals",
+                    deadlines[k], t.answered, t.busy, late);
+        cr_expect_eq(t.answered, BURST_CONNS * BURST_EACH, "every request answered once");
+        cr_expect_leq(full, 0, "never the count cap (%ld)", full);
+        if (k == 0) {
+            cr_expect_gt(t.busy, 0, "refused by expected wait");
+            cr_expect_eq(t.retry_after, t.busy, "each refusal says when to come back");
+            cr_expect_geq(late, t.busy, "counted as deadline refusals");
+        } else {
+            cr_expect_eq(t.busy, 0, "a generous deadline refuses nothing");
+            cr_expect_eq(late, 0);
+        }
+        expect_alive(&e);
+        env_down(&e);
+    }
+    free(ir);
+    rpt_rmdir(tmp);
+    free(tmp);
 }

@@ -434,3 +434,147 @@ Test(workers, guard_counts_a_sign_on_the_loop_thread_and_none_on_workers)
     rpt_rmdir(dir);
     free(dir);
 }
+
+/* ---- classes, deadline, batches ---- */
+
+struct ordered {
+    struct rp_job job;
+    int id;
+    int *order, *n; /* run order, filled on the worker (one worker: no race) */
+};
+
+static void ordered_run(struct rp_job *j)
+{
+    struct ordered *o = (struct ordered *)j;
+    o->order[(*o->n)++] = o->id;
+    j->result = RP_OK;
+}
+
+static void ordered_done(struct rp_job *j)
+{
+    (void)j;
+}
+
+Test(workers, finishing_work_overtakes_queued_new_work)
+{
+    struct rp_workers *w;
+    struct rp_workers_opts o = {.count = 1, .queue_cap = 64, .pin = false};
+    cr_assert_eq(rp_workers_start(&w, &o), RP_OK);
+    uv_loop_t loop;
+    struct rp_job_port port;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    cr_assert_eq(rp_job_port_init(&port, &loop), RP_OK);
+    int done = 0;
+    struct counted blocker = {.job = {.run = gated_run, .done = counted_done}, .done = &done};
+    cr_assert_eq(rp_workers_submit(w, &blocker.job, &port), RP_OK);
+    gate_wait_entered();
+    /* five new requests queue up, then a certConf arrives */
+    int order[8], n = 0;
+    struct ordered jobs[6];
+    for (int i = 0; i < 6; i++) {
+        jobs[i] = (struct ordered){
+            .job = {.run = ordered_run, .done = ordered_done}, .id = i, .order = order, .n = &n};
+        jobs[i].job.cls = i == 5 ? RP_JOB_FINISH : RP_JOB_NEW;
+        cr_assert_eq(rp_workers_submit(w, &jobs[i].job, &port), RP_OK);
+    }
+    gate_open();
+    rp_job_port_close(&port, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(n, 6);
+    cr_expect_eq(order[0], 5, "the finishing job ran first, not %d", order[0]);
+    for (int i = 1; i < 6; i++)
+        cr_expect_eq(order[i], i - 1, "new work keeps its order");
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    rp_workers_stop(w);
+}
+
+/* The expected wait (jobs ahead x the cost of a job, 1 ms before any job finished) decides,
+ * long before the count cap: with 20 ms, about 20 new jobs wait behind a busy worker; work
+ * that finishes a transaction gets twice that. Without a deadline the count cap alone. */
+static int fill_until_refused(uint32_t queue_ms, enum rp_job_class cls, int64_t *deadline_refusals)
+{
+    struct rp_workers *w;
+    struct rp_workers_opts o = {.count = 1, .queue_cap = 1000, .queue_ms = queue_ms};
+    cr_assert_eq(rp_workers_start(&w, &o), RP_OK);
+    uv_loop_t loop;
+    struct rp_job_port port;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    cr_assert_eq(rp_job_port_init(&port, &loop), RP_OK);
+    int64_t d0 = metric("raproxy_worker_jobs_total", RP_METRIC_COUNTER, "result=\"deadline\"");
+    gate.open = false; /* closed again: one gate serves the three rounds */
+    atomic_store(&gate.entered, false);
+    int done = 0;
+    struct counted blocker = {.job = {.run = gated_run, .done = counted_done}, .done = &done};
+    cr_assert_eq(rp_workers_submit(w, &blocker.job, &port), RP_OK);
+    gate_wait_entered();
+    static struct counted jobs[1001];
+    int accepted = 0, rc = RP_OK;
+    while (accepted < 1001) {
+        jobs[accepted] =
+            (struct counted){.job = {.run = counted_run, .done = counted_done}, .done = &done};
+        jobs[accepted].job.cls = cls;
+        if ((rc = rp_workers_submit(w, &jobs[accepted].job, &port)) != RP_OK)
+            break;
+        accepted++;
+    }
+    cr_expect_eq(rc, RP_E_QUEUE_FULL);
+    *deadline_refusals =
+        metric("raproxy_worker_jobs_total", RP_METRIC_COUNTER, "result=\"deadline\"") - d0;
+    gate_open();
+    rp_job_port_close(&port, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_expect_eq(done, accepted + 1, "every accepted job came back");
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    rp_workers_stop(w);
+    return accepted;
+}
+
+Test(workers, expected_wait_over_the_deadline_is_refused_before_the_count_cap)
+{
+    int64_t late = 0;
+    int n = fill_until_refused(20, RP_JOB_NEW, &late);
+    cr_expect(n >= 15 && n <= 25, "new work accepted up to ~20 ms of expected wait: %d", n);
+    cr_expect_eq(late, 1, "counted as a deadline refusal");
+    n = fill_until_refused(20, RP_JOB_FINISH, &late);
+    cr_expect(n >= 35 && n <= 45, "finishing work up to twice the deadline: %d", n);
+    n = fill_until_refused(0, RP_JOB_NEW, &late);
+    cr_expect_eq(n, 1000, "no deadline: the count cap only");
+    cr_expect_eq(late, 0);
+}
+
+static atomic_int ran_count;
+
+static void count_run(struct rp_job *j)
+{
+    atomic_fetch_add(&ran_count, 1);
+    j->result = RP_OK;
+}
+
+/* Jobs that finish while the loop is busy come back in one wake-up, none lost. */
+Test(workers, a_batch_of_finished_jobs_is_one_wakeup)
+{
+    struct rp_workers *w;
+    struct rp_workers_opts o = {.count = 2, .queue_cap = 64, .pin = false};
+    cr_assert_eq(rp_workers_start(&w, &o), RP_OK);
+    uv_loop_t loop;
+    struct rp_job_port port;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    cr_assert_eq(rp_job_port_init(&port, &loop), RP_OK);
+    int done = 0;
+    struct counted jobs[40];
+    for (int i = 0; i < 40; i++) {
+        jobs[i] = (struct counted){.job = {.run = count_run, .done = counted_done}, .done = &done};
+        cr_assert_eq(rp_workers_submit(w, &jobs[i].job, &port), RP_OK);
+    }
+    for (int i = 0; i < POLL_MAX && atomic_load(&ran_count) < 40; i++)
+        usleep(POLL_US);
+    cr_assert_eq(atomic_load(&ran_count), 40);
+    usleep(10000); /* the last deliveries are in the port's list */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    cr_expect_eq(done, 40);
+    cr_expect_eq(port.wakeups, 1, "%llu wake-ups for 40 jobs", (unsigned long long)port.wakeups);
+    rp_job_port_close(&port, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    rp_workers_stop(w);
+}
