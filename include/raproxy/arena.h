@@ -16,7 +16,8 @@ struct rp_arena {
 
 /* Wrap caller memory. */
 void rp_arena_init(struct rp_arena *a, void *mem, size_t cap);
-/* Allocate `cap` bytes once; returns RP_OK or RP_E_NOMEM. */
+/* An arena of `cap` bytes, allocated once, by the first allocation (an arena never used
+ * costs nothing); returns RP_OK. */
 int rp_arena_new(struct rp_arena *a, size_t cap);
 void rp_arena_free(struct rp_arena *a);
 /* 16-byte aligned; NULL when the cap would be exceeded (never grows). */

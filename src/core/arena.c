@@ -17,10 +17,10 @@ void rp_arena_init(struct rp_arena *a, void *mem, size_t cap)
 
 int rp_arena_new(struct rp_arena *a, size_t cap)
 {
-    void *mem = malloc(cap ? cap : 1);
-    if (!mem)
-        return RP_E_NOMEM;
-    rp_arena_init(a, mem, cap);
+    /* the block is allocated by the first allocation: an exchange answered without its
+     * arena (an HTTP refusal, a 404) costs no memory, and one flooded with them no
+     * allocator traffic */
+    rp_arena_init(a, NULL, cap);
     a->owned = 1;
     return RP_OK;
 }
@@ -34,6 +34,10 @@ void rp_arena_free(struct rp_arena *a)
 
 void *rp_arena_alloc(struct rp_arena *a, size_t n)
 {
+    if (!a->base) {
+        if (!a->owned || !(a->base = malloc(a->cap ? a->cap : 1)))
+            return NULL;
+    }
     size_t start = (a->used + (ARENA_ALIGN - 1)) & ~(size_t)(ARENA_ALIGN - 1);
     if (start < a->used || start > a->cap || n > a->cap - start)
         return NULL;

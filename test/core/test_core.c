@@ -38,6 +38,23 @@ Test(arena, refuses_allocation_beyond_cap)
     cr_assert_eq(((uintptr_t)rp_arena_alloc(&a, 1) - (uintptr_t)mem) % 16, 0);
 }
 
+Test(arena, new_arena_allocates_at_first_use_and_never_moves)
+{
+    struct rp_arena a;
+    cr_assert_eq(rp_arena_new(&a, 1u << 20), RP_OK);
+    cr_assert_null(a.base, "an arena nobody used holds no memory");
+    uint8_t *p = rp_arena_alloc(&a, 100);
+    cr_assert_not_null(p);
+    cr_assert_eq(p, a.base);
+    uint8_t *q = rp_arena_alloc(&a, (1u << 20) - 200);
+    cr_assert_not_null(q, "the whole cap is there at once");
+    cr_assert_eq(a.base, p, "views into the arena stay valid");
+    cr_assert_null(rp_arena_alloc(&a, 200));
+    rp_arena_free(&a);
+    cr_assert_eq(rp_arena_new(&a, 4096), RP_OK);
+    rp_arena_free(&a); /* never used: nothing to free */
+}
+
 Test(buf, enforces_max_and_compacts)
 {
     struct rp_buf b;
