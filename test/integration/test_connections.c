@@ -3,6 +3,8 @@
  * a peer that never reads (bounded memory), one refusal per connection. */
 #include "fixtures.h"
 #include "httpc.h"
+#include "msgbuild.h"
+#include "raproxy/err.h"
 #include "support.h"
 
 #include <criterion/criterion.h>
@@ -79,8 +81,10 @@ static void env_up(struct env *e, const struct opts *o)
                  "domains:\n"
                  "  - name: manufacturer\n"
                  "    trust_anchors: [%s/vendor/root.pem]\n"
-                 "    allow: [ir, cr, p10cr, certConf, genm, pollReq, error]\n",
-                 pki, pki, pki, pki);
+                 "    allow: [ir, cr, p10cr, certConf, genm, pollReq, error]\n"
+                 "    protection: both\n"
+                 "    mac_secrets: %s/mac/secrets.txt\n",
+                 pki, pki, pki, pki, pki);
     }
     char buf[8192];
     snprintf(buf, sizeof buf,
@@ -641,31 +645,9 @@ Test(connections, handshakes_in_flight_are_capped, .timeout = 90)
 
 /* ---- overload: the expected wait on the workers, not only their queue count ------------- */
 
-/* A genuine ir of dev1 as openssl cmp writes it (it fails to send it anywhere). */
-static uint8_t *capture_ir(const char *dir, size_t *len)
-{
-    const char *pki = rpt_pki();
-    char cert[600], key[600], ica[600], newkey[600], out[600], crt[600];
-    snprintf(cert, sizeof cert, "%s/vendor/dev1.pem", pki);
-    snprintf(key, sizeof key, "%s/vendor/dev1.key", pki);
-    snprintf(ica, sizeof ica, "%s/vendor/ica.pem", pki);
-    snprintf(newkey, sizeof newkey, "%s/ca/issued.key", pki);
-    snprintf(out, sizeof out, "%s/ir.der", dir);
-    snprintf(crt, sizeof crt, "%s/unused.pem", dir);
-    const char *argv[] = {
-        "openssl",        "cmp", "-cmd",     "ir",   "-server",      "127.0.0.1:1",
-        "-path",          "x",   "-cert",    cert,   "-key",         key,
-        "-extracerts",    ica,   "-newkey",  newkey, "-subject",     "/CN=Device",
-        "-reqout",        out,   "-certout", crt,    "-msg_timeout", "1",
-        "-total_timeout", "2",   NULL};
-    rpt_run(argv, 20000, NULL);
-    return rpt_read_file(out, len);
-}
-
 struct burst {
     int port;
-    const uint8_t *ir;
-    size_t len;
+    const struct rp_view *msgs; /* per_conn requests, each with its own nonce */
     int per_conn;
     int answered, busy, retry_after; /* busy: 503 "crypto workers busy" */
 };
@@ -674,15 +656,15 @@ struct burst {
 static void *burst_client(void *arg)
 {
     struct burst *b = arg;
-    char head[256];
-    int hl = snprintf(head, sizeof head,
-                      "POST /pkix/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/pkixcmp\r\n"
-                      "Content-Length: %zu\r\n\r\n",
-                      b->len);
     struct buf req = {0};
     for (int i = 0; i < b->per_conn; i++) {
+        char head[256];
+        int hl = snprintf(head, sizeof head,
+                          "POST /pkix/ HTTP/1.1\r\nHost: x\r\n"
+                          "Content-Type: application/pkixcmp\r\nContent-Length: %zu\r\n\r\n",
+                          b->msgs[i].len);
         buf_add(&req, head, (size_t)hl);
-        buf_add(&req, (const char *)b->ir, b->len);
+        buf_add(&req, (const char *)b->msgs[i].p, b->msgs[i].len);
     }
     int fd = rpt_connect(b->port);
     if (fd < 0)
@@ -724,14 +706,14 @@ static void *burst_client(void *arg)
     return NULL;
 }
 
-enum { BURST_CONNS = 40, BURST_EACH = 10 };
+enum { BURST_CONNS = 40, BURST_EACH = 10, MAC_ITERATIONS = 20000 };
 
-static void run_burst(struct env *e, const uint8_t *ir, size_t len, struct burst *total)
+static void run_burst(struct env *e, const struct rp_view *msgs, struct burst *total)
 {
     struct burst b[BURST_CONNS];
     pthread_t th[BURST_CONNS];
     for (int i = 0; i < BURST_CONNS; i++) {
-        b[i] = (struct burst){e->port, ir, len, BURST_EACH, 0, 0, 0};
+        b[i] = (struct burst){e->port, msgs + i * BURST_EACH, BURST_EACH, 0, 0, 0};
         cr_assert_eq(pthread_create(&th[i], NULL, burst_client, &b[i]), 0);
     }
     memset(total, 0, sizeof *total);
@@ -749,10 +731,23 @@ static void run_burst(struct env *e, const uint8_t *ir, size_t len, struct burst
  * the same burst is served without one refusal. */
 Test(connections, worker_queue_deadline_refuses_by_expected_wait, .timeout = 180)
 {
+    /* PBM-protected irs with 20,000 iterations: each check costs the worker milliseconds
+     * while the loop takes a request in microseconds, so the queue builds up for sure; each
+     * has its own nonce (a replay would be refused before any MAC is computed) */
     char *tmp = rpt_tmpdir();
-    size_t len = 0;
-    uint8_t *ir = capture_ir(tmp, &len);
-    cr_assert_not_null(ir, "openssl cmp -reqout wrote no request");
+    size_t base_len = 0;
+    uint8_t *base = rpt_capture_mac(tmp, rpt_pki(), "ir", "pbm-secret-2", "kid-2", NULL, &base_len);
+    cr_assert_not_null(base, "openssl cmp -reqout wrote no request");
+    struct rp_arena arena;
+    cr_assert_eq(rp_arena_new(&arena, 8u << 20), RP_OK);
+    static struct rp_view msgs[2][BURST_CONNS * BURST_EACH];
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < BURST_CONNS * BURST_EACH; i++) {
+            struct rpt_mut slow = {
+                .mac = RPT_MAC_PBM, .mac_secret = "pbm-secret-2", .mac_iterations = MAC_ITERATIONS};
+            msgs[k][i] = rpt_rebuild(&arena, base, base_len, &slow);
+            cr_assert_not_null(msgs[k][i].p);
+        }
     const uint32_t deadlines[2] = {20, 600000};
     for (int k = 0; k < 2; k++) {
         char top[128];
@@ -763,11 +758,13 @@ Test(connections, worker_queue_deadline_refuses_by_expected_wait, .timeout = 180
                &(struct opts){.top = top, .domain = true, .http = "  max_connections_per_ip: 0\n"});
         long late0 = metric(&e, "raproxy_worker_jobs_total{result=\"deadline\"}");
         struct burst t;
-        run_burst(&e, ir, len, &t);
+        run_burst(&e, msgs[k], &t);
         long late = metric(&e, "raproxy_worker_jobs_total{result=\"deadline\"}") - late0;
         long full = metric(&e, "raproxy_worker_jobs_total{result=\"rejected\"}");
-        cr_log_info("worker_queue_ms %u: %d answers, %d workers busy, %ld deadline refusals",
-                    deadlines[k], t.answered, t.busy, late);
+        cr_log_info("worker_queue_ms %u: %d answers, %d workers busy, %ld deadline refusals, "
+                    "job cost %ld us",
+                    deadlines[k], t.answered, t.busy, late,
+                    metric(&e, "raproxy_worker_job_cost_microseconds"));
         cr_expect_eq(t.answered, BURST_CONNS * BURST_EACH, "every request answered once");
         cr_expect_leq(full, 0, "never the count cap (%ld)", full);
         if (k == 0) {
@@ -781,7 +778,8 @@ Test(connections, worker_queue_deadline_refuses_by_expected_wait, .timeout = 180
         expect_alive(&e);
         env_down(&e);
     }
-    free(ir);
+    rp_arena_free(&arena);
+    free(base);
     rpt_rmdir(tmp);
     free(tmp);
 }
