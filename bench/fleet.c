@@ -13,7 +13,9 @@
  * or open loop with --rate R enrollments/s (at most C in flight; latency counted from the
  * intended start, so a slow target cannot hide its queueing). Bounded by --duration and
  * --requests; in-flight enrollments get --timeout-ms to finish. --idle N --hold S opens N
- * TLS connections (C handshakes at a time), holds them S seconds and closes them.
+ * TLS connections (C handshakes at a time), holds them S seconds and closes them; with
+ * --idle-request each first sends one keep-alive GET of the URL's path and reads the answer,
+ * with --idle-partial half of one (no final CRLF: a slowloris wave).
  *
  * Output: a summary and one "RESULT key=value ..." line (bench/run.sh parses it);
  * --timeline FILE writes "second ok errors" per second. Exit status 0 when at least one
@@ -67,6 +69,8 @@ struct fl_opts {
     double rate, duration, hold;
     uint64_t requests; /* 0 = unbounded */
     unsigned idle;     /* idle-connection mode: connections to open */
+    bool idle_request; /* idle mode: one GET of the URL's path on each before holding it */
+    bool idle_partial; /* idle mode: half a request (no final CRLF), then hold: slowloris */
     bool resume;
 };
 
@@ -119,7 +123,7 @@ struct fl_run {
     uint64_t cut_ns;  /* in-flight work is cut here */
 };
 
-enum fl_state { SL_FREE, SL_CONNECTING, SL_HANDSHAKE, SL_IR, SL_CONF, SL_HOLD };
+enum fl_state { SL_FREE, SL_CONNECTING, SL_HANDSHAKE, SL_PROBE, SL_IR, SL_CONF, SL_HOLD };
 
 struct fl_thread;
 
@@ -491,6 +495,8 @@ static void on_cmp(struct fl_slot *s, struct rp_view body, bool keep)
     slot_done(s, keep && th->run->o.mode == MODE_KEEPALIVE);
 }
 
+static void idle_hold(struct fl_slot *s);
+
 static void on_http(struct fl_slot *s)
 {
     size_t used = 0;
@@ -502,6 +508,16 @@ static void on_http(struct fl_slot *s)
         return;
     if (rc != RP_OK) {
         slot_fail(s, ERR_HTTP);
+        return;
+    }
+    if (s->state == SL_PROBE) { /* any status will do, as long as the connection stays */
+        bool keep = resp->keep_alive;
+        rp_http_client_next(&s->http);
+        if (!keep) {
+            slot_fail(s, ERR_CLOSED);
+            return;
+        }
+        idle_hold(s);
         return;
     }
     if (s->state != SL_IR && s->state != SL_CONF) {
@@ -551,20 +567,44 @@ static void slot_send(struct fl_slot *s)
         slot_fail(s, ERR_CLOSED);
 }
 
+/* Idle mode: the connection is established (and answered its one request): hold it. */
+static void idle_hold(struct fl_slot *s)
+{
+    struct fl_thread *th = s->th;
+    uv_timer_stop(&s->deadline);
+    s->state = SL_HOLD;
+    s->enrolling = false;
+    th->idle_inflight--;
+    th->st.idle_ok++;
+    atomic_fetch_add(&th->run->idle_done, 1);
+    if (s->tls)
+        rp_tls_shrink(s->tls);
+    rp_buf_free(&s->plain);
+    rp_buf_free(&s->req);
+}
+
 static void on_connection_ready(struct fl_slot *s)
 {
     struct fl_thread *th = s->th;
     s->ready = true;
     if (th->idle_target) {
-        uv_timer_stop(&s->deadline);
-        s->state = SL_HOLD;
-        s->enrolling = false;
-        th->idle_inflight--;
-        th->st.idle_ok++;
-        atomic_fetch_add(&th->run->idle_done, 1);
-        if (s->tls)
-            rp_tls_shrink(s->tls);
-        rp_buf_free(&s->plain);
+        const struct fl_opts *o = &th->run->o;
+        if (!o->idle_request && !o->idle_partial) {
+            idle_hold(s);
+            return;
+        }
+        /* a keep-alive request first (the server's memory after one exchange), or half of
+         * one that never ends (slowloris: the server holds a request in the making) */
+        rp_buf_clear(&s->req);
+        if (rp_buf_printf(&s->req, "GET %s HTTP/1.1\r\nHost: %s\r\n%s", th->run->url.path,
+                          th->run->host_header, o->idle_partial ? "" : "\r\n") != 0) {
+            slot_fail(s, ERR_INTERNAL);
+            return;
+        }
+        s->state = SL_PROBE;
+        slot_send(s);
+        if (o->idle_partial && s->state == SL_PROBE)
+            idle_hold(s);
         return;
     }
     s->state = SL_IR;
@@ -880,31 +920,22 @@ static void usage(void)
             "usage: bench_fleet --url http[s]://127.0.0.1:PORT/PATH --fleet FILE [--chain PEM]\n"
             "  [--mode storm|keepalive] [--concurrency C] [--rate R] [--duration S]\n"
             "  [--requests N] [--threads T] [--keys K] [--timeout-ms MS] [--resume]\n"
-            "  [--ca PEM --sni NAME] [--idle N --hold S] [--timeline FILE] [--label TEXT]\n");
+            "  [--ca PEM --sni NAME] [--idle N --hold S [--idle-request|--idle-partial]]\n"
+            "  [--timeline FILE]\n"
+            "  [--label TEXT]\n");
     exit(2);
 }
 
 static void parse(int argc, char **argv, struct fl_opts *o)
 {
-    static const struct option lo[] = {{"url", 1, 0, 'u'},
-                                       {"fleet", 1, 0, 'f'},
-                                       {"chain", 1, 0, 'C'},
-                                       {"mode", 1, 0, 'm'},
-                                       {"concurrency", 1, 0, 'c'},
-                                       {"rate", 1, 0, 'r'},
-                                       {"duration", 1, 0, 'd'},
-                                       {"requests", 1, 0, 'n'},
-                                       {"threads", 1, 0, 'T'},
-                                       {"keys", 1, 0, 'k'},
-                                       {"timeout-ms", 1, 0, 't'},
-                                       {"resume", 0, 0, 'R'},
-                                       {"ca", 1, 0, 'a'},
-                                       {"sni", 1, 0, 's'},
-                                       {"idle", 1, 0, 'i'},
-                                       {"hold", 1, 0, 'h'},
-                                       {"timeline", 1, 0, 'L'},
-                                       {"label", 1, 0, 'l'},
-                                       {0, 0, 0, 0}};
+    static const struct option lo[] = {
+        {"url", 1, 0, 'u'},      {"fleet", 1, 0, 'f'},        {"chain", 1, 0, 'C'},
+        {"mode", 1, 0, 'm'},     {"concurrency", 1, 0, 'c'},  {"rate", 1, 0, 'r'},
+        {"duration", 1, 0, 'd'}, {"requests", 1, 0, 'n'},     {"threads", 1, 0, 'T'},
+        {"keys", 1, 0, 'k'},     {"timeout-ms", 1, 0, 't'},   {"resume", 0, 0, 'R'},
+        {"ca", 1, 0, 'a'},       {"sni", 1, 0, 's'},          {"idle", 1, 0, 'i'},
+        {"hold", 1, 0, 'h'},     {"idle-request", 0, 0, 'q'}, {"idle-partial", 0, 0, 'P'},
+        {"timeline", 1, 0, 'L'}, {"label", 1, 0, 'l'},        {0, 0, 0, 0}};
     int c;
     *o = (struct fl_opts){.mode = MODE_STORM,
                           .concurrency = 1,
@@ -967,6 +998,12 @@ static void parse(int argc, char **argv, struct fl_opts *o)
             break;
         case 'h':
             o->hold = strtod(optarg, NULL);
+            break;
+        case 'q':
+            o->idle_request = true;
+            break;
+        case 'P':
+            o->idle_partial = true;
             break;
         case 'L':
             o->timeline = optarg;

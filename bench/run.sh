@@ -13,7 +13,8 @@
 #   4. p99 added latency at half of the keep-alive peak, with the processes pinned (taskset:
 #      raproxy on its own core, the fleet and the mock CA on the others): raproxy vs the mock
 #      CA directly, so the figure is raproxy's and not CPU sharing's
-#   5. memory per idle TLS connection, raproxy and nginx
+#   5. memory per idle TLS connection (after the handshake, after a keep-alive request) and
+#      RSS after a slowloris wave, raproxy and nginx
 #   6. a stall of the mock CA under load: raproxy RSS, what devices get, recovery
 #   7. a perf profile of raproxy in the storm case
 # and writes bench/results/<date>-<host>.md with PNG plots (gnuplot) next to it.
@@ -202,6 +203,7 @@ http {
         ssl_certificate $pki/tls/server.pem;
         ssl_certificate_key $pki/tls/server.key;
         ssl_protocols TLSv1.2 TLSv1.3;
+        location = /idle { return 204; }
         location / {
             proxy_pass http://ca;
             proxy_http_version 1.1;
@@ -339,12 +341,13 @@ if ((pinned)); then
     fleet_cpus=
 fi
 
-# ---- 5. memory per idle TLS connection ----
-idle_rss() { # idle_rss PID URL → "established base_kb loaded_kb"
-    local pid=$1 url=$2 base loaded est
+# ---- 5. memory per idle TLS connection, and after a slowloris wave ----
+idle_rss() { # idle_rss PID URL [bench_fleet idle options] → "established base_kb loaded_kb after_kb"
+    local pid=$1 url=$2 base loaded after est
+    shift 2
     base=$(tree_rss "$pid")
     timeout 300 "$B/bench_fleet" --url "$url" --fleet "$fleet" --idle "$idle_n" --hold "$hold" \
-        --concurrency 64 --duration 60 --timeout-ms 20000 >"$work/idle.out" 2>&1 &
+        --concurrency 64 --duration 60 --timeout-ms 20000 "$@" >"$work/idle.out" 2>&1 &
     local f=$!
     for _ in $(seq 600); do
         grep -q '^IDLE' "$work/idle.out" 2>/dev/null && break
@@ -353,18 +356,35 @@ idle_rss() { # idle_rss PID URL → "established base_kb loaded_kb"
     sleep 1
     loaded=$(tree_rss "$pid")
     wait "$f" || true
+    sleep 3 # the connections are gone: what is left of them
+    after=$(tree_rss "$pid")
     cat "$work/idle.out" >>"$work/fleet.log"
     est=$(field idle_ok "$(grep '^RESULT' "$work/idle.out" || true)")
-    echo "${est:-0} $base $loaded"
+    echo "${est:-0} $base $loaded $after"
 }
-log "memory: $idle_n idle TLS connections to raproxy"
+# Each figure from a fresh process: the handshake only; one keep-alive request (GET /idle:
+# raproxy answers 404, nginx 204) then idle; a slowloris wave (handshake, then a request
+# that never ends: held until the client gives up).
+log "memory: $idle_n idle TLS connections to raproxy (handshake; then a keep-alive request)"
 start_raproxy 1 1
-read -r ra_idle ra_base ra_loaded < <(idle_rss "$ra_pid" "https://127.0.0.1:$ra_port/")
-ng_idle=0 ng_base=0 ng_loaded=0
+read -r ra_idle ra_base ra_loaded _ < <(idle_rss "$ra_pid" "https://127.0.0.1:$ra_port/idle")
+start_raproxy 1 1
+read -r ra_idle_r ra_base_r ra_loaded_r _ < <(idle_rss "$ra_pid" "https://127.0.0.1:$ra_port/idle" --idle-request)
+log "memory: a slowloris wave of $idle_n connections against raproxy"
+start_raproxy 1 1
+read -r ra_slow ra_base_s ra_loaded_s ra_after_s < <(idle_rss "$ra_pid" "https://127.0.0.1:$ra_port/idle" --idle-partial)
+ng_idle=0 ng_base=0 ng_loaded=0 ng_idle_r=0 ng_base_r=0 ng_loaded_r=0
+ng_slow=0 ng_base_s=0 ng_loaded_s=0 ng_after_s=0
 if ((use_nginx)); then
-    log "memory: $idle_n idle TLS connections to nginx"
+    log "memory: $idle_n idle TLS connections to nginx, then the same after a request, a wave"
     start_nginx
-    read -r ng_idle ng_base ng_loaded < <(idle_rss "$ng_pid" "https://127.0.0.1:$ng_port/")
+    read -r ng_idle ng_base ng_loaded _ < <(idle_rss "$ng_pid" "https://127.0.0.1:$ng_port/idle")
+    stop_nginx
+    start_nginx
+    read -r ng_idle_r ng_base_r ng_loaded_r _ < <(idle_rss "$ng_pid" "https://127.0.0.1:$ng_port/idle" --idle-request)
+    stop_nginx
+    start_nginx
+    read -r ng_slow ng_base_s ng_loaded_s ng_after_s < <(idle_rss "$ng_pid" "https://127.0.0.1:$ng_port/idle" --idle-partial)
     stop_nginx
 fi
 
@@ -508,13 +528,23 @@ col() { cut -f"$2" <<<"$1"; }
     echo "**$(awk -v a="$p99r" -v b="$p99d" 'BEGIN {printf "%.2f ms", (a - b) / 1000}')** (target < 1 ms)."
     echo "Errors: raproxy $(field errors "$lat_ra"), direct $(field errors "$lat_ca")."
     echo
-    echo "**Memory per idle TLS connection** ($idle_n requested, fd limit $fd_limit):"
+    echo "**Memory per idle TLS connection** ($idle_n requested, fd limit $fd_limit; RSS of the"
+    echo "process and its children, each row a fresh process):"
     echo
-    echo "| proxy | connections held | RSS before | RSS with them | per connection | target |"
-    echo "|---|---:|---:|---:|---:|---|"
+    echo "| proxy | connections | held | RSS before | RSS with them | per connection | target |"
+    echo "|---|---|---:|---:|---:|---:|---|"
     per() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN {printf (n > 0 ? "%.1f KB" : "n/a"), (n > 0 ? (b - a) / n : 0)}'; }
-    echo "| raproxy | $ra_idle | $ra_base KB | $ra_loaded KB | $(per "$ra_idle" "$ra_base" "$ra_loaded") | ≤ 20 KB |"
-    ((use_nginx)) && echo "| nginx (master + worker) | $ng_idle | $ng_base KB | $ng_loaded KB | $(per "$ng_idle" "$ng_base" "$ng_loaded") | |"
+    echo "| raproxy | after the handshake | $ra_idle | $ra_base KB | $ra_loaded KB | $(per "$ra_idle" "$ra_base" "$ra_loaded") | ≤ 12 KB |"
+    echo "| raproxy | after one keep-alive request | $ra_idle_r | $ra_base_r KB | $ra_loaded_r KB | $(per "$ra_idle_r" "$ra_base_r" "$ra_loaded_r") | ≤ 12 KB |"
+    echo "| raproxy | slowloris (half a request) | $ra_slow | $ra_base_s KB | $ra_loaded_s KB | $(per "$ra_slow" "$ra_base_s" "$ra_loaded_s") | |"
+    if ((use_nginx)); then
+        echo "| nginx (master + worker) | after the handshake | $ng_idle | $ng_base KB | $ng_loaded KB | $(per "$ng_idle" "$ng_base" "$ng_loaded") | |"
+        echo "| nginx (master + worker) | after one keep-alive request | $ng_idle_r | $ng_base_r KB | $ng_loaded_r KB | $(per "$ng_idle_r" "$ng_base_r" "$ng_loaded_r") | |"
+        echo "| nginx (master + worker) | slowloris (half a request) | $ng_slow | $ng_base_s KB | $ng_loaded_s KB | $(per "$ng_slow" "$ng_base_s" "$ng_loaded_s") | |"
+    fi
+    echo
+    echo "**RSS after the slowloris wave** (3 s after its $idle_n connections closed):"
+    echo "raproxy $ra_after_s KB against $ra_base_s KB before it, $(ratio "$ra_after_s" "$ra_base_s")× (target ≤ 2×)$( ((use_nginx)) && echo "; nginx $ng_after_s KB against $ng_base_s KB, $(ratio "$ng_after_s" "$ng_base_s")×")."
     echo
     echo "## Stall of the mock CA"
     echo

@@ -9,13 +9,15 @@
 # memory in each TLS session or thread: its session certificates (SESSION_CERTS) keep the
 # peer's whole chain in every session (9 × 2 KiB), its fixed-point ECC cache (FP_ECC) is
 # ~1.4 MiB of thread-local storage carved out of every thread's stack, and the OpenSSL
-# compatibility layers enlarge every WOLFSSL object. What raproxy calls and the build keeps:
-# TLS 1.2/1.3 with ECDHE (X25519, P-256, P-384) and session tickets, SNI; ECDSA P-256/384/521,
-# Ed25519, RSA with PSS; X.509 verification through the certificate manager with CRLs;
+# compatibility layer (OPENSSL_EXTRA/ALL) forces KEEP_PEER_CERT, a 4.4 KiB decoded
+# certificate inside every WOLFSSL object. What raproxy calls and the build keeps: TLS
+# 1.2/1.3 with ECDHE (X25519, P-256, P-384) and session tickets, SNI; ECDSA P-256/384/521,
+# Ed25519, RSA with PSS; X.509 verification through the certificate manager with CRLs, a
+# CA's TLS certificate checked against an IP address too (upstream.url by IP);
 # OCSP; certificate and request generation (bench, test PKI); PBKDF2 and HMAC (PBM);
-# the OpenSSL-compatible EVP/X509 calls of src/proto/tls.c (OPENSSL_ALL); PKCS#11 and crypto
-# callbacks (HSM-held RA keys). Entropy comes from getrandom(2), so a process at its
-# descriptor limit can still start a TLS session (no /dev/urandom open per session).
+# PKCS#11 and crypto callbacks (HSM-held RA keys). src/proto/tls.c uses wolfSSL's native
+# API only. Entropy comes from getrandom(2), so a process at its descriptor limit can still
+# start a TLS session (no /dev/urandom open per session).
 #
 #   scripts/build-wolfssl.sh [CACHE_DIR]      default: <source>/.cache
 #
@@ -52,13 +54,16 @@ lean_opts=(--enable-tls13 --disable-oldtls --enable-session-ticket --enable-sni
   --enable-supportedcurves --enable-ecc --enable-curve25519 --enable-ed25519 --enable-rsapss
   --disable-dh --enable-aesgcm --enable-chacha --enable-poly1305 --enable-sha384 --enable-sha512
   --enable-crl --enable-ocsp --enable-certgen --enable-certreq --enable-certext --enable-keygen
-  --enable-pwdbased --enable-opensslall --enable-opensslextra --enable-pkcs11 --enable-cryptocb
+  --enable-pwdbased --enable-ip-alt-name --enable-pkcs11 --enable-cryptocb
   --disable-oldnames --disable-sys-ca-certs)
 # Fast paths.
 fast_opts=(--enable-sp=yes --enable-sp-asm --enable-intelasm --enable-aesni)
-# Per session: no peer chain copy in the session (raproxy reads the peer's leaf only), a
-# verification depth that fits device and CA chains; entropy without a descriptor.
-lean_cppflags="-DWOLFSSL_GETRANDOM -DMAX_CHAIN_DEPTH=6"
+# Per session: no peer certificate kept (raproxy copies the peer's leaf in its verify
+# callback, which wolfSSL then calls for every certificate), a verification depth that fits
+# device and CA chains; entropy without a descriptor. wolfSSL_get_session returns the
+# session itself and wolfSSL_SESSION_dup copies it (HAVE_EXT_CACHE), as in Debian's build:
+# the upstream client keeps a copy of its last ticket to resume the next connection.
+lean_cppflags="-DWOLFSSL_GETRANDOM -DMAX_CHAIN_DEPTH=6 -DWOLFSSL_ALWAYS_VERIFY_CB -DNO_SESSION_CACHE_REF -DHAVE_EXT_CACHE"
 build_opts=(--enable-static --disable-shared --with-pic
   --disable-crypttests --disable-benchmark --disable-examples
   --disable-dependency-tracking --disable-maintainer-mode)
@@ -172,12 +177,12 @@ opt_h=$prefix/include/wolfssl/options.h
 for d in WOLFSSL_HAVE_SP_ECC WOLFSSL_HAVE_SP_RSA WOLFSSL_SP_384 WOLFSSL_SP_521 WOLFSSL_SP_X86_64_ASM \
   WOLFSSL_SP_ASM USE_INTEL_SPEEDUP WOLFSSL_AESNI WOLFSSL_TLS13 HAVE_ECC HAVE_ECC384 HAVE_ECC521 \
   HAVE_CURVE25519 HAVE_ED25519 WC_RSA_PSS HAVE_CRL HAVE_OCSP WOLFSSL_CERT_GEN WOLFSSL_CERT_REQ \
-  WOLFSSL_CERT_EXT WOLFSSL_KEY_GEN OPENSSL_EXTRA OPENSSL_ALL HAVE_SESSION_TICKET HAVE_SNI \
-  HAVE_SUPPORTED_CURVES HAVE_AESGCM HAVE_CHACHA HAVE_POLY1305 HAVE_PKCS11 WOLF_CRYPTO_CB \
-  WOLFSSL_GETRANDOM MAX_CHAIN_DEPTH; do
+  WOLFSSL_CERT_EXT WOLFSSL_KEY_GEN HAVE_SESSION_TICKET HAVE_SNI HAVE_SUPPORTED_CURVES \
+  HAVE_AESGCM HAVE_CHACHA HAVE_POLY1305 HAVE_PKCS11 WOLF_CRYPTO_CB WOLFSSL_GETRANDOM WOLFSSL_IP_ALT_NAME \
+  MAX_CHAIN_DEPTH WOLFSSL_ALWAYS_VERIFY_CB NO_SESSION_CACHE_REF HAVE_EXT_CACHE; do
   grep -q "^#define $d\b" "$opt_h" || die "$opt_h lacks $d"
 done
-for d in FP_ECC SESSION_CERTS WOLFSSL_SMALL_STACK; do
+for d in FP_ECC SESSION_CERTS KEEP_PEER_CERT OPENSSL_EXTRA WOLFSSL_SMALL_STACK; do
   ! grep -q "^#define $d\b" "$opt_h" || die "$opt_h defines $d (per-session or per-thread memory)"
 done
 [ -f "$prefix/lib/libwolfssl.a" ] || die "no libwolfssl.a installed"

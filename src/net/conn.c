@@ -218,6 +218,7 @@ static void process_input(struct rp_conn *c)
         rp_conn_close(c);
         return;
     }
+    rp_stream_shrink(&c->s); /* all of it is in the parser: a slow client holds no buffer */
     /* Each phase's timeout runs from the phase's start: a trickling client can't extend it. */
     enum rp_http_phase now = rp_http_server_phase(&c->http);
     if (now != before) {
@@ -255,8 +256,7 @@ static void on_resume(struct rp_defer *d)
             return;
         }
         rp_stream_timer(&c->s, http_cfg(c)->idle_timeout_ms);
-        if (c->s.tls && !rp_stream_tls_pending(&c->s))
-            rp_tls_shrink(c->s.tls); /* idle keep-alive connections hold only wolfSSL's state */
+        rp_stream_shrink(&c->s); /* idle keep-alive connections hold no buffer */
         update_reading(c);
         return;
     }
@@ -368,6 +368,7 @@ static void on_open(struct rp_stream *s)
     handshake_over(c);
     c->state = RP_CONN_READING;
     rp_stream_timer(&c->s, http_cfg(c)->header_timeout_ms);
+    rp_stream_shrink(&c->s); /* the handshake's buffers (plaintext may follow in on_read) */
 }
 
 static void on_eof(struct rp_stream *s, int err)
@@ -488,6 +489,8 @@ void rp_conn_accept(struct rp_listener *ls, int fd, const struct sockaddr *peer)
     rp_list_push(&l->conns, &c->link);
     if (c->device) {
         l->nconns++;
+        if (l->nconns > l->trim_peak)
+            l->trim_peak = l->nconns;
         rp_metric_inc(m_accepted);
         rp_metric_add(m_open, 1);
     }

@@ -92,10 +92,13 @@ struct rp_loop {
     unsigned max_conns;
     unsigned handshakes; /* TLS handshakes in flight */
     unsigned max_handshakes;
-    bool at_cap;             /* counted in the process-wide number of loops at max_conns */
-    int reserve_fd;          /* given up to accept (and close) when descriptors run out */
-    uint64_t fd_limit;       /* RLIMIT_NOFILE when the loop started */
-    uint64_t refused_log_ns; /* rate limit of the "connection refused" log line */
+    bool at_cap;                /* counted in the process-wide number of loops at max_conns */
+    int reserve_fd;             /* given up to accept (and close) when descriptors run out */
+    uint64_t fd_limit;          /* RLIMIT_NOFILE when the loop started */
+    uint64_t refused_log_ns;    /* rate limit of the "connection refused" log line */
+    unsigned trim_peak;         /* most device connections since the last malloc_trim */
+    unsigned closed_since_trim; /* connections freed since then */
+    uint64_t trim_ns;
     unsigned refused_unlogged;
 
     uv_async_t wake; /* snapshot swaps, drain */

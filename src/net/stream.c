@@ -115,6 +115,14 @@ size_t rp_stream_unsent(const struct rp_stream *s)
     return s->tcp.write_queue_size + rp_buf_avail(&s->out);
 }
 
+void rp_stream_shrink(struct rp_stream *s)
+{
+    if (rp_buf_avail(&s->in) == 0)
+        rp_buf_free(&s->in);
+    if (s->tls && !rp_tls_pending(s->tls))
+        rp_tls_shrink(s->tls);
+}
+
 bool rp_stream_tls_pending(const struct rp_stream *s)
 {
     return s->tls && rp_tls_pending(s->tls);

@@ -95,6 +95,9 @@ void rp_stream_read_pause(struct rp_stream *s, bool paused);
 /* Move decrypted records held back for lack of room into `in`; resumes reading when all
  * fit. RP_OK, RP_E_TLS_CLOSED (the peer closed after them) or a TLS error. */
 int rp_stream_pump(struct rp_stream *s);
+/* Between messages: give back the input buffers (plaintext and TLS) when they are empty, so
+ * that an idle stream holds no buffer at all. */
+void rp_stream_shrink(struct rp_stream *s);
 /* Unprocessed input remains inside the TLS session. */
 bool rp_stream_tls_pending(const struct rp_stream *s);
 void rp_stream_timer(struct rp_stream *s, uint32_t ms);

@@ -2,12 +2,16 @@
  * buffer and append to its output buffer, so the handshake and record layer run without a
  * socket and the caller (a libuv loop, or a test) moves the bytes. */
 #include "raproxy/tls.h"
+#include "raproxy/cert.h"
 #include "raproxy/err.h"
+#include "raproxy/file.h"
 #include "raproxy/log.h"
 #include "raproxy/metrics.h"
+#include "raproxy/sig.h"
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -16,10 +20,8 @@
 
 /* Session tickets as wolfSSL issues them are ~200 bytes (its SESSION_TICKET_LEN is 256). */
 #define TLS_TICKET_MAX 1024
-/* Large enough for an RSA-4096 signature (the biggest key this build accepts). */
-#define TLS_PROBE_SIG_MAX 1024
-/* Random session-ID context per server context (wolfSSL allows up to 32 bytes). */
-#define TLS_SID_CTX_LEN 16
+/* Largest PEM certificate chain file read to check the key against its leaf. */
+#define TLS_PEM_MAX (1u << 20)
 /* Plaintext of one TLS record: the most one wolfSSL_read can return. */
 #define TLS_RECORD_PLAIN_MAX 16384u
 
@@ -59,7 +61,7 @@ struct rp_tls {
     WOLFSSL_SESSION *offered; /* client: the cached session offered (identity only) */
     uint64_t stale_ticket;    /* client, TLS 1.3: fingerprint of the ticket held at the end
                                  of the handshake (the offered one, useless for the next) */
-    uint8_t *peer_der;        /* the peer's certificate, copied on first rp_tls_peer_cert */
+    uint8_t *peer_der;        /* the peer's verified certificate (on_verify), or NULL */
     size_t peer_der_len;
 };
 
@@ -104,6 +106,23 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *arg)
     if (rp_buf_append(&t->out, buf, (size_t)sz))
         return WOLFSSL_CBIO_ERR_GENERAL;
     return sz;
+}
+
+/* Called for each certificate of the peer's chain as wolfSSL verifies it (the build has
+ * WOLFSSL_ALWAYS_VERIFY_CB): keeps a copy of the leaf's DER for rp_tls_peer_cert, since
+ * wolfSSL keeps no peer certificate in the session (that would cost every session a few
+ * kilobytes). The verdict is wolfSSL's own. */
+static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    struct rp_tls *t = store->userCtx;
+    if (!preverify || !t || t->peer_der || store->totalCerts < 1 || !store->certs)
+        return preverify;
+    const WOLFSSL_BUFFER_INFO *leaf = &store->certs[0];
+    if (leaf->length > 0 && (t->peer_der = malloc(leaf->length)) != NULL) {
+        memcpy(t->peer_der, leaf->buffer, leaf->length);
+        t->peer_der_len = leaf->length;
+    }
+    return preverify;
 }
 
 static int wolf_version(int v)
@@ -168,33 +187,25 @@ static int ctx_alloc(struct rp_tls_ctx **out, bool server, int min_version, int 
 }
 
 /* wolfSSL_CTX_check_private_key does not compare an EC private key with the certificate's
- * public point in this build, so prove the pair works: sign with one, verify with the other. */
-static bool key_matches_cert(WOLFSSL_CTX *x, const char *cert_file)
+ * public point in every build: compare the key's public part with the leaf's
+ * subjectPublicKeyInfo with raproxy's own key code (no OpenSSL compatibility layer). */
+static bool key_matches_cert(const char *key_file, const char *cert_file)
 {
-    static const unsigned char probe[] = "raproxy key/certificate pair check";
-    unsigned char sig[TLS_PROBE_SIG_MAX];
-    size_t sig_len = sizeof sig;
     bool ok = false;
-    WOLFSSL_X509 *crt = wolfSSL_X509_load_certificate_file(cert_file, WOLFSSL_FILETYPE_PEM);
-    WOLFSSL_EVP_PKEY *pub = crt ? wolfSSL_X509_get_pubkey(crt) : NULL;
-    WOLFSSL_EVP_PKEY *priv = wolfSSL_CTX_get0_privatekey(x);
-    WOLFSSL_EVP_MD_CTX *md = wolfSSL_EVP_MD_CTX_new();
-    if (!pub || !priv || !md)
+    uint8_t *pem = NULL, *der = NULL;
+    size_t pem_len = 0;
+    struct rp_privkey *key = NULL;
+    if (rp_file_read(cert_file, TLS_PEM_MAX, &pem, &pem_len) != RP_OK ||
+        rp_privkey_load_pem(key_file, &key) != RP_OK || !(der = malloc(pem_len)))
         goto out;
-    if (wolfSSL_EVP_DigestSignInit(md, NULL, wolfSSL_EVP_sha256(), NULL, priv) != 1 ||
-        wolfSSL_EVP_DigestSignUpdate(md, probe, sizeof probe) != 1 ||
-        wolfSSL_EVP_DigestSignFinal(md, sig, &sig_len) != 1)
-        goto out;
-    wolfSSL_EVP_MD_CTX_free(md);
-    md = wolfSSL_EVP_MD_CTX_new();
-    if (!md || wolfSSL_EVP_DigestVerifyInit(md, NULL, wolfSSL_EVP_sha256(), NULL, pub) != 1 ||
-        wolfSSL_EVP_DigestVerifyUpdate(md, probe, sizeof probe) != 1)
-        goto out;
-    ok = wolfSSL_EVP_DigestVerifyFinal(md, sig, sig_len) == 1;
+    int n = wc_CertPemToDer(pem, (int)pem_len, der, (int)pem_len, CERT_TYPE); /* the leaf */
+    struct rp_cert cert;
+    ok = n > 0 && rp_cert_parse(der, (size_t)n, &cert) == RP_OK &&
+         rp_privkey_matches_spki(key, cert.spki) == 1;
 out:
-    wolfSSL_EVP_MD_CTX_free(md);
-    wolfSSL_EVP_PKEY_free(pub);
-    wolfSSL_X509_free(crt);
+    rp_privkey_free(key);
+    free(der);
+    free(pem);
     return ok;
 }
 
@@ -208,7 +219,7 @@ static int load_pair(WOLFSSL_CTX *x, const char *cert, const char *key)
         rp_log_error("tls_key_load", "cannot load private key %s", key);
         return RP_E_KEY_LOAD;
     }
-    if (!key_matches_cert(x, cert)) {
+    if (!key_matches_cert(key, cert)) {
         rp_log_error("tls_key_load", "private key %s does not match certificate %s", key, cert);
         return RP_E_KEY_LOAD;
     }
@@ -277,17 +288,12 @@ int rp_tls_ctx_server(struct rp_tls_ctx **out, const struct rp_tls_server_opts *
         rc = RP_E_INVAL;
         goto out;
     }
-    wolfSSL_CTX_set_verify(x, mode, NULL);
+    wolfSSL_CTX_set_verify(x, mode, mode == WOLFSSL_VERIFY_NONE ? NULL : on_verify);
     /* wolfSSL's default ticket callback keeps a random key per WOLFSSL_CTX, so a context
      * rebuilt on SIGHUP stops honouring old tickets. Its session-ID cache is process-global
-     * though; a random session-ID context per WOLFSSL_CTX keeps an old context's sessions
-     * (verified against the old client CAs) from resuming under the new one. */
-    unsigned char sid_ctx[TLS_SID_CTX_LEN];
-    if (wolfSSL_RAND_bytes(sid_ctx, sizeof sid_ctx) != WOLFSSL_SUCCESS ||
-        wolfSSL_CTX_set_session_id_context(x, sid_ctx, sizeof sid_ctx) != WOLFSSL_SUCCESS) {
-        rc = RP_E_TLS_SETUP;
-        goto out;
-    }
+     * though, and would resume an old context's sessions (verified against the old client
+     * CAs) under the new one: servers keep no session-ID cache; tickets resume. */
+    wolfSSL_CTX_set_session_cache_mode(x, WOLFSSL_SESS_CACHE_OFF);
 out:
     if (rc) {
         rp_tls_ctx_unref(c);
@@ -315,7 +321,7 @@ int rp_tls_ctx_client(struct rp_tls_ctx **out, const struct rp_tls_client_opts *
         rc = load_anchors(x, o->ca_file);
         if (rc)
             goto out;
-        wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_PEER, NULL);
+        wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_PEER, on_verify);
     } else {
         wolfSSL_CTX_set_verify(x, WOLFSSL_VERIFY_NONE, NULL);
     }
@@ -451,6 +457,7 @@ int rp_tls_new(struct rp_tls **out, struct rp_tls_ctx *ctx)
     rp_buf_init(&t->out, 0);
     wolfSSL_SetIOReadCtx(t->ssl, t);
     wolfSSL_SetIOWriteCtx(t->ssl, t);
+    wolfSSL_SetCertCbCtx(t->ssl, t); /* on_verify's store->userCtx */
     if (!ctx->server) {
         rc = RP_E_TLS_SETUP;
         if (ctx->sni) {
@@ -657,23 +664,8 @@ bool rp_tls_resumed(const struct rp_tls *t)
 
 int rp_tls_peer_cert(struct rp_tls *t, struct rp_view *der)
 {
-    if (!rp_tls_handshake_done(t))
+    if (!rp_tls_handshake_done(t) || !t->peer_der)
         return RP_E_NOT_FOUND;
-    /* Only the leaf is kept by wolfSSL (KEEP_PEER_CERT; no session chain copies, they cost
-     * every session kilobytes), and only as a decoded copy: its DER is copied once into
-     * the session on first use. */
-    if (!t->peer_der) {
-        WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(t->ssl);
-        int len = 0;
-        const unsigned char *p = x ? wolfSSL_X509_get_der(x, &len) : NULL;
-        if (p && len > 0 && (t->peer_der = malloc((size_t)len)) != NULL) {
-            memcpy(t->peer_der, p, (size_t)len);
-            t->peer_der_len = (size_t)len;
-        }
-        wolfSSL_X509_free(x);
-        if (!t->peer_der)
-            return RP_E_NOT_FOUND;
-    }
     *der = rp_view_make(t->peer_der, t->peer_der_len);
     return RP_OK;
 }
