@@ -25,6 +25,9 @@ void rp_log_set_fd(int fd);
 
 /* Returns 0 when the level is filtered out (then skip the rest). */
 int rp_log_begin(struct rp_logline *l, enum rp_log_level lvl, const char *event);
+/* A record line (one per exchange: the RA's audit trail), written at every level but off,
+ * labelled "info". Returns 0 only when logging is off. */
+int rp_log_begin_record(struct rp_logline *l, const char *event);
 void rp_log_str(struct rp_logline *l, const char *key, const char *val);
 void rp_log_strn(struct rp_logline *l, const char *key, const char *val, size_t n);
 void rp_log_int(struct rp_logline *l, const char *key, int64_t val);

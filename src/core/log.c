@@ -79,10 +79,24 @@ static void put_key(struct rp_logline *l, const char *key)
     put(l, ":", 1);
 }
 
+static int begin(struct rp_logline *l, enum rp_log_level lvl, const char *event);
+
 int rp_log_begin(struct rp_logline *l, enum rp_log_level lvl, const char *event)
 {
     if ((int)lvl < atomic_load(&log_level))
         return 0;
+    return begin(l, lvl, event);
+}
+
+int rp_log_begin_record(struct rp_logline *l, const char *event)
+{
+    if (atomic_load(&log_level) == RP_LOG_OFF)
+        return 0;
+    return begin(l, RP_LOG_INFO, event);
+}
+
+static int begin(struct rp_logline *l, enum rp_log_level lvl, const char *event)
+{
     l->len = 0;
     l->truncated = 0;
     struct timespec ts;

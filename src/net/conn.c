@@ -267,7 +267,7 @@ static void on_resume(struct rp_defer *d)
 static void log_exchange(const struct rp_exchange *ex, int status, size_t out_len)
 {
     struct rp_logline ll;
-    if (!rp_log_begin(&ll, RP_LOG_INFO, "exchange"))
+    if (!rp_log_begin_record(&ll, "exchange")) /* at every log_level: the audit trail */
         return;
     const struct rp_exchange_log *f = &ex->log;
     rp_log_str(&ll, "client", ex->client_addr);

@@ -2,6 +2,7 @@
 #include "raproxy/buf.h"
 #include "raproxy/err.h"
 #include "raproxy/file.h"
+#include "raproxy/log.h"
 #include "raproxy/metrics.h"
 
 #include <criterion/criterion.h>
@@ -114,4 +115,26 @@ Test(file, reads_a_short_file_under_a_small_cap)
     cr_expect_eq(rp_file_read(path, 5, &data, &len), RP_OK, "exactly the cap");
     free(data);
     unlink(path);
+}
+
+Test(log, record_lines_pass_every_level_but_off)
+{
+    char path[] = "/tmp/rp-log-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    rp_log_set_fd(fd);
+    rp_log_set_level(RP_LOG_WARN);
+    struct rp_logline l;
+    cr_expect_eq(rp_log_begin(&l, RP_LOG_INFO, "event"), 0, "info filtered at warn");
+    cr_assert_neq(rp_log_begin_record(&l, "exchange"), 0, "a record is written at warn");
+    rp_log_end(&l);
+    rp_log_set_level(RP_LOG_OFF);
+    cr_expect_eq(rp_log_begin_record(&l, "exchange"), 0, "nothing when logging is off");
+    rp_log_set_fd(1);
+    char buf[512] = "";
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    unlink(path);
+    cr_assert_gt(n, 0);
+    cr_expect(strstr(buf, "\"level\":\"info\",\"event\":\"exchange\""), "%s", buf);
 }

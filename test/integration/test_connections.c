@@ -783,3 +783,21 @@ Test(connections, worker_queue_deadline_refuses_by_expected_wait, .timeout = 180
     rpt_rmdir(tmp);
     free(tmp);
 }
+
+/* Before: the README promised one line per exchange at every level, but exchange lines were
+ * info-level events and log_level: warn dropped them all. */
+Test(connections, exchange_lines_are_written_at_log_level_warn, .timeout = 60)
+{
+    struct env e;
+    env_up(&e, &(struct opts){.log_level = "warn"});
+    struct rpt_resp r;
+    cr_assert_eq(rpt_http(e.port, "GET", "/x", NULL, NULL, 0, 5000, &r), 0);
+    cr_expect_eq(r.status, 404);
+    rpt_resp_free(&r);
+    cr_assert_eq(rpt_http(e.admin_port, "GET", "/livez", NULL, NULL, 0, 5000, &r), 0);
+    rpt_resp_free(&r); /* the same loop wrote the exchange line before answering this */
+    cr_expect_eq(rpt_file_count(e.rp.log, "\"event\":\"exchange\""), 1, "see %s", e.rp.log);
+    cr_expect_eq(rpt_file_count(e.rp.log, "\"event\":\"start\""), 0,
+                 "other info events stay filtered");
+    env_down(&e);
+}
