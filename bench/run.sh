@@ -15,8 +15,9 @@
 #      CA directly, so the figure is raproxy's and not CPU sharing's
 #   5. memory per idle TLS connection (after the handshake, after a keep-alive request) and
 #      RSS after a slowloris wave, raproxy and nginx
-#   6. a stall of the mock CA under load: raproxy RSS, what devices get, recovery
-#   7. a perf profile of raproxy in the storm case
+#   6. the crypto workers' hand-back: loop wake-ups and CPU per finished job (bench_wakeup)
+#   7. a stall of the mock CA under load: raproxy RSS, what devices get, recovery
+#   8. a perf profile of raproxy in the storm case
 # and writes bench/results/<date>-<host>.md with PNG plots (gnuplot) next to it.
 # Default under 10 minutes, --quick under 2. Installs gnuplot and nginx (Debian packages)
 # when missing. Every process it starts is stopped on exit.
@@ -68,7 +69,7 @@ mkdir -p "$build"
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build/bench-cmake.log" 2>&1 ||
     { cat "$build/bench-cmake.log" >&2; exit 1; }
 cmake --build "$build" -j "$(nproc)" --target raproxy bench_fleet bench_mockca bench_ceiling \
-    bench_mkfleet >"$build/bench-build.log" 2>&1 || { tail -30 "$build/bench-build.log" >&2; exit 1; }
+    bench_mkfleet bench_wakeup >"$build/bench-build.log" 2>&1 || { tail -30 "$build/bench-build.log" >&2; exit 1; }
 B=$build/bench
 wolfssl_info=$(grep -o 'wolfSSL [a-z]* build:[^(]*' "$build/bench-cmake.log" | tail -1 | sed 's/ *$//' || true)
 
@@ -388,6 +389,14 @@ if ((use_nginx)); then
     stop_nginx
 fi
 
+# ---- 5b. handing finished crypto jobs back to the loop ----
+log "worker hand-back: wake-ups and CPU per job (bench_wakeup)"
+: >"$work/wakeup.txt"
+for k in 4 32 256; do
+    grep '^RESULT' <("$B/bench_wakeup" -n "$((quick ? 20000 : 100000))" -k "$k" 2>/dev/null) \
+        >>"$work/wakeup.txt" || true
+done
+
 # ---- 6. stall ----
 log "stall: mock CA stops answering at ${STALL_AT}s for ${STALL_LEN}s (upstream timeout ${UPSTREAM_TIMEOUT_MS} ms)"
 start_raproxy 1 1 "$UPSTREAM_TIMEOUT_MS"
@@ -545,6 +554,16 @@ col() { cut -f"$2" <<<"$1"; }
     echo
     echo "**RSS after the slowloris wave** (3 s after its $idle_n connections closed):"
     echo "raproxy $ra_after_s KB against $ra_base_s KB before it, $(ratio "$ra_after_s" "$ra_base_s")× (target ≤ 2×)$( ((use_nginx)) && echo "; nginx $ng_after_s KB against $ng_base_s KB, $(ratio "$ng_after_s" "$ng_base_s")×")."
+    echo
+    echo "**Handing finished crypto jobs back to the loop** (bench_wakeup: 2 workers, empty jobs,"
+    echo "so the hand-back is all there is; one wake-up collects every job that finishes while the"
+    echo "loop collects):"
+    echo
+    echo "| jobs in flight | jobs/s | CPU µs per job (process) | loop CPU µs per job | loop wake-ups per job |"
+    echo "|---:|---:|---:|---:|---:|"
+    while read -r line; do
+        echo "| $(field window "$line") | $(field jobs_per_s "$line") | $(field cpu_us_per_job "$line") | $(field loop_cpu_us_per_job "$line") | $(field wakeups_per_job "$line") |"
+    done <"$work/wakeup.txt"
     echo
     echo "## Stall of the mock CA"
     echo
