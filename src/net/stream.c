@@ -3,8 +3,6 @@
 #include "raproxy/err.h"
 #include "raproxy/tls.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,11 +121,6 @@ void rp_stream_shrink(struct rp_stream *s)
         rp_tls_shrink(s->tls);
 }
 
-bool rp_stream_tls_pending(const struct rp_stream *s)
-{
-    return s->tls && rp_tls_pending(s->tls);
-}
-
 /* ---- timer ---------------------------------------------------------------------- */
 
 static void on_timer(uv_timer_t *t)
@@ -199,7 +192,6 @@ static void on_write(uv_write_t *req, int status)
     struct rp_stream *s = req->data;
     free(s->wmem);
     s->wmem = NULL;
-    s->wlen = 0;
     if (s->state == RP_STREAM_CLOSING) {
         maybe_free(s);
         return;
@@ -239,13 +231,11 @@ static int flush_now(struct rp_stream *s)
     }
     /* The rest goes in one write; the buffer travels with it and `out` starts afresh. */
     s->wmem = s->out.data;
-    s->wlen = rp_buf_avail(&s->out);
-    b = uv_buf_init((char *)rp_buf_head(&s->out), (unsigned)s->wlen);
+    b = uv_buf_init((char *)rp_buf_head(&s->out), (unsigned)rp_buf_avail(&s->out));
     rp_buf_init(&s->out, 0);
     if (uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_write) != 0) {
         free(s->wmem);
         s->wmem = NULL;
-        s->wlen = 0;
         return RP_E_IO;
     }
     return RP_OK;
@@ -450,23 +440,4 @@ static void on_uv_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
         s->ops->on_read(s);
     if (rc != RP_OK && s->state == RP_STREAM_OPEN)
         deliver_eof(s, rc == RP_E_TLS_CLOSED ? RP_OK : rc);
-}
-
-void rp_stream_peer(struct rp_stream *s, char *addr, size_t cap, uint16_t *port)
-{
-    struct sockaddr_storage ss;
-    int slen = sizeof ss;
-    addr[0] = 0;
-    *port = 0;
-    if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &slen) != 0)
-        return;
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &a->sin_addr, addr, (socklen_t)cap);
-        *port = ntohs(a->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, addr, (socklen_t)cap);
-        *port = ntohs(a->sin6_port);
-    }
 }

@@ -65,7 +65,6 @@ struct rp_stream {
     uv_write_t wreq;
     uv_shutdown_t sreq;
     uint8_t *wmem;     /* the buffer lent to libuv for the write in flight */
-    size_t wlen;       /* bytes in that write */
     size_t max_unsent; /* on_drain fires when unsent output is back within this */
     uint32_t linger_ms;
     enum rp_stream_state state;
@@ -98,8 +97,6 @@ int rp_stream_pump(struct rp_stream *s);
 /* Between messages: give back the input buffers (plaintext and TLS) when they are empty, so
  * that an idle stream holds no buffer at all. */
 void rp_stream_shrink(struct rp_stream *s);
-/* Unprocessed input remains inside the TLS session. */
-bool rp_stream_tls_pending(const struct rp_stream *s);
 void rp_stream_timer(struct rp_stream *s, uint32_t ms);
 void rp_stream_timer_stop(struct rp_stream *s);
 void rp_stream_close(struct rp_stream *s);
@@ -108,7 +105,5 @@ void rp_stream_close(struct rp_stream *s);
 void rp_stream_close_after_flush(struct rp_stream *s, uint32_t timeout_ms);
 void rp_stream_hold(struct rp_stream *s);
 void rp_stream_release(struct rp_stream *s);
-/* Peer address as text and port; "" and 0 when unknown. */
-void rp_stream_peer(struct rp_stream *s, char *addr, size_t cap, uint16_t *port);
 
 #endif
