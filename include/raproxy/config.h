@@ -92,7 +92,7 @@ struct rp_cfg_http {
     uint32_t body_timeout_ms;
     uint32_t idle_timeout_ms;
     uint32_t max_connections;        /* per process; split evenly between loops */
-    uint32_t max_connections_per_ip; /* per loop, at accept; 0 = no cap */
+    uint32_t max_connections_per_ip; /* per client address, all loops, at accept; 0 = no cap */
     uint32_t max_handshakes;         /* TLS handshakes in flight per loop */
     uint32_t max_unsent_bytes;       /* answers queued for a peer that does not read */
 };
