@@ -13,6 +13,7 @@
 #include "raproxy/file.h"
 #include "raproxy/guard.h"
 #include "raproxy/pkcs11.h"
+#include "raproxy/pool.h"
 #include "raproxy/sig.h"
 
 #include <pthread.h>
@@ -412,12 +413,13 @@ int rp_pubkey_from_spki(struct rp_view spki, struct rp_pubkey **out)
     *out = NULL;
     if (!spki.p)
         return RP_E_INVAL;
-    struct rp_pubkey *k = calloc(1, sizeof *k);
+    struct rp_pubkey *k = rp_pool_get(sizeof *k); /* per verification, on a worker */
     if (!k)
         return RP_E_NOMEM;
+    memset(k, 0, sizeof *k);
     int rc = pubkey_decode(spki, k);
     if (rc < 0) {
-        free(k);
+        rp_pool_put(k, sizeof *k);
         return rc;
     }
     pthread_mutex_init(&k->lock, NULL);
@@ -431,7 +433,7 @@ void rp_pubkey_free(struct rp_pubkey *k)
         return;
     key_free(k->type, &k->u);
     pthread_mutex_destroy(&k->lock);
-    free(k);
+    rp_pool_put(k, sizeof *k);
 }
 
 enum rp_key_type rp_pubkey_type(const struct rp_pubkey *k)

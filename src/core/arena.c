@@ -1,5 +1,6 @@
 #include "raproxy/arena.h"
 #include "raproxy/err.h"
+#include "raproxy/pool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,14 +29,15 @@ int rp_arena_new(struct rp_arena *a, size_t cap)
 void rp_arena_free(struct rp_arena *a)
 {
     if (a->owned)
-        free(a->base);
+        rp_pool_put(a->base, a->cap ? a->cap : 1);
     memset(a, 0, sizeof *a);
 }
 
 void *rp_arena_alloc(struct rp_arena *a, size_t n)
 {
     if (!a->base) {
-        if (!a->owned || !(a->base = malloc(a->cap ? a->cap : 1)))
+        /* from the thread's pool: the next exchange on this loop gets the same block */
+        if (!a->owned || !(a->base = rp_pool_get(a->cap ? a->cap : 1)))
             return NULL;
     }
     size_t start = (a->used + (ARENA_ALIGN - 1)) & ~(size_t)(ARENA_ALIGN - 1);

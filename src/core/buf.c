@@ -1,5 +1,6 @@
 #include "raproxy/buf.h"
 #include "raproxy/err.h"
+#include "raproxy/pool.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,9 +17,11 @@ void rp_buf_init(struct rp_buf *b, size_t max)
     b->max = max;
 }
 
+/* Blocks come from this thread's pool (raproxy/pool.h): a buffer that fills and drains at
+ * every exchange costs no malloc once the pool holds its class. b->cap is the block's size. */
 void rp_buf_free(struct rp_buf *b)
 {
-    free(b->data);
+    rp_pool_put(b->data, b->cap);
     b->data = NULL;
     b->off = b->len = b->cap = 0;
 }
@@ -43,12 +46,18 @@ int rp_buf_reserve(struct rp_buf *b, size_t extra)
     size_t ncap = b->cap ? b->cap : BUF_MIN_CAP;
     while (ncap < need)
         ncap *= 2;
-    if (b->max && ncap > b->max)
-        ncap = b->max;
-    uint8_t *nd = realloc(b->data, ncap);
+    if (b->max && ncap > b->max && need <= b->max)
+        ncap = need; /* the pool rounds it up to its class */
+    ncap = rp_pool_size(ncap);
+    uint8_t *nd = rp_pool_get(ncap);
     if (!nd)
         return RP_E_NOMEM;
+    if (unread)
+        memcpy(nd, b->data + b->off, unread);
+    rp_pool_put(b->data, b->cap);
     b->data = nd;
+    b->off = 0;
+    b->len = unread;
     b->cap = ncap;
     return RP_OK;
 }

@@ -14,6 +14,7 @@
 #include "raproxy/err.h"
 #include "raproxy/log.h"
 #include "raproxy/metrics.h"
+#include "raproxy/pool.h"
 #include "raproxy/snapshot.h"
 #include "raproxy/tls.h"
 
@@ -170,9 +171,11 @@ static size_t arena_cap(const struct rp_conn *c)
 
 static void start_exchange(struct rp_conn *c, struct rp_http_req *req)
 {
-    struct rp_exchange *ex = calloc(1, sizeof *ex);
+    struct rp_exchange *ex = rp_pool_get(sizeof *ex); /* per request: the loop's pool */
+    if (ex)
+        memset(ex, 0, sizeof *ex);
     if (!ex || rp_arena_new(&ex->arena, arena_cap(c)) != RP_OK) {
-        free(ex);
+        rp_pool_put(ex, sizeof *ex);
         refuse(c, RP_E_NOMEM);
         return;
     }
@@ -302,7 +305,7 @@ static void exchange_free(struct rp_exchange *ex)
 {
     rp_arena_free(&ex->arena);
     rp_snapshot_unref(ex->snap);
-    free(ex);
+    rp_pool_put(ex, sizeof *ex);
 }
 
 int rp_exchange_respond(struct rp_exchange *ex, int status, const char *content_type,

@@ -15,6 +15,7 @@
 #include "raproxy/http.h"
 #include "raproxy/log.h"
 #include "raproxy/metrics.h"
+#include "raproxy/pool.h"
 #include "raproxy/tls.h"
 
 #include "raproxy/list.h"
@@ -85,9 +86,10 @@ static void on_deadline_closed(uv_handle_t *h)
     struct rp_upstream_req *r = h->data;
     struct rp_upstream *u = r->pool;
     uint8_t *copy = (uint8_t *)r->resp.p;
+    size_t copy_len = r->resp.len + r->ctype.len + 1;
     r->t_end_ns = rp_clock_ns();
     r->cb(r); /* the caller may free r here */
-    free(copy);
+    rp_pool_put(copy, copy_len);
     u->active--;
     maybe_free_pool(u);
 }
@@ -104,7 +106,7 @@ static void req_finish(struct rp_upstream_req *r, int err, int status, struct rp
     r->resp = RP_VIEW_NULL;
     if (err == RP_OK) {
         /* ctype and body are copied into one block: the connection moves on meanwhile */
-        uint8_t *copy = malloc(body.len + ctype.len + 1);
+        uint8_t *copy = rp_pool_get(body.len + ctype.len + 1);
         if (!copy) {
             r->err = RP_E_NOMEM;
         } else {

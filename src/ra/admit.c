@@ -12,6 +12,7 @@
 #include "raproxy/limiter.h"
 #include "raproxy/log.h"
 #include "raproxy/metrics.h"
+#include "raproxy/pool.h"
 #include "raproxy/redis.h"
 
 #include <hiredis/hiredis.h>
@@ -249,12 +250,19 @@ static uint64_t now_us(void)
     return rp_clock_ns() / 1000u;
 }
 
+static void req_free(struct admit_req *req)
+{
+    rp_pool_put(req, sizeof *req);
+}
+
 static struct admit_req *req_new(struct rp_admit *a, enum admit_kind kind, rp_admit_fn cb,
                                  void *arg)
 {
-    struct admit_req *req = calloc(1, sizeof *req);
+    /* one record per admission step: from the loop's pool, not malloc, at every request */
+    struct admit_req *req = rp_pool_get(sizeof *req);
     if (!req)
         return NULL;
+    memset(req, 0, sizeof *req);
     req->a = a;
     req->kind = kind;
     req->cb = cb;
@@ -564,12 +572,12 @@ static void complete(struct admit_req *req, const struct rp_admit_result *res)
         else if (res->err != RP_E_SHUTDOWN)
             rp_log_warn("mac_lockout", "%s: failed MAC not counted: %s", (const char *)req->serial,
                         rp_err_msg(res->err));
-        free(req);
+        req_free(req);
         return;
     }
     rp_admit_fn cb = req->cb;
     void *arg = req->arg;
-    free(req);
+    req_free(req);
     deliver(cb, arg, res);
 }
 
@@ -820,7 +828,7 @@ void rp_admit_start(struct rp_admit *a, const struct rp_admit_in *in, rp_admit_f
         req->mac_max = in->mac_lockout_failures;
         if (mac_key(req, in->domain, in->mac_kid) != RP_OK ||
             nonce_key(req, K_PEEK, in->domain, in->mac_serial, in->nonce) != RP_OK) {
-            free(req);
+            req_free(req);
             fire(cb, arg, RP_E_INVAL);
             return;
         }
@@ -846,7 +854,7 @@ void rp_admit_mac_failed(struct rp_admit *a, const struct rp_admit_mac_fail_in *
     snprintf((char *)req->serial, sizeof req->serial, "%s/%.*s", in->domain, (int)in->kid.len,
              (const char *)in->kid.p);
     if (mac_key(req, in->domain, in->kid) != RP_OK) {
-        free(req);
+        req_free(req);
         return;
     }
     add_slot(req, SLOT_MAC_FAIL, K_MAC, NULL);
@@ -914,7 +922,7 @@ void rp_admit_after_verify(struct rp_admit *a, const struct rp_admit_verified_in
         return;
     }
     if (verified_keys(req, in) != RP_OK) {
-        free(req);
+        req_free(req);
         fire(cb, arg, RP_E_INVAL);
         return;
     }
@@ -952,7 +960,7 @@ void rp_admit_on_issued(struct rp_admit *a, const struct rp_admit_issued_in *in,
         return;
     }
     if (allow_key(req, in->domain, in->serial) != RP_OK) {
-        free(req);
+        req_free(req);
         fire(cb, arg, RP_E_INVAL);
         return;
     }

@@ -3,6 +3,7 @@
 
 #include "raproxy/clock.h"
 #include "raproxy/err.h"
+#include "raproxy/pool.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -43,6 +44,11 @@ struct rp_limiter {
     uint64_t seed; /* per process, so that colliding keys cannot be precomputed */
     struct lim_table buckets, nonces, txns, fails;
 };
+
+static void entry_dispose(struct lim_entry *e)
+{
+    rp_pool_put(e, sizeof *e + e->keylen + e->serlen);
+}
 
 /* ---- hash table with LRU ---------------------------------------------------------------- */
 
@@ -86,7 +92,7 @@ static void table_free(struct lim_table *t)
             continue;
         for (struct lim_entry *e = s->lru_head, *n; e; e = n) {
             n = e->next;
-            free(e);
+            entry_dispose(e);
         }
         free(s->slots);
         pthread_mutex_destroy(&s->mu);
@@ -130,7 +136,7 @@ static void entry_remove(struct lim_stripe *s, struct lim_entry *e)
     *pp = e->hnext;
     lru_unlink(s, e);
     s->count--;
-    free(e);
+    entry_dispose(e);
 }
 
 /* Live entry for key, or NULL (an expired one is dropped on the way). */
@@ -176,7 +182,8 @@ static bool make_room(struct lim_stripe *s, uint64_t now_us, bool evict_live)
 static struct lim_entry *entry_add(struct lim_stripe *s, uint64_t h, struct rp_view k,
                                    struct rp_view extra)
 {
-    struct lim_entry *e = malloc(sizeof *e + k.len + extra.len);
+    /* a nonce and a transaction per request: from the calling thread's pool */
+    struct lim_entry *e = rp_pool_get(sizeof *e + k.len + extra.len);
     if (!e)
         return NULL;
     memset(e, 0, sizeof *e);

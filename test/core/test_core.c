@@ -4,8 +4,10 @@
 #include "raproxy/file.h"
 #include "raproxy/log.h"
 #include "raproxy/metrics.h"
+#include "raproxy/pool.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +73,65 @@ Test(buf, enforces_max_and_compacts)
     cr_assert_eq(rp_buf_append(&b, chunk, 300), RP_OK);
     cr_assert_eq(rp_buf_avail(&b), 600);
     rp_buf_free(&b);
+}
+
+/* A block freed on a thread serves the next allocation of its class there; each class keeps
+ * a bounded number of blocks, larger sizes go straight to malloc. */
+Test(pool, reuses_blocks_per_class_and_keeps_a_bounded_number)
+{
+    cr_expect_eq(rp_pool_size(1), RP_POOL_MIN_BLOCK);
+    cr_expect_eq(rp_pool_size(RP_POOL_MIN_BLOCK + 1), 2 * RP_POOL_MIN_BLOCK);
+    cr_expect_eq(rp_pool_size(RP_POOL_MAX_BLOCK + 1), RP_POOL_MAX_BLOCK + 1);
+    void *a = rp_pool_get(3000);
+    cr_assert_not_null(a);
+    memset(a, 0xa5, rp_pool_size(3000)); /* the whole class is usable */
+    rp_pool_put(a, 3000);
+    cr_expect_eq(rp_pool_get(4096), a, "the freed 4 KiB block comes back");
+    rp_pool_put(a, 4096);
+    /* fill one class far beyond its bound: only RP_POOL_CLASS_BYTES stay */
+    enum { N = 200 };
+    void *v[N];
+    for (int i = 0; i < N; i++)
+        cr_assert_not_null(v[i] = rp_pool_get(RP_POOL_MIN_BLOCK));
+    for (int i = 0; i < N; i++)
+        rp_pool_put(v[i], RP_POOL_MIN_BLOCK);
+    int reused = 0;
+    for (int i = 0; i < N; i++) {
+        void *p = rp_pool_get(RP_POOL_MIN_BLOCK);
+        for (int j = 0; j < N; j++)
+            reused += p == v[j];
+        v[i] = p;
+    }
+    cr_expect_leq(reused, (int)(RP_POOL_CLASS_BYTES / RP_POOL_MIN_BLOCK));
+    for (int i = 0; i < N; i++)
+        rp_pool_put(v[i], RP_POOL_MIN_BLOCK);
+    void *big = rp_pool_get(RP_POOL_MAX_BLOCK + 1);
+    cr_assert_not_null(big);
+    rp_pool_put(big, RP_POOL_MAX_BLOCK + 1);
+    rp_pool_put(NULL, 64);
+}
+
+static void *pool_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 100; i++) /* left in the pool: freed when the thread ends (LSan) */
+        rp_pool_put(rp_pool_get(1024), 1024);
+    struct rp_buf b;
+    rp_buf_init(&b, 0);
+    for (int i = 0; i < 1000; i++)
+        if (rp_buf_printf(&b, "line %d of a buffer that grows\n", i) != RP_OK)
+            return (void *)1;
+    rp_buf_free(&b);
+    return NULL;
+}
+
+Test(pool, a_threads_blocks_are_freed_when_it_ends)
+{
+    pthread_t t;
+    void *rc = (void *)2;
+    cr_assert_eq(pthread_create(&t, NULL, pool_thread, NULL), 0);
+    cr_assert_eq(pthread_join(t, &rc), 0);
+    cr_expect_null(rc);
 }
 
 Test(metrics, renders_prometheus_text)
