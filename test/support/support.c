@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,26 +27,63 @@ static long now_ms(void)
 
 /* Ports come from below the kernel's ephemeral range (32768+ here): a port the kernel hands
  * out as a client's source port can sit in TIME-WAIT and make a later listen() fail, which
- * made tests flaky while many connections were opened in parallel. */
+ * made tests flaky while many connections were opened in parallel.
+ *
+ * Every test process (ctest -j, Criterion --jobs) takes the next port from one counter in a
+ * file under flock, so no two tests running at once get the same port. A random pick
+ * checked with a probe bind was not enough: raproxy listens with SO_REUSEPORT, so two
+ * instances that picked the same port both bound it and the kernel split one test's
+ * devices between them (seen as "transactionID differs" from the other test's mock CA). */
 #define FREE_PORT_LO 20000
 #define FREE_PORT_HI 32000
 
+static bool port_bindable(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 1) == 0;
+    close(fd);
+    return ok;
+}
+
+/* The next port from the shared counter; -1 when the file cannot be used. */
+static int next_shared_port(void)
+{
+    int fd = open("/tmp/rpt-ports.seq", O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX) != 0) {
+        close(fd);
+        return -1;
+    }
+    char buf[16] = {0};
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    long cur = n > 0 ? strtol(buf, NULL, 10) : 0;
+    if (cur < FREE_PORT_LO || cur >= FREE_PORT_HI) /* first use, or wrapped */
+        cur = FREE_PORT_LO + (long)(((unsigned)getpid() * 2654435761u) % 1000u);
+    int len = snprintf(buf, sizeof buf, "%ld\n", cur + 1);
+    if (pwrite(fd, buf, (size_t)len, 0) != len || ftruncate(fd, len) != 0)
+        cur = -1;
+    flock(fd, LOCK_UN);
+    close(fd);
+    return (int)cur;
+}
+
 int rpt_free_port(void)
 {
-    static unsigned seed;
-    if (!seed)
-        seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
     for (int attempt = 0; attempt < 200; attempt++) {
-        seed = seed * 1103515245u + 12345u;
-        int port = FREE_PORT_LO + (int)((seed >> 8) % (FREE_PORT_HI - FREE_PORT_LO));
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        if (fd < 0)
-            return -1;
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 1) == 0;
-        close(fd);
-        if (ok)
+        int port = next_shared_port();
+        if (port < 0) { /* no shared counter: fall back to a random pick */
+            static unsigned seed;
+            if (!seed)
+                seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
+            seed = seed * 1103515245u + 12345u;
+            port = FREE_PORT_LO + (int)((seed >> 8) % (FREE_PORT_HI - FREE_PORT_LO));
+        }
+        if (port_bindable(port))
             return port;
     }
     return -1;
