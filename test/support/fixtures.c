@@ -8,6 +8,32 @@
 
 #define ARGV_MAX 64
 
+/* Wait for every "address: 127.0.0.1:PORT" of the configuration file besides `port`: loops
+ * bind their listeners one after another, so the first one accepting does not mean the
+ * plain-HTTP or admin one does yet (a test that connected to them at once got ECONNREFUSED
+ * under ASan on a busy machine). */
+static int wait_other_listeners(const char *cfg, int port)
+{
+    size_t len = 0;
+    char *text = (char *)rpt_read_file(cfg, &len);
+    if (!text)
+        return 0; /* written by the test a moment ago; raproxy read it, so it exists */
+    int rc = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line && rc == 0;
+         line = strtok_r(NULL, "\n", &save)) {
+        const char *a = strstr(line, "address");
+        const char *h = a ? strstr(a, "127.0.0.1:") : NULL;
+        if (!h)
+            continue;
+        long other = strtol(h + strlen("127.0.0.1:"), NULL, 10);
+        if (other > 0 && other < 65536 && other != port)
+            rc = rpt_wait_port((int)other, 10000);
+    }
+    free(text);
+    return rc;
+}
+
 int rpt_raproxy_start(struct rpt_proc *p, const char *dir, const char *cfg, int port)
 {
     char bin[512];
@@ -16,7 +42,7 @@ int rpt_raproxy_start(struct rpt_proc *p, const char *dir, const char *cfg, int 
     const char *argv[] = {bin, "--config", cfg, NULL};
     if (rpt_spawn(p, argv) != 0)
         return -1;
-    if (rpt_wait_port(port, 10000) != 0) {
+    if (rpt_wait_port(port, 10000) != 0 || wait_other_listeners(cfg, port) != 0) {
         rpt_stop(p, 9, 1000);
         return -1;
     }
