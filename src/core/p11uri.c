@@ -4,6 +4,7 @@
 #include "raproxy/p11uri.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,29 +55,53 @@ static int set_text(char *dst, size_t cap, const char *v, size_t n)
     return 0;
 }
 
+/* What an attribute's value becomes. */
+enum attr_kind {
+    ATTR_TEXT,        /* NUL-terminated text at `off`, `cap` bytes */
+    ATTR_SLOT_ID,     /* decimal slot number */
+    ATTR_OBJECT,      /* the key's label: text, not empty */
+    ATTR_ID,          /* the key's CKA_ID: bytes */
+    ATTR_TYPE,        /* must be "private" */
+    ATTR_MODULE_NAME, /* refused: module-path or ra.pkcs11.module name the module */
+    ATTR_LIBRARY,     /* refused: library-* attributes */
+};
+
+#define TEXT_AT(field)                                                                             \
+    ATTR_TEXT, offsetof(struct rp_p11_uri, field), sizeof(((struct rp_p11_uri *)0)->field)
+
+static const struct attr {
+    const char *name;
+    bool query;
+    enum attr_kind kind;
+    size_t off, cap;
+} attrs[] = {
+    {"token", false, TEXT_AT(token)},
+    {"manufacturer", false, TEXT_AT(manufacturer)},
+    {"serial", false, TEXT_AT(serial)},
+    {"model", false, TEXT_AT(model)},
+    {"slot-description", false, TEXT_AT(slot_description)},
+    {"slot-manufacturer", false, TEXT_AT(slot_manufacturer)},
+    {"slot-id", false, ATTR_SLOT_ID, 0, 0},
+    {"object", false, ATTR_OBJECT, 0, 0},
+    {"id", false, ATTR_ID, 0, 0},
+    {"type", false, ATTR_TYPE, 0, 0},
+    {"library-manufacturer", false, ATTR_LIBRARY, 0, 0},
+    {"library-description", false, ATTR_LIBRARY, 0, 0},
+    {"library-version", false, ATTR_LIBRARY, 0, 0},
+    {"pin-source", true, TEXT_AT(pin_source)},
+    {"pin-value", true, TEXT_AT(pin_value)},
+    {"module-path", true, TEXT_AT(module_path)},
+    {"module-name", true, ATTR_MODULE_NAME, 0, 0},
+};
+
+_Static_assert(sizeof attrs / sizeof attrs[0] <= 32, "one `seen` bit per attribute");
+
 static int uri_attr(struct rp_p11_uri *u, const char *name, size_t nlen, const char *v, size_t vlen,
                     bool query, unsigned *seen, const char **why)
 {
-    static const char *const path_names[] = {"token",
-                                             "manufacturer",
-                                             "serial",
-                                             "model",
-                                             "slot-description",
-                                             "slot-manufacturer",
-                                             "slot-id",
-                                             "object",
-                                             "id",
-                                             "type",
-                                             "library-manufacturer",
-                                             "library-description",
-                                             "library-version"};
-    static const char *const query_names[] = {"pin-source", "pin-value", "module-path",
-                                              "module-name"};
-    const char *const *names = query ? query_names : path_names;
-    size_t count = query ? sizeof query_names / sizeof query_names[0]
-                         : sizeof path_names / sizeof path_names[0];
-    size_t k = 0;
-    while (k < count && !(strlen(names[k]) == nlen && strncmp(names[k], name, nlen) == 0))
+    size_t k = 0, count = sizeof attrs / sizeof attrs[0];
+    while (k < count && !(attrs[k].query == query && strlen(attrs[k].name) == nlen &&
+                          strncmp(attrs[k].name, name, nlen) == 0))
         k++;
     if (k == count) {
         *why = query ? "unknown query attribute (pin-source, pin-value, module-path)"
@@ -84,53 +109,19 @@ static int uri_attr(struct rp_p11_uri *u, const char *name, size_t nlen, const c
                        "slot-description, slot-manufacturer, object, id, type)";
         return RP_E_CONFIG;
     }
-    unsigned bit = 1u << (k + (query ? 16 : 0));
-    if (*seen & bit) {
+    const struct attr *a = &attrs[k];
+    if (*seen & (1u << k)) {
         *why = "an attribute appears twice";
         return RP_E_CONFIG;
     }
-    *seen |= bit;
-    int bad = 0;
-    if (query) {
-        switch (k) {
-        case 0:
-            bad = set_text(u->pin_source, sizeof u->pin_source, v, vlen);
-            break;
-        case 1:
-            bad = set_text(u->pin_value, sizeof u->pin_value, v, vlen);
-            break;
-        case 2:
-            bad = set_text(u->module_path, sizeof u->module_path, v, vlen);
-            break;
-        default:
-            *why = "module-name is not supported: give module-path or ra.pkcs11.module";
-            return RP_E_CONFIG;
-        }
-        if (bad)
-            *why = "malformed or too long query value";
-        return bad ? RP_E_CONFIG : RP_OK;
-    }
+    *seen |= 1u << k;
     char tmp[64];
-    switch (k) {
-    case 0:
-        bad = set_text(u->token, sizeof u->token, v, vlen);
+    int bad = 0;
+    switch (a->kind) {
+    case ATTR_TEXT:
+        bad = set_text((char *)u + a->off, a->cap, v, vlen);
         break;
-    case 1:
-        bad = set_text(u->manufacturer, sizeof u->manufacturer, v, vlen);
-        break;
-    case 2:
-        bad = set_text(u->serial, sizeof u->serial, v, vlen);
-        break;
-    case 3:
-        bad = set_text(u->model, sizeof u->model, v, vlen);
-        break;
-    case 4:
-        bad = set_text(u->slot_description, sizeof u->slot_description, v, vlen);
-        break;
-    case 5:
-        bad = set_text(u->slot_manufacturer, sizeof u->slot_manufacturer, v, vlen);
-        break;
-    case 6: {
+    case ATTR_SLOT_ID: {
         char *end;
         bad = set_text(tmp, sizeof tmp, v, vlen) || !isdigit((unsigned char)tmp[0]);
         if (!bad) {
@@ -141,13 +132,13 @@ static int uri_attr(struct rp_p11_uri *u, const char *name, size_t nlen, const c
         }
         break;
     }
-    case 7:
+    case ATTR_OBJECT:
         if (set_text(u->object, sizeof u->object, v, vlen) || !u->object[0]) {
             *why = "object: empty, malformed or longer than 32 bytes";
             return RP_E_CONFIG;
         }
         break;
-    case 8: {
+    case ATTR_ID: {
         long n = pct_decode(v, vlen, u->id, sizeof u->id);
         if (n <= 0) {
             *why = "id: empty, malformed or longer than 32 bytes";
@@ -157,20 +148,24 @@ static int uri_attr(struct rp_p11_uri *u, const char *name, size_t nlen, const c
         u->has_id = true;
         break;
     }
-    case 9:
+    case ATTR_TYPE:
         bad = set_text(tmp, sizeof tmp, v, vlen);
         if (!bad && strcmp(tmp, "private") != 0) {
             *why = "type must be private: the key signs";
             return RP_E_CONFIG;
         }
         break;
-    default:
+    case ATTR_MODULE_NAME:
+        *why = "module-name is not supported: give module-path or ra.pkcs11.module";
+        return RP_E_CONFIG;
+    case ATTR_LIBRARY:
         *why = "library-* attributes are not supported: name the module with module-path "
                "or ra.pkcs11.module";
         return RP_E_CONFIG;
     }
     if (bad)
-        *why = "malformed or too long attribute value";
+        *why =
+            query ? "malformed or too long query value" : "malformed or too long attribute value";
     return bad ? RP_E_CONFIG : RP_OK;
 }
 

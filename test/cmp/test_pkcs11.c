@@ -111,6 +111,15 @@ Test(pkcs11, uri_parses_token_object_id_and_pin_source)
     cr_assert_eq(rp_p11_uri_parse("pkcs11:slot-id=5;serial=abc;id=%ff", &u, &why), RP_OK);
     cr_expect(u.has_slot_id);
     cr_expect_eq(u.slot_id, 5);
+    cr_assert_eq(rp_p11_uri_parse("pkcs11:model=M%3b1;manufacturer=Acme;slot-description=s d;"
+                                  "slot-manufacturer=SM;object=k?pin-value=1234",
+                                  &u, &why),
+                 RP_OK, "%s", why);
+    cr_expect_str_eq(u.model, "M;1");
+    cr_expect_str_eq(u.manufacturer, "Acme");
+    cr_expect_str_eq(u.slot_description, "s d");
+    cr_expect_str_eq(u.slot_manufacturer, "SM");
+    cr_expect_str_eq(u.pin_value, "1234");
 }
 
 Test(pkcs11, uri_refuses_what_it_cannot_honour)
@@ -127,6 +136,10 @@ Test(pkcs11, uri_refuses_what_it_cannot_honour)
         "pkcs11:object=a?pin-value=1&pin-source=/x",        /* both */
         "pkcs11:object=a;slot-id=x",
         "pkcs11:object=a?module-name=softhsm2",
+        "pkcs11:object=a;library-version=1",
+        "pkcs11:object=a?token=x",     /* a path attribute in the query */
+        "pkcs11:object=a;pin-value=1", /* a query attribute in the path */
+        "pkcs11:object=a;token=012345678901234567890123456789012", /* token label over 32 */
         "pkcs11:object",
         "file:/etc/ra.key",
     };
