@@ -109,7 +109,7 @@ struct fl_stats {
 struct fl_run {
     struct fl_opts o;
     struct bench_fleet fleet;
-    struct rp_url url;
+    struct rp_http_url url;
     char host_header[HOST_HEADER_MAX];
     struct sockaddr_in addr;
     struct rp_view chain[MAX_CHAIN];
@@ -1024,7 +1024,7 @@ static void parse(int argc, char **argv, struct fl_opts *o)
 static int setup(struct fl_run *run)
 {
     size_t len[MAX_CHAIN];
-    if (rp_url_parse(run->o.url, &run->url) != RP_OK ||
+    if (rp_http_url_parse(run->o.url, &run->url) != RP_OK ||
         uv_ip4_addr(run->url.host, run->url.port, &run->addr) != 0 ||
         rp_url_host_header(&run->url, run->host_header, sizeof run->host_header) != RP_OK) {
         fprintf(stderr, "bench_fleet: --url must be http[s]://IPv4:port/path\n");

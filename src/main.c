@@ -236,8 +236,8 @@ static int run(struct app *a)
 /* A minimal blocking HTTP GET for health checks in images without curl. */
 static int probe(const char *url_s)
 {
-    struct rp_url url;
-    if (rp_url_parse(url_s, &url) != RP_OK || url.tls) {
+    struct rp_http_url url;
+    if (rp_http_url_parse(url_s, &url) != RP_OK || url.tls) {
         fprintf(stderr, "raproxy: --probe takes an http:// URL\n");
         return 2;
     }

@@ -352,13 +352,5 @@ const char *rp_config_domain_path(const struct rp_cfg_domain *d, char *buf, unsi
 int rp_config_split_address(const char *addr, char *host, unsigned host_cap, uint16_t *port);
 
 /* A parsed upstream URL. `path` points into the URL string ("/" when it has none). */
-struct rp_cfg_url {
-    bool https;
-    char host[256]; /* bare host, no brackets for IPv6 */
-    uint16_t port;  /* explicit, or 80 / 443 */
-    const char *path;
-};
-/* Parse "http[s]://host[:port][/path]". Returns 0 or RP_E_CONFIG. */
-int rp_config_parse_url(const char *url, struct rp_cfg_url *out);
 
 #endif

@@ -17,6 +17,7 @@
 #include <llhttp.h>
 
 #include "raproxy/buf.h"
+#include "raproxy/url.h"
 #include "raproxy/view.h"
 
 struct rp_http_limits {
@@ -112,18 +113,8 @@ bool rp_http_media_type_is(struct rp_view ct, const char *type);
 
 /* ---- client side: requests to the upstream CA ---- */
 
-struct rp_url {
-    char scheme[8]; /* "http" or "https" */
-    char host[256]; /* without brackets for IPv6 literals */
-    uint16_t port;
-    char path[1024]; /* "/" when absent; includes the query */
-    bool tls;
-};
-
-/* http:// and https:// only; default ports 80/443; "[v6]" hosts. RP_OK or RP_E_INVAL. */
-int rp_url_parse(const char *url, struct rp_url *out);
 /* Host header value for a URL: "host", "host:port" when not the default, "[v6]:port". */
-int rp_url_host_header(const struct rp_url *u, char *out, size_t outlen);
+int rp_url_host_header(const struct rp_http_url *u, char *out, size_t outlen);
 
 /* Append a request with Host, Content-Type (omitted when NULL), Content-Length (always, so
  * the CA never waits for a close), Connection, and the body. */

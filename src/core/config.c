@@ -9,6 +9,7 @@
 #include "config_internal.h"
 #include "raproxy/err.h"
 #include "raproxy/p11uri.h"
+#include "raproxy/url.h"
 
 #include <cyaml/cyaml.h>
 #include <yaml.h>
@@ -1080,8 +1081,8 @@ static void defaults_limit(struct rp_cfgx *x, const char *prefix, struct rp_cfg_
 /* The path part of the upstream URL, for domains that name none. */
 static void default_upstream_path(struct rp_cfgx *x, struct rp_config *cfg, char **field)
 {
-    struct rp_cfg_url u;
-    if (*field || !cfg->upstream.url || rp_config_parse_url(cfg->upstream.url, &u) != 0)
+    struct rp_http_url u;
+    if (*field || !cfg->upstream.url || rp_http_url_parse(cfg->upstream.url, &u) != RP_OK)
         return;
     *field = rp_cfgx_strdup(x, u.path);
 }

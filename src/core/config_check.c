@@ -31,8 +31,6 @@
 #define MAX_UNSENT_BYTES_MIN     1024u
 #define MAX_UNSENT_BYTES_MAX     (64u << 20)
 #define WORKER_QUEUE_MS_MAX      600000u
-#define PORT_MAX                 65535u
-#define PORT_DIGITS_MAX          5
 
 /* RFC 9810 PKIBody choice names, as written in configs and logs. */
 static const char *const body_names[] = {
@@ -79,64 +77,6 @@ static int in_set(const char *s, const char *const *set, size_t n)
 
 /* ---------------------------------------------------------- addresses and URLs */
 
-static int valid_hostname(const char *h, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)h[i]) && h[i] != '.' && h[i] != '-' && h[i] != '_')
-            return 0;
-    return n > 0;
-}
-
-static int parse_port(const char *p, size_t n, uint16_t *port)
-{
-    char digits[PORT_DIGITS_MAX + 1];
-    uint32_t v;
-    if (n == 0 || n > PORT_DIGITS_MAX)
-        return -1;
-    memcpy(digits, p, n);
-    digits[n] = 0;
-    if (rp_cfgx_parse_u32(digits, PORT_MAX, &v) != 0 || v == 0)
-        return -1;
-    *port = (uint16_t)v;
-    return 0;
-}
-
-/* "host[:port]" or "[v6][:port]" within p[0..n): a name or IP literal. */
-static int parse_authority(const char *p, size_t n, char *host, size_t cap, uint16_t *port)
-{
-    const char *h = p, *hend, *colon = NULL;
-    if (n > 0 && p[0] == '[') {
-        const char *close = memchr(p, ']', n);
-        if (!close)
-            return -1;
-        h = p + 1;
-        hend = close;
-        if (close + 1 < p + n) {
-            if (close[1] != ':')
-                return -1;
-            colon = close + 1;
-        }
-    } else {
-        colon = memchr(p, ':', n);
-        hend = colon ? colon : p + n;
-    }
-    size_t hlen = (size_t)(hend - h);
-    if (hlen == 0 || hlen >= cap)
-        return -1;
-    memcpy(host, h, hlen);
-    host[hlen] = 0;
-    if (p[0] == '[') {
-        unsigned char a6[sizeof(struct in6_addr)];
-        if (inet_pton(AF_INET6, host, a6) != 1)
-            return -1;
-    } else if (!valid_hostname(host, hlen)) {
-        return -1;
-    }
-    if (colon && parse_port(colon + 1, (size_t)(p + n - colon - 1), port) != 0)
-        return -1;
-    return 0;
-}
-
 int rp_config_split_address(const char *addr, char *host, unsigned host_cap, uint16_t *port)
 {
     if (!addr || !host || !port)
@@ -146,7 +86,7 @@ int rp_config_split_address(const char *addr, char *host, unsigned host_cap, uin
     if (!colon || (addr[0] == '[' && colon[-1] != ']'))
         return RP_E_CONFIG;
     uint16_t p = 0;
-    if (parse_authority(addr, strlen(addr), host, host_cap, &p) != 0 || p == 0)
+    if (rp_url_authority_parse(addr, strlen(addr), host, host_cap, &p) != RP_OK || p == 0)
         return RP_E_CONFIG;
     /* listeners bind: a literal address, not a name to resolve */
     unsigned char a[sizeof(struct in6_addr)];
@@ -154,39 +94,6 @@ int rp_config_split_address(const char *addr, char *host, unsigned host_cap, uin
         return RP_E_CONFIG;
     *port = p;
     return 0;
-}
-
-static int url_chars_ok(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s <= ' ' || *s == 0x7f || *s == '#')
-            return 0;
-    return 1;
-}
-
-int rp_config_parse_url(const char *url, struct rp_cfg_url *out)
-{
-    memset(out, 0, sizeof *out);
-    const char *p;
-    if (!url || !url_chars_ok(url))
-        return RP_E_CONFIG;
-    if (strncmp(url, "http://", 7) == 0) {
-        p = url + 7;
-        out->port = 80;
-    } else if (strncmp(url, "https://", 8) == 0) {
-        p = url + 8;
-        out->https = true;
-        out->port = 443;
-    } else {
-        return RP_E_CONFIG;
-    }
-    size_t alen = strcspn(p, "/?");
-    if (memchr(p, '@', alen) ||
-        parse_authority(p, alen, out->host, sizeof out->host, &out->port) != 0)
-        return RP_E_CONFIG;
-    out->path = p[alen] == '/' ? p + alen : "/";
-    /* the CMP endpoint is a path; a query would be dropped or mangled by the pool */
-    return strchr(p, '?') ? RP_E_CONFIG : 0;
 }
 
 /* ------------------------------------------------------------- generic checks */
@@ -259,11 +166,6 @@ static void check_range(struct rp_cfgx *x, const char *path, uint32_t v, uint32_
         rp_cfgx_problem(x, path, "must be %u..%u, got %u", lo, hi, v);
 }
 
-static int valid_url_path(const char *s)
-{
-    return s[0] == '/' && url_chars_ok(s) && !strchr(s, '?');
-}
-
 /* ------------------------------------------------------------------ sections */
 
 static void check_top(struct rp_cfgx *x, const struct rp_config *cfg)
@@ -277,7 +179,7 @@ static void check_top(struct rp_cfgx *x, const struct rp_config *cfg)
         rp_cfgx_problem(x, "log_level", "must be one of debug|info|warn|error, got '%s'",
                         cfg->log_level);
     if (cfg->default_path) {
-        if (!valid_url_path(cfg->default_path))
+        if (!rp_url_path_ok(cfg->default_path))
             rp_cfgx_problem(x, "default_path", "must be a URL path starting with '/', got '%s'",
                             cfg->default_path);
     }
@@ -364,19 +266,19 @@ static void check_http(struct rp_cfgx *x, const struct rp_cfg_http *h)
 
 static void check_upstream(struct rp_cfgx *x, const struct rp_cfg_upstream *u)
 {
-    struct rp_cfg_url url;
+    struct rp_http_url url;
     if (!u->url) {
         rp_cfgx_problem(x, "upstream.url", "required: the CA's CMP URL");
         return;
     }
-    if (rp_config_parse_url(u->url, &url) != 0) {
+    if (rp_http_url_parse(u->url, &url) != RP_OK) {
         rp_cfgx_problem(x, "upstream.url", "must be http://host[:port]/path or https://…, got '%s'",
                         u->url);
         return;
     }
-    if (url.https && !u->ca)
+    if (url.tls && !u->ca)
         rp_cfgx_problem(x, "upstream.ca", "required with an https:// upstream");
-    if (!url.https && (u->ca || u->client_cert || u->client_key))
+    if (!url.tls && (u->ca || u->client_cert || u->client_key))
         rp_cfgx_problem(x,
                         u->ca            ? "upstream.ca"
                         : u->client_cert ? "upstream.client_cert"
@@ -467,17 +369,17 @@ static void check_limits(struct rp_cfgx *x, const char *base, const struct rp_cf
 
 static void check_validation(struct rp_cfgx *x, const struct rp_cfg_validation *v)
 {
-    struct rp_cfg_url url;
+    struct rp_http_url url;
     if (!v)
         return;
     if (!v->url)
         rp_cfgx_problem(x, "validation.url", "required: the VA's OCSP URL");
-    else if (rp_config_parse_url(v->url, &url) != 0)
+    else if (rp_http_url_parse(v->url, &url) != RP_OK)
         rp_cfgx_problem(x, "validation.url",
                         "must be http://host[:port]/path or https://…, got '%s'", v->url);
-    else if (url.https && !v->ca)
+    else if (url.tls && !v->ca)
         rp_cfgx_problem(x, "validation.ca", "required with an https:// VA");
-    else if (!url.https && v->ca)
+    else if (!url.tls && v->ca)
         rp_cfgx_problem(x, "validation.ca", "only meaningful with an https:// VA");
     if (!v->responder_cert && v->trust_anchors_count == 0)
         rp_cfgx_problem(x, "validation",
@@ -485,7 +387,7 @@ static void check_validation(struct rp_cfgx *x, const struct rp_cfg_validation *
     check_file(x, "validation.ca", v->ca);
     check_file(x, "validation.responder_cert", v->responder_cert);
     check_files(x, "validation", "trust_anchors", v->trust_anchors, v->trust_anchors_count);
-    if (v->path && !valid_url_path(v->path))
+    if (v->path && !rp_url_path_ok(v->path))
         rp_cfgx_problem(x, "validation.path", "must be a URL path starting with '/', got '%s'",
                         v->path);
     check_range(x, "validation.cache.max_entries", v->cache.max_entries, 1, OCSP_CACHE_ENTRIES_MAX);
@@ -789,7 +691,7 @@ static void check_domain(struct rp_cfgx *x, const struct rp_config *cfg, unsigne
     rp_cfgx_key(p, "%s.replay_window_s", base);
     check_range(x, p, d->replay_window_s, 1, REPLAY_WINDOW_MAX_S);
     rp_cfgx_key(p, "%s.upstream_path", base);
-    if (d->upstream_path && !valid_url_path(d->upstream_path))
+    if (d->upstream_path && !rp_url_path_ok(d->upstream_path))
         rp_cfgx_problem(x, p, "must be a URL path starting with '/', got '%s'", d->upstream_path);
     check_limits(x, base, &d->limits);
 }
@@ -841,7 +743,7 @@ static void check_paths(struct rp_cfgx *x, const struct rp_config *cfg)
             add_served(x, v, &n, rp_config_domain_path(d, path, sizeof path), key);
         for (unsigned j = 0; j < d->paths_count; j++) {
             rp_cfgx_key(key, "domains[%u].paths[%u]", i, j);
-            if (!valid_url_path(d->paths[j]))
+            if (!rp_url_path_ok(d->paths[j]))
                 rp_cfgx_problem(x, key, "must be a URL path starting with '/', got '%s'",
                                 d->paths[j]);
             else
@@ -851,16 +753,16 @@ static void check_paths(struct rp_cfgx *x, const struct rp_config *cfg)
             rp_cfgx_key(key, "domains[%u].ocsp_path", i);
             if (!cfg->validation)
                 rp_cfgx_problem(x, key, "needs the top-level validation section (the VA)");
-            else if (!valid_url_path(d->ocsp_path))
+            else if (!rp_url_path_ok(d->ocsp_path))
                 rp_cfgx_problem(x, key, "must be a URL path starting with '/', got '%s'",
                                 d->ocsp_path);
             else
                 add_served(x, v, &n, d->ocsp_path, key);
         }
     }
-    if (cfg->default_path && valid_url_path(cfg->default_path))
+    if (cfg->default_path && rp_url_path_ok(cfg->default_path))
         add_served(x, v, &n, cfg->default_path, "default_path");
-    if (cfg->validation && cfg->validation->path && valid_url_path(cfg->validation->path))
+    if (cfg->validation && cfg->validation->path && rp_url_path_ok(cfg->validation->path))
         add_served(x, v, &n, cfg->validation->path, "validation.path");
     free(v);
 }

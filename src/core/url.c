@@ -3,10 +3,13 @@
 
 #include "raproxy/err.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static int hexval(int c)
 {
@@ -152,4 +155,115 @@ void rp_redis_url_redact(const char *url, char *out, size_t cap)
         return;
     }
     snprintf(out, cap, "%.*s***%s", (int)(colon + 1 - url), url, at);
+}
+
+/* ------------------------------------------------------------------- HTTP URLs */
+
+#define HTTP_DEFAULT_PORT  80
+#define HTTPS_DEFAULT_PORT 443
+#define PORT_DIGITS_MAX    5
+
+static bool host_name_ok(const char *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)h[i]) && h[i] != '.' && h[i] != '-' && h[i] != '_')
+            return false;
+    return n > 0;
+}
+
+static int port_parse(const char *p, size_t n, uint16_t *port)
+{
+    if (n == 0 || n > PORT_DIGITS_MAX)
+        return RP_E_CONFIG;
+    unsigned v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)p[i]))
+            return RP_E_CONFIG;
+        v = v * 10u + (unsigned)(p[i] - '0');
+    }
+    if (v == 0 || v > UINT16_MAX)
+        return RP_E_CONFIG;
+    *port = (uint16_t)v;
+    return RP_OK;
+}
+
+int rp_url_authority_parse(const char *p, size_t n, char *host, size_t cap, uint16_t *port)
+{
+    const char *h = p, *hend, *colon = NULL;
+    if (n > 0 && p[0] == '[') {
+        const char *close = memchr(p, ']', n);
+        if (!close)
+            return RP_E_CONFIG;
+        h = p + 1;
+        hend = close;
+        if (close + 1 < p + n) {
+            if (close[1] != ':')
+                return RP_E_CONFIG;
+            colon = close + 1;
+        }
+    } else {
+        colon = memchr(p, ':', n);
+        hend = colon ? colon : p + n;
+    }
+    size_t hlen = (size_t)(hend - h);
+    if (hlen == 0 || hlen >= cap)
+        return RP_E_CONFIG;
+    memcpy(host, h, hlen);
+    host[hlen] = 0;
+    if (p[0] == '[') {
+        unsigned char a6[sizeof(struct in6_addr)];
+        if (inet_pton(AF_INET6, host, a6) != 1)
+            return RP_E_CONFIG;
+    } else if (!host_name_ok(host, hlen)) {
+        return RP_E_CONFIG;
+    }
+    if (colon && port_parse(colon + 1, (size_t)(p + n - colon - 1), port) != RP_OK)
+        return RP_E_CONFIG;
+    return RP_OK;
+}
+
+static bool url_char_ok(char c)
+{
+    return (unsigned char)c > ' ' && c != 0x7f && c != '?' && c != '#';
+}
+
+bool rp_url_path_ok(const char *path)
+{
+    if (!path || path[0] != '/')
+        return false;
+    for (; *path; path++)
+        if (!url_char_ok(*path))
+            return false;
+    return true;
+}
+
+int rp_http_url_parse(const char *url, struct rp_http_url *out)
+{
+    if (!url || !out)
+        return RP_E_CONFIG;
+    memset(out, 0, sizeof *out);
+    for (const char *c = url; *c; c++)
+        if (!url_char_ok(*c))
+            return RP_E_CONFIG;
+    const char *rest;
+    if (strncasecmp(url, "http://", 7) == 0) {
+        rest = url + 7;
+        out->port = HTTP_DEFAULT_PORT;
+    } else if (strncasecmp(url, "https://", 8) == 0) {
+        rest = url + 8;
+        out->port = HTTPS_DEFAULT_PORT;
+        out->tls = true;
+    } else {
+        return RP_E_CONFIG;
+    }
+    size_t alen = strcspn(rest, "/");
+    if (memchr(rest, '@', alen) ||
+        rp_url_authority_parse(rest, alen, out->host, sizeof out->host, &out->port) != RP_OK)
+        return RP_E_CONFIG;
+    const char *path = rest[alen] ? rest + alen : "/";
+    size_t plen = strlen(path);
+    if (plen >= sizeof out->path)
+        return RP_E_CONFIG;
+    memcpy(out->path, path, plen + 1);
+    return RP_OK;
 }

@@ -49,7 +49,7 @@ struct rp_upstream_conn {
 
 struct rp_upstream {
     uv_loop_t *loop;
-    struct rp_url url;
+    struct rp_http_url url;
     char host_header[300];
     struct rp_tls_ctx *tls;
     uint32_t timeout_ms, connect_timeout_ms;
@@ -504,7 +504,7 @@ int rp_upstream_new(struct rp_upstream **out, uv_loop_t *loop, const struct rp_c
     struct rp_upstream *u = calloc(1, sizeof *u);
     if (!u)
         return RP_E_NOMEM;
-    if (!cfg->url || rp_url_parse(cfg->url, &u->url) != RP_OK) {
+    if (!cfg->url || rp_http_url_parse(cfg->url, &u->url) != RP_OK) {
         free(u);
         return RP_E_CONFIG;
     }

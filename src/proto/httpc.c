@@ -1,4 +1,4 @@
-/* Upstream side of HTTP/1.1: URL parsing, the request writer and the response parser.
+/* Upstream side of HTTP/1.1: the Host header, the request writer and the response parser.
  * The response parser shares the engine in http.c; every failure is reported as
  * RP_E_UPSTREAM_PROTOCOL, because what the device should see is "the CA answered
  * garbage" (502), not the CA's size problem. */
@@ -8,127 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define HTTP_DEFAULT_PORT  80
 #define HTTPS_DEFAULT_PORT 443
-#define PORT_MAX           65535
 
-/* ---- URLs ---- */
+/* ---- URLs (parsed by rp_http_url_parse in src/core/url.c) ---- */
 
-static bool host_char_ok(char c)
-{
-    /* reg-name characters we accept; no userinfo, no percent-encoding in upstream hosts */
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_';
-}
-
-static int parse_port(const char *s, size_t n, uint16_t *port)
-{
-    if (n == 0 || n > 5)
-        return RP_E_INVAL;
-    unsigned v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return RP_E_INVAL;
-        v = v * 10 + (unsigned)(s[i] - '0');
-    }
-    if (v == 0 || v > PORT_MAX)
-        return RP_E_INVAL;
-    *port = (uint16_t)v;
-    return RP_OK;
-}
-
-static int parse_authority(const char *a, size_t n, struct rp_url *out)
-{
-    const char *host = a, *port = NULL;
-    size_t hlen, plen = 0;
-    if (n && a[0] == '[') {
-        const char *close = memchr(a, ']', n);
-        if (!close)
-            return RP_E_INVAL;
-        host = a + 1;
-        hlen = (size_t)(close - host);
-        for (size_t i = 0; i < hlen; i++) {
-            char c = host[i];
-            bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-            if (!hex && c != ':' && c != '.')
-                return RP_E_INVAL;
-        }
-        const char *rest = close + 1;
-        size_t rlen = n - (size_t)(rest - a);
-        if (rlen) {
-            if (rest[0] != ':')
-                return RP_E_INVAL;
-            port = rest + 1;
-            plen = rlen - 1;
-        }
-    } else {
-        const char *colon = memchr(a, ':', n);
-        hlen = colon ? (size_t)(colon - a) : n;
-        if (colon) {
-            port = colon + 1;
-            plen = n - hlen - 1;
-        }
-        for (size_t i = 0; i < hlen; i++)
-            if (!host_char_ok(host[i]))
-                return RP_E_INVAL;
-    }
-    if (hlen == 0 || hlen >= sizeof out->host)
-        return RP_E_INVAL;
-    memcpy(out->host, host, hlen);
-    out->host[hlen] = '\0';
-    if (port && parse_port(port, plen, &out->port))
-        return RP_E_INVAL;
-    return RP_OK;
-}
-
-int rp_url_parse(const char *url, struct rp_url *out)
-{
-    if (!url || !out)
-        return RP_E_INVAL;
-    memset(out, 0, sizeof *out);
-    const char *rest;
-    if (strncasecmp(url, "http://", 7) == 0) {
-        strcpy(out->scheme, "http");
-        out->port = HTTP_DEFAULT_PORT;
-        rest = url + 7;
-    } else if (strncasecmp(url, "https://", 8) == 0) {
-        strcpy(out->scheme, "https");
-        out->port = HTTPS_DEFAULT_PORT;
-        out->tls = true;
-        rest = url + 8;
-    } else {
-        return RP_E_INVAL;
-    }
-    size_t alen = strcspn(rest, "/?#");
-    if (memchr(rest, '@', alen)) /* credentials in URLs end up in logs */
-        return RP_E_INVAL;
-    if (parse_authority(rest, alen, out))
-        return RP_E_INVAL;
-    const char *path = rest + alen;
-    size_t plen = strcspn(path, "#"); /* a fragment is never sent */
-    for (size_t i = 0; i < plen; i++)
-        if ((unsigned char)path[i] <= ' ' || path[i] == 0x7f)
-            return RP_E_INVAL;
-    if (plen == 0) {
-        strcpy(out->path, "/");
-    } else if (path[0] == '?') {
-        if (plen + 1 >= sizeof out->path)
-            return RP_E_INVAL;
-        out->path[0] = '/';
-        memcpy(out->path + 1, path, plen);
-        out->path[plen + 1] = '\0';
-    } else {
-        if (plen >= sizeof out->path)
-            return RP_E_INVAL;
-        memcpy(out->path, path, plen);
-        out->path[plen] = '\0';
-    }
-    return RP_OK;
-}
-
-int rp_url_host_header(const struct rp_url *u, char *out, size_t outlen)
+int rp_url_host_header(const struct rp_http_url *u, char *out, size_t outlen)
 {
     bool v6 = strchr(u->host, ':') != NULL;
     bool dflt = u->port == (u->tls ? HTTPS_DEFAULT_PORT : HTTP_DEFAULT_PORT);

@@ -148,9 +148,9 @@ static bool same_va(const struct rp_cfg_validation *a, const struct rp_cfg_valid
 
 static int open_pool(struct loop_state *st, const struct rp_cfg_validation *v)
 {
-    struct rp_cfg_url url;
-    int rc = rp_config_parse_url(v->url, &url);
-    if (rc == RP_OK && url.https) {
+    struct rp_http_url url;
+    int rc = rp_http_url_parse(v->url, &url);
+    if (rc == RP_OK && url.tls) {
         struct rp_tls_client_opts o = {.ca_file = v->ca, .sni = url.host};
         rc = rp_tls_ctx_client(&st->tls, &o);
     }

@@ -122,8 +122,8 @@ static int build_tls(struct rp_snapshot *s, FILE *errs)
             return rc;
         }
     }
-    struct rp_url url;
-    if (cfg->upstream.url && rp_url_parse(cfg->upstream.url, &url) == RP_OK && url.tls) {
+    struct rp_http_url url;
+    if (cfg->upstream.url && rp_http_url_parse(cfg->upstream.url, &url) == RP_OK && url.tls) {
         struct rp_tls_client_opts o = {
             .ca_file = cfg->upstream.ca,
             .cert_file = cfg->upstream.client_cert,

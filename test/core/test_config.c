@@ -2,6 +2,7 @@
  * environment overrides, and the shipped example. Files for "exists and is readable" checks
  * live in a per-test temp dir; the YAML under test/core/configs/ is loaded in place. */
 #include "raproxy/config.h"
+#include "raproxy/url.h"
 #include "raproxy/err.h"
 #include "support.h"
 
@@ -779,24 +780,30 @@ Test(config, split_address)
                  "host does not fit");
 }
 
-Test(config, parse_url)
+/* upstream.url and validation.url go through rp_http_url_parse (src/core/url.c), the parser the
+ * runtime uses: what the check accepts the pool can use, and the other way round. */
+Test(config, url_check_is_the_runtime_parser)
 {
-    struct rp_cfg_url u;
-    cr_assert_eq(rp_config_parse_url("https://ca.example.net/ejbca/publicweb/cmp/ra", &u), 0);
-    cr_assert(u.https);
-    cr_assert_str_eq(u.host, "ca.example.net");
-    cr_assert_eq(u.port, 443);
-    cr_assert_str_eq(u.path, "/ejbca/publicweb/cmp/ra");
-    cr_assert_eq(rp_config_parse_url("http://[fd00::1]:8080", &u), 0);
-    cr_assert_not(u.https);
-    cr_assert_str_eq(u.host, "fd00::1");
-    cr_assert_eq(u.port, 8080);
-    cr_assert_str_eq(u.path, "/");
-    const char *bad[] = {"ftp://ca/",    "http://",          "http:///cmp",  "http://ca:0/",
-                         "http://u@ca/", "http://ca/a b",    "http://ca:x/", "https://[zz]/",
-                         "ca:8080/cmp",  "http://ca/cmp?x=1"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        cr_assert_eq(rp_config_parse_url(bad[i], &u), RP_E_CONFIG, "%s", bad[i]);
+    static const char *const bad[] = {"ftp://ca/",         "http://",       "http:///cmp",
+                                      "http://ca:0/",      "http://u@ca/",  "http://ca/a b",
+                                      "http://ca:x/",      "https://[zz]/", "ca:8080/cmp",
+                                      "http://ca/cmp?x=1", "http://ca/#f"};
+    char yaml[512];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct rp_http_url u;
+        cr_expect_eq(rp_http_url_parse(bad[i], &u), RP_E_CONFIG, "%s", bad[i]);
+        snprintf(yaml, sizeof yaml,
+                 "listeners: [{address: 127.0.0.1:1, tls: off}]\nupstream: {url: '%s'}\n", bad[i]);
+        cr_expect_eq(load_text(yaml, RP_CONFIG_NO_FILE_CHECKS), RP_E_CONFIG);
+        cr_expect(errs_text && strstr(errs_text, "upstream.url"),
+                  "--check-config accepted upstream.url %s:\n%s", bad[i], errs_text);
+    }
+    snprintf(yaml, sizeof yaml,
+             "listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+             "upstream: {url: 'HTTP://[fd00::1]:8080/ejbca/cmp'}\n");
+    load_text(yaml, RP_CONFIG_NO_FILE_CHECKS); /* other keys are missing: only the URL counts */
+    cr_expect(!errs_text || !strstr(errs_text, "upstream.url"),
+              "a good URL (scheme in capitals, IPv6) refused:\n%s", errs_text);
 }
 
 Test(config, pkcs11_keys_need_a_module_and_a_pin)

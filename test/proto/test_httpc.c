@@ -216,69 +216,75 @@ Test(http_request, writes_exact_bytes)
     rp_buf_free(&b);
 }
 
+/* The one HTTP URL parser (src/core/url.c) as the upstream pool, --probe and the bench use it;
+ * test_config.c checks that --check-config refuses the same. */
 Test(url, parses_good_urls)
 {
-    struct rp_url u;
-    cr_assert_eq(rp_url_parse("http://ejbca:8080/ejbca/publicweb/cmp/ra", &u), RP_OK);
-    cr_assert_str_eq(u.scheme, "http");
+    struct rp_http_url u;
+    cr_assert_eq(rp_http_url_parse("http://ejbca:8080/ejbca/publicweb/cmp/ra", &u), RP_OK);
     cr_assert_str_eq(u.host, "ejbca");
     cr_assert_eq(u.port, 8080);
     cr_assert_str_eq(u.path, "/ejbca/publicweb/cmp/ra");
     cr_assert(!u.tls);
 
-    cr_assert_eq(rp_url_parse("https://ca.example.com", &u), RP_OK);
+    cr_assert_eq(rp_http_url_parse("https://ca.example.com", &u), RP_OK);
     cr_assert(u.tls);
     cr_assert_eq(u.port, 443);
     cr_assert_str_eq(u.path, "/");
     cr_assert_str_eq(u.host, "ca.example.com");
 
-    cr_assert_eq(rp_url_parse("HTTP://127.0.0.1/", &u), RP_OK);
+    cr_assert_eq(rp_http_url_parse("HTTP://127.0.0.1/", &u), RP_OK); /* scheme in any case */
     cr_assert_eq(u.port, 80);
     cr_assert_str_eq(u.host, "127.0.0.1");
+    cr_assert_eq(rp_http_url_parse("Https://ca/", &u), RP_OK);
+    cr_assert(u.tls);
 
-    cr_assert_eq(rp_url_parse("http://[::1]:8443/cmp?x=1#frag", &u), RP_OK);
+    cr_assert_eq(rp_http_url_parse("http://[::1]:8443/cmp", &u), RP_OK);
     cr_assert_str_eq(u.host, "::1");
     cr_assert_eq(u.port, 8443);
-    cr_assert_str_eq(u.path, "/cmp?x=1");
+    cr_assert_str_eq(u.path, "/cmp");
 
-    cr_assert_eq(rp_url_parse("https://[2001:db8::1]", &u), RP_OK);
+    cr_assert_eq(rp_http_url_parse("https://[2001:db8::1]", &u), RP_OK);
     cr_assert_str_eq(u.host, "2001:db8::1");
     cr_assert_eq(u.port, 443);
-
-    cr_assert_eq(rp_url_parse("http://h?q", &u), RP_OK);
-    cr_assert_str_eq(u.path, "/?q");
 }
 
 Test(url, rejects_bad_urls)
 {
     static const char *const bad[] = {
-        "ftp://h/",       "http://",        "http:///x",       "http://h:0/",
-        "http://h:65536", "http://h:8o",    "http://h:",       "http://u:p@h/",
-        "http://[::1",    "http://[::1]x/", "http://[zz::1]/", "h/x",
-        "http://a b/",    "http://h/a b",   "https//h/",       "",
+        "ftp://h/",       "http://",          "http:///x",       "http://h:0/",
+        "http://h:65536", "http://h:8o",      "http://h:",       "http://u:p@h/",
+        "http://[::1",    "http://[::1]x/",   "http://[zz::1]/", "h/x",
+        "http://a b/",    "http://h/a b",     "https//h/",       "",
+        "http://h?q",     "http://h/cmp?x=1", "http://h/cmp#f",  "http://[1.2.3.4]/",
+        "http://h/\x01",  "http://h\x7f/",
     };
-    struct rp_url u;
+    struct rp_http_url u;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        cr_assert_eq(rp_url_parse(bad[i], &u), RP_E_INVAL, "accepted \"%s\"", bad[i]);
-    cr_assert_eq(rp_url_parse(NULL, &u), RP_E_INVAL);
+        cr_assert_eq(rp_http_url_parse(bad[i], &u), RP_E_CONFIG, "accepted \"%s\"", bad[i]);
+    cr_assert_eq(rp_http_url_parse(NULL, &u), RP_E_CONFIG);
 
     char longhost[300] = "http://";
     memset(longhost + 7, 'a', 280);
     longhost[287] = '\0';
-    cr_assert_eq(rp_url_parse(longhost, &u), RP_E_INVAL);
+    cr_assert_eq(rp_http_url_parse(longhost, &u), RP_E_CONFIG);
+    char longpath[1100] = "http://h/";
+    memset(longpath + 9, 'p', 1050);
+    longpath[1059] = '\0';
+    cr_assert_eq(rp_http_url_parse(longpath, &u), RP_E_CONFIG);
 }
 
 Test(url, host_header_omits_default_ports_and_brackets_v6)
 {
-    struct rp_url u;
+    struct rp_http_url u;
     char h[300];
-    rp_url_parse("http://ca/", &u);
+    rp_http_url_parse("http://ca/", &u);
     cr_assert_eq(rp_url_host_header(&u, h, sizeof h), RP_OK);
     cr_assert_str_eq(h, "ca");
-    rp_url_parse("https://ca:8443/", &u);
+    rp_http_url_parse("https://ca:8443/", &u);
     rp_url_host_header(&u, h, sizeof h);
     cr_assert_str_eq(h, "ca:8443");
-    rp_url_parse("http://[::1]:8080/", &u);
+    rp_http_url_parse("http://[::1]:8080/", &u);
     rp_url_host_header(&u, h, sizeof h);
     cr_assert_str_eq(h, "[::1]:8080");
     cr_assert_eq(rp_url_host_header(&u, h, 4), RP_E_INVAL);
