@@ -92,7 +92,8 @@ def resolve(src, including, quote, name):
         return None
     for base in (os.path.dirname(including), os.path.join(src, "include"),
                  os.path.join(src, "src"), os.path.join(src, "test", "support"),
-                 os.path.join(src, "test", "support", "cmp")):
+                 os.path.join(src, "test", "support", "cmp"),
+                 os.path.join(src, "test", "support", "net")):
         p = os.path.realpath(os.path.join(base, name))
         if os.path.exists(p):
             return p

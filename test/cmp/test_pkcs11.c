@@ -307,13 +307,6 @@ Test(pkcs11, workers_sign_in_parallel_each_in_its_session)
     rp_privkey_free(k);
 }
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* The token's files disappear (SoftHSM2 keeps a token as a directory: renaming it away is
  * what an unplugged or unreachable HSM looks like to the module), then come back. */
 Test(pkcs11, lost_token_fails_fast_then_reconnects)
@@ -351,8 +344,8 @@ Test(pkcs11, lost_token_fails_fast_then_reconnects)
     cr_expect_arr_eq(digest, sha1_abc, sizeof digest);
 
     cr_assert_eq(rename(away, tokens), 0);
-    long deadline = now_ms() + RECONNECT_MS;
-    while (!rp_privkey_available(k) && now_ms() < deadline)
+    long deadline = rpt_mono_ms() + RECONNECT_MS;
+    while (!rp_privkey_available(k) && rpt_mono_ms() < deadline)
         usleep(20 * 1000);
     cr_assert(rp_privkey_available(k), "not reconnected within %d ms", RECONNECT_MS);
     sign_and_verify(k, RP_SIG_ECDSA_SHA256, spki, len);

@@ -8,6 +8,7 @@
  * on_redis_failure, and go back to Redis by itself. */
 #include "fixtures.h"
 #include "httpc.h"
+#include "msgbuild.h"
 #include "support.h"
 
 #include "raproxy/arena.h"
@@ -53,19 +54,6 @@ static void track(pid_t pid)
 {
     if (g_npids < MAX_PROCS)
         g_pids[g_npids++] = pid;
-}
-
-static long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 static void redis_start(struct rpt_redis *r)
@@ -193,32 +181,13 @@ static int stub_upstream(struct rpt_proc *p)
 
 /* ---- messages ----------------------------------------------------------------------------- */
 
-static uint8_t *capture_ir(const char *dev, size_t *len)
-{
-    char cert[600], key[600], ica[600], newkey[600], out[600], crt[600];
-    snprintf(cert, sizeof cert, "%s/vendor/%s.pem", g_pki, dev);
-    snprintf(key, sizeof key, "%s/vendor/%s.key", g_pki, dev);
-    snprintf(ica, sizeof ica, "%s/vendor/ica.pem", g_pki);
-    snprintf(newkey, sizeof newkey, "%s/ca/issued.key", g_pki);
-    snprintf(out, sizeof out, "%s/%s-ir.der", g_dir, dev);
-    snprintf(crt, sizeof crt, "%s/%s-unused.pem", g_dir, dev);
-    const char *argv[] = {
-        "openssl",        "cmp", "-cmd",     "ir",   "-server",      "127.0.0.1:1",
-        "-path",          "x",   "-cert",    cert,   "-key",         key,
-        "-extracerts",    ica,   "-newkey",  newkey, /* subject: the device certificate's */
-        "-reqout",        out,   "-certout", crt,    "-msg_timeout", "1",
-        "-total_timeout", "2",   NULL};
-    rpt_run(argv, 20000, NULL); /* fails to send, after writing the request */
-    return rpt_read_file(out, len);
-}
-
 static void setup(void)
 {
     g_pki = rpt_pki();
     cr_assert_not_null(g_pki);
     g_dir = rpt_tmpdir();
-    g_base[0] = capture_ir("dev1", &g_base_len[0]);
-    g_base[1] = capture_ir("dev2", &g_base_len[1]);
+    g_base[0] = rpt_capture_device(g_dir, g_pki, "ir", "vendor/dev1", &g_base_len[0]);
+    g_base[1] = rpt_capture_device(g_dir, g_pki, "ir", "vendor/dev2", &g_base_len[1]);
     cr_assert(g_base[0] && g_base[1], "openssl cmp -reqout wrote no request");
 }
 
@@ -447,11 +416,11 @@ static int readyz(int admin)
 /* Poll until raproxy_redis_up is `want` (bounded); the ms it took, or -1. */
 static long wait_redis_up(int admin, long want)
 {
-    long t0 = mono_ms();
-    while (mono_ms() - t0 < WAIT_MS) {
+    long t0 = rpt_mono_ms();
+    while (rpt_mono_ms() - t0 < WAIT_MS) {
         if (metric(admin, "raproxy_redis_up") == want)
-            return mono_ms() - t0;
-        sleep_ms(POLL_MS);
+            return rpt_mono_ms() - t0;
+        rpt_sleep_ms(POLL_MS);
     }
     return -1;
 }
@@ -473,10 +442,10 @@ Test(admission, per_ip_burst_of_three_refuses_the_fourth_with_retry_after)
         m[i] = fresh_ir();
     struct rpt_resp r[4];
     enum verdict v[4];
-    long t0 = mono_ms();
+    long t0 = rpt_mono_ms();
     for (int i = 0; i < 4; i++)
         v[i] = post(x.port, m[i], &r[i]);
-    long took = mono_ms() - t0;
+    long took = rpt_mono_ms() - t0;
     for (int i = 0; i < 3; i++)
         cr_expect_eq(v[i], V_ADMITTED, "request %d: %s (%s)", i + 1, verdict_name(v[i]),
                      (const char *)r[i].body);
@@ -525,7 +494,7 @@ Test(admission, two_processes_on_one_redis_share_one_budget)
     for (int i = 0; i < SENT; i++)
         m[i] = fresh_ir();
     int admitted = 0, rate = 0, per[2] = {0, 0};
-    long t0 = mono_ms();
+    long t0 = rpt_mono_ms();
     for (int i = 0; i < SENT; i++) {
         struct rpt_resp r;
         enum verdict v = post(x[i % 2].port, m[i], &r);
@@ -536,7 +505,7 @@ Test(admission, two_processes_on_one_redis_share_one_budget)
         rpt_resp_free(&r);
         free(m[i].p);
     }
-    long took = mono_ms() - t0;
+    long took = rpt_mono_ms() - t0;
     /* one shared bucket: BURST at once, plus one per whole second the run took */
     cr_expect_geq(admitted, BURST);
     cr_expect_leq(admitted, BURST + took / 1000, "admitted %d of %d in %ld ms", admitted, SENT,
@@ -609,10 +578,10 @@ static void *load_client(void *arg)
     struct load *l = arg;
     for (int i = 0; i < LOAD_EACH; i++) {
         struct rpt_resp r;
-        l->sent_at[i] = mono_ms();
+        l->sent_at[i] = rpt_mono_ms();
         l->v[i] = post(l->port, l->msgs[i], &r);
         rpt_resp_free(&r);
-        sleep_ms(LOAD_GAP_MS);
+        rpt_sleep_ms(LOAD_GAP_MS);
     }
     return NULL;
 }
@@ -643,9 +612,9 @@ Test(admission, redis_killed_under_load_open_admits_closed_refuses_then_back)
     pthread_t th[LOAD_CLIENTS];
     for (int c = 0; c < LOAD_CLIENTS; c++)
         cr_assert_eq(pthread_create(&th[c], NULL, load_client, &l[c]), 0);
-    sleep_ms(KILL_AFTER);
+    rpt_sleep_ms(KILL_AFTER);
     cr_assert_eq(rpt_stop(&rd.p, SIGKILL, WAIT_MS), 128 + SIGKILL);
-    long killed = mono_ms();
+    long killed = rpt_mono_ms();
     for (int c = 0; c < LOAD_CLIENTS; c++)
         pthread_join(th[c], NULL);
     int count[2][5] = {{0}}, after[2] = {0, 0};
@@ -738,12 +707,12 @@ Test(admission, script_flush_and_a_stopped_redis_are_survived)
     /* hung Redis: deadlines answer, nothing waits for it */
     cr_assert_eq(kill(rd.p.pid, SIGSTOP), 0);
     for (int i = 0; i < 3; i++) {
-        long t0 = mono_ms();
+        long t0 = rpt_mono_ms();
         enum verdict vo = post_fresh(x[0].port);
-        long t_open = mono_ms() - t0;
-        t0 = mono_ms();
+        long t_open = rpt_mono_ms() - t0;
+        t0 = rpt_mono_ms();
         enum verdict vc = post_fresh(x[1].port);
-        long t_closed = mono_ms() - t0;
+        long t_closed = rpt_mono_ms() - t0;
         cr_expect_eq(vo, V_ADMITTED, "open, Redis stopped: %s", verdict_name(vo));
         cr_expect_eq(vc, V_UNAVAIL, "closed, Redis stopped: %s", verdict_name(vc));
         cr_log_info("Redis stopped: answered in %ld ms (open), %ld ms (closed)", t_open, t_closed);
@@ -754,13 +723,13 @@ Test(admission, script_flush_and_a_stopped_redis_are_survived)
         long ms = wait_redis_up(x[k].admin, 1);
         cr_assert_geq(ms, 0);
         /* the stall detector may have reconnected, or not yet: either way, admitted */
-        long t0 = mono_ms();
+        long t0 = rpt_mono_ms();
         enum verdict v = V_NONE;
-        while (mono_ms() - t0 < WAIT_MS && (v = post_fresh(x[k].port)) != V_ADMITTED)
-            sleep_ms(100);
+        while (rpt_mono_ms() - t0 < WAIT_MS && (v = post_fresh(x[k].port)) != V_ADMITTED)
+            rpt_sleep_ms(100);
         cr_expect_eq(v, V_ADMITTED, "after SIGCONT: %s", verdict_name(v));
         cr_log_info("%s: admitted through Redis %ld ms after SIGCONT", k ? "closed" : "open",
-                    ms + mono_ms() - t0);
+                    ms + rpt_mono_ms() - t0);
     }
     rpx_stop(&x[0]);
     rpx_stop(&x[1]);

@@ -148,13 +148,6 @@ static void expect_alive(struct env *e)
     rpt_resp_free(&r);
 }
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* ---- requests and answers on one socket --------------------------------------------- */
 
 static const char *const relay_req = "POST /pkix/ HTTP/1.1\r\nHost: x\r\n"
@@ -393,16 +386,17 @@ Test(connections, client_that_never_reads_costs_bounded_memory, .timeout = 120)
     while (chunk.len < 65536)
         buf_add(&chunk, get_404, strlen(get_404));
     /* bounded: 8 s, or 256 MiB of requests, or 2 s without raproxy taking any more */
-    long start = now_ms(), last_progress = start;
+    long start = rpt_mono_ms(), last_progress = start;
     size_t sent = 0;
-    while (now_ms() - start < 8000 && sent < (256u << 20) && now_ms() - last_progress < 2000) {
+    while (rpt_mono_ms() - start < 8000 && sent < (256u << 20) &&
+           rpt_mono_ms() - last_progress < 2000) {
         struct pollfd p = {fd, POLLOUT, 0};
         if (poll(&p, 1, 100) <= 0)
             continue;
         ssize_t w = send(fd, chunk.p, chunk.len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (w > 0) {
             sent += (size_t)w;
-            last_progress = now_ms();
+            last_progress = rpt_mono_ms();
         } else if (w < 0 && errno != EAGAIN) {
             break;
         }

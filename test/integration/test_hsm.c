@@ -49,13 +49,6 @@ struct hsm {
     struct rpt_proc rp, mock, rel;
 };
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* An RA certificate (signed by the operator's issuing CA, EKU cmcRA) for a key whose
  * public half is pub_der: the CSR is made with a throw-away key, the certificate gets the
  * token key's public key (-force_pubkey). */
@@ -229,7 +222,7 @@ static double metric(int admin, const char *series)
 /* Wait until /readyz answers `status`; its body in *body. */
 static bool wait_ready(struct hsm *h, int status, char **body)
 {
-    long deadline = now_ms() + WAIT_MS;
+    long deadline = rpt_mono_ms() + WAIT_MS;
     int st = 0;
     do {
         free(*body);
@@ -237,7 +230,7 @@ static bool wait_ready(struct hsm *h, int status, char **body)
         if (st == status)
             return true;
         usleep(50 * 1000);
-    } while (now_ms() < deadline);
+    } while (rpt_mono_ms() < deadline);
     return false;
 }
 
@@ -336,10 +329,10 @@ Test(hsm, lost_token_fails_fast_turns_unready_and_reconnects, .timeout = 300)
     snprintf(away, sizeof away, "%s.away", tokens);
     cr_assert_eq(rename(tokens, away), 0);
     for (int i = 0; i < 3; i++) {
-        long t0 = now_ms();
+        long t0 = rpt_mono_ms();
         cr_expect_neq(enroll(&h, "dev1", log, sizeof log), 0, "enrolled without the RA key");
         cr_expect(file_has(log, "503"), "expected HTTP 503 (systemUnavail): %s", log);
-        cr_expect_lt(now_ms() - t0, 15000, "fails fast, no hang");
+        cr_expect_lt(rpt_mono_ms() - t0, 15000, "fails fast, no hang");
     }
     cr_expect(wait_ready(&h, 503, &ready), "readyz: %s", ready);
     cr_expect(strstr(ready, "ra_key"), "readyz reason: %s", ready);
@@ -505,17 +498,17 @@ Test(hsm, rotation_under_load_loses_no_enrollment, .timeout = 600)
         cr_assert_eq(rpt_write_file(h.cfg, cfg_text[next], strlen(cfg_text[next])), 0);
         kill(h.rp.pid, SIGHUP);
         /* the switch shows in the exported expiry of the RA certificate in use */
-        long deadline = now_ms() + WAIT_MS;
+        long deadline = rpt_mono_ms() + WAIT_MS;
         double v;
         while ((v = metric(h.admin, "raproxy_ra_cert_not_after_seconds")) == seen[!next] &&
-               now_ms() < deadline)
+               rpt_mono_ms() < deadline)
             usleep(20 * 1000);
         cr_expect_neq(v, seen[!next], "reload %d did not switch the RA certificate", r);
         seen[next] = v;
     }
-    long deadline = now_ms() + WAIT_MS * 4;
+    long deadline = rpt_mono_ms() + WAIT_MS * 4;
     int st = -1;
-    while (rpt_alive(&load, &st) && now_ms() < deadline)
+    while (rpt_alive(&load, &st) && rpt_mono_ms() < deadline)
         usleep(100 * 1000);
     cr_assert_eq(st, 0, "bench_fleet: %s", load.log);
     size_t len = 0;

@@ -5,6 +5,7 @@
  * down, so a request that passes every check ends as systemUnavail. */
 #include "fixtures.h"
 #include "httpc.h"
+#include "msgbuild.h"
 #include "support.h"
 
 #include "raproxy/arena.h"
@@ -33,25 +34,6 @@ static size_t g_base_len[2];
 static uint8_t *g_ra;
 static size_t g_ra_len;
 
-static uint8_t *capture_ir(const char *dev, size_t *len)
-{
-    char cert[600], key[600], ica[600], newkey[600], out[600], crt[600];
-    snprintf(cert, sizeof cert, "%s/vendor/%s.pem", g_pki, dev);
-    snprintf(key, sizeof key, "%s/vendor/%s.key", g_pki, dev);
-    snprintf(ica, sizeof ica, "%s/vendor/ica.pem", g_pki);
-    snprintf(newkey, sizeof newkey, "%s/ca/issued.key", g_pki);
-    snprintf(out, sizeof out, "%s/%s-ir.der", g_dir, dev);
-    snprintf(crt, sizeof crt, "%s/%s-unused.pem", g_dir, dev);
-    const char *argv[] = {
-        "openssl",        "cmp", "-cmd",     "ir",   "-server",      "127.0.0.1:1",
-        "-path",          "x",   "-cert",    cert,   "-key",         key,
-        "-extracerts",    ica,   "-newkey",  newkey, /* subject: the device certificate's */
-        "-reqout",        out,   "-certout", crt,    "-msg_timeout", "1",
-        "-total_timeout", "2",   NULL};
-    rpt_run(argv, 20000, NULL); /* fails to send, after writing the request */
-    return rpt_read_file(out, len);
-}
-
 static void setup(void)
 {
     g_pki = rpt_pki();
@@ -78,8 +60,8 @@ static void setup(void)
     snprintf(path, sizeof path, "%s/raproxy.yaml", g_dir);
     cr_assert_eq(rpt_write_file(path, cfg, strlen(cfg)), 0);
     cr_assert_eq(rpt_raproxy_start(&g_rp, g_dir, path, g_port), 0, "%s", g_rp.log);
-    g_base[0] = capture_ir("dev1", &g_base_len[0]);
-    g_base[1] = capture_ir("dev2", &g_base_len[1]);
+    g_base[0] = rpt_capture_device(g_dir, g_pki, "ir", "vendor/dev1", &g_base_len[0]);
+    g_base[1] = rpt_capture_device(g_dir, g_pki, "ir", "vendor/dev2", &g_base_len[1]);
     cr_assert(g_base[0] && g_base[1], "openssl cmp -reqout wrote no request");
     char pem[600], der[600];
     snprintf(pem, sizeof pem, "%s/operator/ra.pem", g_pki);

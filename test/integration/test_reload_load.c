@@ -22,6 +22,7 @@
  * still run in parallel, so reloads meet jobs in flight on the workers. */
 #include "fixtures.h"
 #include "httpc.h"
+#include "msgbuild.h"
 #include "support.h"
 
 #include "raproxy/admit.h"
@@ -101,13 +102,6 @@ static void fail(const char *fmt, ...)
     pthread_mutex_unlock(&g_why_lock);
 }
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* ---- configuration --------------------------------------------------------------- */
 
 static void write_config(const char *name, const char *allowlist)
@@ -151,25 +145,6 @@ static void install_config(const char *name)
     cr_assert_eq(rename(tmp, to), 0, "rename: %s", strerror(errno));
 }
 
-static uint8_t *capture_ir(const char *dev, size_t *len)
-{
-    char cert[600], key[600], ica[600], newkey[600], out[600], crt[600];
-    snprintf(cert, sizeof cert, "%s/vendor/%s.pem", g_pki, dev);
-    snprintf(key, sizeof key, "%s/vendor/%s.key", g_pki, dev);
-    snprintf(ica, sizeof ica, "%s/vendor/ica.pem", g_pki);
-    snprintf(newkey, sizeof newkey, "%s/ca/issued.key", g_pki);
-    snprintf(out, sizeof out, "%s/%s-ir.der", g_dir, dev);
-    snprintf(crt, sizeof crt, "%s/%s-unused.pem", g_dir, dev);
-    const char *argv[] = {
-        "openssl",        "cmp", "-cmd",     "ir",   "-server",      "127.0.0.1:1",
-        "-path",          "x",   "-cert",    cert,   "-key",         key,
-        "-extracerts",    ica,   "-newkey",  newkey, /* subject: the device certificate's */
-        "-reqout",        out,   "-certout", crt,    "-msg_timeout", "1",
-        "-total_timeout", "2",   NULL};
-    rpt_run(argv, 20000, NULL); /* fails to send, after writing the request */
-    return rpt_read_file(out, len);
-}
-
 static void setup(void)
 {
     g_pki = rpt_pki();
@@ -190,8 +165,8 @@ static void setup(void)
     cr_assert_eq(rpt_raproxy_start(&g_rp, g_dir, path, g_port), 0, "%s", g_rp.log);
     cr_assert_eq(rpt_wait_port(g_admin, 10000), 0);
 
-    g_base[0] = capture_ir("dev1", &g_base_len[0]);
-    g_base[1] = capture_ir("dev2", &g_base_len[1]);
+    g_base[0] = rpt_capture_device(g_dir, g_pki, "ir", "vendor/dev1", &g_base_len[0]);
+    g_base[1] = rpt_capture_device(g_dir, g_pki, "ir", "vendor/dev2", &g_base_len[1]);
     cr_assert(g_base[0] && g_base[1], "openssl cmp -reqout wrote no request");
     cr_assert_eq(rp_arena_new(&g_base_arena, ARENA), RP_OK);
     for (int d = 0; d < 2; d++)
@@ -355,8 +330,8 @@ static int exchange(struct client *c, const char *path, struct rp_view req, stru
     size_t n = 0, body_off = 0, body_len = 0, total = 0;
     int status = 0;
     char ctype[128];
-    long deadline = now_ms() + ANSWER_MS;
-    while (!total && n < RESP_MAX && now_ms() < deadline) {
+    long deadline = rpt_mono_ms() + ANSWER_MS;
+    while (!total && n < RESP_MAX && rpt_mono_ms() < deadline) {
         struct pollfd pfd = {c->fd, POLLIN, 0};
         if (poll(&pfd, 1, 100) <= 0)
             continue;
@@ -468,10 +443,10 @@ static void *client_main(void *arg)
     /* Nothing more may arrive: half-close and expect EOF with no byte before it. */
     if (c->fd >= 0) {
         shutdown(c->fd, SHUT_WR);
-        long deadline = now_ms() + ANSWER_MS;
+        long deadline = rpt_mono_ms() + ANSWER_MS;
         for (;;) {
             struct pollfd pfd = {c->fd, POLLIN, 0};
-            if (now_ms() >= deadline) {
+            if (rpt_mono_ms() >= deadline) {
                 fail("client %d: connection not closed after half-close", c->index);
                 break;
             }
@@ -561,7 +536,7 @@ static bool connect_storm(void)
 static bool wait_count(atomic_uint *counter, unsigned above, long deadline)
 {
     for (unsigned i = 0; atomic_load(counter) <= above; i++) {
-        if (now_ms() >= deadline || atomic_load(&g_clients_done) == CLIENTS ||
+        if (rpt_mono_ms() >= deadline || atomic_load(&g_clients_done) == CLIENTS ||
             (i % STORM_CHECK_EVERY == 0 && connect_storm()))
             return atomic_load(counter) > above;
         usleep(5000);
@@ -581,7 +556,7 @@ Test(reload_load, every_request_one_signed_answer_across_reloads)
      * answers change to the new configuration's while the clients keep sending. */
     int confirmed = 0;
     for (int k = 1; k <= RELOADS && !atomic_load(&g_stop); k++) {
-        long deadline = now_ms() + PHASE_MS;
+        long deadline = rpt_mono_ms() + PHASE_MS;
         wait_count(&g_answered, (unsigned)(TOTAL * k / (RELOADS + 1)) - 1, deadline);
         bool deny = k % 2 == 1;
         atomic_uint *flip = &g_count[deny ? OUT_DEV2_DENIED : OUT_DEV2_UNAVAIL];
@@ -594,7 +569,7 @@ Test(reload_load, every_request_one_signed_answer_across_reloads)
             cr_log_error("reload %d (%s) not seen in the answers", k,
                          deny ? "dev2 off the allowlist" : "dev2 back on it");
     }
-    wait_count(&g_clients_done, CLIENTS - 1, now_ms() + PHASE_MS);
+    wait_count(&g_clients_done, CLIENTS - 1, rpt_mono_ms() + PHASE_MS);
     for (int i = 0; i < CLIENTS; i++) {
         pthread_join(clients[i].thread, NULL);
         client_free(&clients[i]);

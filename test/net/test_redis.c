@@ -4,6 +4,7 @@
 #include "raproxy/redis.h"
 #include "fixtures.h"
 #include "support.h"
+#include "uvrun.h"
 
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
@@ -13,7 +14,6 @@
 #include <string.h>
 #include <time.h>
 
-#define TICK_MS  5
 #define WAIT_MS  5000
 #define SHORT_MS 100
 
@@ -30,44 +30,6 @@ static void srv_start_on(struct rpt_redis *s, int port, const char *pass)
 static void srv_start(struct rpt_redis *s)
 {
     srv_start_on(s, 0, NULL);
-}
-
-static long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void on_tick(uv_timer_t *t)
-{
-    (void)t;
-}
-
-/* Runs the loop until cond(arg) holds or timeout_ms pass; a ticking timer keeps
- * UV_RUN_ONCE from blocking forever. Returns whether cond held. */
-static bool run_until(uv_loop_t *loop, bool (*cond)(void *), void *arg, int timeout_ms)
-{
-    uv_timer_t tick;
-    uv_timer_init(loop, &tick);
-    uv_timer_start(&tick, on_tick, TICK_MS, TICK_MS);
-    long deadline = mono_ms() + timeout_ms;
-    bool ok;
-    while (!(ok = cond(arg)) && mono_ms() < deadline)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return ok;
-}
-
-static bool is_ready(void *r)
-{
-    return rp_redis_ready(r);
-}
-
-static bool is_down(void *r)
-{
-    return !rp_redis_ready(r);
 }
 
 struct answer {
@@ -140,17 +102,17 @@ Test(redis, command_round_trip, .timeout = 30)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct rp_redis *r = client(&loop, s.url, 1000);
-    cr_assert(run_until(&loop, is_ready, r, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, WAIT_MS));
     struct answer a;
     cr_assert_eq(cmd(r, &a, "SET", "k", "hello"), RP_OK);
-    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
     cr_assert_eq(a.err, RP_OK);
     cr_assert_eq(cmd(r, &a, "GET", "k", NULL), RP_OK);
-    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
     cr_assert_eq(a.calls, 1);
     cr_assert_str_eq(a.str, "hello");
     cr_assert_eq(cmd(r, &a, "NOSUCHCOMMAND", NULL, NULL), RP_OK);
-    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
     cr_assert_eq(a.err, RP_E_REDIS_REPLY);
     cr_assert_eq(a.type, REDIS_REPLY_ERROR);
     finish(&loop, r);
@@ -166,16 +128,16 @@ Test(redis, auth_and_select_from_url, .timeout = 30)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct rp_redis *r = client(&loop, url, 1000);
-    cr_assert(run_until(&loop, is_ready, r, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, WAIT_MS));
     struct answer a;
     cr_assert_eq(cmd(r, &a, "CLIENT", "INFO", NULL), RP_OK);
-    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
     cr_assert_eq(a.err, RP_OK);
     finish(&loop, r);
     /* a wrong password never becomes ready */
     uv_loop_init(&loop);
     r = client(&loop, s.url, 1000);
-    cr_assert_not(run_until(&loop, is_ready, r, 300));
+    cr_assert_not(rpt_run_until(&loop, rpt_redis_is_ready, r, 300));
     finish(&loop, r);
     rpt_redis_stop(&s);
 }
@@ -187,7 +149,7 @@ Test(redis, deadline_fires_and_late_reply_is_dropped, .timeout = 30)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct rp_redis *r = client(&loop, s.url, SHORT_MS);
-    cr_assert(run_until(&loop, is_ready, r, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, WAIT_MS));
     struct rp_metric *timeouts =
         rp_metric_get("raproxy_redis_timeouts_total", RP_METRIC_COUNTER, NULL);
     int64_t before = timeouts->value;
@@ -196,7 +158,7 @@ Test(redis, deadline_fires_and_late_reply_is_dropped, .timeout = 30)
     struct answers as = {.n = 3};
     for (int i = 0; i < as.n; i++)
         cr_assert_eq(cmd(r, &as.a[i], "INCR", "late", NULL), RP_OK);
-    cr_assert(run_until(&loop, all_answered, &as, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, all_answered, &as, WAIT_MS));
     for (int i = 0; i < as.n; i++) {
         cr_assert_eq(as.a[i].err, RP_E_REDIS_TIMEOUT);
         cr_assert_eq(as.a[i].calls, 1);
@@ -207,7 +169,7 @@ Test(redis, deadline_fires_and_late_reply_is_dropped, .timeout = 30)
     kill(s.p.pid, SIGCONT);
     struct answer a;
     cr_assert_eq(cmd(r, &a, "GET", "late", NULL), RP_OK);
-    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
     cr_assert_eq(a.err, RP_OK);
     cr_assert_str_eq(a.str, "3", "the timed-out commands did run on the server");
     for (int i = 0; i < as.n; i++)
@@ -224,25 +186,25 @@ Test(redis, reconnects_after_restart_on_same_port, .timeout = 30)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct rp_redis *r = client(&loop, s.url, 1000);
-    cr_assert(run_until(&loop, is_ready, r, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, WAIT_MS));
     struct rp_metric *up = rp_metric_get("raproxy_redis_up", RP_METRIC_GAUGE, NULL);
     cr_assert_eq(up->value, 1);
 
     rpt_stop(&s.p, SIGKILL, WAIT_MS);
-    cr_assert(run_until(&loop, is_down, r, WAIT_MS), "the loss was not noticed");
+    cr_assert(rpt_run_until(&loop, rpt_redis_is_down, r, WAIT_MS), "the loss was not noticed");
     cr_assert_eq(up->value, 0);
     /* while down: refused at once, no callback */
     struct answer a;
     cr_assert_eq(cmd(r, &a, "PING", NULL, NULL), RP_E_REDIS_DOWN);
-    run_until(&loop, answered, &a, 50);
+    rpt_run_until(&loop, answered, &a, 50);
     cr_assert_eq(a.calls, 0);
 
     srv_start_on(&s, port, NULL);
-    long t0 = mono_ms();
-    cr_assert(run_until(&loop, is_ready, r, 2000), "not reconnected within 2 s");
-    cr_log_info("reconnected %ld ms after the restart", mono_ms() - t0);
+    long t0 = rpt_mono_ms();
+    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, 2000), "not reconnected within 2 s");
+    cr_log_info("reconnected %ld ms after the restart", rpt_mono_ms() - t0);
     cr_assert_eq(cmd(r, &a, "PING", NULL, NULL), RP_OK);
-    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
     cr_assert_str_eq(a.str, "PONG");
     struct rp_metric *rec =
         rp_metric_get("raproxy_redis_reconnects_total", RP_METRIC_COUNTER, NULL);
@@ -258,7 +220,7 @@ Test(redis, commands_fail_fast_when_never_connected, .timeout = 30)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct rp_redis *r = client(&loop, url, 1000);
-    cr_assert_not(run_until(&loop, is_ready, r, 200));
+    cr_assert_not(rpt_run_until(&loop, rpt_redis_is_ready, r, 200));
     struct answer a;
     cr_assert_eq(cmd(r, &a, "PING", NULL, NULL), RP_E_REDIS_DOWN);
     unsigned id;
@@ -280,19 +242,19 @@ Test(redis, noscript_after_script_flush_is_transparent, .timeout = 30)
     cr_assert_eq(rp_redis_script(r, "return KEYS[1] .. ARGV[1]", &id), RP_OK);
     cr_assert_eq(rp_redis_script(r, "return KEYS[1] .. ARGV[1]", &id2), RP_OK);
     cr_assert_eq(id, id2, "identical scripts share an id");
-    cr_assert(run_until(&loop, is_ready, r, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, WAIT_MS));
     const char *argv[] = {"key-", "arg"};
     struct answer a = {0};
     cr_assert_eq(rp_redis_evalsha(r, id, 1, 2, argv, NULL, on_answer, &a), RP_OK);
-    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
     cr_assert_eq(a.err, RP_OK);
     cr_assert_str_eq(a.str, "key-arg");
 
     cr_assert_eq(cmd(r, &a, "SCRIPT", "FLUSH", NULL), RP_OK);
-    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
     memset(&a, 0, sizeof a);
     cr_assert_eq(rp_redis_evalsha(r, id, 1, 2, argv, NULL, on_answer, &a), RP_OK);
-    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
     cr_assert_eq(a.err, RP_OK, "NOSCRIPT leaked to the caller: %s", rp_err_name(a.err));
     cr_assert_str_eq(a.str, "key-arg");
     cr_assert_eq(a.calls, 1);
@@ -307,7 +269,7 @@ Test(redis, close_fires_pending_with_shutdown, .timeout = 30)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct rp_redis *r = client(&loop, s.url, 1000);
-    cr_assert(run_until(&loop, is_ready, r, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, WAIT_MS));
     kill(s.p.pid, SIGSTOP);
     struct answers as = {.n = 2};
     for (int i = 0; i < as.n; i++)

@@ -5,6 +5,7 @@
 #include "raproxy/redis.h"
 #include "fixtures.h"
 #include "support.h"
+#include "uvrun.h"
 
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
@@ -14,7 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-#define TICK_MS 5
 #define WAIT_MS 5000
 
 /* children die with the test process, so a failed assertion leaves no redis-server behind */
@@ -24,42 +24,6 @@ static void srv_start(struct rpt_redis *s)
 {
     memset(s, 0, sizeof *s);
     cr_assert_eq(rpt_redis_start(s, NULL), 0, "redis-server did not start");
-}
-
-static long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void on_tick(uv_timer_t *t)
-{
-    (void)t;
-}
-
-static bool run_until(uv_loop_t *loop, bool (*cond)(void *), void *arg, int timeout_ms)
-{
-    uv_timer_t tick;
-    uv_timer_init(loop, &tick);
-    uv_timer_start(&tick, on_tick, TICK_MS, TICK_MS);
-    long deadline = mono_ms() + timeout_ms;
-    bool ok;
-    while (!(ok = cond(arg)) && mono_ms() < deadline)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return ok;
-}
-
-static bool is_ready(void *r)
-{
-    return rp_redis_ready(r);
-}
-
-static bool is_down(void *r)
-{
-    return !rp_redis_ready(r);
 }
 
 struct outcome {
@@ -99,7 +63,7 @@ static void world_init(struct world *w, uv_loop_t *loop, const char *url)
     struct rp_admit_opts ao = {.redis = w->redis, .limiter = w->lim};
     cr_assert_eq(rp_admit_new(&w->admit, &ao), RP_OK);
     if (url)
-        cr_assert(run_until(loop, is_ready, w->redis, WAIT_MS));
+        cr_assert(rpt_run_until(loop, rpt_redis_is_ready, w->redis, WAIT_MS));
 }
 
 /* Closes the Redis clients of every world on the loop, runs their close paths, frees. */
@@ -128,7 +92,7 @@ static struct outcome start(struct world *w, const char *addr, const struct rp_c
     struct rp_admit_in in = {
         .domain = "m", .client_addr = addr, .limits = lim, .on_redis_failure = fail};
     rp_admit_start(w->admit, &in, on_admit, &o);
-    cr_assert(run_until(w->loop, decided, &o, WAIT_MS));
+    cr_assert(rpt_run_until(w->loop, decided, &o, WAIT_MS));
     cr_assert_eq(o.calls, 1);
     return o;
 }
@@ -156,17 +120,37 @@ static struct outcome verify(struct world *w, struct vreq v, const struct rp_cfg
         .on_redis_failure = fail,
     };
     rp_admit_after_verify(w->admit, &in, on_admit, &o);
-    cr_assert(run_until(w->loop, decided, &o, WAIT_MS));
+    cr_assert(rpt_run_until(w->loop, decided, &o, WAIT_MS));
     cr_assert_eq(o.calls, 1);
     return o;
 }
 
 static const struct rp_cfg_limits none = {{0, 0}, {0, 0}, {0, 0}, {0, 0}};
 
+enum where { IN_PROCESS, WITH_REDIS };
+
+/* One world on its own loop, against a fresh redis-server or in process only; the case
+ * gets the server (NULL in process) to stop or freeze it. */
+static void run_case(enum where where, void (*body)(struct world *, struct rpt_redis *))
+{
+    struct rpt_redis s;
+    if (where == WITH_REDIS)
+        srv_start(&s);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct world w;
+    world_init(&w, &loop, where == WITH_REDIS ? s.url : NULL);
+    body(&w, where == WITH_REDIS ? &s : NULL);
+    world_free(&w);
+    if (where == WITH_REDIS)
+        rpt_redis_stop(&s);
+}
+
 /* ---- rate limits ---------------------------------------------------------------------- */
 
-static void burst_case(struct world *w)
+static void burst_case(struct world *w, struct rpt_redis *srv)
 {
+    (void)srv;
     struct rp_cfg_limits lim = none;
     lim.per_ip = (struct rp_cfg_limit){.rate = 1, .burst = 5};
     for (int i = 0; i < 5; i++)
@@ -182,30 +166,18 @@ static void burst_case(struct world *w)
 
 Test(admit, redis_burst_then_refused, .timeout = 30)
 {
-    struct rpt_redis s;
-    srv_start(&s);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct world w;
-    world_init(&w, &loop, s.url);
-    burst_case(&w);
-    world_free(&w);
-    rpt_redis_stop(&s);
+    run_case(WITH_REDIS, burst_case);
 }
 
 Test(admit, in_process_burst_then_refused, .timeout = 30)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct world w;
-    world_init(&w, &loop, NULL);
-    burst_case(&w);
-    world_free(&w);
+    run_case(IN_PROCESS, burst_case);
 }
 
 /* A refusal by one bucket gives back what the others charged. */
-static void refund_case(struct world *w)
+static void refund_case(struct world *w, struct rpt_redis *srv)
 {
+    (void)srv;
     struct rp_cfg_limits lim = none;
     lim.per_ip = (struct rp_cfg_limit){.rate = 1, .burst = 2};
     lim.domain = (struct rp_cfg_limit){.rate = 1, .burst = 3};
@@ -224,25 +196,12 @@ static void refund_case(struct world *w)
 
 Test(admit, redis_refusal_refunds_other_buckets, .timeout = 30)
 {
-    struct rpt_redis s;
-    srv_start(&s);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct world w;
-    world_init(&w, &loop, s.url);
-    refund_case(&w);
-    world_free(&w);
-    rpt_redis_stop(&s);
+    run_case(WITH_REDIS, refund_case);
 }
 
 Test(admit, in_process_refusal_refunds_other_buckets, .timeout = 30)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct world w;
-    world_init(&w, &loop, NULL);
-    refund_case(&w);
-    world_free(&w);
+    run_case(IN_PROCESS, refund_case);
 }
 
 Test(admit, two_instances_share_one_budget, .timeout = 30)
@@ -270,8 +229,9 @@ Test(admit, two_instances_share_one_budget, .timeout = 30)
 
 /* ---- after verification ---------------------------------------------------------------- */
 
-static void verified_case(struct world *w)
+static void verified_case(struct world *w, struct rpt_redis *srv)
 {
+    (void)srv;
     struct rp_cfg_limits lim = none;
     enum rp_redis_failure fc = RP_REDIS_FAIL_CLOSED;
     struct vreq a = {"SN-A", "txid-0000000000000001", "nonce-a-1", "ir", false, false};
@@ -299,29 +259,17 @@ static void verified_case(struct world *w)
 
 Test(admit, redis_replay_txid_and_unknown_txn, .timeout = 30)
 {
-    struct rpt_redis s;
-    srv_start(&s);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct world w;
-    world_init(&w, &loop, s.url);
-    verified_case(&w);
-    world_free(&w);
-    rpt_redis_stop(&s);
+    run_case(WITH_REDIS, verified_case);
 }
 
 Test(admit, in_process_replay_txid_and_unknown_txn, .timeout = 30)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct world w;
-    world_init(&w, &loop, NULL);
-    verified_case(&w);
-    world_free(&w);
+    run_case(IN_PROCESS, verified_case);
 }
 
-static void quota_case(struct world *w)
+static void quota_case(struct world *w, struct rpt_redis *srv)
 {
+    (void)srv;
     struct rp_cfg_limits lim = none;
     lim.per_device = (struct rp_cfg_limit){.rate = 1, .burst = 1};
     enum rp_redis_failure fc = RP_REDIS_FAIL_CLOSED;
@@ -342,25 +290,12 @@ static void quota_case(struct world *w)
 
 Test(admit, redis_device_quota, .timeout = 30)
 {
-    struct rpt_redis s;
-    srv_start(&s);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct world w;
-    world_init(&w, &loop, s.url);
-    quota_case(&w);
-    world_free(&w);
-    rpt_redis_stop(&s);
+    run_case(WITH_REDIS, quota_case);
 }
 
 Test(admit, in_process_device_quota, .timeout = 30)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct world w;
-    world_init(&w, &loop, NULL);
-    quota_case(&w);
-    world_free(&w);
+    run_case(IN_PROCESS, quota_case);
 }
 
 struct cmd_done {
@@ -381,114 +316,114 @@ static bool cmd_done(void *arg)
     return ((struct cmd_done *)arg)->calls > 0;
 }
 
-Test(admit, redis_allowlist_and_consume, .timeout = 30)
+static void sadd(struct world *w, const char *key, const char *member)
 {
-    struct rpt_redis s;
-    srv_start(&s);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct world w;
-    world_init(&w, &loop, s.url);
+    const char *argv[] = {"SADD", key, member};
+    struct cmd_done d = {0};
+    cr_assert_eq(rp_redis_command(w->redis, on_cmd, &d, 3, argv, NULL), RP_OK);
+    cr_assert(rpt_run_until(w->loop, cmd_done, &d, WAIT_MS));
+}
+
+/* The CA's verdict on a claimed serial: give it back or consume it. */
+static struct outcome settle(struct world *w, const struct rp_admit_issued_in *in)
+{
+    struct outcome o = {0};
+    rp_admit_on_issued(w->admit, in, on_admit, &o);
+    cr_assert(rpt_run_until(w->loop, decided, &o, WAIT_MS));
+    return o;
+}
+
+static void allowlist_case(struct world *w, struct rpt_redis *srv)
+{
+    (void)srv;
     char key[128];
     cr_assert_gt(rp_admit_allowlist_key(key, sizeof key, NULL, "m"), 0);
     cr_assert_str_eq(key, "raproxy:allow:{dom:m}");
-    const char *argv[] = {"SADD", key, "SN-OK"};
-    struct cmd_done d = {0};
-    cr_assert_eq(rp_redis_command(w.redis, on_cmd, &d, 3, argv, NULL), RP_OK);
-    cr_assert(run_until(&loop, cmd_done, &d, WAIT_MS));
+    sadd(w, key, "SN-OK");
 
     enum rp_redis_failure fo = RP_REDIS_FAIL_OPEN;
     struct vreq ok = {"SN-OK", "txid-allow-00000001", "nonce-ok-1", "ir", true, false};
     struct vreq no = {"SN-NO", "txid-allow-00000002", "nonce-no-1", "ir", true, false};
-    cr_assert_eq(verify(&w, ok, &none, fo).res.err, RP_OK);
-    cr_assert_eq(verify(&w, no, &none, fo).res.err, RP_E_NOT_AUTHORIZED);
+    cr_assert_eq(verify(w, ok, &none, fo).res.err, RP_OK);
+    cr_assert_eq(verify(w, no, &none, fo).res.err, RP_E_NOT_AUTHORIZED);
 
     /* allowlist_consume: checked and claimed in one script at verification */
     struct vreq c1 = {"SN-OK", "txid-claim-00000001", "nonce-c-1", "ir", true, true};
     struct vreq c2 = {"SN-OK", "txid-claim-00000002", "nonce-c-2", "ir", true, true};
-    struct outcome o = verify(&w, c1, &none, fo);
+    struct outcome o = verify(w, c1, &none, fo);
     cr_assert_eq(o.res.err, RP_OK);
     cr_assert(o.res.claimed, "the first claims");
-    cr_assert_eq(verify(&w, c2, &none, fo).res.err, RP_E_NOT_AUTHORIZED, "another transaction");
+    cr_assert_eq(verify(w, c2, &none, fo).res.err, RP_E_NOT_AUTHORIZED, "another transaction");
     c1.nonce = "nonce-c-3"; /* a retry of the claiming transaction passes, claiming nothing */
-    o = verify(&w, c1, &none, fo);
+    o = verify(w, c1, &none, fo);
     cr_assert_eq(o.res.err, RP_OK);
     cr_assert_not(o.res.claimed);
     /* the CA refused: the serial goes back, and another transaction may claim it */
     struct rp_admit_issued_in in = {"m", rp_view_str("SN-OK"), rp_view_str(c1.txid),
                                     RP_ADMIT_RELEASE};
-    memset(&o, 0, sizeof o);
-    rp_admit_on_issued(w.admit, &in, on_admit, &o);
-    cr_assert(run_until(&loop, decided, &o, WAIT_MS));
+    o = settle(w, &in);
     cr_assert_eq(o.res.err, RP_OK);
     c2.nonce = "nonce-c-4";
-    cr_assert(verify(&w, c2, &none, fo).res.claimed);
+    cr_assert(verify(w, c2, &none, fo).res.claimed);
     /* the CA issued: consumed for good, the claim's own transaction cannot enroll again */
     in.txid = rp_view_str(c2.txid);
     in.settle = RP_ADMIT_CONSUME;
-    memset(&o, 0, sizeof o);
-    rp_admit_on_issued(w.admit, &in, on_admit, &o);
-    cr_assert(run_until(&loop, decided, &o, WAIT_MS));
+    o = settle(w, &in);
     cr_assert_eq(o.res.err, RP_OK);
     c2.nonce = "nonce-c-5";
-    cr_assert_eq(verify(&w, c2, &none, fo).res.err, RP_E_NOT_AUTHORIZED, "consumed");
+    cr_assert_eq(verify(w, c2, &none, fo).res.err, RP_E_NOT_AUTHORIZED, "consumed");
     ok.txid = "txid-allow-00000003";
     ok.nonce = "nonce-ok-2";
-    cr_assert_eq(verify(&w, ok, &none, fo).res.err, RP_E_NOT_AUTHORIZED, "consumed");
+    cr_assert_eq(verify(w, ok, &none, fo).res.err, RP_E_NOT_AUTHORIZED, "consumed");
     /* a claim whose request is refused (replay) is undone with it */
-    const char *sadd2[] = {"SADD", key, "SN-TWO"};
-    d.calls = 0;
-    cr_assert_eq(rp_redis_command(w.redis, on_cmd, &d, 3, sadd2, NULL), RP_OK);
-    cr_assert(run_until(&loop, cmd_done, &d, WAIT_MS));
+    sadd(w, key, "SN-TWO");
     struct vreq t1 = {"SN-TWO", "txid-claim-00000010", "nonce-t-1", "ir", true, true};
     struct vreq t2 = {"SN-TWO", "txid-claim-00000011", "nonce-t-1", "ir", true, true};
-    cr_assert(verify(&w, t1, &none, fo).res.claimed);
+    cr_assert(verify(w, t1, &none, fo).res.claimed);
     in = (struct rp_admit_issued_in){"m", rp_view_str("SN-TWO"), rp_view_str(t1.txid),
                                      RP_ADMIT_RELEASE};
-    memset(&o, 0, sizeof o);
-    rp_admit_on_issued(w.admit, &in, on_admit, &o);
-    cr_assert(run_until(&loop, decided, &o, WAIT_MS));
-    cr_assert_eq(verify(&w, t2, &none, fo).res.err, RP_E_BAD_SENDER_NONCE);
+    o = settle(w, &in);
+    cr_assert_eq(verify(w, t2, &none, fo).res.err, RP_E_BAD_SENDER_NONCE);
     t2.nonce = "nonce-t-2";
-    cr_assert(verify(&w, t2, &none, fo).res.claimed, "the replay's claim was given back");
-    world_free(&w);
-    rpt_redis_stop(&s);
+    cr_assert(verify(w, t2, &none, fo).res.claimed, "the replay's claim was given back");
 }
 
-Test(admit, redis_down_fail_open_and_fail_closed, .timeout = 30)
+Test(admit, redis_allowlist_and_consume, .timeout = 30)
 {
-    struct rpt_redis s;
-    srv_start(&s);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct world w;
-    world_init(&w, &loop, s.url);
-    rpt_stop(&s.p, SIGKILL, WAIT_MS);
-    cr_assert(run_until(&loop, is_down, w.redis, WAIT_MS));
+    run_case(WITH_REDIS, allowlist_case);
+}
+
+static void down_case(struct world *w, struct rpt_redis *srv)
+{
+    rpt_stop(&srv->p, SIGKILL, WAIT_MS);
+    cr_assert(rpt_run_until(w->loop, rpt_redis_is_down, w->redis, WAIT_MS));
 
     struct rp_cfg_limits lim = none;
     lim.per_ip = (struct rp_cfg_limit){.rate = 1, .burst = 2};
-    struct outcome o = start(&w, "192.0.2.7", &lim, RP_REDIS_FAIL_CLOSED);
+    struct outcome o = start(w, "192.0.2.7", &lim, RP_REDIS_FAIL_CLOSED);
     cr_assert_eq(o.res.err, RP_E_SYSTEM_UNAVAIL);
     /* open: the in-process limiter decides, with the same limits */
-    o = start(&w, "192.0.2.7", &lim, RP_REDIS_FAIL_OPEN);
+    o = start(w, "192.0.2.7", &lim, RP_REDIS_FAIL_OPEN);
     cr_assert_eq(o.res.err, RP_OK);
     cr_assert(o.res.degraded);
-    cr_assert_eq(start(&w, "192.0.2.7", &lim, RP_REDIS_FAIL_OPEN).res.err, RP_OK);
-    o = start(&w, "192.0.2.7", &lim, RP_REDIS_FAIL_OPEN);
+    cr_assert_eq(start(w, "192.0.2.7", &lim, RP_REDIS_FAIL_OPEN).res.err, RP_OK);
+    o = start(w, "192.0.2.7", &lim, RP_REDIS_FAIL_OPEN);
     cr_assert_eq(o.res.err, RP_E_RATE_LIMITED);
     cr_assert(o.res.degraded);
 
     struct vreq v = {"SN-D", "txid-down-000000001", "nonce-d-1", "ir", false, false};
-    cr_assert_eq(verify(&w, v, &none, RP_REDIS_FAIL_CLOSED).res.err, RP_E_SYSTEM_UNAVAIL);
-    cr_assert_eq(verify(&w, v, &none, RP_REDIS_FAIL_OPEN).res.err, RP_OK);
-    cr_assert_eq(verify(&w, v, &none, RP_REDIS_FAIL_OPEN).res.err, RP_E_BAD_SENDER_NONCE);
+    cr_assert_eq(verify(w, v, &none, RP_REDIS_FAIL_CLOSED).res.err, RP_E_SYSTEM_UNAVAIL);
+    cr_assert_eq(verify(w, v, &none, RP_REDIS_FAIL_OPEN).res.err, RP_OK);
+    cr_assert_eq(verify(w, v, &none, RP_REDIS_FAIL_OPEN).res.err, RP_E_BAD_SENDER_NONCE);
     /* the allowlist never fails open */
     v.nonce = "nonce-d-2";
     v.allowlist = true;
-    cr_assert_eq(verify(&w, v, &none, RP_REDIS_FAIL_OPEN).res.err, RP_E_SYSTEM_UNAVAIL);
-    world_free(&w);
-    rpt_redis_stop(&s);
+    cr_assert_eq(verify(w, v, &none, RP_REDIS_FAIL_OPEN).res.err, RP_E_SYSTEM_UNAVAIL);
+}
+
+Test(admit, redis_down_fail_open_and_fail_closed, .timeout = 30)
+{
+    run_case(WITH_REDIS, down_case);
 }
 
 Test(admit, redis_timeout_fails_over_and_close_fires_shutdown, .timeout = 30)
@@ -523,27 +458,28 @@ Test(admit, redis_timeout_fails_over_and_close_fires_shutdown, .timeout = 30)
     rpt_redis_stop(&s);
 }
 
-Test(admit, input_checks_and_error_signature_budget)
+static void input_case(struct world *w, struct rpt_redis *srv)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct world w;
-    world_init(&w, &loop, NULL);
+    (void)srv;
     struct outcome o = {0};
     struct rp_admit_in in = {.domain = NULL, .client_addr = "x", .limits = &none};
-    rp_admit_start(w.admit, &in, on_admit, &o);
+    rp_admit_start(w->admit, &in, on_admit, &o);
     cr_assert_eq(o.calls, 1);
     cr_assert_eq(o.res.err, RP_E_INVAL);
     struct vreq v = {"SN", "txid-000000000000001", "", "ir", false, false};
-    cr_assert_eq(verify(&w, v, &none, RP_REDIS_FAIL_OPEN).res.err, RP_E_BAD_SENDER_NONCE);
+    cr_assert_eq(verify(w, v, &none, RP_REDIS_FAIL_OPEN).res.err, RP_E_BAD_SENDER_NONCE);
     int signed_ok = 0;
     for (int i = 0; i < 1000; i++)
-        signed_ok += rp_admit_may_sign_error(w.admit, "m");
+        signed_ok += rp_admit_may_sign_error(w->admit, "m");
     cr_assert_geq(signed_ok, (int)RP_ADMIT_ERRSIG_RATE);
     cr_assert_lt(signed_ok, 2 * (int)RP_ADMIT_ERRSIG_RATE, "bounded per domain and second");
-    cr_assert(rp_admit_may_sign_error(w.admit, "other"));
+    cr_assert(rp_admit_may_sign_error(w->admit, "other"));
     cr_assert_eq(rp_admit_txn_mode("pollReq"), RP_TXN_CONTINUE);
     cr_assert_eq(rp_admit_txn_mode("p10cr"), RP_TXN_START);
     cr_assert_eq(rp_admit_txn_mode("error"), RP_TXN_CHECK);
-    world_free(&w);
+}
+
+Test(admit, input_checks_and_error_signature_budget)
+{
+    run_case(IN_PROCESS, input_case);
 }

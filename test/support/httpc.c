@@ -1,4 +1,5 @@
 #include "httpc.h"
+#include "support.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,13 +14,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 void rpt_resp_free(struct rpt_resp *r)
 {
@@ -127,9 +121,9 @@ int rpt_http(int port, const char *method, const char *path, const char *ctype, 
     free(req);
     size_t cap = 65536 * 4, n = 0;
     char *buf = malloc(cap);
-    long deadline = now_ms() + timeout_ms;
+    long deadline = rpt_mono_ms() + timeout_ms;
     int rc = -1;
-    while (now_ms() < deadline && n < cap) {
+    while (rpt_mono_ms() < deadline && n < cap) {
         struct pollfd pfd = {fd, POLLIN, 0};
         if (poll(&pfd, 1, 50) <= 0)
             continue;
@@ -172,8 +166,8 @@ int rpt_http_parallel(int port, const char *path, const char *ctype, const void 
             fcntl(c[i].fd, F_SETFL, O_NONBLOCK);
     }
     int ok = 0, done = 0;
-    long deadline = now_ms() + timeout_ms;
-    while (done < n && now_ms() < deadline) {
+    long deadline = rpt_mono_ms() + timeout_ms;
+    while (done < n && rpt_mono_ms() < deadline) {
         for (int i = 0; i < n; i++) {
             pf[i].fd = c[i].fd;
             pf[i].events = 0;

@@ -18,11 +18,17 @@
 #include <time.h>
 #include <unistd.h>
 
-static long now_ms(void)
+long rpt_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+void rpt_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
 }
 
 /* Ports come from below the kernel's ephemeral range (32768+ here): a port the kernel hands
@@ -91,7 +97,7 @@ int rpt_free_port(void)
 
 int rpt_wait_port(int port, int timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
+    long deadline = rpt_mono_ms() + timeout_ms;
     do {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -101,7 +107,7 @@ int rpt_wait_port(int port, int timeout_ms)
         if (ok)
             return 0;
         usleep(20000);
-    } while (now_ms() < deadline);
+    } while (rpt_mono_ms() < deadline);
     return -1;
 }
 
@@ -151,14 +157,14 @@ int rpt_spawn(struct rpt_proc *p, const char *const argv[])
 
 static int wait_timeout(pid_t pid, int timeout_ms, int *st)
 {
-    long deadline = now_ms() + timeout_ms;
+    long deadline = rpt_mono_ms() + timeout_ms;
     for (;;) {
         pid_t r = waitpid(pid, st, WNOHANG);
         if (r == pid)
             return 0;
         if (r < 0 && errno != EINTR)
             return -1;
-        if (now_ms() >= deadline)
+        if (rpt_mono_ms() >= deadline)
             return -1;
         usleep(5000);
     }

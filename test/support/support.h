@@ -7,6 +7,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* Milliseconds of CLOCK_MONOTONIC: for deadlines of polling loops, never for asserting speed. */
+long rpt_mono_ms(void);
+void rpt_sleep_ms(long ms);
+
 /* A free TCP port on 127.0.0.1 (bound then released; racy only against other programs). */
 int rpt_free_port(void);
 /* Poll until something accepts on 127.0.0.1:port, up to timeout_ms. 0 on success. */
