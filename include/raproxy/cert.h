@@ -65,6 +65,21 @@ struct rp_cert {
  * `err` (may be NULL) gets the offset into p[0..n) and what was expected. */
 int rp_cert_parse(const uint8_t *p, size_t n, struct rp_cert *out);
 int rp_cert_parse_err(const uint8_t *p, size_t n, struct rp_cert *out, struct rp_der_err *err);
+/* Every certificate of a file, in order: the CERTIFICATE blocks of PEM text (text around
+ * them is skipped), or the whole file when it is one DER certificate. Each must parse
+ * (rp_cert_parse). ders[i] point into der; free both with rp_cert_file_free.
+ * RP_E_IO: unreadable or over max_bytes; RP_E_KEY_LOAD: no certificate, a block without
+ * its end or not base64, a certificate that does not parse, more than max_certs;
+ * RP_E_NOMEM. */
+struct rp_cert_file {
+    uint8_t *der;
+    struct rp_view *ders;
+    size_t n;
+};
+int rp_cert_file_load(const char *path, size_t max_bytes, size_t max_certs,
+                      struct rp_cert_file *out);
+void rp_cert_file_free(struct rp_cert_file *f);
+
 /* 1 if the extKeyUsage extension lists this purpose (OID content literal view). */
 int rp_cert_has_eku(const struct rp_cert *c, struct rp_view oid);
 

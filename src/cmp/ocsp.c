@@ -3,7 +3,6 @@
 #include "raproxy/ocsp.h"
 
 #include "raproxy/err.h"
-#include "raproxy/file.h"
 #include "raproxy/log.h"
 #include "raproxy/sig.h"
 
@@ -382,7 +381,7 @@ void rp_ocsp_status_response(enum rp_ocsp_resp_status s, uint8_t out[RP_OCSP_STA
     out[4] = (uint8_t)s;
 }
 
-/* ---- base64 and PEM ---------------------------------------------------------------- */
+/* ---- base64 ---------------------------------------------------------------- */
 
 static int b64_value(unsigned char c)
 {
@@ -399,17 +398,13 @@ static int b64_value(unsigned char c)
     return -1;
 }
 
-/* skip_ws: PEM bodies have line breaks; URLs must not. */
-static int b64_decode(const char *in, size_t n, uint8_t *out, size_t cap, size_t *outlen,
-                      int skip_ws)
+int rp_ocsp_b64_decode(const char *in, size_t n, uint8_t *out, size_t cap, size_t *outlen)
 {
     uint32_t acc = 0;
     unsigned bits = 0;
     size_t len = 0, pad = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)in[i];
-        if (skip_ws && (c == '\n' || c == '\r' || c == ' ' || c == '\t'))
-            continue;
         if (c == '=') {
             pad++;
             continue;
@@ -431,43 +426,6 @@ static int b64_decode(const char *in, size_t n, uint8_t *out, size_t cap, size_t
         return RP_E_INVAL;
     *outlen = len;
     return RP_OK;
-}
-
-int rp_ocsp_b64_decode(const char *in, size_t n, uint8_t *out, size_t cap, size_t *outlen)
-{
-    return b64_decode(in, n, out, cap, outlen, 0);
-}
-
-#define PEM_BEGIN "-----BEGIN CERTIFICATE-----"
-#define PEM_END   "-----END CERTIFICATE-----"
-
-/* Every CERTIFICATE block of a PEM text, decoded in place over the text (DER is shorter
- * than its base64). ders[i] point into text. */
-static int pem_certs(char *text, size_t len, struct rp_view *ders, size_t cap, size_t *n)
-{
-    char *p = text, *end = text + len;
-    *n = 0;
-    for (;;) {
-        char *b = memmem(p, (size_t)(end - p), PEM_BEGIN, strlen(PEM_BEGIN));
-        if (!b)
-            break;
-        b += strlen(PEM_BEGIN);
-        char *e = memmem(b, (size_t)(end - b), PEM_END, strlen(PEM_END));
-        if (!e || *n == cap)
-            return RP_E_KEY_LOAD;
-        size_t dlen;
-        if (b64_decode(b, (size_t)(e - b), (uint8_t *)b, (size_t)(e - b), &dlen, 1) != RP_OK)
-            return RP_E_KEY_LOAD;
-        ders[(*n)++] = rp_view_make(b, dlen);
-        p = e + strlen(PEM_END);
-    }
-    return *n > 0 ? RP_OK : RP_E_KEY_LOAD;
-}
-
-static char *read_text(const char *path, size_t *len)
-{
-    uint8_t *buf;
-    return rp_file_read(path, PEM_FILE_MAX, &buf, len) == RP_OK ? (char *)buf : NULL;
 }
 
 /* ---- trust ------------------------------------------------------------------------- */
@@ -541,16 +499,13 @@ int rp_ocsp_trust_new(struct rp_ocsp_trust **out, struct rp_view responder_cert,
     return RP_OK;
 }
 
-/* Certificates of one PEM file appended to ders (text kept in *texts). */
-static int load_file(const char *path, char **text, struct rp_view *ders, size_t cap, size_t *n)
+/* The certificates of one file (PEM or DER), at most cap of them. */
+static int load_file(const char *path, struct rp_cert_file *f, size_t cap)
 {
-    size_t len, got;
-    *text = read_text(path, &len);
-    if (!*text || pem_certs(*text, len, ders + *n, cap - *n, &got) != RP_OK) {
+    if (rp_cert_file_load(path, PEM_FILE_MAX, cap, f) != RP_OK) {
         rp_log_error("ocsp", "cannot load certificates from %s", path);
         return RP_E_KEY_LOAD;
     }
-    *n += got;
     return RP_OK;
 }
 
@@ -558,22 +513,25 @@ int rp_ocsp_trust_load(struct rp_ocsp_trust **out, const char *responder_cert,
                        char *const *ca_files, unsigned n_ca_files)
 {
     struct rp_view resp = RP_VIEW_NULL, cas[PEM_MAX_CERTS] = {{0}};
-    char *resp_text = NULL, **texts = calloc(n_ca_files + 1, sizeof *texts);
-    size_t n_cas = 0, one = 0;
+    struct rp_cert_file resp_file = {0}, *files = calloc(n_ca_files + 1, sizeof *files);
+    size_t n_cas = 0;
     int rc = RP_OK;
     *out = NULL;
-    if (!texts)
+    if (!files)
         return RP_E_NOMEM;
-    if (responder_cert)
-        rc = load_file(responder_cert, &resp_text, &resp, 1, &one);
-    for (unsigned i = 0; i < n_ca_files && rc == RP_OK; i++)
-        rc = load_file(ca_files[i], &texts[i], cas, PEM_MAX_CERTS, &n_cas);
+    if (responder_cert && (rc = load_file(responder_cert, &resp_file, 1)) == RP_OK)
+        resp = resp_file.ders[0];
+    for (unsigned i = 0; i < n_ca_files && rc == RP_OK; i++) {
+        rc = load_file(ca_files[i], &files[i], PEM_MAX_CERTS - n_cas);
+        for (size_t k = 0; rc == RP_OK && k < files[i].n; k++)
+            cas[n_cas++] = files[i].ders[k];
+    }
     if (rc == RP_OK && (rc = rp_ocsp_trust_new(out, resp, cas, n_cas)) != RP_OK)
         rp_log_error("ocsp", "validation certificates unusable: %s", rp_err_msg(rc));
-    free(resp_text);
+    rp_cert_file_free(&resp_file);
     for (unsigned i = 0; i < n_ca_files; i++)
-        free(texts[i]);
-    free(texts);
+        rp_cert_file_free(&files[i]);
+    free(files);
     return rc;
 }
 

@@ -13,7 +13,6 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
-#include <wolfssl/wolfcrypt/asn_public.h>
 
 #include <ctype.h>
 #include <stdio.h>
@@ -21,10 +20,8 @@
 #include <string.h>
 #include <time.h>
 
-#define PEM_CERT_BEGIN "-----BEGIN CERTIFICATE-----"
-#define PEM_CERT_END   "-----END CERTIFICATE-----"
-#define RA_MAX_FILE    (16u * 1024u * 1024u)
-#define RA_MAX_CERTS   256u
+#define RA_MAX_FILE  (16u * 1024u * 1024u)
+#define RA_MAX_CERTS 256u
 /* Room for why a key did not load (module, token, PIN, object). */
 #define RA_KEY_WHY_MAX 512
 
@@ -64,44 +61,16 @@ static void list_free(struct ra_der_list *l)
 /* Every certificate of a PEM file (or the one certificate of a DER file), in order. */
 static int load_certs(const char *path, struct ra_der_list *l, FILE *errs)
 {
-    uint8_t *data;
-    size_t len;
-    int rc = read_file(path, &data, &len);
-    if (rc != RP_OK) {
+    struct rp_cert_file f;
+    int rc = rp_cert_file_load(path, RA_MAX_FILE, RA_MAX_CERTS, &f);
+    if (rc == RP_E_IO) {
         if (errs)
             fprintf(errs, "%s: cannot read\n", path);
-        return rc;
+        return RP_E_KEY_LOAD;
     }
-    size_t before = l->n;
-    if (len && data[0] == 0x30) {
-        struct rp_cert c;
-        rc = rp_cert_parse(data, len, &c) == RP_OK ? list_push(l, data, len) : RP_E_KEY_LOAD;
-    } else {
-        char *s = (char *)data;
-        uint8_t *der = malloc(len + 1);
-        while (rc == RP_OK && der && (s = strstr(s, PEM_CERT_BEGIN)) != NULL) {
-            char *e = strstr(s, PEM_CERT_END);
-            if (!e) {
-                rc = RP_E_KEY_LOAD;
-                break;
-            }
-            e += strlen(PEM_CERT_END);
-            int n =
-                wc_CertPemToDer((const unsigned char *)s, (int)(e - s), der, (int)len, CERT_TYPE);
-            struct rp_cert c;
-            if (n <= 0 || rp_cert_parse(der, (size_t)n, &c) != RP_OK)
-                rc = RP_E_KEY_LOAD;
-            else
-                rc = list_push(l, der, (size_t)n);
-            s = e;
-        }
-        if (!der)
-            rc = RP_E_NOMEM;
-        free(der);
-    }
-    free(data);
-    if (rc == RP_OK && l->n == before)
-        rc = RP_E_KEY_LOAD;
+    for (size_t i = 0; rc == RP_OK && i < f.n; i++)
+        rc = list_push(l, f.ders[i].p, f.ders[i].len);
+    rp_cert_file_free(&f);
     if (rc != RP_OK && errs)
         fprintf(errs, "%s: no valid certificate\n", path);
     return rc;

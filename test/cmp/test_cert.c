@@ -224,3 +224,43 @@ Test(name, rejects_malformed_names)
     cr_assert_eq(rp_name_to_string(rp_view_make(B(0x30, 0x00)), s, sizeof s), 0);
     cr_assert_eq(rp_name_check(rp_view_make(B(0x30, 0x00))), RP_OK);
 }
+
+/* ---- certificate files (certfile.c) ---- */
+
+static void cert_file_path(char *buf, size_t cap, const char *rel)
+{
+    cr_assert_not_null(rpt_pki());
+    snprintf(buf, cap, "%s/%s", rpt_pki(), rel);
+}
+
+Test(cert_file, reads_a_pem_chain_and_a_der_certificate_alike)
+{
+    char path[600];
+    cert_file_path(path, sizeof path, "vendor/dev1.chain.pem");
+    struct rp_cert_file f, d;
+    cr_assert_eq(rp_cert_file_load(path, 1u << 20, 8, &f), RP_OK);
+    cr_assert_eq(f.n, 2);
+    char *dir = rpt_tmpdir();
+    snprintf(path, sizeof path, "%s/leaf.der", dir);
+    cr_assert_eq(rpt_write_file(path, f.ders[0].p, f.ders[0].len), 0);
+    cr_assert_eq(rp_cert_file_load(path, 1u << 20, 8, &d), RP_OK);
+    cr_assert_eq(d.n, 1);
+    cr_assert(rp_view_eq(d.ders[0], f.ders[0]));
+    rp_cert_file_free(&d);
+    rp_cert_file_free(&f);
+    rpt_rmdir(dir);
+    free(dir);
+}
+
+Test(cert_file, holds_to_its_bounds)
+{
+    char path[600];
+    cert_file_path(path, sizeof path, "vendor/dev1.chain.pem");
+    struct rp_cert_file f;
+    cr_assert_eq(rp_cert_file_load(path, 1u << 20, 1, &f), RP_E_KEY_LOAD, "two certificates");
+    cr_assert_null(f.ders);
+    cr_assert_eq(rp_cert_file_load(path, 100, 8, &f), RP_E_IO, "a file over max_bytes");
+    cr_assert_eq(rp_cert_file_load("/nonexistent.pem", 1u << 20, 8, &f), RP_E_IO);
+    cr_assert_eq(rp_cert_file_load(path, 1u << 20, 2, &f), RP_OK, "the control");
+    rp_cert_file_free(&f);
+}
