@@ -16,6 +16,8 @@
 #ifndef RAPROXY_WORKER_H
 #define RAPROXY_WORKER_H
 
+#include "raproxy/list.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -52,11 +54,11 @@ enum rp_job_class {
  * functions below. */
 struct rp_job_port {
     uv_async_t async;
-    pthread_mutex_t lock; /* guards head/tail; workers append, the loop drains */
-    struct rp_job *head, *tail;
-    atomic_uint inflight; /* submitted and not yet done() */
-    bool collecting;      /* guarded by lock: the loop is draining; workers need not wake it */
-    bool closing;         /* loop thread only */
+    pthread_mutex_t lock;     /* guards done; workers append, the loop drains */
+    struct rp_list_node done; /* finished jobs, oldest first */
+    atomic_uint inflight;     /* submitted and not yet done() */
+    bool collecting;          /* guarded by lock: the loop is draining; workers need not wake it */
+    bool closing;             /* loop thread only */
     void (*on_closed)(struct rp_job_port *p);
     uint64_t wakeups; /* batches delivered (loop thread): jobs per wake-up for the bench */
     void *data;       /* free for the owner */
@@ -69,7 +71,7 @@ struct rp_job {
     struct rp_job_port *port;
     int result;                        /* set by run(); < 0 counts as an error in the metrics */
     uint64_t t_submit, t_start, t_end; /* rp_clock_ns() */
-    struct rp_job *next;
+    struct rp_list_node link;          /* in a worker's queue, then in its port's done list */
 };
 
 /* Start the threads. Pinning failures are logged, not fatal. */

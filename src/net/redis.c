@@ -19,6 +19,7 @@
 
 #include "raproxy/config.h"
 #include "raproxy/err.h"
+#include "raproxy/list.h"
 #include "raproxy/log.h"
 #include "raproxy/metrics.h"
 
@@ -49,7 +50,7 @@ enum cmd_kind { CMD_USER, CMD_HANDSHAKE };
 enum cmd_state { CMD_WAITING, CMD_LATE };
 
 struct redis_cmd {
-    struct redis_cmd *prev, *next;
+    struct rp_list_node link; /* in `waiting` or `late` */
     struct rp_redis *r;
     enum cmd_kind kind;
     enum cmd_state state;
@@ -64,10 +65,6 @@ struct redis_cmd {
     int argc;
     const char **argv;
     size_t *argvlen;
-};
-
-struct cmd_list {
-    struct redis_cmd *head, *tail;
 };
 
 struct redis_script {
@@ -93,8 +90,8 @@ struct rp_redis {
     uint32_t backoff_ms;
     uint64_t rng;
     unsigned inflight;
-    struct cmd_list waiting;
-    struct cmd_list late;
+    struct rp_list_node waiting; /* sent, deadline not passed: oldest first */
+    struct rp_list_node late;    /* past the deadline, answer still owed: oldest first */
     struct redis_script *scripts;
     unsigned nscripts, scripts_cap;
     struct rp_metric *m_errors, *m_timeouts, *m_reconnects, *m_up;
@@ -105,38 +102,15 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
 
 /* ---- command records ------------------------------------------------------------------- */
 
-static void list_push(struct cmd_list *l, struct redis_cmd *c)
+/* The oldest command of a list, or NULL. */
+static struct redis_cmd *oldest(struct rp_list_node *l)
 {
-    c->next = NULL;
-    c->prev = l->tail;
-    if (l->tail)
-        l->tail->next = c;
-    else
-        l->head = c;
-    l->tail = c;
-}
-
-static void list_remove(struct cmd_list *l, struct redis_cmd *c)
-{
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        l->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        l->tail = c->prev;
-    c->prev = c->next = NULL;
-}
-
-static struct cmd_list *list_of(struct rp_redis *r, struct redis_cmd *c)
-{
-    return c->state == CMD_WAITING ? &r->waiting : &r->late;
+    return rp_list_empty(l) ? NULL : container_of(l->next, struct redis_cmd, link);
 }
 
 static void cmd_free(struct rp_redis *r, struct redis_cmd *c)
 {
-    list_remove(list_of(r, c), c);
+    rp_list_unlink(&c->link);
     r->inflight--;
     free(c);
 }
@@ -147,10 +121,11 @@ static void on_deadline(uv_timer_t *t);
 static void arm_deadline(struct rp_redis *r)
 {
     uint64_t due = UINT64_MAX;
-    if (r->waiting.head)
-        due = r->waiting.head->deadline;
-    if (r->late.head && r->late.head->deadline + r->stall_ms < due)
-        due = r->late.head->deadline + r->stall_ms;
+    struct redis_cmd *w = oldest(&r->waiting), *l = oldest(&r->late);
+    if (w)
+        due = w->deadline;
+    if (l && l->deadline + r->stall_ms < due)
+        due = l->deadline + r->stall_ms;
     if (due == UINT64_MAX)
         return;
     if (uv_is_active((uv_handle_t *)&r->deadline_timer) && r->deadline_due <= due)
@@ -168,7 +143,7 @@ static int submit(struct rp_redis *r, struct redis_cmd *c, int argc, const char 
     c->r = r;
     c->gen = r->gen;
     c->state = CMD_WAITING;
-    list_push(&r->waiting, c);
+    rp_list_push(&r->waiting, &c->link);
     r->inflight++;
     arm_deadline(r);
     return RP_OK;
@@ -406,10 +381,10 @@ static void on_deadline(uv_timer_t *t)
     struct rp_redis *r = t->data;
     uint64_t now = uv_now(r->loop);
     struct redis_cmd *c;
-    while (r->state != CONN_CLOSING && (c = r->waiting.head) && c->deadline <= now) {
-        list_remove(&r->waiting, c);
+    while (r->state != CONN_CLOSING && (c = oldest(&r->waiting)) && c->deadline <= now) {
+        rp_list_unlink(&c->link);
         c->state = CMD_LATE;
-        list_push(&r->late, c);
+        rp_list_push(&r->late, &c->link);
         if (c->kind == CMD_HANDSHAKE) {
             rp_log_warn("redis_connect", "redis connect/handshake timed out");
             drop_conn(r); /* frees c with the context */
@@ -421,7 +396,7 @@ static void on_deadline(uv_timer_t *t)
     }
     if (r->state == CONN_CLOSING)
         return;
-    if (r->state == CONN_READY && r->late.head && now >= r->late.head->deadline + r->stall_ms) {
+    if (r->state == CONN_READY && (c = oldest(&r->late)) && now >= c->deadline + r->stall_ms) {
         rp_log_warn("redis_stall", "redis has not answered for %u ms; reconnecting",
                     r->stall_ms + r->timeout_ms);
         drop_conn(r);
@@ -437,6 +412,8 @@ int rp_redis_new(struct rp_redis **out, uv_loop_t *loop, const struct rp_redis_o
     struct rp_redis *r = calloc(1, sizeof *r);
     if (!r)
         return RP_E_NOMEM;
+    rp_list_init(&r->waiting);
+    rp_list_init(&r->late);
     int rc = rp_redis_url_parse(o->url, &r->url);
     if (rc != RP_OK) {
         rp_log_error("redis_config", "bad redis url");

@@ -29,11 +29,11 @@ struct worker {
     int cpu; /* -1: not pinned */
     pthread_t thread;
     bool started;
-    pthread_mutex_t lock; /* guards head, tail, stop */
+    pthread_mutex_t lock; /* guards queue, stop */
     pthread_cond_t wake;
-    struct rp_job *head[RP_JOB_CLASSES_], *tail[RP_JOB_CLASSES_];
-    atomic_uint depth[RP_JOB_CLASSES_]; /* read without the lock to pick a worker */
-    atomic_uint running;                /* 1 while a job runs */
+    struct rp_list_node queue[RP_JOB_CLASSES_]; /* per class, oldest first */
+    atomic_uint depth[RP_JOB_CLASSES_];         /* read without the lock to pick a worker */
+    atomic_uint running;                        /* 1 while a job runs */
     bool stop;
     struct rp_metric *m_depth;
 };
@@ -100,14 +100,9 @@ static void pin(struct worker *wk)
 static void deliver(struct rp_job *j)
 {
     struct rp_job_port *p = j->port;
-    j->next = NULL;
     pthread_mutex_lock(&p->lock);
-    bool wake = !p->head && !p->collecting;
-    if (p->tail)
-        p->tail->next = j;
-    else
-        p->head = j;
-    p->tail = j;
+    bool wake = rp_list_empty(&p->done) && !p->collecting;
+    rp_list_push(&p->done, &j->link);
     if (wake)
         uv_async_send(&p->async);
     pthread_mutex_unlock(&p->lock);
@@ -125,14 +120,11 @@ static unsigned total_depth(struct worker *wk)
 static struct rp_job *pop(struct worker *wk)
 {
     for (int c = RP_JOB_CLASSES_ - 1; c >= 0; c--) {
-        struct rp_job *j = wk->head[c];
-        if (!j)
+        struct rp_list_node *n = rp_list_shift(&wk->queue[c]);
+        if (!n)
             continue;
-        wk->head[c] = j->next;
-        if (!wk->head[c])
-            wk->tail[c] = NULL;
         atomic_fetch_sub_explicit(&wk->depth[c], 1, memory_order_relaxed);
-        return j;
+        return container_of(n, struct rp_job, link);
     }
     return NULL;
 }
@@ -197,8 +189,10 @@ static int worker_init(struct rp_workers *w, unsigned i, int cpu)
     wk->owner = w;
     wk->index = i;
     wk->cpu = cpu;
-    for (int c = 0; c < RP_JOB_CLASSES_; c++)
+    for (int c = 0; c < RP_JOB_CLASSES_; c++) {
+        rp_list_init(&wk->queue[c]);
         atomic_init(&wk->depth[c], 0);
+    }
     atomic_init(&wk->running, 0);
     if (pthread_mutex_init(&wk->lock, NULL) != 0)
         return RP_E_NOMEM;
@@ -342,12 +336,7 @@ static int try_push(struct rp_workers *w, struct worker *wk, struct rp_job *j)
         rc = RP_E_AGAIN;
         goto out;
     }
-    j->next = NULL;
-    if (wk->tail[j->cls])
-        wk->tail[j->cls]->next = j;
-    else
-        wk->head[j->cls] = j;
-    wk->tail[j->cls] = j;
+    rp_list_push(&wk->queue[j->cls], &j->link);
     atomic_fetch_add_explicit(&wk->depth[j->cls], 1, memory_order_relaxed);
     rp_metric_set(wk->m_depth, depth + 1);
     pthread_cond_signal(&wk->wake);
@@ -428,27 +417,22 @@ static void on_port_wakeup(uv_async_t *a)
     pthread_mutex_lock(&p->lock);
     p->collecting = true;
     for (;;) {
-        struct rp_job *j = p->head;
-        p->head = p->tail = NULL;
-        if (!j || n >= PORT_BATCH_MAX) {
-            p->head = j;
-            while (j && j->next)
-                j = j->next;
-            p->tail = j;
+        if (rp_list_empty(&p->done) || n >= PORT_BATCH_MAX) {
             p->collecting = false;
-            if (p->head)
+            if (!rp_list_empty(&p->done))
                 uv_async_send(&p->async); /* the rest on the next turn */
             break;
         }
+        struct rp_list_node batch, *node;
+        rp_list_init(&batch);
+        rp_list_splice(&batch, &p->done);
         pthread_mutex_unlock(&p->lock);
         uint64_t now = rp_clock_ns();
-        while (j) {
-            struct rp_job *next = j->next; /* done() may free j */
-            j->next = NULL;
+        while ((node = rp_list_shift(&batch)) != NULL) { /* unlinked: done() may free it */
+            struct rp_job *j = container_of(node, struct rp_job, link);
             account(j, now);
             atomic_fetch_sub_explicit(&p->inflight, 1, memory_order_release);
             j->done(j);
-            j = next;
             n++;
         }
         pthread_mutex_lock(&p->lock);
@@ -460,6 +444,7 @@ static void on_port_wakeup(uv_async_t *a)
 int rp_job_port_init(struct rp_job_port *p, uv_loop_t *loop)
 {
     memset(p, 0, sizeof *p);
+    rp_list_init(&p->done);
     atomic_init(&p->inflight, 0);
     if (pthread_mutex_init(&p->lock, NULL) != 0)
         return RP_E_NOMEM;

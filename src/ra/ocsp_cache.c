@@ -6,6 +6,7 @@
 #include "raproxy/ocsp_cache.h"
 
 #include "raproxy/err.h"
+#include "raproxy/list.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -17,8 +18,8 @@
 #define HASH_MUL    0x9E3779B97F4A7C15ull
 
 struct entry {
-    struct entry *hnext;       /* bucket chain */
-    struct entry *prev, *next; /* LRU list: head is the most recently used */
+    struct entry *hnext;     /* bucket chain */
+    struct rp_list_node lru; /* least recently used first */
     uint64_t hash;
     int64_t expires;
     size_t klen, vlen;
@@ -29,7 +30,7 @@ struct rp_ocsp_cache {
     pthread_mutex_t mu;
     struct entry **buckets;
     size_t nbuckets; /* power of two */
-    struct entry *head, *tail;
+    struct rp_list_node lru;
     size_t count;
     uint32_t max_entries, max_age_s;
     uint64_t seed;
@@ -67,28 +68,17 @@ static size_t buckets_for(uint32_t max_entries)
     return n;
 }
 
-static void lru_unlink(struct rp_ocsp_cache *c, struct entry *e)
+/* The least recently used entry (the next to go), or NULL. */
+static struct entry *lru_oldest(struct rp_ocsp_cache *c)
 {
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        c->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        c->tail = e->prev;
-    e->prev = e->next = NULL;
+    return rp_list_empty(&c->lru) ? NULL : container_of(c->lru.next, struct entry, lru);
 }
 
-static void lru_push_front(struct rp_ocsp_cache *c, struct entry *e)
+/* Most recently used: to the end of the list. */
+static void lru_touch(struct rp_ocsp_cache *c, struct entry *e)
 {
-    e->prev = NULL;
-    e->next = c->head;
-    if (c->head)
-        c->head->prev = e;
-    c->head = e;
-    if (!c->tail)
-        c->tail = e;
+    rp_list_unlink(&e->lru);
+    rp_list_push(&c->lru, &e->lru);
 }
 
 static void remove_entry(struct rp_ocsp_cache *c, struct entry *e)
@@ -97,7 +87,7 @@ static void remove_entry(struct rp_ocsp_cache *c, struct entry *e)
     while (*pp != e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
-    lru_unlink(c, e);
+    rp_list_unlink(&e->lru);
     c->count--;
     free(e);
 }
@@ -135,6 +125,7 @@ int rp_ocsp_cache_new(struct rp_ocsp_cache **out, uint32_t max_entries, uint32_t
     struct rp_ocsp_cache *c = calloc(1, sizeof *c);
     if (!c)
         return RP_E_NOMEM;
+    rp_list_init(&c->lru);
     c->nbuckets = buckets_for(max_entries);
     c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
     if (!c->buckets) {
@@ -152,12 +143,11 @@ int rp_ocsp_cache_new(struct rp_ocsp_cache **out, uint32_t max_entries, uint32_t
 
 static void clear_locked(struct rp_ocsp_cache *c)
 {
-    for (struct entry *e = c->head, *n; e; e = n) {
-        n = e->next;
-        free(e);
-    }
+    struct rp_list_node *n, *nx;
+    for (RP_LIST_EACH(n, nx, &c->lru))
+        free(container_of(n, struct entry, lru));
     memset(c->buckets, 0, c->nbuckets * sizeof *c->buckets);
-    c->head = c->tail = NULL;
+    rp_list_init(&c->lru);
     c->count = 0;
 }
 
@@ -186,7 +176,7 @@ void rp_ocsp_cache_configure(struct rp_ocsp_cache *c, uint32_t max_entries, uint
     c->max_entries = max_entries;
     c->max_age_s = max_age_s;
     while (c->count > max_entries)
-        remove_entry(c, c->tail);
+        remove_entry(c, lru_oldest(c));
     if (buckets_for(max_entries) > c->nbuckets)
         rehash(c, buckets_for(max_entries));
     pthread_mutex_unlock(&c->mu);
@@ -209,8 +199,7 @@ int rp_ocsp_cache_get(struct rp_ocsp_cache *c, struct rp_view key, int64_t now, 
             rc = RP_E_ARENA;
         } else {
             *out = rp_view_make(copy, e->vlen);
-            lru_unlink(c, e);
-            lru_push_front(c, e);
+            lru_touch(c, e);
             rc = 1;
         }
     }
@@ -242,12 +231,12 @@ int rp_ocsp_cache_put(struct rp_ocsp_cache *c, struct rp_view key, struct rp_vie
     struct entry *old = find(c, key, e->hash);
     if (old)
         remove_entry(c, old);
-    while (c->count >= c->max_entries && c->tail)
-        remove_entry(c, c->tail);
+    while (c->count >= c->max_entries && !rp_list_empty(&c->lru))
+        remove_entry(c, lru_oldest(c));
     struct entry **b = &c->buckets[e->hash & (c->nbuckets - 1)];
     e->hnext = *b;
     *b = e;
-    lru_push_front(c, e);
+    rp_list_push(&c->lru, &e->lru);
     c->count++;
     pthread_mutex_unlock(&c->mu);
     return 1;
