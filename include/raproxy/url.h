@@ -3,6 +3,8 @@
 #ifndef RAPROXY_URL_H
 #define RAPROXY_URL_H
 
+#include "raproxy/view.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,5 +58,14 @@ struct rp_http_url {
  * CMP or OCSP endpoint is a path; the pool would send a query on or drop a fragment
  * silently), spaces and control characters. RP_OK or RP_E_CONFIG. */
 int rp_http_url_parse(const char *url, struct rp_http_url *out);
+
+/* Request paths, matched one way everywhere (domains, the OCSP relay, the admin listener):
+ * without the query ("?..."), and with a trailing slash optional ("/pkix" and "/pkix/"
+ * are one path; "/" stays "/"). */
+/* The path is `want`. */
+bool rp_url_path_is(struct rp_view path, const char *want);
+/* The path is `base` or below it: "/ocsp" covers "/ocsp" and "/ocsp/x", not "/ocspx"; "/"
+ * covers every path. *rest (may be NULL): what follows base, without the query. */
+bool rp_url_path_under(struct rp_view path, const char *base, struct rp_view *rest);
 
 #endif

@@ -267,3 +267,39 @@ int rp_http_url_parse(const char *url, struct rp_http_url *out)
     memcpy(out->path, path, plen + 1);
     return RP_OK;
 }
+
+/* ---- request paths ---- */
+
+static size_t without_query(struct rp_view path)
+{
+    for (size_t i = 0; i < path.len; i++)
+        if (path.p[i] == '?')
+            return i;
+    return path.len;
+}
+
+static size_t without_trailing_slash(const uint8_t *p, size_t n)
+{
+    while (n > 1 && p[n - 1] == '/')
+        n--;
+    return n;
+}
+
+bool rp_url_path_is(struct rp_view path, const char *want)
+{
+    size_t plen = without_trailing_slash(path.p, without_query(path));
+    size_t wlen = without_trailing_slash((const uint8_t *)want, strlen(want));
+    return plen == wlen && (plen == 0 || memcmp(path.p, want, plen) == 0);
+}
+
+bool rp_url_path_under(struct rp_view path, const char *base, struct rp_view *rest)
+{
+    size_t plen = without_query(path);
+    size_t blen = without_trailing_slash((const uint8_t *)base, strlen(base));
+    bool ok = blen == 1 ? plen >= 1 && path.p[0] == '/'
+                        : blen > 0 && plen >= blen && memcmp(path.p, base, blen) == 0 &&
+                              (plen == blen || path.p[blen] == '/');
+    if (ok && rest)
+        *rest = rp_view_make(path.p + blen, plen - blen);
+    return ok;
+}

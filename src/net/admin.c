@@ -7,6 +7,7 @@
 #include "raproxy/metrics.h"
 #include "raproxy/snapshot.h"
 #include "raproxy/upstream.h"
+#include "raproxy/url.h"
 
 #include <llhttp.h>
 #include <stdio.h>
@@ -14,14 +15,6 @@
 
 /* "<reason> unavailable\n" */
 #define RP_READY_REASON_MAX 64
-
-static bool path_is(const struct rp_http_req *r, const char *p)
-{
-    size_t n = strlen(p);
-    if (r->path.len < n || memcmp(r->path.p, p, n) != 0)
-        return false;
-    return r->path.len == n || r->path.p[n] == '?';
-}
 
 #define RP_READY_BODY_MAX 4096
 
@@ -134,11 +127,11 @@ void rp_admin_handle(struct rp_exchange *ex)
         text(ex, 405, "method not allowed\n");
         return;
     }
-    if (path_is(r, "/livez")) {
+    if (rp_url_path_is(r->path, "/livez")) {
         text(ex, 200, "ok\n");
-    } else if (path_is(r, "/readyz")) {
+    } else if (rp_url_path_is(r->path, "/readyz")) {
         readyz(ex);
-    } else if (path_is(r, "/metrics")) {
+    } else if (rp_url_path_is(r->path, "/metrics")) {
         metrics(ex);
     } else {
         text(ex, 404, "not found\n");

@@ -18,6 +18,7 @@
 #include "raproxy/snapshot.h"
 #include "raproxy/tls.h"
 #include "raproxy/upstream.h"
+#include "raproxy/url.h"
 #include "raproxy/worker.h"
 
 #include <llhttp.h>
@@ -215,37 +216,15 @@ void rp_ocsp_loop_stop(struct rp_loop *l)
 
 /* ---- request ------------------------------------------------------------------------- */
 
-static size_t path_len(struct rp_view path)
-{
-    const uint8_t *q = memchr(path.p, '?', path.len);
-    return q ? (size_t)(q - path.p) : path.len;
-}
-
-static size_t vpath_len(const char *p)
-{
-    size_t n = strlen(p);
-    while (n > 1 && p[n - 1] == '/')
-        n--;
-    return n;
-}
-
-static bool under(struct rp_view path, const char *vp)
-{
-    size_t plen = path_len(path), vlen = vpath_len(vp);
-    if (vlen == 1) /* "/" as the validation path: everything */
-        return plen >= 1 && path.p[0] == '/';
-    return plen >= vlen && memcmp(path.p, vp, vlen) == 0 && (plen == vlen || path.p[vlen] == '/');
-}
-
 /* The relay path this request is under: a domain's ocsp_path or validation.path. */
 static const char *matched_path(const struct rp_config *cfg, struct rp_view path)
 {
     if (!cfg->validation)
         return NULL;
     for (unsigned i = 0; i < cfg->domains_count; i++)
-        if (cfg->domains[i].ocsp_path && under(path, cfg->domains[i].ocsp_path))
+        if (cfg->domains[i].ocsp_path && rp_url_path_under(path, cfg->domains[i].ocsp_path, NULL))
             return cfg->domains[i].ocsp_path;
-    if (cfg->validation->path && under(path, cfg->validation->path))
+    if (cfg->validation->path && rp_url_path_under(path, cfg->validation->path, NULL))
         return cfg->validation->path;
     return NULL;
 }
@@ -294,10 +273,8 @@ static int request_der(struct rp_exchange *ex, struct rp_view *der)
 {
     const struct rp_http_req *req = ex->req;
     const char *base = matched_path(ex->snap->cfg, req->path);
-    size_t plen = path_len(req->path), vlen = vpath_len(base ? base : "/");
-    struct rp_view rest = rp_view_make(req->path.p + vlen, plen - vlen);
-    if (vlen == 1)
-        rest = rp_view_make(req->path.p, plen);
+    struct rp_view rest = RP_VIEW_NULL;
+    rp_url_path_under(req->path, base ? base : "/", &rest);
     while (rest.len > 0 && rest.p[0] == '/')
         rest = rp_view_make(rest.p + 1, rest.len - 1);
     if (req->method == HTTP_POST) {

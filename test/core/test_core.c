@@ -5,6 +5,7 @@
 #include "raproxy/log.h"
 #include "raproxy/metrics.h"
 #include "raproxy/pool.h"
+#include "raproxy/url.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -198,4 +199,41 @@ Test(log, record_lines_pass_every_level_but_off)
     unlink(path);
     cr_assert_gt(n, 0);
     cr_expect(strstr(buf, "\"level\":\"info\",\"event\":\"exchange\""), "%s", buf);
+}
+
+/* ---- request paths (url.c) ---- */
+
+static struct rp_view vp(const char *s)
+{
+    return rp_view_make(s, strlen(s));
+}
+
+Test(url_path, is_ignores_the_query_and_a_trailing_slash)
+{
+    cr_assert(rp_url_path_is(vp("/pkix"), "/pkix"));
+    cr_assert(rp_url_path_is(vp("/pkix/"), "/pkix"));
+    cr_assert(rp_url_path_is(vp("/pkix"), "/pkix/"));
+    cr_assert(rp_url_path_is(vp("/pkix//?a=b"), "/pkix"));
+    cr_assert(rp_url_path_is(vp("/livez?verbose"), "/livez"));
+    cr_assert(rp_url_path_is(vp("/"), "/"));
+    cr_assert_not(rp_url_path_is(vp("/pkixx"), "/pkix"));
+    cr_assert_not(rp_url_path_is(vp("/pki"), "/pkix"));
+    cr_assert_not(rp_url_path_is(vp("/pkix/a"), "/pkix"));
+    cr_assert_not(rp_url_path_is(vp("/PKIX"), "/pkix"), "paths are case-sensitive");
+    cr_assert_not(rp_url_path_is(vp(""), "/"));
+    cr_assert_not(rp_url_path_is(RP_VIEW_NULL, "/livez"));
+}
+
+Test(url_path, under_stops_at_a_segment_and_gives_the_rest)
+{
+    struct rp_view rest;
+    cr_assert(rp_url_path_under(vp("/ocsp"), "/ocsp", &rest));
+    cr_assert_eq(rest.len, 0);
+    cr_assert(rp_url_path_under(vp("/ocsp/MEU%3D?x"), "/ocsp/", &rest));
+    cr_assert(rp_view_eq(rest, vp("/MEU%3D")));
+    cr_assert_not(rp_url_path_under(vp("/ocspx"), "/ocsp", NULL));
+    cr_assert_not(rp_url_path_under(vp("/oc"), "/ocsp", NULL));
+    cr_assert(rp_url_path_under(vp("/anything/at/all"), "/", &rest), "\"/\" covers every path");
+    cr_assert(rp_view_eq(rest, vp("anything/at/all")));
+    cr_assert_not(rp_url_path_under(vp("relative"), "/", NULL));
 }
