@@ -46,8 +46,9 @@ int rp_upstream_new(struct rp_upstream **out, uv_loop_t *loop, const struct rp_c
 /* Queue or send. RP_OK (cb will fire), or RP_E_UPSTREAM_QUEUE_FULL / RP_E_SHUTDOWN
  * synchronously (cb will not fire). */
 int rp_upstream_send(struct rp_upstream *u, struct rp_upstream_req *r);
-/* Fails queued and in-flight requests with RP_E_SHUTDOWN (their callbacks still fire),
- * closes every connection and frees the pool once they are gone. */
+/* Fails queued requests with RP_E_SHUTDOWN and in-flight ones with RP_E_UPSTREAM_CLOSED
+ * (their callbacks still fire), closes every connection and frees the pool once they are
+ * gone. */
 void rp_upstream_close(struct rp_upstream *u);
 /* For a pool replaced by a reload: no new requests, the accepted ones finish, then the
  * pool frees itself. */
