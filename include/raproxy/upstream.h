@@ -5,6 +5,7 @@
 #ifndef RAPROXY_UPSTREAM_H
 #define RAPROXY_UPSTREAM_H
 
+#include "raproxy/list.h"
 #include "raproxy/view.h"
 
 #include <stdbool.h>
@@ -34,7 +35,7 @@ struct rp_upstream_req {
     bool sent;           /* bytes reached the socket: the CA may have seen it */
     uint64_t t_start_ns, t_end_ns;
     /* internal */
-    struct rp_upstream_req *next;
+    struct rp_list_node link; /* in the pool's queue while it waits for a connection */
     struct rp_upstream_conn *uc;
     struct rp_upstream *pool;
     uv_timer_t deadline;

@@ -57,8 +57,8 @@ struct rp_upstream {
     bool keep_alive;
     struct rp_list_node conns; /* struct rp_upstream_conn */
     unsigned nconns, nconnecting;
-    unsigned conns_alive; /* connection memory not yet freed: the pool outlives it */
-    struct rp_upstream_req *qhead, *qtail;
+    unsigned conns_alive;      /* connection memory not yet freed: the pool outlives it */
+    struct rp_list_node queue; /* requests waiting for a connection, oldest first */
     unsigned qlen;
     bool dispatching, redispatch;
     unsigned active; /* requests accepted and not yet completed (queued + in flight) */
@@ -134,30 +134,19 @@ static void req_fail(struct rp_upstream_req *r, int err)
 
 static void queue_remove(struct rp_upstream *u, struct rp_upstream_req *r)
 {
-    struct rp_upstream_req **pp = &u->qhead, *prev = NULL;
-    while (*pp && *pp != r) {
-        prev = *pp;
-        pp = &(*pp)->next;
-    }
-    if (!*pp)
+    if (!rp_list_linked(&r->link))
         return;
-    *pp = r->next;
-    if (u->qtail == r)
-        u->qtail = prev;
+    rp_list_unlink(&r->link);
     u->qlen--;
 }
 
 static struct rp_upstream_req *queue_pop(struct rp_upstream *u)
 {
-    struct rp_upstream_req *r = u->qhead;
-    if (!r)
+    struct rp_list_node *n = rp_list_shift(&u->queue);
+    if (!n)
         return NULL;
-    u->qhead = r->next;
-    if (!u->qhead)
-        u->qtail = NULL;
     u->qlen--;
-    r->next = NULL;
-    return r;
+    return container_of(n, struct rp_upstream_req, link);
 }
 
 static void on_deadline(uv_timer_t *t)
@@ -471,7 +460,7 @@ static void dispatch(struct rp_upstream *u)
     do {
         u->redispatch = false;
         struct rp_list_node *n = u->conns.next;
-        while (n != &u->conns && u->qhead && !u->redispatch) {
+        while (n != &u->conns && !rp_list_empty(&u->queue) && !u->redispatch) {
             struct rp_list_node *next = n->next;
             struct rp_upstream_conn *uc = container_of(n, struct rp_upstream_conn, link);
             if (uc->state == UC_IDLE)
@@ -515,6 +504,7 @@ int rp_upstream_new(struct rp_upstream **out, uv_loop_t *loop, const struct rp_c
     }
     u->loop = loop;
     rp_list_init(&u->conns);
+    rp_list_init(&u->queue);
     bool default_port = u->url.port == (u->url.tls ? 443 : 80);
     bool v6 = strchr(u->url.host, ':') != NULL;
     if (default_port)
@@ -543,7 +533,7 @@ int rp_upstream_send(struct rp_upstream *u, struct rp_upstream_req *r)
         return RP_E_UPSTREAM_QUEUE_FULL;
     r->pool = u;
     r->uc = NULL;
-    r->next = NULL;
+    r->link = (struct rp_list_node){NULL, NULL};
     r->err = RP_OK;
     r->status = 0;
     r->sent = false;
@@ -553,11 +543,7 @@ int rp_upstream_send(struct rp_upstream *u, struct rp_upstream_req *r)
     uv_timer_init(u->loop, &r->deadline);
     r->deadline.data = r;
     uv_timer_start(&r->deadline, on_deadline, u->timeout_ms, 0);
-    if (u->qtail)
-        u->qtail->next = r;
-    else
-        u->qhead = r;
-    u->qtail = r;
+    rp_list_push(&u->queue, &r->link);
     u->qlen++;
     u->active++;
     dispatch(u);
