@@ -124,14 +124,7 @@ TestSuite(auth, .init = setup, .fini = teardown, .timeout = 120);
 /* Requests the recording CA has seen. */
 static int sent(void)
 {
-    DIR *d = opendir(g_rec);
-    int n = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d)) != NULL)
-        n += strstr(de->d_name, ".der") != NULL;
-    if (d)
-        closedir(d);
-    return n;
+    return rpt_dir_count(g_rec, ".der");
 }
 
 /* POST and expect a CMP error with exactly `bit`. */

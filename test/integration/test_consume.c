@@ -144,14 +144,7 @@ TestSuite(consume, .init = setup, .fini = teardown, .timeout = 240);
 
 static int sent(void)
 {
-    DIR *d = opendir(g_rec);
-    int n = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d)) != NULL)
-        n += strstr(de->d_name, ".der") != NULL;
-    if (d)
-        closedir(d);
-    return n;
+    return rpt_dir_count(g_rec, ".der");
 }
 
 /* An ir of vendor device `who` as openssl writes it (its own subject), not sent. */

@@ -107,14 +107,7 @@ static void down(struct e2e *e)
 
 static int sent_count(const struct e2e *e)
 {
-    DIR *d = opendir(e->rec);
-    int n = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d)) != NULL)
-        n += strstr(de->d_name, ".der") != NULL;
-    if (d)
-        closedir(d);
-    return n;
+    return rpt_dir_count(e->rec, ".der");
 }
 
 /* A device run; returns openssl's exit status, its output in log. */

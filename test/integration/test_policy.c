@@ -154,14 +154,7 @@ TestSuite(policy, .init = setup, .fini = teardown, .timeout = 180);
 
 static int sent(void)
 {
-    DIR *d = opendir(g_rec);
-    int n = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d)) != NULL)
-        n += strstr(de->d_name, ".der") != NULL;
-    if (d)
-        closedir(d);
-    return n;
+    return rpt_dir_count(g_rec, ".der");
 }
 
 /* The last request the CA got, decoded. */

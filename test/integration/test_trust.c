@@ -104,14 +104,7 @@ static void down(struct env *e)
 
 static int sent_count(const struct env *e)
 {
-    DIR *d = opendir(e->rec);
-    int n = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d)) != NULL)
-        n += strstr(de->d_name, ".der") != NULL;
-    if (d)
-        closedir(d);
-    return n;
+    return rpt_dir_count(e->rec, ".der");
 }
 
 /* An ir from vendor device `who` (vendor/<who>.pem/.key) with `extra` (a PEM file in the

@@ -190,6 +190,18 @@ static char *read_until(int fd, const char *needle, int count, char *buf, size_t
     }
 }
 
+/* One request on a fresh connection; what came back until `until` (or the close) in got. */
+static void roundtrip(const char *path, size_t body_len, const char *until, char *got, size_t cap)
+{
+    char req[4096];
+    size_t n = request(req, sizeof req, path, body_len);
+    int fd = rpt_connect(g.port);
+    cr_assert_geq(fd, 0);
+    send_all(fd, req, n);
+    read_until(fd, until, 1, got, cap);
+    close(fd);
+}
+
 static bool wait_for(atomic_int *v, int want)
 {
     long deadline = rpt_mono_ms() + WAIT_MS;
@@ -232,22 +244,12 @@ Test(conn, answers_pipelined_requests_once_each_in_order, .init = setup, .fini =
 Test(conn, refuses_a_body_over_the_cap_before_the_handler, .init = setup, .fini = teardown,
      .timeout = 30)
 {
-    char req[4096], got[READ_MAX];
-    size_t n = request(req, sizeof req, "/big", MAX_BODY + 1);
-    int fd = rpt_connect(g.port);
-    cr_assert_geq(fd, 0);
-    send_all(fd, req, n);
-    read_until(fd, "\r\n\r\n", 1, got, sizeof got);
-    close(fd);
+    char got[READ_MAX];
+    roundtrip("/big", MAX_BODY + 1, "\r\n\r\n", got, sizeof got);
     cr_assert(strncmp(got, "HTTP/1.1 413", 12) == 0, "%s", got);
     cr_assert_eq(atomic_load(&g_handled), 0);
     /* the control: a body at the cap reaches the handler */
-    n = request(req, sizeof req, "/fits", MAX_BODY);
-    fd = rpt_connect(g.port);
-    cr_assert_geq(fd, 0);
-    send_all(fd, req, n);
-    read_until(fd, "/fits", 1, got, sizeof got);
-    close(fd);
+    roundtrip("/fits", MAX_BODY, "/fits", got, sizeof got);
     cr_assert(strncmp(got, "HTTP/1.1 200", 12) == 0, "%s", got);
     cr_assert_eq(atomic_load(&g_handled), 1);
 }
@@ -268,12 +270,7 @@ Test(conn, a_client_that_leaves_aborts_its_exchange_which_stays_valid, .init = s
     close(fd);
     cr_assert(wait_for(&g_aborted_seen, 1), "the held exchange learnt its client left");
     /* and the loop serves the next client as before */
-    n = request(req, sizeof req, "/after", 3);
-    fd = rpt_connect(g.port);
-    cr_assert_geq(fd, 0);
-    send_all(fd, req, n);
-    read_until(fd, "/after", 1, got, sizeof got);
-    close(fd);
+    roundtrip("/after", 3, "/after", got, sizeof got);
     cr_assert(strncmp(got, "HTTP/1.1 200", 12) == 0, "%s", got);
     cr_assert_eq(atomic_load(&g_handled), 2);
 }

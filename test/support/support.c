@@ -1,6 +1,7 @@
 #include "support.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -273,6 +274,18 @@ int rpt_file_count(const char *path, const char *needle)
     for (char *p = d; (p = strstr(p, needle)) != NULL; p += strlen(needle))
         n++;
     free(d);
+    return n;
+}
+
+int rpt_dir_count(const char *dir, const char *needle)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL)
+        n += strstr(de->d_name, needle) != NULL;
+    if (d)
+        closedir(d);
     return n;
 }
 

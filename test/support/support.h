@@ -42,6 +42,8 @@ int rpt_write_file(const char *path, const void *data, size_t len);
 const char *rpt_file_tail(const char *path, char *buf, size_t cap);
 /* Count occurrences of needle in the file. */
 int rpt_file_count(const char *path, const char *needle);
+/* Count the entries of a directory whose name contains needle (0 when unreadable). */
+int rpt_dir_count(const char *dir, const char *needle);
 
 /* Paths: the source tree and the build tree (compile-time constants). */
 const char *rpt_src(void);
