@@ -241,6 +241,28 @@ static void counted_done(struct rp_job *j)
     (*c->done)++;
 }
 
+/* A pool under test and a loop of the test's own with its port. */
+struct pool {
+    struct rp_workers *w;
+    uv_loop_t loop;
+    struct rp_job_port port;
+};
+
+static void pool_up(struct pool *p, const struct rp_workers_opts *o)
+{
+    cr_assert_eq(rp_workers_start(&p->w, o), RP_OK);
+    cr_assert_eq(uv_loop_init(&p->loop), 0);
+    cr_assert_eq(rp_job_port_init(&p->port, &p->loop), RP_OK);
+}
+
+/* The one worker busy with a job held at the gate: what is submitted next queues. */
+static void hold_worker(struct pool *p, struct counted *blocker, int *done)
+{
+    *blocker = (struct counted){.job = {.run = gated_run, .done = counted_done}, .done = done};
+    cr_assert_eq(rp_workers_submit(p->w, &blocker->job, &p->port), RP_OK);
+    gate_wait_entered();
+}
+
 static bool port_closed;
 static void on_port_closed(struct rp_job_port *p)
 {
@@ -250,40 +272,36 @@ static void on_port_closed(struct rp_job_port *p)
 
 Test(workers, full_queue_is_refused_and_nothing_is_lost)
 {
-    struct rp_workers *w;
     struct rp_workers_opts o = {.count = 1, .queue_cap = SMALL_CAP, .pin = false};
-    cr_assert_eq(rp_workers_start(&w, &o), RP_OK);
-    uv_loop_t loop;
-    struct rp_job_port port;
-    cr_assert_eq(uv_loop_init(&loop), 0);
-    cr_assert_eq(rp_job_port_init(&port, &loop), RP_OK);
+    struct pool p;
+    pool_up(&p, &o);
+    struct rp_workers *w = p.w;
     int64_t rej0 = metric("raproxy_worker_jobs_total", RP_METRIC_COUNTER, "result=\"rejected\"");
 
     int done = 0;
-    struct counted blocker = {.job = {.run = gated_run, .done = counted_done}, .done = &done};
-    cr_assert_eq(rp_workers_submit(w, &blocker.job, &port), RP_OK);
-    gate_wait_entered(); /* the worker holds the blocker: its queue is empty again */
+    struct counted blocker;
+    hold_worker(&p, &blocker, &done); /* the worker holds the blocker: its queue is empty again */
 
     struct counted jobs[SMALL_CAP + 1];
     for (int i = 0; i < SMALL_CAP; i++) {
         jobs[i] =
             (struct counted){.job = {.run = counted_run, .done = counted_done}, .done = &done};
-        cr_assert_eq(rp_workers_submit(w, &jobs[i].job, &port), RP_OK, "job %d", i);
+        cr_assert_eq(rp_workers_submit(w, &jobs[i].job, &p.port), RP_OK, "job %d", i);
     }
     jobs[SMALL_CAP] =
         (struct counted){.job = {.run = counted_run, .done = counted_done}, .done = &done};
-    cr_expect_eq(rp_workers_submit(w, &jobs[SMALL_CAP].job, &port), RP_E_QUEUE_FULL);
+    cr_expect_eq(rp_workers_submit(w, &jobs[SMALL_CAP].job, &p.port), RP_E_QUEUE_FULL);
     cr_expect_eq(metric("raproxy_worker_queue_depth", RP_METRIC_GAUGE, "worker=\"0\""), SMALL_CAP);
     cr_expect_eq(
         metric("raproxy_worker_jobs_total", RP_METRIC_COUNTER, "result=\"rejected\"") - rej0, 1);
 
     gate_open();
     port_closed = false;
-    rp_job_port_close(&port, on_port_closed); /* closes only after the 5 accepted came back */
-    uv_run(&loop, UV_RUN_DEFAULT);
+    rp_job_port_close(&p.port, on_port_closed); /* closes only after the 5 accepted came back */
+    uv_run(&p.loop, UV_RUN_DEFAULT);
     cr_expect(port_closed);
     cr_expect_eq(done, SMALL_CAP + 1, "every accepted job came back, the refused one did not");
-    cr_assert_eq(uv_loop_close(&loop), 0);
+    cr_assert_eq(uv_loop_close(&p.loop), 0);
     rp_workers_stop(w);
 }
 
@@ -299,24 +317,20 @@ static void *stop_main(void *arg)
 
 Test(workers, stop_runs_queued_jobs_and_delivers_them)
 {
-    struct rp_workers *w;
     struct rp_workers_opts o = {.count = 1, .queue_cap = STOP_POOL, .pin = false};
-    cr_assert_eq(rp_workers_start(&w, &o), RP_OK);
-    uv_loop_t loop;
-    struct rp_job_port port;
-    cr_assert_eq(uv_loop_init(&loop), 0);
-    cr_assert_eq(rp_job_port_init(&port, &loop), RP_OK);
+    struct pool p;
+    pool_up(&p, &o);
+    struct rp_workers *w = p.w;
 
     int done = 0, accepted = 0;
-    struct counted blocker = {.job = {.run = gated_run, .done = counted_done}, .done = &done};
-    cr_assert_eq(rp_workers_submit(w, &blocker.job, &port), RP_OK);
-    gate_wait_entered();
+    struct counted blocker;
+    hold_worker(&p, &blocker, &done);
     static struct counted jobs[STOP_POOL];
     for (int i = 0; i < STOP_POOL; i++)
         jobs[i] =
             (struct counted){.job = {.run = counted_run, .done = counted_done}, .done = &done};
     for (; accepted < STOP_BACKLOG; accepted++)
-        cr_assert_eq(rp_workers_submit(w, &jobs[accepted].job, &port), RP_OK);
+        cr_assert_eq(rp_workers_submit(w, &jobs[accepted].job, &p.port), RP_OK);
 
     /* Stop while the worker is held: it must refuse new jobs yet finish the backlog. Keep
      * submitting until the refusal shows (bounded by the pool). */
@@ -325,7 +339,7 @@ Test(workers, stop_runs_queued_jobs_and_delivers_them)
     cr_assert_eq(pthread_create(&th, NULL, stop_main, &s), 0);
     int rc = RP_OK;
     while (accepted < STOP_POOL) {
-        rc = rp_workers_submit(w, &jobs[accepted].job, &port);
+        rc = rp_workers_submit(w, &jobs[accepted].job, &p.port);
         if (rc != RP_OK)
             break;
         accepted++;
@@ -333,36 +347,32 @@ Test(workers, stop_runs_queued_jobs_and_delivers_them)
     }
     cr_expect_eq(rc, RP_E_SHUTDOWN, "submit during stop: %s", rp_err_name(rc));
     gate_open();
-    rp_job_port_close(&port, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    rp_job_port_close(&p.port, NULL);
+    uv_run(&p.loop, UV_RUN_DEFAULT);
     pthread_join(th, NULL);
     cr_expect_eq(done, accepted + 1, "queued jobs delivered after stop (%d of %d)", done,
                  accepted + 1);
-    cr_assert_eq(uv_loop_close(&loop), 0);
+    cr_assert_eq(uv_loop_close(&p.loop), 0);
 }
 
 Test(workers, port_close_waits_for_jobs_in_flight)
 {
-    struct rp_workers *w;
     struct rp_workers_opts o = {.count = 1, .queue_cap = 8, .pin = false};
-    cr_assert_eq(rp_workers_start(&w, &o), RP_OK);
-    uv_loop_t loop;
-    struct rp_job_port port;
-    cr_assert_eq(uv_loop_init(&loop), 0);
-    cr_assert_eq(rp_job_port_init(&port, &loop), RP_OK);
+    struct pool p;
+    pool_up(&p, &o);
+    struct rp_workers *w = p.w;
     int done = 0;
-    struct counted blocker = {.job = {.run = gated_run, .done = counted_done}, .done = &done};
-    cr_assert_eq(rp_workers_submit(w, &blocker.job, &port), RP_OK);
-    gate_wait_entered();
+    struct counted blocker;
+    hold_worker(&p, &blocker, &done);
     port_closed = false;
-    rp_job_port_close(&port, on_port_closed);
-    uv_run(&loop, UV_RUN_NOWAIT);
+    rp_job_port_close(&p.port, on_port_closed);
+    uv_run(&p.loop, UV_RUN_NOWAIT);
     cr_expect_not(port_closed, "closed with a job still running");
     gate_open();
-    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_run(&p.loop, UV_RUN_DEFAULT);
     cr_expect(port_closed);
     cr_expect_eq(done, 1);
-    cr_assert_eq(uv_loop_close(&loop), 0);
+    cr_assert_eq(uv_loop_close(&p.loop), 0);
     rp_workers_stop(w);
 }
 
@@ -409,26 +419,23 @@ Test(workers, guard_counts_a_sign_on_the_loop_thread_and_none_on_workers)
     cr_assert_eq(rpt_run(argv, 60000, NULL), 0);
     cr_assert_eq(rp_privkey_load_pem(key, &sign_key), RP_OK);
 
-    struct rp_workers *w;
     struct rp_workers_opts o = {.count = 1, .queue_cap = 4, .pin = true};
-    cr_assert_eq(rp_workers_start(&w, &o), RP_OK);
-    uv_loop_t loop;
-    struct rp_job_port port;
-    cr_assert_eq(uv_loop_init(&loop), 0);
-    cr_assert_eq(rp_job_port_init(&port, &loop), RP_OK);
+    struct pool p;
+    pool_up(&p, &o);
+    struct rp_workers *w = p.w;
     rp_guard_mark_loop_thread();
     unsigned long before = rp_guard_violations();
 
     struct rp_job j = {.run = sign_run, .done = sign_done};
-    cr_assert_eq(rp_workers_submit(w, &j, &port), RP_OK);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(rp_workers_submit(w, &j, &p.port), RP_OK);
+    uv_run(&p.loop, UV_RUN_DEFAULT);
     cr_expect_eq(rp_guard_violations(), before, "sign on a worker is not a violation");
 
     sign_run(&j); /* the mistake the guard exists for */
     cr_expect_eq(j.result, RP_OK);
     cr_expect_eq(rp_guard_violations(), before + 1);
 
-    cr_assert_eq(uv_loop_close(&loop), 0);
+    cr_assert_eq(uv_loop_close(&p.loop), 0);
     rp_workers_stop(w);
     rp_privkey_free(sign_key);
     rpt_rmdir(dir);
@@ -457,17 +464,13 @@ static void ordered_done(struct rp_job *j)
 
 Test(workers, finishing_work_overtakes_queued_new_work)
 {
-    struct rp_workers *w;
     struct rp_workers_opts o = {.count = 1, .queue_cap = 64, .pin = false};
-    cr_assert_eq(rp_workers_start(&w, &o), RP_OK);
-    uv_loop_t loop;
-    struct rp_job_port port;
-    cr_assert_eq(uv_loop_init(&loop), 0);
-    cr_assert_eq(rp_job_port_init(&port, &loop), RP_OK);
+    struct pool p;
+    pool_up(&p, &o);
+    struct rp_workers *w = p.w;
     int done = 0;
-    struct counted blocker = {.job = {.run = gated_run, .done = counted_done}, .done = &done};
-    cr_assert_eq(rp_workers_submit(w, &blocker.job, &port), RP_OK);
-    gate_wait_entered();
+    struct counted blocker;
+    hold_worker(&p, &blocker, &done);
     /* five new requests queue up, then a certConf arrives */
     int order[8], n = 0;
     struct ordered jobs[6];
@@ -475,16 +478,16 @@ Test(workers, finishing_work_overtakes_queued_new_work)
         jobs[i] = (struct ordered){
             .job = {.run = ordered_run, .done = ordered_done}, .id = i, .order = order, .n = &n};
         jobs[i].job.cls = i == 5 ? RP_JOB_FINISH : RP_JOB_NEW;
-        cr_assert_eq(rp_workers_submit(w, &jobs[i].job, &port), RP_OK);
+        cr_assert_eq(rp_workers_submit(w, &jobs[i].job, &p.port), RP_OK);
     }
     gate_open();
-    rp_job_port_close(&port, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    rp_job_port_close(&p.port, NULL);
+    uv_run(&p.loop, UV_RUN_DEFAULT);
     cr_assert_eq(n, 6);
     cr_expect_eq(order[0], 5, "the finishing job ran first, not %d", order[0]);
     for (int i = 1; i < 6; i++)
         cr_expect_eq(order[i], i - 1, "new work keeps its order");
-    cr_assert_eq(uv_loop_close(&loop), 0);
+    cr_assert_eq(uv_loop_close(&p.loop), 0);
     rp_workers_stop(w);
 }
 
@@ -493,27 +496,23 @@ Test(workers, finishing_work_overtakes_queued_new_work)
  * that finishes a transaction gets twice that. Without a deadline the count cap alone. */
 static int fill_until_refused(uint32_t queue_ms, enum rp_job_class cls, int64_t *deadline_refusals)
 {
-    struct rp_workers *w;
     struct rp_workers_opts o = {.count = 1, .queue_cap = 1000, .queue_ms = queue_ms};
-    cr_assert_eq(rp_workers_start(&w, &o), RP_OK);
-    uv_loop_t loop;
-    struct rp_job_port port;
-    cr_assert_eq(uv_loop_init(&loop), 0);
-    cr_assert_eq(rp_job_port_init(&port, &loop), RP_OK);
+    struct pool p;
+    pool_up(&p, &o);
+    struct rp_workers *w = p.w;
     int64_t d0 = metric("raproxy_worker_jobs_total", RP_METRIC_COUNTER, "result=\"deadline\"");
     gate.open = false; /* closed again: one gate serves the three rounds */
     atomic_store(&gate.entered, false);
     int done = 0;
-    struct counted blocker = {.job = {.run = gated_run, .done = counted_done}, .done = &done};
-    cr_assert_eq(rp_workers_submit(w, &blocker.job, &port), RP_OK);
-    gate_wait_entered();
+    struct counted blocker;
+    hold_worker(&p, &blocker, &done);
     static struct counted jobs[1001];
     int accepted = 0, rc = RP_OK;
     while (accepted < 1001) {
         jobs[accepted] =
             (struct counted){.job = {.run = counted_run, .done = counted_done}, .done = &done};
         jobs[accepted].job.cls = cls;
-        if ((rc = rp_workers_submit(w, &jobs[accepted].job, &port)) != RP_OK)
+        if ((rc = rp_workers_submit(w, &jobs[accepted].job, &p.port)) != RP_OK)
             break;
         accepted++;
     }
@@ -521,10 +520,10 @@ static int fill_until_refused(uint32_t queue_ms, enum rp_job_class cls, int64_t 
     *deadline_refusals =
         metric("raproxy_worker_jobs_total", RP_METRIC_COUNTER, "result=\"deadline\"") - d0;
     gate_open();
-    rp_job_port_close(&port, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    rp_job_port_close(&p.port, NULL);
+    uv_run(&p.loop, UV_RUN_DEFAULT);
     cr_expect_eq(done, accepted + 1, "every accepted job came back");
-    cr_assert_eq(uv_loop_close(&loop), 0);
+    cr_assert_eq(uv_loop_close(&p.loop), 0);
     rp_workers_stop(w);
     return accepted;
 }
@@ -553,28 +552,26 @@ static void count_run(struct rp_job *j)
 /* Jobs that finish while the loop is busy come back in one wake-up, none lost. */
 Test(workers, a_batch_of_finished_jobs_is_one_wakeup)
 {
-    struct rp_workers *w;
     struct rp_workers_opts o = {.count = 2, .queue_cap = 64, .pin = false};
-    cr_assert_eq(rp_workers_start(&w, &o), RP_OK);
-    uv_loop_t loop;
-    struct rp_job_port port;
-    cr_assert_eq(uv_loop_init(&loop), 0);
-    cr_assert_eq(rp_job_port_init(&port, &loop), RP_OK);
+    struct pool p;
+    pool_up(&p, &o);
+    struct rp_workers *w = p.w;
     int done = 0;
     struct counted jobs[40];
     for (int i = 0; i < 40; i++) {
         jobs[i] = (struct counted){.job = {.run = count_run, .done = counted_done}, .done = &done};
-        cr_assert_eq(rp_workers_submit(w, &jobs[i].job, &port), RP_OK);
+        cr_assert_eq(rp_workers_submit(w, &jobs[i].job, &p.port), RP_OK);
     }
     for (int i = 0; i < POLL_MAX && atomic_load(&ran_count) < 40; i++)
         usleep(POLL_US);
     cr_assert_eq(atomic_load(&ran_count), 40);
     usleep(10000); /* the last deliveries are in the port's list */
-    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_run(&p.loop, UV_RUN_NOWAIT);
     cr_expect_eq(done, 40);
-    cr_expect_eq(port.wakeups, 1, "%llu wake-ups for 40 jobs", (unsigned long long)port.wakeups);
-    rp_job_port_close(&port, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    cr_assert_eq(uv_loop_close(&loop), 0);
+    cr_expect_eq(p.port.wakeups, 1, "%llu wake-ups for 40 jobs",
+                 (unsigned long long)p.port.wakeups);
+    rp_job_port_close(&p.port, NULL);
+    uv_run(&p.loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&p.loop), 0);
     rp_workers_stop(w);
 }
