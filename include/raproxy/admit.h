@@ -5,7 +5,8 @@
  * - rp_admit_start, before any crypto: GCRA with burst on the global, per-domain and
  *   per-client-address buckets.
  * - rp_admit_after_verify, once the signature holds (forged traffic cannot drain a real
- *   device's budget or burn its nonces): per-device quota by vendor serial, senderNonce
+ *   device's budget or burn its nonces): per-device quota by identity (requests that open
+ *   a transaction only), senderNonce
  *   replay, transaction state, and the Redis allowlist.
  * - rp_admit_on_issued, after the CA answered: settles the claim rp_admit_after_verify
  *   made with allowlist_consume (consumed when a certificate was issued, given back when the
@@ -127,7 +128,9 @@ struct rp_admit_verified_in {
     struct rp_view txid;
     struct rp_view nonce; /* senderNonce */
     const char *body;     /* "ir", "cr", "p10cr", "kur", "rr", "genm", "certConf", "pollReq", … */
-    const struct rp_cfg_limits *limits; /* per_device is used */
+    /* per_device is used, for the bodies that open a transaction (rp_admit_txn_mode
+     * RP_TXN_START): certConf, pollReq and error are not charged */
+    const struct rp_cfg_limits *limits;
     /* how long the nonce is remembered: as long as a message carrying it could still be
      * accepted (rp_admit_nonce_ttl_s); 0 = 2 · RP_DEF_MAX_CLOCK_SKEW */
     uint32_t nonce_ttl_s;

@@ -133,10 +133,29 @@ struct rp_cfg_ra {
     enum rp_rsa_signature rsa_signature; /* pkcs1 (default) or pss, SHA-256 */
 };
 
+/* Seconds in each unit a rate may be written in: "N/s", "N/min", "N/h", "N/day". */
+#define RP_CFG_PER_S   1u
+#define RP_CFG_PER_MIN 60u
+#define RP_CFG_PER_H   3600u
+#define RP_CFG_PER_DAY 86400u
+
+/* A GCRA limit: `rate` requests per `period_s` seconds, `burst` at once. */
 struct rp_cfg_limit {
-    uint32_t rate;  /* requests per second; 0 = unlimited */
-    uint32_t burst; /* bucket size; default = rate */
+    uint32_t rate;     /* requests per period; 0 = unlimited */
+    uint32_t burst;    /* bucket size; default = rate */
+    uint32_t period_s; /* the unit of rate (RP_CFG_PER_*); 0 counts as 1 (per second) */
 };
+
+/* GCRA emission interval of a limit in microseconds (what the in-process limiter and the
+ * Redis scripts take): period / rate, at least 1; 0 for an unlimited one. */
+static inline uint64_t rp_cfg_limit_interval_us(const struct rp_cfg_limit *l)
+{
+    if (!l || l->rate == 0)
+        return 0;
+    uint64_t period_us = (uint64_t)(l->period_s ? l->period_s : RP_CFG_PER_S) * 1000000u;
+    uint64_t t = period_us / l->rate;
+    return t ? t : 1;
+}
 
 struct rp_cfg_limits {
     struct rp_cfg_limit global;

@@ -13,11 +13,12 @@
  * transaction is refused with RP_E_TABLE_FULL (counted in raproxy_admit_table_full_total)
  * until entries expire. Size them for the traffic of one replay window.
  *
- * GCRA, identical to the Redis scripts: emission interval T = 1 s / rate; a request is
- * admitted when, after adding T to the theoretical arrival time (TAT), TAT - burst·T <= now;
- * otherwise it is refused with retry_after = TAT + T - burst·T - now. So `burst` requests pass
- * at once, and the next one after another T. Times are monotonic microseconds from the
- * caller (rp_clock_ns() / 1000), which keeps tests deterministic. */
+ * GCRA, identical to the Redis scripts: emission interval T = period / rate (a limit of
+ * "3/day" has T = 8 h: see rp_cfg_limit_interval_us); a request is admitted when, after adding T to
+ * the theoretical arrival time (TAT), TAT - burst·T <= now; otherwise it is refused with
+ * retry_after = TAT + T - burst·T - now. So `burst` requests pass at once, and the next one after
+ * another T. Times are monotonic microseconds from the caller (rp_clock_ns() / 1000), which keeps
+ * tests deterministic. */
 #ifndef RAPROXY_LIMITER_H
 #define RAPROXY_LIMITER_H
 
@@ -55,17 +56,18 @@ enum rp_txn_mode {
 int rp_limiter_new(struct rp_limiter **out, const struct rp_limiter_opts *o);
 void rp_limiter_free(struct rp_limiter *l);
 
-/* Emission interval in µs for `rate` per second (at least 1); the Redis scripts get it too. */
-uint64_t rp_gcra_interval_us(uint32_t rate);
 /* burst 0 means "same as rate" (the config default); never below 1. */
 uint32_t rp_gcra_burst(uint32_t rate, uint32_t burst);
 
-/* One request against bucket `key`. RP_OK, or RP_E_RATE_LIMITED with *retry_after_ms (≥ 1).
- * rate 0 = unlimited (always RP_OK, nothing stored). */
-int rp_limiter_take(struct rp_limiter *l, struct rp_view key, uint32_t rate, uint32_t burst,
+/* One request against bucket `key` with emission interval interval_us (one request per
+ * interval, `burst` at once; rp_cfg_limit_interval_us() of a configured limit). RP_OK, or
+ * RP_E_RATE_LIMITED with *retry_after_ms (≥ 1). interval 0 = unlimited (always RP_OK,
+ * nothing stored); burst 0 counts as 1. */
+int rp_limiter_take(struct rp_limiter *l, struct rp_view key, uint64_t interval_us, uint32_t burst,
                     uint64_t now_us, uint32_t *retry_after_ms);
 /* Give one request back (a request admitted here but refused by another limit). */
-void rp_limiter_refund(struct rp_limiter *l, struct rp_view key, uint32_t rate, uint64_t now_us);
+void rp_limiter_refund(struct rp_limiter *l, struct rp_view key, uint64_t interval_us,
+                       uint64_t now_us);
 
 /* RP_OK the first time `key` is seen within ttl_ms, RP_E_BAD_SENDER_NONCE after that,
  * RP_E_TABLE_FULL when the table holds only live nonces. */

@@ -116,9 +116,13 @@ static const cyaml_schema_field_t ra_fields[] = {
     CYAML_FIELD_END,
 };
 
+/* `rate` carries its unit ("3/day"): the walk writes the count to rate and the unit to the
+ * internal field period_s, which a file cannot name (LIMIT_PERIOD). */
+enum { LIMIT_RATE, LIMIT_BURST, LIMIT_PERIOD };
 static const cyaml_schema_field_t limit_fields[] = {
-    U32("rate", struct rp_cfg_limit, rate),
-    U32("burst", struct rp_cfg_limit, burst),
+    [LIMIT_RATE] = U32("rate", struct rp_cfg_limit, rate),
+    [LIMIT_BURST] = U32("burst", struct rp_cfg_limit, burst),
+    [LIMIT_PERIOD] = U32("period_s", struct rp_cfg_limit, period_s),
     CYAML_FIELD_END,
 };
 
@@ -608,16 +612,53 @@ static int take_u32(const char **sp, uint32_t *v)
     return 0;
 }
 
-/* The short form of a limit: "20/s" or "20/s burst 40". */
-static int parse_limit(const char *s, uint32_t *rate, uint32_t *burst, int *has_burst)
+/* The unit after "N/": s, min, h or day (RP_CFG_PER_*); advances *sp past it. */
+static int take_rate_unit(const char **sp, uint32_t *period_s)
 {
-    s = skip_spaces(s);
+    static const struct {
+        const char *name;
+        uint32_t seconds;
+    } units[] = {
+        {"s", RP_CFG_PER_S}, {"min", RP_CFG_PER_MIN}, {"h", RP_CFG_PER_H}, {"day", RP_CFG_PER_DAY}};
+    const char *s = *sp;
+    size_t n = 0;
+    while (isalpha((unsigned char)s[n]))
+        n++;
+    for (size_t i = 0; i < CYAML_ARRAY_LEN(units); i++) {
+        if (strlen(units[i].name) == n && strncmp(s, units[i].name, n) == 0) {
+            *period_s = units[i].seconds;
+            *sp = s + n;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* A rate: "N" (per second, as before units existed) or "N/s", "N/min", "N/h", "N/day". */
+static int take_rate(const char **sp, uint32_t *rate, uint32_t *period_s)
+{
+    const char *s = skip_spaces(*sp);
     if (take_u32(&s, rate) != 0)
         return -1;
     s = skip_spaces(s);
-    if (strncmp(s, "/s", 2) != 0)
-        return -1;
-    s = skip_spaces(s + 2);
+    *period_s = RP_CFG_PER_S;
+    if (*s == '/') {
+        s = skip_spaces(s + 1);
+        if (take_rate_unit(&s, period_s) != 0)
+            return -1;
+    }
+    *sp = s;
+    return 0;
+}
+
+/* The short form of a limit: "20/s", "3/day burst 3". */
+static int parse_limit(const char *s, uint32_t *rate, uint32_t *period_s, uint32_t *burst,
+                       int *has_burst)
+{
+    const char *start = skip_spaces(s);
+    if (take_rate(&s, rate, period_s) != 0 || !strchr(start, '/'))
+        return -1; /* the short form always names its unit */
+    s = skip_spaces(s);
     *has_burst = 0;
     if (*s == 0)
         return 0;
@@ -630,27 +671,55 @@ static int parse_limit(const char *s, uint32_t *rate, uint32_t *burst, int *has_
     return *skip_spaces(s) == 0 ? 0 : -1;
 }
 
+static void emit_u32(struct walk *w, uint32_t v)
+{
+    char num[16];
+    snprintf(num, sizeof num, "%u", v);
+    emit_scalar(w, num, YAML_PLAIN_SCALAR_STYLE);
+}
+
+/* The rate's count (its key already emitted), then period_s: P, for libcyaml. */
+static void emit_rate_value(struct walk *w, uint32_t rate, uint32_t period_s)
+{
+    emit_u32(w, rate);
+    emit_scalar(w, limit_fields[LIMIT_PERIOD].key, YAML_PLAIN_SCALAR_STYLE);
+    emit_u32(w, period_s);
+}
+
+#define RATE_FORMS "N, \"N/s\", \"N/min\", \"N/h\" or \"N/day\""
+
+/* `rate: 3/day` inside a limit mapping (the key is emitted by walk_mapping's caller). */
+static void walk_rate(struct walk *w, const yaml_node_t *v, const char *path)
+{
+    uint32_t rate, period_s;
+    const char *s = v->type == YAML_SCALAR_NODE ? scalar(v) : NULL;
+    if (!s || take_rate(&s, &rate, &period_s) != 0 || *skip_spaces(s) != 0) {
+        type_error(w, path, RATE_FORMS, v);
+        return;
+    }
+    emit_rate_value(w, rate, period_s);
+}
+
 static void walk_limit_string(struct walk *w, const yaml_node_t *v, const char *path)
 {
-    uint32_t rate, burst;
+    uint32_t rate, period_s, burst;
     int has_burst;
-    if (parse_limit(scalar(v), &rate, &burst, &has_burst) != 0) {
+    if (parse_limit(scalar(v), &rate, &period_s, &burst, &has_burst) != 0) {
         problem_at(w->x, node_line(v), path,
-                   "expected a mapping {rate: N, burst: M} or \"N/s [burst M]\", got '%.*s'",
+                   "expected a mapping {rate: N/s, burst: M} or \"N/s [burst M]\" (units s, min, "
+                   "h, day), got '%.*s'",
                    QUOTE_MAX, scalar(v));
         return;
     }
-    char num[16], sub[RP_CFGX_PATH_MAX];
+    char sub[RP_CFGX_PATH_MAX];
     emit_collection(w, YAML_MAPPING_START_EVENT);
-    emit_scalar(w, "rate", YAML_PLAIN_SCALAR_STYLE);
-    snprintf(num, sizeof num, "%u", rate);
-    emit_scalar(w, num, YAML_PLAIN_SCALAR_STYLE);
+    emit_scalar(w, limit_fields[LIMIT_RATE].key, YAML_PLAIN_SCALAR_STYLE);
+    emit_rate_value(w, rate, period_s);
     join(sub, path, ".", "rate");
     rp_cfgx_add(w->x, sub, node_line(v));
     if (has_burst) {
-        emit_scalar(w, "burst", YAML_PLAIN_SCALAR_STYLE);
-        snprintf(num, sizeof num, "%u", burst);
-        emit_scalar(w, num, YAML_PLAIN_SCALAR_STYLE);
+        emit_scalar(w, limit_fields[LIMIT_BURST].key, YAML_PLAIN_SCALAR_STYLE);
+        emit_u32(w, burst);
         join(sub, path, ".", "burst");
         rp_cfgx_add(w->x, sub, node_line(v));
     }
@@ -692,6 +761,8 @@ static void walk_field(struct walk *w, const yaml_node_t *k, yaml_node_t *v,
     emit_scalar(w, scalar(k), k->data.scalar.style);
     if (is_mapping && v->type == YAML_SCALAR_NODE && f->value.mapping.fields == limit_fields)
         walk_limit_string(w, v, path);
+    else if (f == &limit_fields[LIMIT_RATE])
+        walk_rate(w, v, path);
     else
         walk_value(w, v, &f->value, path);
 }
@@ -719,7 +790,12 @@ static void walk_mapping(struct walk *w, yaml_node_t *n, const cyaml_schema_fiel
         unsigned i = 0;
         while (fields[i].key && strcmp(fields[i].key, scalar(k)) != 0)
             i++;
-        if (!fields[i].key) {
+        if (&fields[i] == &limit_fields[LIMIT_PERIOD]) {
+            /* internal: the unit comes with the rate ("3/day") */
+            problem_at(w->x, node_line(k), child,
+                       "unknown key (expected one of: rate, burst; the unit goes with the rate, "
+                       "e.g. rate: 3/day)");
+        } else if (!fields[i].key) {
             unknown_key(w, k, child, fields);
         } else if (seen & (1ull << i)) {
             problem_at(w->x, node_line(k), child, "duplicate key");

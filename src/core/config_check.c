@@ -343,6 +343,10 @@ static void check_redis(struct rp_cfgx *x, const struct rp_cfg_redis *r)
                         REDIS_KEY_PREFIX_MAX, kp);
 }
 
+/* A bucket holds burst × (period / rate): beyond a year it is a mistake (and beyond what
+ * the scripts' double-precision times keep exact). */
+#define LIMIT_BUCKET_MAX_US (366ull * 86400ull * 1000000ull)
+
 static void check_limit(struct rp_cfgx *x, const char *base, const struct rp_cfg_limit *l)
 {
     char p[RP_CFGX_PATH_MAX];
@@ -351,6 +355,10 @@ static void check_limit(struct rp_cfgx *x, const char *base, const struct rp_cfg
         rp_cfgx_problem(x, p, "must be at least 1 when rate is set");
     if (l->rate == 0 && l->burst > 0)
         rp_cfgx_problem(x, p, "set without a rate");
+    uint64_t interval = rp_cfg_limit_interval_us(l);
+    if (interval && l->burst && interval > LIMIT_BUCKET_MAX_US / l->burst)
+        rp_cfgx_problem(x, p, "%u requests at %u per %u s take more than a year to refill",
+                        l->burst, l->rate, l->period_s ? l->period_s : RP_CFG_PER_S);
 }
 
 static void check_limits(struct rp_cfgx *x, const char *base, const struct rp_cfg_limits *l)

@@ -323,15 +323,15 @@ static void undo_slot(struct admit_req *req, struct admit_slot *s, bool local)
 {
     struct rp_admit *a = req->a;
     uint64_t now = now_us();
-    uint32_t rate = s->limit ? s->limit->rate : 0;
+    uint64_t interval = rp_cfg_limit_interval_us(s->limit);
     char t[NUM_MAX];
-    fmt_u64(t, rate ? rp_gcra_interval_us(rate) : 0);
+    fmt_u64(t, interval);
     switch (s->kind) {
     case SLOT_IP:
     case SLOT_DOMAIN:
     case SLOT_GLOBAL:
         if (local) {
-            rp_limiter_refund(a->lim, key_view(req, s->key), rate, now);
+            rp_limiter_refund(a->lim, key_view(req, s->key), interval, now);
         } else {
             const char *argv[] = {req->key[s->key], t};
             size_t len[] = {req->keylen[s->key], strlen(t)};
@@ -341,7 +341,7 @@ static void undo_slot(struct admit_req *req, struct admit_slot *s, bool local)
     case SLOT_DEVICE:
         if (local) {
             rp_limiter_nonce_forget(a->lim, key_view(req, K_NONCE));
-            rp_limiter_refund(a->lim, key_view(req, K_DEV), rate, now);
+            rp_limiter_refund(a->lim, key_view(req, K_DEV), interval, now);
         } else {
             const char *argv[] = {req->key[K_DEV], req->key[K_NONCE], t};
             size_t len[] = {req->keylen[K_DEV], req->keylen[K_NONCE], strlen(t)};
@@ -459,8 +459,8 @@ static void local_slot(struct admit_req *req, struct admit_slot *s, uint64_t now
     case SLOT_IP:
     case SLOT_DOMAIN:
     case SLOT_GLOBAL:
-        rc =
-            rp_limiter_take(l, key_view(req, s->key), s->limit->rate, s->limit->burst, now, &retry);
+        rc = rp_limiter_take(l, key_view(req, s->key), rp_cfg_limit_interval_us(s->limit),
+                             rp_gcra_burst(s->limit->rate, s->limit->burst), now, &retry);
         s->code = rc == RP_OK ? CODE_OK : CODE_REFUSED;
         s->value = retry;
         break;
@@ -474,7 +474,8 @@ static void local_slot(struct admit_req *req, struct admit_slot *s, uint64_t now
             s->err = rc; /* table full: refuse rather than forget a live nonce */
             break;
         }
-        rc = rp_limiter_take(l, key_view(req, K_DEV), s->limit->rate, s->limit->burst, now, &retry);
+        rc = rp_limiter_take(l, key_view(req, K_DEV), rp_cfg_limit_interval_us(s->limit),
+                             rp_gcra_burst(s->limit->rate, s->limit->burst), now, &retry);
         s->code = rc == RP_OK ? CODE_OK : CODE_REFUSED;
         s->value = retry;
         if (rc != RP_OK)
@@ -668,9 +669,8 @@ static int send_slot(struct admit_req *req, struct admit_slot *s)
 {
     struct rp_admit *a = req->a;
     char t[NUM_MAX], b[NUM_MAX], ttl[NUM_MAX];
-    uint32_t rate = s->limit ? s->limit->rate : 0;
-    fmt_u64(t, rate ? rp_gcra_interval_us(rate) : 0);
-    fmt_u64(b, s->limit ? rp_gcra_burst(rate, s->limit->burst) : 0);
+    fmt_u64(t, rp_cfg_limit_interval_us(s->limit));
+    fmt_u64(b, s->limit ? rp_gcra_burst(s->limit->rate, s->limit->burst) : 0);
     switch (s->kind) {
     case SLOT_IP:
     case SLOT_DOMAIN:
@@ -929,6 +929,10 @@ void rp_admit_after_verify(struct rp_admit *a, const struct rp_admit_verified_in
     req->limits = *in->limits;
     req->on_failure = in->on_redis_failure;
     req->mode = rp_admit_txn_mode(in->body);
+    /* the per-device quota counts what opens a transaction: a device polling for its
+     * certificate or confirming it spends nothing of a "3/day" budget */
+    if (req->mode != RP_TXN_START)
+        req->limits.per_device = (struct rp_cfg_limit){0};
     snprintf(req->body, sizeof req->body, "%s", in->body ? in->body : "");
     uint32_t ttl_s =
         in->nonce_ttl_s ? in->nonce_ttl_s : rp_admit_nonce_ttl_s(true, RP_DEF_MAX_CLOCK_SKEW, 0);
@@ -980,6 +984,7 @@ bool rp_admit_may_sign_error(struct rp_admit *a, const char *domain)
     if (n < 0 || (size_t)n >= sizeof key)
         return false;
     uint32_t retry;
-    return rp_limiter_take(a->lim, rp_view_make(key, (size_t)n), RP_ADMIT_ERRSIG_RATE,
-                           RP_ADMIT_ERRSIG_RATE, now_us(), &retry) == RP_OK;
+    const struct rp_cfg_limit budget = {RP_ADMIT_ERRSIG_RATE, RP_ADMIT_ERRSIG_RATE, RP_CFG_PER_S};
+    return rp_limiter_take(a->lim, rp_view_make(key, (size_t)n), rp_cfg_limit_interval_us(&budget),
+                           budget.burst, now_us(), &retry) == RP_OK;
 }

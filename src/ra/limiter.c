@@ -240,28 +240,22 @@ void rp_limiter_free(struct rp_limiter *l)
     free(l);
 }
 
-uint64_t rp_gcra_interval_us(uint32_t rate)
-{
-    uint64_t t = rate ? RP_USEC_PER_SEC / rate : RP_USEC_PER_SEC;
-    return t ? t : 1;
-}
-
 uint32_t rp_gcra_burst(uint32_t rate, uint32_t burst)
 {
     uint32_t b = burst ? burst : rate;
     return b ? b : 1;
 }
 
-int rp_limiter_take(struct rp_limiter *l, struct rp_view key, uint32_t rate, uint32_t burst,
+int rp_limiter_take(struct rp_limiter *l, struct rp_view key, uint64_t interval_us, uint32_t burst,
                     uint64_t now_us, uint32_t *retry_after_ms)
 {
     *retry_after_ms = 0;
-    if (rate == 0)
+    if (interval_us == 0)
         return RP_OK;
     if (!key_ok(key))
         return RP_E_INVAL;
-    uint64_t t = rp_gcra_interval_us(rate);
-    uint64_t b = rp_gcra_burst(rate, burst);
+    uint64_t t = interval_us;
+    uint64_t b = burst ? burst : 1;
     uint64_t h = key_hash(l, key);
     struct lim_stripe *s = stripe_of(&l->buckets, h);
     int rc = RP_OK;
@@ -290,11 +284,12 @@ out:
     return rc;
 }
 
-void rp_limiter_refund(struct rp_limiter *l, struct rp_view key, uint32_t rate, uint64_t now_us)
+void rp_limiter_refund(struct rp_limiter *l, struct rp_view key, uint64_t interval_us,
+                       uint64_t now_us)
 {
-    if (rate == 0 || !key_ok(key))
+    if (interval_us == 0 || !key_ok(key))
         return;
-    uint64_t t = rp_gcra_interval_us(rate);
+    uint64_t t = interval_us;
     uint64_t h = key_hash(l, key);
     struct lim_stripe *s = stripe_of(&l->buckets, h);
     pthread_mutex_lock(&s->mu);

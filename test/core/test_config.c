@@ -1035,3 +1035,58 @@ Test(config, template_policy_values_are_checked)
                  0, "%s", errs_text);
     cr_assert_eq(cfg->domains[0].tmpl.mode, RP_TEMPLATE_REWRITE);
 }
+
+/* Rates carry their unit (issue 18): a quota per day fits certificates. */
+Test(config, rates_and_quotas_take_units)
+{
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                           "upstream: {url: 'http://ca:8080/cmp'}\n"
+                           "ra: {cert: /ra.pem, key: /ra.key}\n"
+                           "domains:\n"
+                           "  - name: a\n"
+                           "    trust_anchors: [/r.pem]\n"
+                           "    allow: [ir, certConf]\n"
+                           "    limits:\n"
+                           "      per_device: {rate: 3/day, burst: 3}\n"
+                           "      per_ip: 30/min burst 10\n"
+                           "      domain: {rate: 500/h}\n"
+                           "      global: {rate: 20}\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 0, "%s", errs_text);
+    const struct rp_cfg_limits *l = &cfg->domains[0].limits;
+    cr_assert_eq(l->per_device.rate, 3);
+    cr_assert_eq(l->per_device.period_s, RP_CFG_PER_DAY);
+    cr_assert_eq(rp_cfg_limit_interval_us(&l->per_device), 8ull * 3600 * 1000000);
+    cr_assert_eq(l->per_ip.period_s, RP_CFG_PER_MIN);
+    cr_assert_eq(l->per_ip.burst, 10);
+    cr_assert_eq(rp_cfg_limit_interval_us(&l->per_ip), 2000000);
+    cr_assert_eq(l->domain.period_s, RP_CFG_PER_H);
+    cr_assert_eq(l->domain.burst, 500, "burst defaults to the count");
+    cr_assert_eq(rp_cfg_limit_interval_us(&l->global), 50000, "no unit: per second");
+
+    const char *bad[][2] = {
+        {"{rate: 3/week}", "limits.per_device.rate: expected N, \"N/s\""},
+        {"{rate: 3/day, period_s: 60}", "limits.per_device.period_s: unknown key"},
+        {"3/fortnight", "limits.per_device: expected a mapping {rate: N/s, burst: M}"},
+        {"3", "limits.per_device: expected a mapping"},
+        {"{rate: 1/day, burst: 400}", "limits.per_device.burst: 400 requests at 1 per 86400 s"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[600];
+        snprintf(text, sizeof text,
+                 "listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                 "upstream: {url: 'http://ca:8080/cmp'}\n"
+                 "ra: {cert: /ra.pem, key: /ra.key}\n"
+                 "domains:\n"
+                 "  - name: a\n"
+                 "    trust_anchors: [/r.pem]\n"
+                 "    allow: [ir, certConf]\n"
+                 "    limits:\n"
+                 "      per_device: %s\n",
+                 bad[i][0]);
+        cr_assert_eq(load_text(text, RP_CONFIG_NO_FILE_CHECKS), RP_E_CONFIG, "%s", bad[i][0]);
+        cr_assert_not_null(strstr(errs_text, bad[i][1]), "%s: want '%s' in:\n%s", bad[i][0],
+                           bad[i][1], errs_text);
+        cr_assert_not_null(strstr(errs_text, "raproxy.yaml:9: "), "%s", errs_text);
+    }
+}

@@ -125,7 +125,7 @@ static struct outcome verify(struct world *w, struct vreq v, const struct rp_cfg
     return o;
 }
 
-static const struct rp_cfg_limits none = {{0, 0}, {0, 0}, {0, 0}, {0, 0}};
+static const struct rp_cfg_limits none = {0};
 
 enum where { IN_PROCESS, WITH_REDIS };
 
@@ -275,8 +275,17 @@ static void quota_case(struct world *w, struct rpt_redis *srv)
     enum rp_redis_failure fc = RP_REDIS_FAIL_CLOSED;
     struct vreq a = {"SN-Q", "txid-q-000000000001", "nonce-q-1", "ir", false, false};
     cr_assert_eq(verify(w, a, &lim, fc).res.err, RP_OK);
+    /* finishing the transaction costs nothing of the quota … */
     a.nonce = "nonce-q-2";
+    a.body = "pollReq";
+    cr_assert_eq(verify(w, a, &lim, fc).res.err, RP_OK);
+    a.nonce = "nonce-q-3";
     a.body = "certConf";
+    cr_assert_eq(verify(w, a, &lim, fc).res.err, RP_OK);
+    /* … a second certificate request is over it */
+    a.txid = "txid-q-000000000003";
+    a.nonce = "nonce-q-4";
+    a.body = "ir";
     struct outcome o = verify(w, a, &lim, fc);
     cr_assert_eq(o.res.err, RP_E_RATE_LIMITED);
     cr_assert_str_eq(o.res.limit, "per_device");

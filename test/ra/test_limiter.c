@@ -1,5 +1,6 @@
 /* In-process limiter: GCRA, replay cache, transaction table, bounds, threads. Time is passed
  * explicitly, so every expectation is exact. */
+#include "raproxy/config.h"
 #include "raproxy/err.h"
 #include "raproxy/limiter.h"
 
@@ -8,10 +9,11 @@
 #include <pthread.h>
 #include <stdio.h>
 
-#define T0      1000000000ull /* µs; any start will do */
-#define MS      1000ull
-#define THREADS 4
-#define OPS     20000
+#define T0       1000000000ull /* µs; any start will do */
+#define MS       1000ull
+#define PER_S(n) (1000000ull / (n)) /* emission interval of n per second, µs */
+#define THREADS  4
+#define OPS      20000
 
 static struct rp_limiter *mk(uint32_t buckets, uint32_t nonces, uint32_t txns)
 {
@@ -28,19 +30,19 @@ Test(limiter, burst_then_refused_with_retry_after)
     struct rp_view k = rp_view_str("ip:192.0.2.1");
     uint32_t retry;
     for (int i = 0; i < 5; i++)
-        cr_assert_eq(rp_limiter_take(l, k, 10, 5, T0, &retry), RP_OK, "request %d", i);
-    cr_assert_eq(rp_limiter_take(l, k, 10, 5, T0, &retry), RP_E_RATE_LIMITED);
+        cr_assert_eq(rp_limiter_take(l, k, PER_S(10), 5, T0, &retry), RP_OK, "request %d", i);
+    cr_assert_eq(rp_limiter_take(l, k, PER_S(10), 5, T0, &retry), RP_E_RATE_LIMITED);
     cr_assert_eq(retry, 100, "one emission interval at 10/s");
     /* refusals do not charge: still 100 ms */
-    cr_assert_eq(rp_limiter_take(l, k, 10, 5, T0 + 40 * MS, &retry), RP_E_RATE_LIMITED);
+    cr_assert_eq(rp_limiter_take(l, k, PER_S(10), 5, T0 + 40 * MS, &retry), RP_E_RATE_LIMITED);
     cr_assert_eq(retry, 60);
-    cr_assert_eq(rp_limiter_take(l, k, 10, 5, T0 + 100 * MS, &retry), RP_OK);
-    cr_assert_eq(rp_limiter_take(l, k, 10, 5, T0 + 100 * MS, &retry), RP_E_RATE_LIMITED);
+    cr_assert_eq(rp_limiter_take(l, k, PER_S(10), 5, T0 + 100 * MS, &retry), RP_OK);
+    cr_assert_eq(rp_limiter_take(l, k, PER_S(10), 5, T0 + 100 * MS, &retry), RP_E_RATE_LIMITED);
     /* idle for a full burst: all of it is back */
     for (int i = 0; i < 5; i++)
-        cr_assert_eq(rp_limiter_take(l, k, 10, 5, T0 + 1000 * MS, &retry), RP_OK);
-    /* other keys are independent; rate 0 is unlimited */
-    cr_assert_eq(rp_limiter_take(l, rp_view_str("ip:192.0.2.2"), 10, 5, T0, &retry), RP_OK);
+        cr_assert_eq(rp_limiter_take(l, k, PER_S(10), 5, T0 + 1000 * MS, &retry), RP_OK);
+    /* other keys are independent; interval 0 is unlimited */
+    cr_assert_eq(rp_limiter_take(l, rp_view_str("ip:192.0.2.2"), PER_S(10), 5, T0, &retry), RP_OK);
     for (int i = 0; i < 100; i++)
         cr_assert_eq(rp_limiter_take(l, k, 0, 0, T0, &retry), RP_OK);
     rp_limiter_free(l);
@@ -50,13 +52,39 @@ Test(limiter, burst_defaults_to_rate_and_refund_gives_back)
 {
     struct rp_limiter *l = mk(0, 0, 0);
     struct rp_view k = rp_view_str("dom:m");
+    uint32_t retry, b = rp_gcra_burst(3, 0);
+    cr_assert_eq(b, 3);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(rp_limiter_take(l, k, PER_S(3), b, T0, &retry), RP_OK);
+    cr_assert_eq(rp_limiter_take(l, k, PER_S(3), b, T0, &retry), RP_E_RATE_LIMITED);
+    rp_limiter_refund(l, k, PER_S(3), T0);
+    cr_assert_eq(rp_limiter_take(l, k, PER_S(3), b, T0, &retry), RP_OK);
+    cr_assert_eq(rp_limiter_take(l, k, PER_S(3), b, T0, &retry), RP_E_RATE_LIMITED);
+    rp_limiter_free(l);
+}
+
+/* "3/day burst 3" (per_device: a certificate quota): three at once, then one every 8 h. */
+Test(limiter, a_daily_quota_refills_one_every_eight_hours)
+{
+    struct rp_limiter *l = mk(0, 0, 0);
+    const struct rp_cfg_limit q = {.rate = 3, .burst = 3, .period_s = RP_CFG_PER_DAY};
+    uint64_t t = rp_cfg_limit_interval_us(&q), hour = 3600ull * 1000 * MS;
+    cr_assert_eq(t, 8 * hour);
+    struct rp_view k = rp_view_str("dev:m:SN1");
     uint32_t retry;
     for (int i = 0; i < 3; i++)
-        cr_assert_eq(rp_limiter_take(l, k, 3, 0, T0, &retry), RP_OK);
-    cr_assert_eq(rp_limiter_take(l, k, 3, 0, T0, &retry), RP_E_RATE_LIMITED);
-    rp_limiter_refund(l, k, 3, T0);
-    cr_assert_eq(rp_limiter_take(l, k, 3, 0, T0, &retry), RP_OK);
-    cr_assert_eq(rp_limiter_take(l, k, 3, 0, T0, &retry), RP_E_RATE_LIMITED);
+        cr_assert_eq(rp_limiter_take(l, k, t, q.burst, T0, &retry), RP_OK, "request %d", i);
+    cr_assert_eq(rp_limiter_take(l, k, t, q.burst, T0, &retry), RP_E_RATE_LIMITED);
+    cr_assert_eq(retry, 8u * 3600u * 1000u, "the next one in 8 h");
+    cr_assert_eq(rp_limiter_take(l, k, t, q.burst, T0 + 7 * hour, &retry), RP_E_RATE_LIMITED);
+    cr_assert_eq(retry, 3600u * 1000u);
+    cr_assert_eq(rp_limiter_take(l, k, t, q.burst, T0 + 8 * hour, &retry), RP_OK);
+    cr_assert_eq(rp_limiter_take(l, k, t, q.burst, T0 + 8 * hour, &retry), RP_E_RATE_LIMITED);
+    /* the same count per minute and per hour are other intervals */
+    const struct rp_cfg_limit m = {.rate = 3, .period_s = RP_CFG_PER_MIN};
+    const struct rp_cfg_limit h = {.rate = 3, .period_s = RP_CFG_PER_H};
+    cr_assert_eq(rp_cfg_limit_interval_us(&m), 20000 * MS);
+    cr_assert_eq(rp_cfg_limit_interval_us(&h), 1200000 * MS);
     rp_limiter_free(l);
 }
 
@@ -119,7 +147,7 @@ Test(limiter, memory_is_bounded)
     for (int i = 0; i < 100000; i++) {
         int n = snprintf(key, sizeof key, "k%d", i);
         struct rp_view k = rp_view_make(key, (size_t)n);
-        cr_assert_eq(rp_limiter_take(l, k, 1, 1, T0, &retry), RP_OK); /* buckets evict */
+        cr_assert_eq(rp_limiter_take(l, k, PER_S(1), 1, T0, &retry), RP_OK); /* buckets evict */
         int rc = rp_limiter_nonce(l, k, 1000, T0);
         cr_assert(rc == RP_OK || rc == RP_E_TABLE_FULL);
         full += rc == RP_E_TABLE_FULL;
@@ -135,8 +163,9 @@ Test(limiter, memory_is_bounded)
                      RP_OK);
     }
     cr_assert_leq(rp_limiter_count(l), 3 * 256);
-    cr_assert_eq(rp_limiter_take(l, rp_view_make(key, RP_LIMITER_MAX_KEY + 1), 1, 1, T0, &retry),
-                 RP_E_INVAL);
+    cr_assert_eq(
+        rp_limiter_take(l, rp_view_make(key, RP_LIMITER_MAX_KEY + 1), PER_S(1), 1, T0, &retry),
+        RP_E_INVAL);
     rp_limiter_free(l);
 }
 
@@ -201,10 +230,10 @@ static void *hammer_thread(void *arg)
     char key[32];
     for (int i = 0; i < OPS; i++) {
         /* one hot bucket shared by every thread, plus a private one */
-        if (rp_limiter_take(h->l, rp_view_str("glob"), 1000, 1000, T0, &retry) == RP_OK)
+        if (rp_limiter_take(h->l, rp_view_str("glob"), PER_S(1000), 1000, T0, &retry) == RP_OK)
             h->admitted++;
         int n = snprintf(key, sizeof key, "own%d:%d", h->id, i % 64);
-        rp_limiter_take(h->l, rp_view_make(key, (size_t)n), 1, 1, T0, &retry);
+        rp_limiter_take(h->l, rp_view_make(key, (size_t)n), PER_S(1), 1, T0, &retry);
         /* every thread offers the same 5000 nonces: each must be accepted exactly once */
         n = snprintf(key, sizeof key, "n%d", i % 5000);
         if (rp_limiter_nonce(h->l, rp_view_make(key, (size_t)n), 60000, T0) == RP_OK)
