@@ -230,6 +230,22 @@ struct rp_cfg_pki_info {
     char *cert_req_template;                      /* DER CertReqTemplateContent (certReqTemplate) */
 };
 
+/* A span of a certificate's life: a duration ("30d", "12h", "90min", "3600s", "3600") or a
+ * share of its validity period ("33%"). */
+struct rp_cfg_span {
+    bool set;
+    uint32_t seconds; /* a duration */
+    uint32_t pct;     /* 1..100: a share of the lifetime (then seconds is 0) */
+};
+
+/* Renewal window (kur): refused while the certificate being renewed is younger than
+ * min_age or has more than min_remaining of its lifetime left. */
+struct rp_cfg_renewal {
+    char *min_age; /* as written; parsed into age */
+    char *min_remaining;
+    struct rp_cfg_span age, remaining;
+};
+
 /* Bits of rp_cfg_domain.protection */
 #define RP_PROT_SIGNATURE 1u
 #define RP_PROT_MAC       2u
@@ -289,7 +305,17 @@ struct rp_cfg_domain {
     unsigned admins_count;
     /* with genm: local, what raproxy answers itself; crlStatusList uses `crls`. NULL: none */
     struct rp_cfg_pki_info *pki_info;
+    struct rp_cfg_renewal renewal; /* kur's window; no bounds when absent */
 };
+
+/* The span in seconds of a certificate valid from not_before to not_after. */
+static inline int64_t rp_cfg_span_s(const struct rp_cfg_span *s, int64_t not_before,
+                                    int64_t not_after)
+{
+    int64_t life = not_after > not_before ? not_after - not_before : 0;
+    return s->pct ? life / 100 * (int64_t)s->pct + life % 100 * (int64_t)s->pct / 100
+                  : (int64_t)s->seconds;
+}
 
 struct rp_cfg_redis {
     char *url; /* redis://[user:pass@]host[:port][/db] (port 6379, db 0) | unix:/path */

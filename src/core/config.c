@@ -213,6 +213,12 @@ static const cyaml_schema_field_t template_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t renewal_fields[] = {
+    STR("min_age", struct rp_cfg_renewal, min_age),
+    STR("min_remaining", struct rp_cfg_renewal, min_remaining),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t domain_fields[] = {
     STR("name", struct rp_cfg_domain, name),
     STRS("paths", struct rp_cfg_domain, paths),
@@ -247,6 +253,7 @@ static const cyaml_schema_field_t domain_fields[] = {
     ENUM("on_redis_failure", struct rp_cfg_domain, on_redis_failure, redis_failure_names),
     STRS("admins", struct rp_cfg_domain, admins),
     CYAML_FIELD_MAPPING_PTR("pki_info", OPT, struct rp_cfg_domain, pki_info, pki_info_fields),
+    CYAML_FIELD_MAPPING("renewal", OPT, struct rp_cfg_domain, renewal, renewal_fields),
     CYAML_FIELD_END,
 };
 static const cyaml_schema_value_t domain_entry = {
@@ -1189,6 +1196,63 @@ static void default_anchor_names(struct rp_cfgx *x, struct rp_cfg_domain *d)
     }
 }
 
+/* "30d", "12h", "90min", "3600s", "3600" (seconds) or "33%" of the lifetime. */
+static int parse_span(const char *text, struct rp_cfg_span *out)
+{
+    static const struct {
+        const char *name;
+        uint32_t seconds;
+    } units[] = {{"", 1},
+                 {"s", 1},
+                 {"min", RP_CFG_PER_MIN},
+                 {"h", RP_CFG_PER_H},
+                 {"d", RP_CFG_PER_DAY},
+                 {"day", RP_CFG_PER_DAY},
+                 {"days", RP_CFG_PER_DAY}};
+    const char *s = skip_spaces(text);
+    uint32_t n;
+    if (take_u32(&s, &n) != 0)
+        return -1;
+    s = skip_spaces(s);
+    *out = (struct rp_cfg_span){.set = true};
+    if (*s == '%') {
+        out->pct = n;
+        return n >= 1 && n <= 100 && *skip_spaces(s + 1) == 0 ? 0 : -1;
+    }
+    size_t len = 0;
+    while (isalpha((unsigned char)s[len]))
+        len++;
+    if (*skip_spaces(s + len) != 0)
+        return -1;
+    for (size_t i = 0; i < CYAML_ARRAY_LEN(units); i++)
+        if (strlen(units[i].name) == len && strncmp(s, units[i].name, len) == 0) {
+            if (n > UINT32_MAX / units[i].seconds)
+                return -1;
+            out->seconds = n * units[i].seconds;
+            return 0;
+        }
+    return -1;
+}
+
+static void parse_renewal(struct rp_cfgx *x, const char *base, struct rp_cfg_renewal *r)
+{
+    char *text[] = {r->min_age, r->min_remaining};
+    struct rp_cfg_span *span[] = {&r->age, &r->remaining};
+    const char *key[] = {"min_age", "min_remaining"};
+    char p[RP_CFGX_PATH_MAX];
+    for (size_t i = 0; i < CYAML_ARRAY_LEN(span); i++) {
+        *span[i] = (struct rp_cfg_span){0};
+        if (!text[i])
+            continue;
+        rp_cfgx_key(p, "%s.renewal.%s", base, key[i]);
+        if (parse_span(text[i], span[i]) != 0)
+            rp_cfgx_problem(x, p,
+                            "expected a duration (\"30d\", \"12h\", \"90min\", \"3600s\") or a "
+                            "share of the certificate's lifetime (\"33%%\"), got '%.*s'",
+                            QUOTE_MAX, text[i]);
+    }
+}
+
 static void defaults_domain(struct rp_cfgx *x, struct rp_config *cfg, unsigned i)
 {
     struct rp_cfg_domain *d = &cfg->domains[i];
@@ -1225,6 +1289,7 @@ static void defaults_domain(struct rp_cfgx *x, struct rp_config *cfg, unsigned i
         rp_cfgx_key(lp, "%s.limits.%s", p, names[k]);
         defaults_limit(x, lp, lim[k]);
     }
+    parse_renewal(x, p, &d->renewal);
 }
 
 static void apply_defaults(struct rp_cfgx *x, struct rp_config *cfg)

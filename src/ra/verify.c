@@ -154,6 +154,23 @@ static bool same_cert(const struct rp_cert *c, struct rp_view issuer, struct rp_
            (!rp_view_present(issuer) || rp_name_eq(c->issuer, issuer));
 }
 
+/* Renewal window (renewal.min_age, renewal.min_remaining): a kur for a certificate still
+ * young, or with much of its life left, is a renewal loop the CA should not pay for. The
+ * texts are documented (README "Renewal window"). */
+static int renewal_window(const struct ra_exchange *rx, const struct rp_cert *c, const char **why)
+{
+    const struct rp_cfg_renewal *w = &rx->dcfg->renewal;
+    if (w->age.set && rx->now - c->not_before < rp_cfg_span_s(&w->age, c->not_before, c->not_after))
+        FAIL(RP_E_NOT_AUTHORIZED,
+             "certificate too young to renew (renewal.min_age): renew it later");
+    if (w->remaining.set &&
+        c->not_after - rx->now > rp_cfg_span_s(&w->remaining, c->not_before, c->not_after))
+        FAIL(
+            RP_E_NOT_AUTHORIZED,
+            "certificate has more than renewal.min_remaining of its lifetime left: renew it later");
+    return RP_OK;
+}
+
 /* What this sender may ask for: its serial on the allowlist; kur and rr only for the
  * certificate that signs them (or, for rr, an administrator of the domain). A MAC kid is an
  * identity without a certificate: its secrets line may restrict its body types, the
@@ -178,6 +195,11 @@ static int authorize(struct ra_exchange *rx, const struct rp_cert *signer, const
                 !same_cert(signer, r->old_cert_id.issuer.name, r->old_cert_id.serial))
                 FAIL(RP_E_NOT_AUTHORIZED, "kur must be signed by the certificate it replaces");
         }
+    if (t == RP_CMP_KUR) {
+        int rc = renewal_window(rx, signer, why);
+        if (rc != RP_OK)
+            return rc;
+    }
     if (t == RP_CMP_RR) {
         /* an operator administrator may revoke or suspend any certificate of the domain */
         bool admin = ra_is_admin(rx->domain, signer->raw);

@@ -1090,3 +1090,57 @@ Test(config, rates_and_quotas_take_units)
         cr_assert_not_null(strstr(errs_text, "raproxy.yaml:9: "), "%s", errs_text);
     }
 }
+
+/* renewal.min_age / renewal.min_remaining: durations or shares of the lifetime. */
+Test(config, renewal_window_takes_durations_and_shares)
+{
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                           "upstream: {url: 'http://ca:8080/cmp'}\n"
+                           "ra: {cert: /ra.pem, key: /ra.key}\n"
+                           "domains:\n"
+                           "  - name: a\n"
+                           "    trust_anchors: [/r.pem]\n"
+                           "    allow: [kur, certConf]\n"
+                           "    renewal: {min_age: 30d, min_remaining: 33%}\n"
+                           "  - name: b\n"
+                           "    trust_anchors: [/r.pem]\n"
+                           "    allow: [kur, certConf]\n"
+                           "    renewal: {min_age: 3600, min_remaining: 12 h}\n"
+                           "  - name: c\n"
+                           "    trust_anchors: [/r.pem]\n"
+                           "    allow: [kur, certConf]\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 0, "%s", errs_text);
+    const struct rp_cfg_renewal *r = &cfg->domains[0].renewal;
+    cr_assert(r->age.set && r->remaining.set);
+    cr_assert_eq(r->age.seconds, 30u * 86400u);
+    cr_assert_eq(r->remaining.pct, 33);
+    /* a certificate valid 300 days: 33 % is 99 days */
+    cr_assert_eq(rp_cfg_span_s(&r->remaining, 0, 300 * 86400), 99 * 86400);
+    cr_assert_eq(rp_cfg_span_s(&r->age, 0, 300 * 86400), 30 * 86400);
+    r = &cfg->domains[1].renewal;
+    cr_assert_eq(r->age.seconds, 3600);
+    cr_assert_eq(r->remaining.seconds, 12u * 3600u);
+    r = &cfg->domains[2].renewal;
+    cr_assert_not(r->age.set || r->remaining.set, "no window unless configured");
+
+    const char *bad[] = {"{min_age: 3 weeks}", "{min_remaining: 0%}", "{min_remaining: 101%}",
+                         "{min_age: -1d}", "{min_age: 50000000d}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[600];
+        snprintf(text, sizeof text,
+                 "listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                 "upstream: {url: 'http://ca:8080/cmp'}\n"
+                 "ra: {cert: /ra.pem, key: /ra.key}\n"
+                 "domains:\n"
+                 "  - name: a\n"
+                 "    trust_anchors: [/r.pem]\n"
+                 "    allow: [kur, certConf]\n"
+                 "    renewal: %s\n",
+                 bad[i]);
+        cr_assert_eq(load_text(text, RP_CONFIG_NO_FILE_CHECKS), RP_E_CONFIG, "%s", bad[i]);
+        cr_assert_not_null(strstr(errs_text, "raproxy.yaml:8: domains[0].renewal.min_"),
+                           "%s:\n%s", bad[i], errs_text);
+        cr_assert_not_null(strstr(errs_text, "expected a duration"), "%s", errs_text);
+    }
+}
