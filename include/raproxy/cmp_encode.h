@@ -55,9 +55,36 @@ int rp_cmp_enc_response_header(struct rp_arena *a, const struct rp_cmp_msg *req,
                                struct rp_view prot_alg, struct rp_view fresh_nonce,
                                int64_t now_epoch, struct rp_view *out);
 
+/* The header of a message the RA signs on behalf of an earlier one, `in` (RFC 9483
+ * §5.2.3): a queued request sent to the CA later, or the CA's answer relayed to a device's
+ * pollReq. pvno, recipient, transactionID, senderNonce, freeText and generalInfo are copied
+ * byte-exact from `in`; sender := directoryName new_sender_name, senderKID := new_sender_kid
+ * and protectionAlg := new_protection_alg (each omitted when absent, recipKID dropped);
+ * messageTime := now_epoch (the message is sent now, not when `in` was written);
+ * recipNonce := recip_nonce when present (the senderNonce of the request this answers),
+ * else `in`'s. */
+int rp_cmp_enc_rewrap_header(struct rp_arena *a, const struct rp_cmp_msg *in,
+                             struct rp_view new_sender_name, struct rp_view new_sender_kid,
+                             struct rp_view new_protection_alg, int64_t now_epoch,
+                             struct rp_view recip_nonce, struct rp_view *out);
+
+/* ip, cp or kup [type] CertRepMessage whose every CertResponse has status waiting (RFC 9483
+ * §4.4: the answer comes later, through pollReq): one CertResponse per certReqId (n of
+ * them, 1..RP_CMP_MAX_LIST; -1 for p10cr), statusString { freetext } when present, no
+ * caPubs. */
+int rp_cmp_enc_body_certrep_waiting(struct rp_arena *a, enum rp_cmp_body_type type,
+                                    const int64_t *cert_req_ids, size_t n, struct rp_view freetext,
+                                    struct rp_view *out);
+
+/* pollRep [26] PollRepContent: one { certReqId, checkAfter (seconds), reason { freetext }
+ * (omitted when absent) } per certReqId (n of them, 1..RP_CMP_MAX_LIST). */
+int rp_cmp_enc_body_pollrep(struct rp_arena *a, const int64_t *cert_req_ids, size_t n,
+                            int64_t check_after_s, struct rp_view freetext, struct rp_view *out);
+
 /* error [23] ErrorMsgContent { PKIStatusInfo { status, statusString { freetext } (omitted
  * when absent), failInfo with the one bit `bit` (omitted for RP_FI_NONE) } }. status is a
- * PKIStatus, normally RP_CMP_STATUS_REJECTION. */
+ * PKIStatus, normally RP_CMP_STATUS_REJECTION; RP_CMP_STATUS_WAITING with RP_FI_NONE is the
+ * RFC 9483 §4.4 error that starts polling for a request other than ir/cr/p10cr/kur. */
 int rp_cmp_enc_body_error(struct rp_arena *a, enum rp_failinfo bit, int status,
                           struct rp_view freetext, struct rp_view *out);
 

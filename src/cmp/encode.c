@@ -125,6 +125,41 @@ int rp_cmp_enc_reprotect_header(struct rp_arena *a, const struct rp_cmp_msg *in,
     return done(&w, out);
 }
 
+int rp_cmp_enc_rewrap_header(struct rp_arena *a, const struct rp_cmp_msg *in,
+                             struct rp_view new_sender_name, struct rp_view new_sender_kid,
+                             struct rp_view new_protection_alg, int64_t now_epoch,
+                             struct rp_view recip_nonce, struct rp_view *out)
+{
+    const struct rp_cmp_header *h = &in->header;
+    struct rp_derw w;
+    if (!new_sender_name.p || !h->pvno_raw.p || !h->recipient.raw.p)
+        return RP_E_INVAL;
+    size_t payload = h->raw.len + new_sender_name.len + new_sender_kid.len +
+                     new_protection_alg.len + recip_nonce.len;
+    rp_derw_init(&w, a, room(payload, REPROTECT_WRAPPERS) + RESPONSE_HEADER_FIXED);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_raw(&w, h->pvno_raw);
+    wrapped_field(&w, RP_GNAME_DIRECTORY_NAME, new_sender_name);
+    rp_derw_raw(&w, h->recipient.raw);
+    rp_derw_begin(&w, RP_DER_CTX_CONS(HDR_MESSAGE_TIME));
+    rp_derw_gentime(&w, now_epoch);
+    rp_derw_end(&w);
+    if (rp_view_present(new_protection_alg))
+        wrapped_field(&w, HDR_PROTECTION_ALG, new_protection_alg);
+    if (rp_view_present(new_sender_kid))
+        octets_field(&w, HDR_SENDER_KID, new_sender_kid);
+    rp_derw_raw(&w, h->transaction_id.raw);
+    rp_derw_raw(&w, h->sender_nonce.raw);
+    if (rp_view_present(recip_nonce))
+        octets_field(&w, HDR_RECIP_NONCE, recip_nonce);
+    else
+        rp_derw_raw(&w, h->recip_nonce.raw);
+    rp_derw_raw(&w, h->free_text_raw);
+    rp_derw_raw(&w, h->general_info_raw);
+    rp_derw_end(&w);
+    return done(&w, out);
+}
+
 int rp_cmp_enc_response_header(struct rp_arena *a, const struct rp_cmp_msg *req,
                                struct rp_view sender_name, struct rp_view sender_kid,
                                struct rp_view prot_alg, struct rp_view fresh_nonce,
@@ -186,6 +221,65 @@ int rp_cmp_enc_body_error(struct rp_arena *a, enum rp_failinfo bit, int status,
     if (bit != RP_FI_NONE)
         rp_derw_named_bits(&w, 1u << (unsigned)bit);
     rp_derw_end(&w);
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    return done(&w, out);
+}
+
+/* PKIFreeText ::= SEQUENCE SIZE (1..MAX) OF UTF8String, with one string. */
+static void free_text(struct rp_derw *w, struct rp_view text)
+{
+    rp_derw_begin(w, RP_DER_SEQUENCE);
+    rp_derw_utf8(w, text);
+    rp_derw_end(w);
+}
+
+int rp_cmp_enc_body_certrep_waiting(struct rp_arena *a, enum rp_cmp_body_type type,
+                                    const int64_t *cert_req_ids, size_t n, struct rp_view freetext,
+                                    struct rp_view *out)
+{
+    struct rp_derw w;
+    if ((type != RP_CMP_IP && type != RP_CMP_CP && type != RP_CMP_KUP) || n == 0 ||
+        n > RP_CMP_MAX_LIST || !cert_req_ids)
+        return RP_E_INVAL;
+    /* per response: CertResponse, certReqId, PKIStatusInfo, status, statusString, UTF8String */
+    rp_derw_init(&w, a, room(n * (freetext.len + STATUS_INFO_FIXED), 6 * n + 2));
+    rp_derw_begin(&w, RP_DER_CTX_CONS((unsigned)type));
+    rp_derw_begin(&w, RP_DER_SEQUENCE); /* CertRepMessage (no caPubs) */
+    rp_derw_begin(&w, RP_DER_SEQUENCE); /* response */
+    for (size_t i = 0; i < n; i++) {
+        rp_derw_begin(&w, RP_DER_SEQUENCE); /* CertResponse */
+        rp_derw_int64(&w, RP_DER_INTEGER, cert_req_ids[i]);
+        rp_derw_begin(&w, RP_DER_SEQUENCE); /* PKIStatusInfo */
+        rp_derw_int64(&w, RP_DER_INTEGER, RP_CMP_STATUS_WAITING);
+        if (rp_view_present(freetext))
+            free_text(&w, freetext);
+        rp_derw_end(&w);
+        rp_derw_end(&w);
+    }
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    return done(&w, out);
+}
+
+int rp_cmp_enc_body_pollrep(struct rp_arena *a, const int64_t *cert_req_ids, size_t n,
+                            int64_t check_after_s, struct rp_view freetext, struct rp_view *out)
+{
+    struct rp_derw w;
+    if (n == 0 || n > RP_CMP_MAX_LIST || !cert_req_ids || check_after_s < 0)
+        return RP_E_INVAL;
+    rp_derw_init(&w, a, room(n * (freetext.len + STATUS_INFO_FIXED), 5 * n + 2));
+    rp_derw_begin(&w, RP_DER_CTX_CONS(RP_CMP_POLLREP));
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    for (size_t i = 0; i < n; i++) {
+        rp_derw_begin(&w, RP_DER_SEQUENCE);
+        rp_derw_int64(&w, RP_DER_INTEGER, cert_req_ids[i]);
+        rp_derw_int64(&w, RP_DER_INTEGER, check_after_s);
+        if (rp_view_present(freetext))
+            free_text(&w, freetext);
+        rp_derw_end(&w);
+    }
     rp_derw_end(&w);
     rp_derw_end(&w);
     return done(&w, out);

@@ -467,6 +467,120 @@ Test(encode, response_header_needs_a_full_length_nonce)
                  RP_E_INVAL);
 }
 
+/* Delayed delivery (RFC 9483 §4.4): ip/cp/kup with status waiting, one CertResponse per
+ * request, as the device's certReqIds. */
+Test(encode, waiting_certrep_decodes_here_and_in_pyasn1)
+{
+    static const struct {
+        enum rp_cmp_body_type type;
+        const char *name;
+        int64_t ids[2];
+        size_t n;
+    } cases[] = {
+        {RP_CMP_IP, "ip", {0, 1}, 2}, {RP_CMP_CP, "cp", {-1}, 1}, {RP_CMP_KUP, "kup", {0}, 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct rp_view body;
+        struct rp_cmp_msg out;
+        cr_assert_eq(rp_cmp_enc_body_certrep_waiting(&arena, cases[i].type, cases[i].ids,
+                                                     cases[i].n, rp_view_str("queued for the CA"),
+                                                     &body),
+                     RP_OK);
+        struct rp_view msg = answer(NULL, body);
+        decode(msg, &out, cases[i].name);
+        cr_assert_eq(out.body.type, cases[i].type);
+        cr_assert_eq(out.body.rep.n, cases[i].n);
+        cr_assert(!rp_view_present(out.body.rep.ca_pubs_raw));
+        for (size_t j = 0; j < cases[i].n; j++) {
+            const struct rp_cmp_certresp *r = &out.body.rep.resps[j];
+            cr_assert_eq(r->cert_req_id, cases[i].ids[j]);
+            cr_assert_eq(r->status.status, RP_CMP_STATUS_WAITING);
+            cr_assert(!r->status.has_fail_info);
+            cr_assert(rp_view_present(r->status.status_string));
+            cr_assert(!rp_view_present(r->certified_key_pair_raw));
+        }
+        cr_assert_eq(pyasn1_check(msg, cases[i].name), 0);
+    }
+    struct rp_view body;
+    int64_t id = 0;
+    cr_assert_eq(rp_cmp_enc_body_certrep_waiting(&arena, RP_CMP_ERROR, &id, 1, RP_VIEW_NULL, &body),
+                 RP_E_INVAL);
+    cr_assert_eq(rp_cmp_enc_body_certrep_waiting(&arena, RP_CMP_IP, &id, 0, RP_VIEW_NULL, &body),
+                 RP_E_INVAL);
+}
+
+Test(encode, pollrep_and_error_with_waiting_decode_here_and_in_pyasn1)
+{
+    int64_t ids[] = {0, 3};
+    struct rp_view body;
+    struct rp_cmp_msg out;
+    cr_assert_eq(rp_cmp_enc_body_pollrep(&arena, ids, 2, 7, rp_view_str("queued"), &body), RP_OK);
+    struct rp_view msg = answer(NULL, body);
+    decode(msg, &out, "pollRep");
+    cr_assert_eq(out.body.type, RP_CMP_POLLREP);
+    cr_assert_eq(out.body.pollrep.n, 2);
+    cr_assert_eq(out.body.pollrep.items[1].cert_req_id, 3);
+    cr_assert_eq(out.body.pollrep.items[1].check_after, 7);
+    cr_assert(rp_view_present(out.body.pollrep.items[0].reason));
+    cr_assert_eq(pyasn1_check(msg, "pollRep"), 0);
+    cr_assert_eq(rp_cmp_enc_body_pollrep(&arena, ids, 1, -1, RP_VIEW_NULL, &body), RP_E_INVAL);
+    /* the RFC 9483 §4.4 error that starts polling: status waiting, no failInfo */
+    cr_assert_eq(rp_cmp_enc_body_error(&arena, RP_FI_NONE, RP_CMP_STATUS_WAITING,
+                                       rp_view_str("queued"), &body),
+                 RP_OK);
+    msg = answer(NULL, body);
+    decode(msg, &out, "error");
+    cr_assert_eq(out.body.error.status.status, RP_CMP_STATUS_WAITING);
+    cr_assert(!out.body.error.status.has_fail_info);
+    cr_assert_eq(pyasn1_check(msg, "error"), 0);
+}
+
+/* The header of a queued request sent later, and of the CA's answer relayed on a poll:
+ * what the message says is kept byte-exact, the time is now and the recipNonce the one
+ * the caller names. */
+Test(encode, rewrapped_header_has_a_fresh_time_and_the_given_recip_nonce)
+{
+    static const uint8_t kid[] = {0xB4, 0xA0, 0xDD, 0x49};
+    static const uint8_t poll_nonce[RP_CMP_NONCE_LEN] = {9, 9, 9, 9, 9, 9, 9, 9,
+                                                         9, 9, 9, 9, 9, 9, 9, 9};
+    const char *names[] = {"ip.der", "ip-implicit.der", "ir.der"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        size_t len;
+        uint8_t *der = load(names[i], &len);
+        struct rp_cmp_msg in, out;
+        struct rp_view hdr, msg, name = ra_name(), alg = ecdsa_sha256_alg();
+        decode(rp_view_make(der, len), &in, names[i]);
+        bool keep = strcmp(names[i], "ir.der") == 0; /* a request keeps its recipNonce */
+        struct rp_view rn = keep ? RP_VIEW_NULL : rp_view_make(poll_nonce, sizeof poll_nonce);
+        cr_assert_eq(rp_cmp_enc_rewrap_header(&arena, &in, name, rp_view_make(kid, sizeof kid), alg,
+                                              NOW, rn, &hdr),
+                     RP_OK);
+        cr_assert_eq(rp_cmp_enc_message(&arena, hdr, in.body_raw, protection_of(&in),
+                                        in.extra_certs, in.n_extra_certs, &msg),
+                     RP_OK);
+        decode(msg, &out, names[i]);
+        const struct rp_cmp_header *a = &in.header, *b = &out.header;
+        assert_same(a->pvno_raw, b->pvno_raw, "pvno", names[i]);
+        assert_same(a->recipient.raw, b->recipient.raw, "recipient", names[i]);
+        assert_same(a->transaction_id.raw, b->transaction_id.raw, "transactionID", names[i]);
+        assert_same(a->sender_nonce.raw, b->sender_nonce.raw, "senderNonce", names[i]);
+        assert_same(a->free_text_raw, b->free_text_raw, "freeText", names[i]);
+        assert_same(a->general_info_raw, b->general_info_raw, "generalInfo", names[i]);
+        assert_same(in.body_raw, out.body_raw, "body", names[i]);
+        cr_assert_eq(b->implicit_confirm, a->implicit_confirm, "%s", names[i]);
+        cr_assert(b->has_message_time);
+        cr_assert_eq(b->message_time, NOW, "%s: messageTime is the sending time", names[i]);
+        cr_assert(rp_view_eq(b->sender.name, name));
+        cr_assert(rp_view_eq(b->sender_kid.val, rp_view_make(kid, sizeof kid)));
+        if (keep)
+            assert_same(a->recip_nonce.raw, b->recip_nonce.raw, "recipNonce", names[i]);
+        else
+            cr_assert(rp_view_eq(b->recip_nonce.val, rn), "%s: recipNonce", names[i]);
+        cr_assert_eq(pyasn1_check(msg, keep ? "ir" : "ip"), 0);
+        free(der);
+        rp_arena_reset(&arena);
+    }
+}
+
 Test(encode, encoders_report_a_full_arena)
 {
     uint8_t small_mem[64];
