@@ -27,9 +27,13 @@
 #define RP_DEF_UPSTREAM_CONNECT   5000u
 #define RP_DEF_UPSTREAM_MAX_CONNS 16u
 #define RP_DEF_UPSTREAM_QUEUE     1024u
-#define RP_DEF_SHUTDOWN_GRACE     25u  /* s */
-#define RP_DEF_MAX_CLOCK_SKEW     300u /* s */
-#define RP_DEF_REDIS_TIMEOUT      200u /* ms */
+#define RP_DEF_DD_MAX_WAIT        3600u  /* s: a delayed request waits this long for the CA */
+#define RP_DEF_DD_CHECK_AFTER     5u     /* s: pollRep checkAfter … */
+#define RP_DEF_DD_CHECK_JITTER    5u     /* … plus up to this many seconds, at random */
+#define RP_DEF_DD_MAX_WAITING     10000u /* requests waiting for the CA at once */
+#define RP_DEF_SHUTDOWN_GRACE     25u    /* s */
+#define RP_DEF_MAX_CLOCK_SKEW     300u   /* s */
+#define RP_DEF_REDIS_TIMEOUT      200u   /* ms */
 #define RP_DEF_WORKER_QUEUE       4096u
 #define RP_DEF_PBM_MAX_ITER       100000u
 #define RP_DEF_MAC_LOCKOUT_FAILS  5u     /* MAC failures per kid … */
@@ -97,42 +101,6 @@ struct rp_cfg_http {
     uint32_t max_unsent_bytes;       /* answers queued for a peer that does not read */
 };
 
-struct rp_cfg_upstream {
-    char *url; /* http://host:port/path or https://… */
-    /* https only: CA file to verify the upstream server (required for https); optional client
-     * cert/key for mutual TLS (both or neither) */
-    char *ca;
-    char *client_cert;
-    char *client_key;
-    uint32_t timeout_ms; /* whole request deadline */
-    uint32_t connect_timeout_ms;
-    uint32_t max_connections; /* per loop */
-    uint32_t max_queue;       /* requests waiting for a connection, per loop */
-    /* false: one request per connection ("Connection: close"), for CAs that announce
-     * keep-alive but close after some answers (a request is never retried on a closed
-     * connection, so such a CA would turn into 502s). Default true. */
-    bool keep_alive;
-    char *ca_trust;    /* optional: PEM CA certificates whose signature on an answer is accepted
-                          (pinned), and the anchors for ca_signers */
-    char **ca_signers; /* optional: subjects of CA signing certificates chaining to ca_trust */
-    unsigned ca_signers_count;
-};
-
-struct rp_cfg_admin {
-    char *address; /* "127.0.0.1:9090"; NULL disables the admin listener */
-};
-
-/* How an RSA RA key signs (EC keys: ECDSA with the curve's hash). */
-enum rp_rsa_signature { RP_RSA_SIG_PKCS1 = 0, RP_RSA_SIG_PSS };
-
-struct rp_cfg_ra {
-    char *cert;  /* PEM RA certificate */
-    char *chain; /* optional PEM chain (intermediates) sent after the RA cert */
-    char *key;   /* PEM RA private key, or a PKCS#11 URI (pkcs11:token=…;object=…) */
-    struct rp_cfg_pkcs11 pkcs11;         /* module and PIN of a pkcs11: key */
-    enum rp_rsa_signature rsa_signature; /* pkcs1 (default) or pss, SHA-256 */
-};
-
 /* Seconds in each unit a rate may be written in: "N/s", "N/min", "N/h", "N/day". */
 #define RP_CFG_PER_S   1u
 #define RP_CFG_PER_MIN 60u
@@ -156,6 +124,58 @@ static inline uint64_t rp_cfg_limit_interval_us(const struct rp_cfg_limit *l)
     uint64_t t = period_us / l->rate;
     return t ? t : 1;
 }
+
+/* upstream.delayed_delivery (RFC 9483 §4.4): a verified request the CA cannot take now is
+ * answered `waiting`, kept (in Redis when configured, else in process) and sent when the
+ * CA has room; the device polls for the answer. */
+struct rp_cfg_delayed {
+    bool enabled;
+    uint32_t max_wait_s;           /* a request not sent within this is dropped (systemUnavail) */
+    uint32_t check_after_s;        /* pollRep checkAfter … */
+    uint32_t check_after_jitter_s; /* … plus 0..this at random, so a fleet spreads out */
+    uint32_t max_waiting;          /* requests held at once; beyond, systemUnavail */
+};
+
+struct rp_cfg_upstream {
+    char *url; /* http://host:port/path or https://… */
+    /* https only: CA file to verify the upstream server (required for https); optional client
+     * cert/key for mutual TLS (both or neither) */
+    char *ca;
+    char *client_cert;
+    char *client_key;
+    uint32_t timeout_ms; /* whole request deadline */
+    uint32_t connect_timeout_ms;
+    uint32_t max_connections; /* per loop */
+    uint32_t max_queue;       /* requests waiting for a connection, per loop */
+    /* false: one request per connection ("Connection: close"), for CAs that announce
+     * keep-alive but close after some answers (a request is never retried on a closed
+     * connection, so such a CA would turn into 502s). Default true. */
+    bool keep_alive;
+    char *ca_trust;    /* optional: PEM CA certificates whose signature on an answer is accepted
+                          (pinned), and the anchors for ca_signers */
+    char **ca_signers; /* optional: subjects of CA signing certificates chaining to ca_trust */
+    unsigned ca_signers_count;
+    /* requests that open a transaction at the CA at once, all loops of the process (across
+     * replicas with Redis); 0 = unlimited */
+    uint32_t max_in_flight;
+    struct rp_cfg_limit rate; /* the same requests per unit of time (shared through Redis) */
+    struct rp_cfg_delayed delayed_delivery;
+};
+
+struct rp_cfg_admin {
+    char *address; /* "127.0.0.1:9090"; NULL disables the admin listener */
+};
+
+/* How an RSA RA key signs (EC keys: ECDSA with the curve's hash). */
+enum rp_rsa_signature { RP_RSA_SIG_PKCS1 = 0, RP_RSA_SIG_PSS };
+
+struct rp_cfg_ra {
+    char *cert;  /* PEM RA certificate */
+    char *chain; /* optional PEM chain (intermediates) sent after the RA cert */
+    char *key;   /* PEM RA private key, or a PKCS#11 URI (pkcs11:token=…;object=…) */
+    struct rp_cfg_pkcs11 pkcs11;         /* module and PIN of a pkcs11: key */
+    enum rp_rsa_signature rsa_signature; /* pkcs1 (default) or pss, SHA-256 */
+};
 
 struct rp_cfg_limits {
     struct rp_cfg_limit global;

@@ -81,6 +81,25 @@ static const cyaml_schema_field_t http_fields[] = {
     CYAML_FIELD_END,
 };
 
+/* `rate` carries its unit ("3/day"): the walk writes the count to rate and the unit to the
+ * internal field period_s, which a file cannot name (LIMIT_PERIOD). */
+enum { LIMIT_RATE, LIMIT_BURST, LIMIT_PERIOD };
+static const cyaml_schema_field_t limit_fields[] = {
+    [LIMIT_RATE] = U32("rate", struct rp_cfg_limit, rate),
+    [LIMIT_BURST] = U32("burst", struct rp_cfg_limit, burst),
+    [LIMIT_PERIOD] = U32("period_s", struct rp_cfg_limit, period_s),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t delayed_fields[] = {
+    CYAML_FIELD_BOOL("enabled", OPT, struct rp_cfg_delayed, enabled),
+    U32("max_wait_s", struct rp_cfg_delayed, max_wait_s),
+    U32("check_after_s", struct rp_cfg_delayed, check_after_s),
+    U32("check_after_jitter_s", struct rp_cfg_delayed, check_after_jitter_s),
+    U32("max_waiting", struct rp_cfg_delayed, max_waiting),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t upstream_fields[] = {
     STR("url", struct rp_cfg_upstream, url),
     STR("ca", struct rp_cfg_upstream, ca),
@@ -93,6 +112,10 @@ static const cyaml_schema_field_t upstream_fields[] = {
     CYAML_FIELD_BOOL("keep_alive", OPT, struct rp_cfg_upstream, keep_alive),
     STR("ca_trust", struct rp_cfg_upstream, ca_trust),
     STRS("ca_signers", struct rp_cfg_upstream, ca_signers),
+    U32("max_in_flight", struct rp_cfg_upstream, max_in_flight),
+    CYAML_FIELD_MAPPING("rate", OPT, struct rp_cfg_upstream, rate, limit_fields),
+    CYAML_FIELD_MAPPING("delayed_delivery", OPT, struct rp_cfg_upstream, delayed_delivery,
+                        delayed_fields),
     CYAML_FIELD_END,
 };
 
@@ -113,16 +136,6 @@ static const cyaml_schema_field_t ra_fields[] = {
     CYAML_FIELD_MAPPING("pkcs11", OPT, struct rp_cfg_ra, pkcs11, pkcs11_fields),
     CYAML_FIELD_ENUM("rsa_signature", OPT | CYAML_FLAG_STRICT, struct rp_cfg_ra, rsa_signature,
                      rsa_signature_names, CYAML_ARRAY_LEN(rsa_signature_names)),
-    CYAML_FIELD_END,
-};
-
-/* `rate` carries its unit ("3/day"): the walk writes the count to rate and the unit to the
- * internal field period_s, which a file cannot name (LIMIT_PERIOD). */
-enum { LIMIT_RATE, LIMIT_BURST, LIMIT_PERIOD };
-static const cyaml_schema_field_t limit_fields[] = {
-    [LIMIT_RATE] = U32("rate", struct rp_cfg_limit, rate),
-    [LIMIT_BURST] = U32("burst", struct rp_cfg_limit, burst),
-    [LIMIT_PERIOD] = U32("period_s", struct rp_cfg_limit, period_s),
     CYAML_FIELD_END,
 };
 
@@ -1325,6 +1338,14 @@ static void apply_defaults(struct rp_cfgx *x, struct rp_config *cfg)
     def_u32(x, "upstream", "max_queue", &u->max_queue, RP_DEF_UPSTREAM_QUEUE);
     if (!rp_cfgx_present(x, "upstream.keep_alive"))
         u->keep_alive = true;
+    defaults_limit(x, "upstream.rate", &u->rate);
+    struct rp_cfg_delayed *dd = &u->delayed_delivery;
+    def_u32(x, "upstream.delayed_delivery", "max_wait_s", &dd->max_wait_s, RP_DEF_DD_MAX_WAIT);
+    def_u32(x, "upstream.delayed_delivery", "check_after_s", &dd->check_after_s,
+            RP_DEF_DD_CHECK_AFTER);
+    def_u32(x, "upstream.delayed_delivery", "check_after_jitter_s", &dd->check_after_jitter_s,
+            RP_DEF_DD_CHECK_JITTER);
+    def_u32(x, "upstream.delayed_delivery", "max_waiting", &dd->max_waiting, RP_DEF_DD_MAX_WAITING);
 
     for (unsigned i = 0; i < cfg->domains_count; i++)
         defaults_domain(x, cfg, i);

@@ -264,6 +264,14 @@ static void check_http(struct rp_cfgx *x, const struct rp_cfg_http *h)
                 MAX_UNSENT_BYTES_MAX);
 }
 
+/* Delayed delivery: a request waits at most a week; a poll interval of an hour is the
+ * most a device should be told; ten million requests waiting is a fleet's worth. */
+#define DD_MAX_WAIT_MAX_S    (7u * 86400u)
+#define DD_CHECK_AFTER_MAX_S 3600u
+#define DD_MAX_WAITING_MAX   (10u * 1000u * 1000u)
+
+static void check_limit(struct rp_cfgx *x, const char *base, const struct rp_cfg_limit *l);
+
 static void check_upstream(struct rp_cfgx *x, const struct rp_cfg_upstream *u)
 {
     struct rp_http_url url;
@@ -302,6 +310,14 @@ static void check_upstream(struct rp_cfgx *x, const struct rp_cfg_upstream *u)
     check_range(x, "upstream.timeout_ms", u->timeout_ms, 1, UINT32_MAX);
     check_range(x, "upstream.connect_timeout_ms", u->connect_timeout_ms, 1, UINT32_MAX);
     check_range(x, "upstream.max_connections", u->max_connections, 1, UINT32_MAX);
+    check_limit(x, "upstream.rate", &u->rate);
+    const struct rp_cfg_delayed *dd = &u->delayed_delivery;
+    check_range(x, "upstream.delayed_delivery.max_wait_s", dd->max_wait_s, 1, DD_MAX_WAIT_MAX_S);
+    check_range(x, "upstream.delayed_delivery.check_after_s", dd->check_after_s, 0,
+                DD_CHECK_AFTER_MAX_S);
+    check_range(x, "upstream.delayed_delivery.check_after_jitter_s", dd->check_after_jitter_s, 0,
+                DD_CHECK_AFTER_MAX_S);
+    check_range(x, "upstream.delayed_delivery.max_waiting", dd->max_waiting, 1, DD_MAX_WAITING_MAX);
 }
 
 static void check_ra(struct rp_cfgx *x, const struct rp_config *cfg)

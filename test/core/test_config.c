@@ -1144,3 +1144,73 @@ Test(config, renewal_window_takes_durations_and_shares)
         cr_assert_not_null(strstr(errs_text, "expected a duration"), "%s", errs_text);
     }
 }
+
+/* upstream.max_in_flight, upstream.rate and upstream.delayed_delivery (issue 18). */
+Test(config, upstream_budget_and_delayed_delivery)
+{
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                           "upstream: {url: 'http://ca:8080/cmp'}\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 0, "%s", errs_text);
+    const struct rp_cfg_upstream *u = &cfg->upstream;
+    cr_assert_eq(u->max_in_flight, 0, "unlimited by default");
+    cr_assert_eq(rp_cfg_limit_interval_us(&u->rate), 0);
+    cr_assert_not(u->delayed_delivery.enabled);
+    cr_assert_eq(u->delayed_delivery.max_wait_s, 3600);
+    cr_assert_eq(u->delayed_delivery.check_after_s, 5);
+    cr_assert_eq(u->delayed_delivery.check_after_jitter_s, 5);
+    cr_assert_eq(u->delayed_delivery.max_waiting, RP_DEF_DD_MAX_WAITING);
+
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                           "upstream:\n"
+                           "  url: 'http://ca:8080/cmp'\n"
+                           "  max_in_flight: 32\n"
+                           "  rate: 100/s\n"
+                           "  delayed_delivery:\n"
+                           "    enabled: true\n"
+                           "    max_wait_s: 600\n"
+                           "    check_after_s: 2\n"
+                           "    check_after_jitter_s: 0\n"
+                           "    max_waiting: 50000\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 0, "%s", errs_text);
+    u = &cfg->upstream;
+    cr_assert_eq(u->max_in_flight, 32);
+    cr_assert_eq(u->rate.rate, 100);
+    cr_assert_eq(u->rate.burst, 100);
+    cr_assert_eq(rp_cfg_limit_interval_us(&u->rate), 10000);
+    cr_assert(u->delayed_delivery.enabled);
+    cr_assert_eq(u->delayed_delivery.max_wait_s, 600);
+    cr_assert_eq(u->delayed_delivery.check_after_s, 2);
+    cr_assert_eq(u->delayed_delivery.check_after_jitter_s, 0);
+    cr_assert_eq(u->delayed_delivery.max_waiting, 50000);
+
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                           "upstream:\n"
+                           "  url: 'http://ca:8080/cmp'\n"
+                           "  rate: 100/fortnight\n"
+                           "  delayed_delivery: {enabled: maybe, max_wait_s: 0,\n"
+                           "                     check_after_s: 7200, max_waiting: 0}\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 RP_E_CONFIG);
+    const char *want[] = {
+        "raproxy.yaml:4: upstream.rate: expected a mapping {rate: N/s, burst: M}",
+        "raproxy.yaml:5: upstream.delayed_delivery.enabled: expected true or false",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert_not_null(strstr(errs_text, want[i]), "want '%s' in:\n%s", want[i], errs_text);
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                           "upstream:\n"
+                           "  url: 'http://ca:8080/cmp'\n"
+                           "  delayed_delivery: {enabled: true, max_wait_s: 0,\n"
+                           "                     check_after_s: 7200, max_waiting: 0}\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 RP_E_CONFIG);
+    const char *want2[] = {
+        "raproxy.yaml:4: upstream.delayed_delivery.max_wait_s: ",
+        "raproxy.yaml:5: upstream.delayed_delivery.check_after_s: ",
+        "raproxy.yaml:5: upstream.delayed_delivery.max_waiting: ",
+    };
+    for (size_t i = 0; i < sizeof want2 / sizeof want2[0]; i++)
+        cr_assert_not_null(strstr(errs_text, want2[i]), "want '%s' in:\n%s", want2[i], errs_text);
+}
