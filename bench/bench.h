@@ -117,6 +117,8 @@ int bench_cmp_enc_body_ir(struct rp_arena *a, WC_RNG *rng, struct bench_key *new
                           struct rp_view subject, struct rp_view *out);
 /* certConf [24] accepting the certificate of certReqId 0 (certHash = SHA-256 of it). */
 int bench_cmp_enc_body_certconf(struct rp_arena *a, struct rp_view cert, struct rp_view *out);
+/* pollReq [25] for one certReqId (RFC 9483 §4.4). */
+int bench_cmp_enc_body_pollreq(struct rp_arena *a, int64_t cert_req_id, struct rp_view *out);
 /* ip [1] with one CertResponse: certReqId, status accepted, the certificate. */
 int bench_cmp_enc_body_ip(struct rp_arena *a, int64_t cert_req_id, struct rp_view cert,
                           struct rp_view *out);

@@ -275,6 +275,20 @@ int bench_cmp_enc_body_certconf(struct rp_arena *a, struct rp_view cert, struct 
     return rp_derw_finish(&w, out);
 }
 
+int bench_cmp_enc_body_pollreq(struct rp_arena *a, int64_t cert_req_id, struct rp_view *out)
+{
+    struct rp_derw w;
+    rp_derw_init(&w, a, ENC_SLACK);
+    rp_derw_begin(&w, RP_DER_CTX_CONS(RP_CMP_POLLREQ));
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    rp_derw_int64(&w, RP_DER_INTEGER, cert_req_id);
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    rp_derw_end(&w);
+    return rp_derw_finish(&w, out);
+}
+
 int bench_cmp_enc_body_ip(struct rp_arena *a, int64_t cert_req_id, struct rp_view cert,
                           struct rp_view *out)
 {

@@ -6,7 +6,10 @@
  * a new key (from a per-thread pool, or generated per request with --keys 0) and a
  * signature POP, protected with its vendor key and its chain in extraCerts; it checks the
  * ip (transactionID, recipNonce, status, certificate) and confirms with certConf, which
- * must be answered with pkiConf.
+ * must be answered with pkiConf. An answer `waiting` (RFC 9483 §4.4, raproxy's delayed
+ * delivery) is polled like openssl cmp does: a pollReq at once, then after each pollRep's
+ * checkAfter, on a new connection in storm mode (the device hangs up while it waits), until
+ * the ip comes; time-to-certificate (enroll) includes the waiting.
  *
  * Modes: storm (a new TCP+TLS connection per enrollment, full handshakes unless --resume)
  * and keepalive (each slot keeps its connection). Closed loop with --concurrency C slots,
@@ -99,6 +102,7 @@ static const char *const err_names[] = {FL_ERRORS(FL_ERR_NAME)};
 
 struct fl_stats {
     uint64_t ok, failed, handshakes, started, missed, idle_ok;
+    uint64_t waited, polls; /* enrollments answered waiting, pollReqs sent */
     uint64_t err[ERR_COUNT];
     uint64_t http[HTTP_STATUS_MAX];
     uint64_t failinfo[FAILINFO_BITS];
@@ -123,7 +127,20 @@ struct fl_run {
     uint64_t cut_ns;  /* in-flight work is cut here */
 };
 
-enum fl_state { SL_FREE, SL_CONNECTING, SL_HANDSHAKE, SL_PROBE, SL_IR, SL_CONF, SL_HOLD };
+enum fl_state {
+    SL_FREE,
+    SL_CONNECTING,
+    SL_HANDSHAKE,
+    SL_PROBE,
+    SL_IR,
+    SL_POLL,
+    SL_WAIT,
+    SL_CONF,
+    SL_HOLD
+};
+
+/* What a slot's next message is. */
+enum fl_msg { MSG_IR, MSG_POLL, MSG_CONF };
 
 struct fl_thread;
 
@@ -138,7 +155,10 @@ struct fl_slot {
     bool ready; /* connected, TLS handshake (if any) done */
     bool enrolling;
     enum fl_state state;
-    struct rp_tls_ctx *ctx; /* storm without --resume: one per connection */
+    enum fl_state send_state; /* what the request waiting for the connection is */
+    uint32_t wait_ms;         /* SL_WAIT: checkAfter */
+    bool waited;              /* this enrollment was answered waiting */
+    struct rp_tls_ctx *ctx;   /* storm without --resume: one per connection */
     struct rp_tls *tls;
     struct rp_http_client http;
     struct rp_buf plain;
@@ -169,8 +189,9 @@ struct fl_thread {
     struct fl_slot *slots;
     unsigned n_slots;
     struct fl_slot *free_list;
-    unsigned active; /* slots with an open connection or an enrollment */
-    double rate;     /* enrollments/s of this thread; 0 = closed loop */
+    unsigned active;  /* slots with an open connection or an enrollment */
+    unsigned waiting; /* slots waiting (without a connection) to poll */
+    double rate;      /* enrollments/s of this thread; 0 = closed loop */
     uint64_t scheduled;
     unsigned idle_target, idle_opened, idle_inflight, max_inflight;
     uint64_t t_last_ns; /* last enrollment that ended */
@@ -185,6 +206,8 @@ static uint8_t g_read_buf[MAX_THREADS][READ_BUF];
 
 static void slot_start(struct fl_slot *s, uint64_t t_intended);
 static void slot_send(struct fl_slot *s);
+static void slot_connect(struct fl_slot *s);
+static void arm_poll(struct fl_slot *s);
 
 /* ---- bookkeeping ---- */
 
@@ -226,6 +249,10 @@ static void on_tcp_closed(uv_handle_t *h)
     rp_buf_free(&s->plain);
     s->tcp_open = s->closing = s->ready = false;
     th->active--;
+    if (s->state == SL_WAIT && s->enrolling) {
+        arm_poll(s); /* the device hung up while it waits for its poll */
+        return;
+    }
     if (s->next_after_close) {
         s->next_after_close = false;
         slot_start(s, 0);
@@ -263,7 +290,10 @@ static void slot_close(struct fl_slot *s, bool then_next)
 static void slot_done(struct fl_slot *s, bool keep_conn)
 {
     struct fl_thread *th = s->th;
+    if (s->state == SL_WAIT)
+        th->waiting--;
     s->enrolling = false;
+    s->waited = false;
     s->state = SL_FREE;
     uv_timer_stop(&s->deadline);
     if (s->have_devkey) {
@@ -366,9 +396,10 @@ static int next_newkey(struct fl_thread *th, struct bench_key **k, struct bench_
     return bench_key_gen(fresh, &th->rng);
 }
 
-/* The signed request (ir when cert is NULL, else certConf), wrapped in HTTP, into s->req. */
-static int build_request(struct fl_slot *s, bool conf)
+/* The signed request (ir, pollReq or certConf), wrapped in HTTP, into s->req. */
+static int build_request(struct fl_slot *s, enum fl_msg kind)
 {
+    bool conf = kind != MSG_IR; /* answers the server's last message: its nonce echoed */
     struct fl_thread *th = s->th;
     struct fl_run *run = th->run;
     const struct bench_device *d = &run->fleet.dev[s->dev];
@@ -385,7 +416,9 @@ static int build_request(struct fl_slot *s, bool conf)
                                   conf ? v_of(s->ca_nonce, s->ca_nonce_len) : RP_VIEW_NULL,
                               .now = (int64_t)time(NULL)};
     rc = bench_cmp_enc_req_header(&s->arena, &h, &header);
-    if (rc == 0 && conf) {
+    if (rc == 0 && kind == MSG_POLL) {
+        rc = bench_cmp_enc_body_pollreq(&s->arena, 0, &body);
+    } else if (rc == 0 && kind == MSG_CONF) {
         rc = bench_cmp_enc_body_certconf(&s->arena, v_of(s->cert, s->cert_len), &body);
     } else if (rc == 0) {
         rc = next_newkey(th, &newkey, &fresh);
@@ -420,6 +453,60 @@ static int count_failinfo(struct fl_thread *th, const struct rp_cmp_status *st)
     return bit;
 }
 
+/* The server's senderNonce, for the recipNonce of the next message. */
+static bool keep_server_nonce(struct fl_slot *s, const struct rp_cmp_msg *m)
+{
+    s->ca_nonce_len = m->header.sender_nonce.val.len;
+    if (s->ca_nonce_len > NONCE_MAX || s->ca_nonce_len == 0)
+        return false;
+    memcpy(s->ca_nonce, m->header.sender_nonce.val.p, s->ca_nonce_len);
+    return true;
+}
+
+static void on_poll_due(uv_timer_t *t)
+{
+    struct fl_slot *s = t->data;
+    s->th->waiting--;
+    if (build_request(s, MSG_POLL) != 0) {
+        slot_fail(s, ERR_INTERNAL);
+        return;
+    }
+    s->th->st.polls++;
+    s->send_state = SL_POLL;
+    if (s->tcp_open && s->ready && !s->closing) {
+        s->state = SL_POLL;
+        slot_send(s);
+    } else {
+        slot_connect(s);
+    }
+}
+
+static void arm_poll(struct fl_slot *s)
+{
+    uv_timer_start(&s->deadline, on_poll_due, s->wait_ms, 0);
+}
+
+/* waiting (ip with status waiting, or a pollRep): poll after `ms`, like openssl cmp. */
+static void wait_and_poll(struct fl_slot *s, const struct rp_cmp_msg *m, uint32_t ms, bool keep)
+{
+    if (!keep_server_nonce(s, m)) {
+        slot_fail(s, ERR_MISMATCH);
+        return;
+    }
+    if (!s->waited) {
+        s->waited = true;
+        s->th->st.waited++;
+    }
+    uv_timer_stop(&s->deadline);
+    s->state = SL_WAIT;
+    s->wait_ms = ms;
+    s->th->waiting++;
+    if (keep && s->th->run->o.mode == MODE_KEEPALIVE)
+        arm_poll(s);
+    else
+        slot_close(s, false); /* on_tcp_closed arms the poll */
+}
+
 /* The CMP answer to the request in flight. */
 static void on_cmp(struct fl_slot *s, struct rp_view body, bool keep)
 {
@@ -442,12 +529,21 @@ static void on_cmp(struct fl_slot *s, struct rp_view body, bool keep)
         slot_done(s, keep);
         return;
     }
-    if (s->state == SL_IR) {
+    if (s->state == SL_IR || s->state == SL_POLL) {
+        if (s->state == SL_POLL && m.body.type == RP_CMP_POLLREP && m.body.pollrep.n >= 1) {
+            int64_t after = m.body.pollrep.items[0].check_after;
+            wait_and_poll(s, &m, after < 0 ? 0 : (uint32_t)(after * 1000), keep);
+            return;
+        }
         if (m.body.type != RP_CMP_IP || m.body.rep.n < 1) {
             slot_fail(s, ERR_UNEXPECTED);
             return;
         }
         const struct rp_cmp_certresp *r = &m.body.rep.resps[0];
+        if (s->state == SL_IR && r->status.status == RP_CMP_STATUS_WAITING) {
+            wait_and_poll(s, &m, 0, keep); /* openssl polls at once */
+            return;
+        }
         if (r->status.status > RP_CMP_STATUS_GRANTED_WITH_MODS || !rp_view_present(r->cert)) {
             if (count_failinfo(th, &r->status) < 0)
                 count_error(th, ERR_REJECTED);
@@ -465,18 +561,17 @@ static void on_cmp(struct fl_slot *s, struct rp_view body, bool keep)
         }
         memcpy(s->cert, r->cert.p, r->cert.len);
         s->cert_len = r->cert.len;
-        s->ca_nonce_len = m.header.sender_nonce.val.len;
-        if (s->ca_nonce_len > NONCE_MAX || s->ca_nonce_len == 0) {
+        if (!keep_server_nonce(s, &m)) {
             slot_fail(s, ERR_MISMATCH);
             return;
         }
-        memcpy(s->ca_nonce, m.header.sender_nonce.val.p, s->ca_nonce_len);
         bench_hist_add(&th->st.ir, (now - s->t_req) / 1000u);
-        if (build_request(s, true) != 0) {
+        if (build_request(s, MSG_CONF) != 0) {
             slot_fail(s, ERR_INTERNAL);
             return;
         }
         s->state = SL_CONF;
+        s->send_state = SL_CONF;
         if (!keep) {
             slot_fail(s, ERR_CLOSED); /* a CA that closes mid-transaction */
             return;
@@ -520,7 +615,7 @@ static void on_http(struct fl_slot *s)
         idle_hold(s);
         return;
     }
-    if (s->state != SL_IR && s->state != SL_CONF) {
+    if (s->state != SL_IR && s->state != SL_POLL && s->state != SL_CONF) {
         slot_fail(s, ERR_HTTP); /* an answer nobody asked for */
         return;
     }
@@ -607,7 +702,7 @@ static void on_connection_ready(struct fl_slot *s)
             idle_hold(s);
         return;
     }
-    s->state = SL_IR;
+    s->state = s->send_state;
     slot_send(s);
 }
 
@@ -623,6 +718,10 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     struct fl_slot *s = st->data;
     if (n == 0)
         return;
+    if (n < 0 && s->state == SL_WAIT) {
+        slot_close(s, false); /* the server hung up while the device waits: it reconnects */
+        return;
+    }
     if (n < 0) {
         slot_fail(s, s->state == SL_HANDSHAKE ? ERR_TLS : ERR_CLOSED);
         return;
@@ -730,10 +829,11 @@ static void slot_start(struct fl_slot *s, uint64_t t_intended)
         return;
     }
     s->have_devkey = true;
-    if (build_request(s, false) != 0) {
+    if (build_request(s, MSG_IR) != 0) {
         slot_fail(s, ERR_INTERNAL);
         return;
     }
+    s->send_state = SL_IR;
     if (s->tcp_open && s->ready) {
         s->state = SL_IR;
         slot_send(s);
@@ -817,7 +917,7 @@ static void on_tick(uv_timer_t *t)
         idle_tick(th, now);
         return;
     }
-    if (now >= run->cut_ns || (th->stopping && th->active == 0)) {
+    if (now >= run->cut_ns || (th->stopping && th->active == 0 && th->waiting == 0)) {
         thread_cut(th);
         return;
     }
@@ -1084,6 +1184,8 @@ static void merge(struct fl_stats *into, const struct fl_stats *from)
     into->started += from->started;
     into->missed += from->missed;
     into->idle_ok += from->idle_ok;
+    into->waited += from->waited;
+    into->polls += from->polls;
     for (int i = 0; i < ERR_COUNT; i++)
         into->err[i] += from->err[i];
     for (int i = 0; i < HTTP_STATUS_MAX; i++)
@@ -1114,13 +1216,16 @@ static void report(const struct fl_run *run, struct fl_thread *th, unsigned n, d
            "missed starts %llu\n",
            (unsigned long long)st.ok, (unsigned long long)st.failed, eps,
            (unsigned long long)st.handshakes, hs, (unsigned long long)st.missed);
+    printf("  answered waiting %llu, pollReqs %llu\n", (unsigned long long)st.waited,
+           (unsigned long long)st.polls);
     print_hist("enroll", &st.enroll);
     print_hist("ir", &st.ir);
     print_hist("certConf", &st.conf);
     printf("  errors: %s\n", errs);
     printf("RESULT label=%s mode=%s conc=%u rate=%.0f threads=%u secs=%.3f ok=%llu failed=%llu "
            "eps=%.1f hs=%.1f p50=%llu p90=%llu p99=%llu p999=%llu max=%llu ir_p50=%llu "
-           "ir_p99=%llu conf_p99=%llu missed=%llu idle_ok=%llu errors=%s\n",
+           "ir_p99=%llu conf_p99=%llu missed=%llu idle_ok=%llu waited=%llu polls=%llu "
+           "errors=%s\n",
            o->label,
            o->idle                 ? "idle"
            : o->mode == MODE_STORM ? "storm"
@@ -1135,7 +1240,8 @@ static void report(const struct fl_run *run, struct fl_thread *th, unsigned n, d
            (unsigned long long)bench_hist_quantile(&st.ir, 0.5),
            (unsigned long long)bench_hist_quantile(&st.ir, 0.99),
            (unsigned long long)bench_hist_quantile(&st.conf, 0.99), (unsigned long long)st.missed,
-           (unsigned long long)st.idle_ok, errs);
+           (unsigned long long)st.idle_ok, (unsigned long long)st.waited,
+           (unsigned long long)st.polls, errs);
     fflush(stdout);
 }
 

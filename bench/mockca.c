@@ -11,11 +11,17 @@
  *
  * Fault injection: --latency-ms N delays every answer; SIGUSR1 stalls (requests are held
  * unanswered), SIGUSR2 resumes (held requests are answered), --stall starts stalled.
+ * A CA that cannot take everything: --rate N issues at most N certificates per second
+ * (ir/cr/p10cr beyond it get HTTP 503, as from a throttling CA or its load balancer);
+ * --down-ms N answers every request with HTTP 503 for the first N ms. It remembers every
+ * transaction it issued for and counts one asked for twice (dup_txid: a request sent to
+ * the CA more than once), and the most certificates issued in one second (peak_ip_s).
  * SIGTERM/SIGINT or --max-seconds stop it; it prints its counters on exit.
  *
  *   bench_mockca --listen 127.0.0.1:PORT --cert srv.pem --key srv.key [--chain chain.pem]
  *                --issuer-cert ica.pem --issuer-key ica.key [--trust anchors.pem]
- *                [--threads N] [--latency-ms N] [--stall] [--max-seconds S]
+ *                [--threads N] [--latency-ms N] [--stall] [--rate N] [--down-ms N]
+ *                [--max-seconds S]
  */
 #include "bench.h"
 
@@ -63,6 +69,8 @@ struct ca_opts {
     unsigned latency_ms;
     bool stall;
     unsigned max_seconds;
+    unsigned rate;    /* certificates per second; 0: unlimited */
+    unsigned down_ms; /* HTTP 503 to everything for this long after the start */
 };
 
 /* Read-only after start: the certificates every thread sends. */
@@ -78,6 +86,7 @@ struct ca_shared {
 struct ca_stats {
     uint64_t requests, ip, pkiconf, errors, verified, verify_failed, conns, held;
     uint64_t by_ra; /* verified requests signed by an RA certificate (EKU cmcRA) */
+    uint64_t throttled, down, dup_txid;
 };
 
 /* Set of SHA-256 hashes of certificates whose chain verified. */
@@ -127,6 +136,65 @@ struct ca_write {
 };
 
 static atomic_int g_stalled;
+
+/* Certificates issued per second since the start (the peak is reported), and the
+ * transactions issued for (a second issuance request of one is a request sent twice). */
+#define TXID_SLOTS     (1u << 21)
+#define TXID_KEY       32
+#define HTTP_THROTTLED 503
+static uint64_t g_t0_ns;
+static atomic_uint_fast64_t *g_ip_per_s;
+static size_t g_ip_seconds;
+static pthread_mutex_t g_txids_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t (*g_txids)[TXID_KEY + 1]; /* [0]: length (0: empty), then the txid */
+static size_t g_n_txids;
+
+static uint64_t seconds_since_start(void)
+{
+    return (bench_now_ns() - g_t0_ns) / 1000000000u;
+}
+
+/* true when this transaction was issued for before (recorded otherwise). */
+static bool txid_seen(struct rp_view txid)
+{
+    if (!g_txids || txid.len == 0 || txid.len > TXID_KEY)
+        return false;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < txid.len; i++)
+        h = (h ^ txid.p[i]) * 0x100000001b3ull;
+    bool seen = false;
+    pthread_mutex_lock(&g_txids_lock);
+    if (g_n_txids < TXID_SLOTS / 4 * 3) {
+        for (size_t i = h & (TXID_SLOTS - 1);; i = (i + 1) & (TXID_SLOTS - 1)) {
+            if (g_txids[i][0] == 0) {
+                g_txids[i][0] = (uint8_t)txid.len;
+                memcpy(&g_txids[i][1], txid.p, txid.len);
+                g_n_txids++;
+                break;
+            }
+            if (g_txids[i][0] == txid.len && memcmp(&g_txids[i][1], txid.p, txid.len) == 0) {
+                seen = true;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&g_txids_lock);
+    return seen;
+}
+
+/* --rate: one more certificate this second, if the cap allows. */
+static bool rate_take(const struct ca_opts *o)
+{
+    uint64_t sec = seconds_since_start();
+    if (!g_ip_per_s || sec >= g_ip_seconds)
+        return true;
+    uint_fast64_t n = atomic_fetch_add(&g_ip_per_s[sec], 1);
+    if (o->rate && n >= o->rate) {
+        atomic_fetch_sub(&g_ip_per_s[sec], 1);
+        return false;
+    }
+    return true;
+}
 
 static void conn_process(struct ca_conn *c);
 
@@ -238,7 +306,8 @@ static int issue(struct ca_thread *th, const struct rp_cmp_msg *m, struct rp_vie
     return rc;
 }
 
-/* The signed answer to the request body in `p` (a CMP error when it is not acceptable). */
+/* The signed answer to the request body in `p` (a CMP error when it is not acceptable).
+ * RP_E_RATE_LIMITED: over --rate, answer HTTP 503 without a body. */
 static int answer_cmp(struct ca_thread *th, struct rp_view p, struct rp_view *out)
 {
     struct rp_cmp_msg m;
@@ -248,6 +317,14 @@ static int answer_cmp(struct ca_thread *th, struct rp_view p, struct rp_view *ou
     bool decoded = rp_cmp_decode(p.p, p.len, &th->arena, &m, NULL) == RP_OK;
     if (!decoded)
         fi = RP_FI_BAD_DATA_FORMAT;
+    bool issuing = decoded && (m.body.type == RP_CMP_IR || m.body.type == RP_CMP_CR ||
+                               m.body.type == RP_CMP_P10CR);
+    if (issuing && !rate_take(&th->sh->o)) {
+        th->st.throttled++;
+        return RP_E_RATE_LIMITED;
+    }
+    if (issuing && txid_seen(m.header.transaction_id.val))
+        th->st.dup_txid++;
     if (decoded && th->cm) {
         fi = verify_protection(th, &m);
         if (fi == RP_FI_NONE)
@@ -359,11 +436,18 @@ static void conn_answer(struct ca_conn *c)
     struct rp_view resp;
     bool keep = c->req->keep_alive;
     rp_arena_reset(&th->arena);
-    int rc = answer_cmp(th, c->req->body, &resp);
-    if (rc == RP_OK)
+    bool down = th->sh->o.down_ms && bench_now_ns() - g_t0_ns < th->sh->o.down_ms * 1000000ull;
+    int rc = down ? RP_E_SHUTDOWN : answer_cmp(th, c->req->body, &resp);
+    if (rc == RP_OK) {
         rc = conn_write(c, 200, CMP_CTYPE, resp, keep);
-    else
+    } else if (rc == RP_E_RATE_LIMITED || rc == RP_E_SHUTDOWN) {
+        th->st.down += down;
+        rc = conn_write(c, HTTP_THROTTLED, "text/plain",
+                        rp_view_str(down ? "bench_mockca: down\n" : "bench_mockca: throttled\n"),
+                        keep);
+    } else {
         rc = conn_write(c, 500, "text/plain", rp_view_str("bench_mockca: internal error\n"), false);
+    }
     rp_http_server_next(&c->http);
     c->req = NULL;
     if (rc != RP_OK || !keep) {
@@ -604,17 +688,20 @@ static void usage(void)
 {
     fprintf(stderr, "usage: bench_mockca --listen 127.0.0.1:PORT --cert PEM --key PEM "
                     "[--chain PEM] --issuer-cert PEM --issuer-key PEM [--trust PEM] "
-                    "[--threads N] [--latency-ms N] [--stall] [--max-seconds S]\n");
+                    "[--threads N] [--latency-ms N] [--stall] [--rate N] [--down-ms N] "
+                    "[--max-seconds S]\n");
     exit(2);
 }
 
 static void parse(int argc, char **argv, struct ca_opts *o)
 {
-    static const struct option lo[] = {
-        {"listen", 1, 0, 'l'}, {"cert", 1, 0, 'c'},        {"key", 1, 0, 'k'},
-        {"chain", 1, 0, 'C'},  {"issuer-cert", 1, 0, 'i'}, {"issuer-key", 1, 0, 'I'},
-        {"trust", 1, 0, 't'},  {"threads", 1, 0, 'T'},     {"latency-ms", 1, 0, 'L'},
-        {"stall", 0, 0, 's'},  {"max-seconds", 1, 0, 'm'}, {0, 0, 0, 0}};
+    static const struct option lo[] = {{"listen", 1, 0, 'l'},      {"cert", 1, 0, 'c'},
+                                       {"key", 1, 0, 'k'},         {"chain", 1, 0, 'C'},
+                                       {"issuer-cert", 1, 0, 'i'}, {"issuer-key", 1, 0, 'I'},
+                                       {"trust", 1, 0, 't'},       {"threads", 1, 0, 'T'},
+                                       {"latency-ms", 1, 0, 'L'},  {"stall", 0, 0, 's'},
+                                       {"max-seconds", 1, 0, 'm'}, {"rate", 1, 0, 'r'},
+                                       {"down-ms", 1, 0, 'D'},     {0, 0, 0, 0}};
     int c;
     *o = (struct ca_opts){.threads = 1, .max_seconds = DEFAULT_MAX_SECONDS};
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -651,6 +738,12 @@ static void parse(int argc, char **argv, struct ca_opts *o)
             break;
         case 'm':
             o->max_seconds = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'r':
+            o->rate = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'D':
+            o->down_ms = (unsigned)strtoul(optarg, NULL, 10);
             break;
         default:
             usage();
@@ -711,13 +804,22 @@ static void print_stats(const struct ca_thread *th, unsigned n)
         s.conns += th[i].st.conns;
         s.held += th[i].st.held;
         s.by_ra += th[i].st.by_ra;
+        s.throttled += th[i].st.throttled;
+        s.down += th[i].st.down;
+        s.dup_txid += th[i].st.dup_txid;
     }
+    uint64_t peak = 0;
+    for (size_t i = 0; g_ip_per_s && i < g_ip_seconds; i++)
+        if (atomic_load(&g_ip_per_s[i]) > peak)
+            peak = atomic_load(&g_ip_per_s[i]);
     printf("MOCKCA requests=%llu ip=%llu pkiconf=%llu errors=%llu verified=%llu "
-           "verify_failed=%llu by_ra=%llu conns=%llu held=%llu\n",
+           "verify_failed=%llu by_ra=%llu conns=%llu held=%llu throttled=%llu down=%llu "
+           "dup_txid=%llu peak_ip_s=%llu\n",
            (unsigned long long)s.requests, (unsigned long long)s.ip, (unsigned long long)s.pkiconf,
            (unsigned long long)s.errors, (unsigned long long)s.verified,
            (unsigned long long)s.verify_failed, (unsigned long long)s.by_ra,
-           (unsigned long long)s.conns, (unsigned long long)s.held);
+           (unsigned long long)s.conns, (unsigned long long)s.held, (unsigned long long)s.throttled,
+           (unsigned long long)s.down, (unsigned long long)s.dup_txid, (unsigned long long)peak);
     fflush(stdout);
 }
 
@@ -732,6 +834,14 @@ int main(int argc, char **argv)
     parse(argc, argv, &sh.o);
     signal(SIGPIPE, SIG_IGN);
     atomic_store(&g_stalled, sh.o.stall ? 1 : 0);
+    g_t0_ns = bench_now_ns();
+    g_ip_seconds = (size_t)sh.o.max_seconds + 1;
+    g_ip_per_s = calloc(g_ip_seconds, sizeof *g_ip_per_s);
+    g_txids = calloc(TXID_SLOTS, sizeof *g_txids);
+    if (!g_ip_per_s || !g_txids) {
+        fprintf(stderr, "bench_mockca: out of memory\n");
+        return 1;
+    }
     wolfSSL_Init();
     if (parse_addr(sh.o.listen, &sh.addr) != 0 || load_certs(&sh, owned, &n_owned) != 0) {
         fprintf(stderr, "bench_mockca: bad --listen or certificate files\n");
@@ -761,6 +871,8 @@ join:
 out:
     for (size_t i = 0; i < n_owned; i++)
         free(owned[i]);
+    free(g_ip_per_s);
+    free(g_txids);
     wolfSSL_Cleanup();
     return status;
 }

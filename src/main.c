@@ -191,7 +191,7 @@ static int run(struct app *a)
     if (rc == RP_OK)
         rc = rp_limiter_new(&a->limiter, NULL);
     if (rc == RP_OK)
-        rp_server_init(a->workers, a->limiter);
+        rc = rp_server_init(a->workers, a->limiter);
     for (unsigned i = 0; i < n && rc == RP_OK; i++) {
         struct rp_loop_opts o = {
             .index = i,
@@ -225,6 +225,7 @@ static int run(struct app *a)
         rp_workers_stop(a->workers);
     if (a->limiter)
         rp_limiter_free(a->limiter);
+    rp_server_fini();
     uv_loop_close(&a->uv);
     rp_sig_thread_cleanup();
     rp_snapshot_unref(a->snap);

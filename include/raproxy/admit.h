@@ -155,6 +155,8 @@ struct rp_admit_issued_in {
     struct rp_view serial;
     struct rp_view txid;
     enum rp_admit_settle settle;
+    uint32_t keep_ms; /* RP_ADMIT_KEEP: how long the claim lives on; 0 = the txn TTL (a
+                         request waiting for the CA with delayed delivery needs longer) */
 };
 
 int rp_admit_new(struct rp_admit **out, const struct rp_admit_opts *o);

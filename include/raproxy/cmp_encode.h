@@ -57,16 +57,18 @@ int rp_cmp_enc_response_header(struct rp_arena *a, const struct rp_cmp_msg *req,
 
 /* The header of a message the RA signs on behalf of an earlier one, `in` (RFC 9483
  * §5.2.3): a queued request sent to the CA later, or the CA's answer relayed to a device's
- * pollReq. pvno, recipient, transactionID, senderNonce, freeText and generalInfo are copied
+ * pollReq. pvno, transactionID, senderNonce, freeText and generalInfo are copied
  * byte-exact from `in`; sender := directoryName new_sender_name, senderKID := new_sender_kid
  * and protectionAlg := new_protection_alg (each omitted when absent, recipKID dropped);
  * messageTime := now_epoch (the message is sent now, not when `in` was written);
- * recipNonce := recip_nonce when present (the senderNonce of the request this answers),
- * else `in`'s. */
+ * recipient := the GeneralName TLV `recipient` when present (the device an answer goes
+ * to), else `in`'s; recipNonce := recip_nonce when present (the senderNonce of the
+ * request this answers), else `in`'s. */
 int rp_cmp_enc_rewrap_header(struct rp_arena *a, const struct rp_cmp_msg *in,
                              struct rp_view new_sender_name, struct rp_view new_sender_kid,
                              struct rp_view new_protection_alg, int64_t now_epoch,
-                             struct rp_view recip_nonce, struct rp_view *out);
+                             struct rp_view recipient, struct rp_view recip_nonce,
+                             struct rp_view *out);
 
 /* ip, cp or kup [type] CertRepMessage whose every CertResponse has status waiting (RFC 9483
  * §4.4: the answer comes later, through pollReq): one CertResponse per certReqId (n of

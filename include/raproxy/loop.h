@@ -55,6 +55,15 @@ struct rp_job_port *rp_loop_job_port(struct rp_loop *l);
 void *rp_loop_app(struct rp_loop *l);
 void rp_loop_set_app(struct rp_loop *l, void *app);
 
+/* Loop thread: work of the application that is not an exchange (a delayed request on its
+ * way to the CA). A draining loop stops once its connections are gone and every hold is
+ * released; when the grace period ends the upstream pool is closed, which ends such work
+ * (its requests fail with RP_E_SHUTDOWN). */
+void rp_loop_work_hold(struct rp_loop *l);
+void rp_loop_work_release(struct rp_loop *l);
+/* Loop thread: the loop is draining (SIGTERM): take no new work. */
+bool rp_loop_draining(const struct rp_loop *l);
+
 /* Process-wide readiness, read by /readyz. */
 void rp_ready_set_draining(void);
 bool rp_ready_draining(void);

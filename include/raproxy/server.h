@@ -20,8 +20,11 @@ int rp_server_snapshot(struct rp_config *cfg, struct rp_snapshot **out, FILE *er
 struct rp_workers;
 struct rp_limiter;
 
-/* Process-wide: the crypto workers and the in-process limiter every loop shares. */
-void rp_server_init(struct rp_workers *workers, struct rp_limiter *limiter);
+/* Process-wide: the crypto workers and the in-process limiter every loop shares; the
+ * in-process delayed-delivery queue is made here. RP_OK or RP_E_NOMEM. */
+int rp_server_init(struct rp_workers *workers, struct rp_limiter *limiter);
+/* After the loops are gone: frees what rp_server_init made. */
+void rp_server_fini(void);
 /* The handler of CMP listeners (rp_loop_opts.on_exchange). */
 void rp_server_on_exchange(struct rp_exchange *ex);
 /* Loop hooks (rp_loop_opts.on_snapshot / on_stop): per-loop Redis client, admission and

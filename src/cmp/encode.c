@@ -128,19 +128,22 @@ int rp_cmp_enc_reprotect_header(struct rp_arena *a, const struct rp_cmp_msg *in,
 int rp_cmp_enc_rewrap_header(struct rp_arena *a, const struct rp_cmp_msg *in,
                              struct rp_view new_sender_name, struct rp_view new_sender_kid,
                              struct rp_view new_protection_alg, int64_t now_epoch,
-                             struct rp_view recip_nonce, struct rp_view *out)
+                             struct rp_view recipient, struct rp_view recip_nonce,
+                             struct rp_view *out)
 {
     const struct rp_cmp_header *h = &in->header;
     struct rp_derw w;
-    if (!new_sender_name.p || !h->pvno_raw.p || !h->recipient.raw.p)
+    if (!rp_view_present(recipient))
+        recipient = h->recipient.raw;
+    if (!new_sender_name.p || !h->pvno_raw.p || !recipient.p)
         return RP_E_INVAL;
     size_t payload = h->raw.len + new_sender_name.len + new_sender_kid.len +
-                     new_protection_alg.len + recip_nonce.len;
+                     new_protection_alg.len + recipient.len + recip_nonce.len;
     rp_derw_init(&w, a, room(payload, REPROTECT_WRAPPERS) + RESPONSE_HEADER_FIXED);
     rp_derw_begin(&w, RP_DER_SEQUENCE);
     rp_derw_raw(&w, h->pvno_raw);
     wrapped_field(&w, RP_GNAME_DIRECTORY_NAME, new_sender_name);
-    rp_derw_raw(&w, h->recipient.raw);
+    rp_derw_raw(&w, recipient);
     rp_derw_begin(&w, RP_DER_CTX_CONS(HDR_MESSAGE_TIME));
     rp_derw_gentime(&w, now_epoch);
     rp_derw_end(&w);

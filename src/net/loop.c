@@ -142,8 +142,25 @@ static void stop_loop(struct rp_loop *l)
 
 static void check_drained(struct rp_loop *l)
 {
-    if (l->draining && !l->stopped && l->conns_alive == 0)
+    if (l->draining && !l->stopped && l->conns_alive == 0 && l->app_work == 0)
         stop_loop(l);
+}
+
+void rp_loop_work_hold(struct rp_loop *l)
+{
+    l->app_work++;
+}
+
+void rp_loop_work_release(struct rp_loop *l)
+{
+    if (l->app_work)
+        l->app_work--;
+    check_drained(l);
+}
+
+bool rp_loop_draining(const struct rp_loop *l)
+{
+    return l->draining;
 }
 
 void rp_loop_conn_closed(struct rp_loop *l)

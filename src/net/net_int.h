@@ -89,6 +89,7 @@ struct rp_loop {
     struct rp_list_node conns;
     unsigned nconns;      /* open connections (the accept cap counts these) */
     unsigned conns_alive; /* connection memory not yet freed (drain waits for these) */
+    unsigned app_work;    /* the application's work outside connections (drain waits too) */
     unsigned max_conns;
     unsigned handshakes; /* TLS handshakes in flight */
     unsigned max_handshakes;

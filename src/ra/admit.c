@@ -92,6 +92,7 @@ struct admit_req {
     size_t serial_len;
     uint8_t txid[RP_ADMIT_MAX_ID];
     size_t txid_len;
+    uint32_t keep_ms;       /* settle keep: the claim's new TTL */
     uint32_t mac_max;       /* lock-out threshold (start: check; failed: log when reached) */
     uint32_t mac_window_ms; /* failed: the window a first failure opens */
     char key[K_COUNT][KEY_MAX];
@@ -657,7 +658,7 @@ static int send_settle(struct admit_req *req, enum rp_admit_settle how, rp_redis
     struct rp_admit *a = req->a;
     char token[2 * RP_ADMIT_MAX_ID + 1], ttl[NUM_MAX];
     hex_token(req, token);
-    fmt_u64(ttl, a->txn_ttl_ms);
+    fmt_u64(ttl, req->keep_ms ? req->keep_ms : a->txn_ttl_ms);
     const char *argv[] = {
         req->key[K_ALLOW], req->key[K_CLAIM], (const char *)req->serial, token, names[how], ttl};
     size_t len[] = {req->keylen[K_ALLOW], req->keylen[K_CLAIM], req->serial_len,
@@ -973,6 +974,7 @@ void rp_admit_on_issued(struct rp_admit *a, const struct rp_admit_issued_in *in,
     memcpy(req->txid, in->txid.p, in->txid.len);
     req->txid_len = in->txid.len;
     req->settle = in->settle;
+    req->keep_ms = in->keep_ms;
     add_slot(req, SLOT_SETTLE, K_ALLOW, NULL);
     run(req);
 }

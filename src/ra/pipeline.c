@@ -33,11 +33,19 @@
 
 static struct rp_workers *g_workers;
 static struct rp_limiter *g_limiter;
+static struct ra_dd_mem *g_dd_mem; /* delayed delivery without Redis: one queue per process */
 
-void rp_server_init(struct rp_workers *workers, struct rp_limiter *limiter)
+int rp_server_init(struct rp_workers *workers, struct rp_limiter *limiter)
 {
     g_workers = workers;
     g_limiter = limiter;
+    return g_dd_mem ? RP_OK : ra_dd_mem_new(&g_dd_mem);
+}
+
+void rp_server_fini(void)
+{
+    ra_dd_mem_free(g_dd_mem);
+    g_dd_mem = NULL;
 }
 
 static void finish(struct ra_exchange *rx, int status, const char *ctype, struct rp_view body)
@@ -120,25 +128,39 @@ static void refuse(struct ra_exchange *rx, int err, const char *why)
 
 /* ---- allowlist_consume ------------------------------------------------------------ */
 
+void ra_claim_settle(struct ra_loop *rl, const struct rp_cfg_domain *d, struct ra_domain *dom,
+                     struct rp_view id, struct rp_view txid, enum rp_admit_settle how,
+                     uint32_t keep_ms)
+{
+    if (!d || !d->allowlist_consume || !dom || !rp_view_present(id) || id.len == 0)
+        return;
+    if (dom->claims) {
+        ra_claims_settle(dom->claims, id, txid, (int)how);
+    } else if (d->allowlist && strcmp(d->allowlist, "redis") == 0 && rl->admit) {
+        struct rp_admit_issued_in in = {d->name, id, txid, how, keep_ms};
+        rp_admit_on_issued(rl->admit, &in, NULL, NULL);
+    }
+}
+
 /* Settle the claim of this exchange's transaction (a no-op when it holds none). */
 static void settle_claim(struct ra_exchange *rx, enum rp_admit_settle how)
 {
-    const struct rp_cfg_domain *d = rx->dcfg;
-    struct rp_view txid = rx->msg.header.transaction_id.val;
-    if (!d || !d->allowlist_consume || !rx->decoded || !rp_view_present(rx->serial) ||
-        rx->serial.len == 0)
+    if (!rx->decoded)
         return;
-    if (rx->domain->claims) {
-        ra_claims_settle(rx->domain->claims, rx->serial, txid, (int)how);
-    } else if (d->allowlist && strcmp(d->allowlist, "redis") == 0 && rx->rl->admit) {
-        struct rp_admit_issued_in in = {d->name, rx->serial, txid, how};
-        rp_admit_on_issued(rx->rl->admit, &in, NULL, NULL);
-    }
+    ra_claim_settle(rx->rl, rx->dcfg, rx->domain, rx->serial, rx->msg.header.transaction_id.val,
+                    how, 0);
 }
 
 /* The request will not get an answer from the CA (refused here, not sent, not answered):
  * a serial this exchange claimed goes back. A retry of the same transaction that only
  * joined the claim leaves it to the exchange that made it. */
+static void release_own_claim(struct ra_exchange *rx);
+
+void ra_pipeline_release_claim(struct ra_exchange *rx)
+{
+    release_own_claim(rx);
+}
+
 static void release_own_claim(struct ra_exchange *rx)
 {
     if (rx->claim == RA_CLAIM_CREATED)
@@ -146,36 +168,6 @@ static void release_own_claim(struct ra_exchange *rx)
     rx->claim = RA_CLAIM_NONE;
     for (size_t i = 0; i < ra_nested_count(rx); i++)
         release_own_claim(ra_nested_inner(rx, i));
-}
-
-/* What the CA's answer (as relayed) means for the claim: a certificate issued consumes the
- * serial, waiting keeps it for the polls, a refusal gives it back. -1: nothing to settle. */
-static int answer_settles(enum rp_cmp_body_type req, const struct rp_cmp_msg *m)
-{
-    if (!m || !(ra_is_cert_request(req) || req == RP_CMP_POLLREQ))
-        return -1;
-    if (m->body.type == RP_CMP_NESTED && m->body.nested.n == 1)
-        m = &m->body.nested.msgs[0];
-    switch (m->body.type) {
-    case RP_CMP_IP:
-    case RP_CMP_CP:
-    case RP_CMP_KUP: {
-        bool waiting = false;
-        for (size_t i = 0; i < m->body.rep.n; i++) {
-            int64_t st = m->body.rep.resps[i].status.status;
-            if (st == RP_CMP_STATUS_ACCEPTED || st == RP_CMP_STATUS_GRANTED_WITH_MODS)
-                return RP_ADMIT_CONSUME;
-            waiting = waiting || st == RP_CMP_STATUS_WAITING;
-        }
-        return waiting ? RP_ADMIT_KEEP : RP_ADMIT_RELEASE;
-    }
-    case RP_CMP_POLLREP:
-        return RP_ADMIT_KEEP;
-    case RP_CMP_ERROR:
-        return RP_ADMIT_RELEASE;
-    default:
-        return -1;
-    }
 }
 
 /* The claims follow what the CA said: for a nested request, each inner answer settles its
@@ -192,7 +184,7 @@ static void settle_answer(struct ra_exchange *rx, const struct rp_cmp_msg *answe
         for (size_t i = 0; i < ra_nested_count(rx); i++)
             settle_answer(ra_nested_inner(rx, i), answer);
     } else {
-        int how = answer_settles(rx->msg.body.type, answer);
+        int how = ra_answer_settles(rx->msg.body.type, answer);
         if (how >= 0)
             settle_claim(rx, (enum rp_admit_settle)how);
     }
@@ -208,37 +200,6 @@ static void relay_answer(struct ra_exchange *rx, struct rp_view relay)
 }
 
 /* ---- the CA's answer -------------------------------------------------------------- */
-
-static bool answer_fits(enum rp_cmp_body_type req, enum rp_cmp_body_type resp)
-{
-    if (resp == RP_CMP_ERROR)
-        return true;
-    switch (req) {
-    case RP_CMP_IR:
-        return resp == RP_CMP_IP || resp == RP_CMP_POLLREP;
-    case RP_CMP_CR:
-    case RP_CMP_P10CR:
-        return resp == RP_CMP_CP || resp == RP_CMP_POLLREP;
-    case RP_CMP_KUR:
-        return resp == RP_CMP_KUP || resp == RP_CMP_POLLREP;
-    case RP_CMP_KRR:
-        return resp == RP_CMP_KRP;
-    case RP_CMP_CCR:
-        return resp == RP_CMP_CCP;
-    case RP_CMP_POLLREQ:
-        return resp == RP_CMP_POLLREP || resp == RP_CMP_IP || resp == RP_CMP_CP ||
-               resp == RP_CMP_KUP;
-    case RP_CMP_CERTCONF:
-    case RP_CMP_ERROR:
-        return resp == RP_CMP_PKICONF;
-    case RP_CMP_RR:
-        return resp == RP_CMP_RP;
-    case RP_CMP_GENM:
-        return resp == RP_CMP_GENP;
-    default:
-        return false;
-    }
-}
 
 /* A nested request's answer: the outer answers the outer request, and each inner answer one
  * inner request (its transaction, its nonce echoed, a fitting body); relayed whole. */
@@ -260,7 +221,7 @@ static const char *check_nested_answer(struct ra_exchange *rx, const struct rp_c
             return "an inner answer for no inner request";
         if (!rp_view_eq(in->msg.header.sender_nonce.val, a->header.recip_nonce.val))
             return "an inner recipNonce is not its request's senderNonce";
-        if (!answer_fits(in->msg.body.type, a->body.type))
+        if (!ra_answer_fits(in->msg.body.type, a->body.type))
             return "an inner body type does not answer its request";
     }
     return NULL;
@@ -270,25 +231,16 @@ static const char *check_nested_answer(struct ra_exchange *rx, const struct rp_c
  * A nested answer with one message is unwrapped for the device. */
 static const char *check_answer(struct ra_exchange *rx, struct rp_view resp, struct rp_view *relay)
 {
+    if (rx->msg.body.type != RP_CMP_NESTED) {
+        struct rp_cmp_msg *relay_msg;
+        return ra_answer_check(&rx->msg, resp, &rx->ex->arena, &rx->answer, &relay_msg, relay);
+    }
     struct rp_cmp_msg *m = rp_arena_calloc(&rx->ex->arena, 1, sizeof *m);
     if (!m || rp_cmp_decode(resp.p, resp.len, &rx->ex->arena, m, NULL) != RP_OK)
         return "undecodable answer";
     rx->answer = m; /* the outer message: that is what the CA signed */
     *relay = resp;
-    if (rx->msg.body.type == RP_CMP_NESTED)
-        return check_nested_answer(rx, m);
-    if (m->body.type == RP_CMP_NESTED && m->body.nested.n == 1) {
-        m = &m->body.nested.msgs[0];
-        *relay = m->raw;
-    }
-    const struct rp_cmp_header *q = &rx->msg.header, *r = &m->header;
-    if (!rp_view_eq(q->transaction_id.val, r->transaction_id.val))
-        return "transactionID differs";
-    if (!rp_view_eq(q->sender_nonce.val, r->recip_nonce.val))
-        return "recipNonce is not the request's senderNonce";
-    if (!answer_fits(rx->msg.body.type, m->body.type))
-        return "body type does not answer the request";
-    return NULL;
+    return check_nested_answer(rx, m);
 }
 
 static void run_verify_answer(struct rp_job *j)
@@ -316,6 +268,9 @@ static void on_upstream(struct rp_upstream_req *up)
     struct rp_exchange *ex = rx->ex;
     ex->log.upstream_ns = up->t_end_ns - up->t_start_ns;
     ex->log.upstream_status = up->status;
+    if (rx->decoded && ra_deliver_not_taken(rx, up->err, up->sent, up->status))
+        return; /* the CA did not take it: kept for later, the device polls */
+    ra_deliver_answered(rx);
     if (up->err != RP_OK) {
         rp_log_warn("upstream", "txid %s: %s (request %s)", ex->log.txid, rp_err_msg(up->err),
                     up->sent ? "may have reached the CA: not retried" : "not sent");
@@ -377,6 +332,9 @@ static void forward(struct ra_exchange *rx, struct rp_view msg)
     struct rp_exchange *ex = rx->ex;
     struct rp_upstream *u = rp_loop_upstream(ex->loop);
     if (!u) {
+        if (rx->decoded && ra_deliver_not_taken(rx, RP_E_SHUTDOWN, false, 0))
+            return;
+        ra_deliver_answered(rx);
         answer_http(ex, RP_E_SHUTDOWN, NULL);
         return;
     }
@@ -390,11 +348,53 @@ static void forward(struct ra_exchange *rx, struct rp_view msg)
     int rc = rp_upstream_send(u, &rx->up);
     if (rc == RP_OK)
         return;
+    if (rx->decoded && ra_deliver_not_taken(rx, rc, false, 0))
+        return;
+    ra_deliver_answered(rx);
     release_own_claim(rx);
     if (rx->decoded)
         refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA queue is full");
     else
         answer_http(ex, rc, "Retry-After: 1\r\n");
+}
+
+void ra_pipeline_forward(struct ra_exchange *rx)
+{
+    forward(rx, rx->out);
+}
+
+void ra_pipeline_refuse(struct ra_exchange *rx, int err, const char *why)
+{
+    refuse(rx, err, why);
+}
+
+static void on_answer_signed(struct rp_job *j)
+{
+    struct ra_exchange *rx = container_of(j, struct ra_exchange, job);
+    if (j->result != RP_OK) {
+        rp_log_error("delayed", "txid %s: cannot sign the answer: %s", rx->ex->log.txid,
+                     rp_err_msg(j->result));
+        answer_http(rx->ex, RP_E_SYSTEM_UNAVAIL, NULL);
+        return;
+    }
+    finish(rx, 200, CMP_CONTENT_TYPE, rx->out);
+}
+
+void ra_pipeline_answer(struct ra_exchange *rx, void (*run)(struct rp_job *j), const char *result)
+{
+    snprintf(rx->ex->log.result, sizeof rx->ex->log.result, "%s", result);
+    const struct ra_state *st = rx->ex->snap->ra;
+    if (!st || !ra_identity_ready(&st->ra)) {
+        answer_http(rx->ex, RP_E_SYSTEM_UNAVAIL, NULL); /* nothing can be signed as the RA */
+        return;
+    }
+    rx->step = RA_DELAYED;
+    rx->job.run = run;
+    rx->job.done = on_answer_signed;
+    if (rp_workers_submit(g_workers, &rx->job, &rx->rl->port) != RP_OK) {
+        rp_metrics_count("raproxy_worker_rejected_total", NULL);
+        answer_http(rx->ex, RP_E_QUEUE_FULL, "Retry-After: 1\r\n");
+    }
 }
 
 /* ---- after verification ------------------------------------------------------------ */
@@ -454,7 +454,7 @@ static void record_inner(struct ra_exchange *rx, size_t i)
 {
     struct ra_exchange *in = ra_nested_inner(rx, i);
     if (!in) {
-        forward(rx, rx->out);
+        ra_deliver_to_ca(rx); /* the CA's budget: now, later (waiting) or refused */
         return;
     }
     rx->next_inner = i;
@@ -477,7 +477,11 @@ static void on_recorded(void *arg, const struct rp_admit_result *res)
         finish(rx, 200, CMP_CONTENT_TYPE, rx->out);
         return;
     }
-    record_inner(rx, 0); /* a nested request's inner messages, then forward */
+    if (rx->msg.body.type == RP_CMP_POLLREQ) {
+        ra_deliver_poll(rx); /* a delayed transaction answers here, others go to the CA */
+        return;
+    }
+    record_inner(rx, 0); /* a nested request's inner messages, then to the CA */
 }
 
 static void run_verify(struct rp_job *j)
@@ -772,6 +776,7 @@ static void on_port_closed(struct rp_job_port *p)
 
 static void free_ra_loop(struct ra_loop *rl)
 {
+    ra_deliver_close(rl->dd);
     if (rl->redis)
         rp_redis_close(rl->redis);
     if (rl->admit)
@@ -786,7 +791,7 @@ int rp_server_on_snapshot(struct rp_loop *l, struct rp_snapshot *s)
 {
     if (rp_loop_app(l))
         return RP_OK; /* Redis, admission and the job port live as long as the loop */
-    if (!g_workers || !g_limiter) {
+    if (!g_workers || !g_limiter || !g_dd_mem) {
         rp_log_error("start", "loop %u: no crypto workers or limiter", rp_loop_index(l));
         return RP_E_INTERNAL;
     }
@@ -794,6 +799,7 @@ int rp_server_on_snapshot(struct rp_loop *l, struct rp_snapshot *s)
     if (!rl)
         return RP_E_NOMEM;
     rl->loop = l;
+    rl->workers = g_workers;
     int rc = rp_job_port_init(&rl->port, rp_loop_uv(l));
     if (rc != RP_OK) {
         free(rl);
@@ -815,6 +821,9 @@ int rp_server_on_snapshot(struct rp_loop *l, struct rp_snapshot *s)
     struct rp_admit_opts ao = {.redis = rl->redis, .limiter = g_limiter};
     if (rc == RP_OK && (rc = rp_admit_new(&rl->admit, &ao)) != RP_OK)
         rp_log_error("admit", "loop %u: cannot create admission: %s", rp_loop_index(l),
+                     rp_err_msg(rc));
+    if (rc == RP_OK && (rc = ra_deliver_new(&rl->dd, rl, g_dd_mem)) != RP_OK)
+        rp_log_error("delayed", "loop %u: cannot create the CA's budget: %s", rp_loop_index(l),
                      rp_err_msg(rc));
     if (rc != RP_OK) {
         free_ra_loop(rl);

@@ -46,10 +46,12 @@ static void count_key_failure(int rc)
         rp_metric_inc(m_key_error);
 }
 
-static int sign_and_assemble(struct ra_exchange *rx, struct rp_view hdr, struct rp_view body)
+/* Sign header+body with the RA key; extraCerts: the RA's certificates, then `more` (certificates
+ * the message carried already, without the RA's own). */
+static int sign_message(struct rp_arena *a, const struct ra_identity *id, struct rp_view hdr,
+                        struct rp_view body, const struct rp_view *more, size_t n_more,
+                        struct rp_view *out)
 {
-    struct rp_arena *a = &rx->ex->arena;
-    const struct ra_identity *id = &((struct ra_state *)rx->ex->snap->ra)->ra;
     struct rp_view pp;
     int rc = rp_cmp_enc_protected_part(a, hdr, body, &pp);
     if (rc != RP_OK)
@@ -63,8 +65,29 @@ static int sign_and_assemble(struct ra_exchange *rx, struct rp_view hdr, struct 
         count_key_failure(rc);
         return rc;
     }
-    return rp_cmp_enc_message(a, hdr, body, rp_view_make(sig, siglen), id->extra, id->certs.n,
-                              &rx->out);
+    const struct rp_view *extra = id->extra;
+    size_t n = id->certs.n;
+    if (n_more) {
+        struct rp_view *all = rp_arena_calloc(a, id->certs.n + n_more, sizeof *all);
+        if (!all)
+            return RP_E_ARENA;
+        memcpy(all, id->extra, id->certs.n * sizeof *all);
+        for (size_t i = 0; i < n_more; i++) {
+            bool dup = false;
+            for (size_t j = 0; j < id->certs.n && !dup; j++)
+                dup = rp_view_eq(more[i], id->extra[j]);
+            if (!dup && n < RP_CMP_MAX_LIST)
+                all[n++] = more[i];
+        }
+        extra = all;
+    }
+    return rp_cmp_enc_message(a, hdr, body, rp_view_make(sig, siglen), extra, n, out);
+}
+
+static int sign_and_assemble(struct ra_exchange *rx, struct rp_view hdr, struct rp_view body)
+{
+    const struct ra_identity *id = &((struct ra_state *)rx->ex->snap->ra)->ra;
+    return sign_message(&rx->ex->arena, id, hdr, body, NULL, 0, &rx->out);
 }
 
 static int fresh_nonce(uint8_t *out)
@@ -75,13 +98,12 @@ static int fresh_nonce(uint8_t *out)
 /* Header of a nested request (RFC 9483 §5.2.2.1, adding protection): the RA is the sender;
  * transactionID and senderNonce are the inner request's, so the CA's answer — nested or
  * not — is checked against the device's own request. */
-static int nested_header(struct ra_exchange *rx, struct rp_view *out)
+static int nested_header(struct rp_arena *a, const struct ra_identity *id,
+                         const struct rp_cmp_msg *m, int64_t now, struct rp_view *out)
 {
-    struct rp_arena *a = &rx->ex->arena;
-    const struct rp_cmp_header *h = &rx->msg.header;
-    const struct ra_identity *id = &((struct ra_state *)rx->ex->snap->ra)->ra;
+    const struct rp_cmp_header *h = &m->header;
     struct rp_derw w;
-    int rc = rp_derw_init(&w, a, rx->msg.header_raw.len + id->cert.subject.len + 256);
+    int rc = rp_derw_init(&w, a, m->header_raw.len + id->cert.subject.len + 256);
     if (rc != RP_OK)
         return rc;
     rp_derw_begin(&w, 0x30);
@@ -91,7 +113,7 @@ static int nested_header(struct ra_exchange *rx, struct rp_view *out)
     rp_derw_end(&w);
     rp_derw_raw(&w, h->recipient.raw);
     rp_derw_begin(&w, 0xa0);
-    rp_derw_gentime(&w, rx->now);
+    rp_derw_gentime(&w, now);
     rp_derw_end(&w);
     rp_derw_begin(&w, 0xa1);
     rp_derw_raw(&w, id->alg_der);
@@ -116,54 +138,97 @@ static bool all_have_pop(const struct rp_cmp_msg *m)
     return true;
 }
 
-int ra_protect_forward(struct ra_exchange *rx)
+/* One request as the RA forwards it (not the RA's nested message of a nested request): how
+ * the domain says, kur never re-protected. fresh_time: the header's messageTime is `now`
+ * (a queued request, sent long after the device wrote it). */
+static int protect_request(struct rp_arena *a, const struct ra_identity *id,
+                           const struct rp_cfg_domain *d, const struct rp_cmp_msg *m,
+                           struct rp_view body_out, bool inner, int64_t now, bool fresh_time,
+                           struct rp_view *out)
 {
-    struct rp_arena *a = &rx->ex->arena;
-    const struct rp_cmp_msg *m = &rx->msg;
-    const struct ra_identity *id = &((struct ra_state *)rx->ex->snap->ra)->ra;
-    enum rp_forward_mode mode = rx->dcfg->forward;
+    enum rp_forward_mode mode = d->forward;
     /* an inner message goes into the RA's own nested message: never wrapped twice */
-    if (rx->inner && mode == RP_FORWARD_NESTED)
+    if (inner && mode == RP_FORWARD_NESTED)
         mode = RP_FORWARD_REPROTECT;
     /* kur's signature proves the old key: never replace it */
     if (m->body.type == RP_CMP_KUR && mode == RP_FORWARD_REPROTECT)
         mode = RP_FORWARD_UNCHANGED;
     if (mode == RP_FORWARD_UNCHANGED) {
-        rx->out = m->raw;
+        *out = m->raw;
         return RP_OK;
     }
     if (!id->key)
         return RP_E_CONFIG;
     /* a template the RA rewrote (policy.c) carries raVerified already */
-    struct rp_view hdr, body = rp_view_present(rx->body_out) ? rx->body_out : m->body_raw;
+    struct rp_view hdr, body = rp_view_present(body_out) ? body_out : m->body_raw;
     int rc;
-    if (rx->nested) {
-        /* the inner messages as the RA forwards each alone, under the RA's protection */
-        size_t n = ra_nested_count(rx);
-        struct rp_view *inner = rp_arena_calloc(a, n, sizeof *inner);
-        if (!inner)
-            return RP_E_ARENA;
-        for (size_t i = 0; i < n; i++)
-            inner[i] = ra_nested_inner(rx, i)->out;
-        rc = rp_cmp_enc_body_nested(a, inner, n, &body);
-        if (rc == RP_OK)
-            rc = rp_cmp_enc_reprotect_header(a, m, id->cert.subject, id->cert.ski, id->alg_der,
-                                             &hdr);
-    } else if (mode == RP_FORWARD_NESTED) {
-        rc = nested_header(rx, &hdr);
+    if (mode == RP_FORWARD_NESTED) {
+        rc = nested_header(a, id, m, now, &hdr);
         if (rc == RP_OK)
             rc = rp_cmp_enc_body_nested(a, &m->raw, 1, &body);
     } else {
-        if (rx->dcfg->pop == RP_POP_RA_VERIFIED && !rp_view_present(rx->body_out) &&
+        if (d->pop == RP_POP_RA_VERIFIED && !rp_view_present(body_out) &&
             (m->body.type == RP_CMP_IR || m->body.type == RP_CMP_CR) && all_have_pop(m))
             rc = rp_cmp_enc_body_pop_raverified(a, m, &body);
         else
             rc = RP_OK;
-        if (rc == RP_OK)
+        if (rc == RP_OK && fresh_time)
+            rc = rp_cmp_enc_rewrap_header(a, m, id->cert.subject, id->cert.ski, id->alg_der, now,
+                                          RP_VIEW_NULL, RP_VIEW_NULL, &hdr);
+        else if (rc == RP_OK)
             rc = rp_cmp_enc_reprotect_header(a, m, id->cert.subject, id->cert.ski, id->alg_der,
                                              &hdr);
     }
+    return rc == RP_OK ? sign_message(a, id, hdr, body, NULL, 0, out) : rc;
+}
+
+int ra_protect_forward(struct ra_exchange *rx)
+{
+    struct rp_arena *a = &rx->ex->arena;
+    const struct rp_cmp_msg *m = &rx->msg;
+    const struct ra_identity *id = &((struct ra_state *)rx->ex->snap->ra)->ra;
+    if (!rx->nested)
+        return protect_request(a, id, rx->dcfg, m, rx->body_out, rx->inner, rx->now, false,
+                               &rx->out);
+    if (rx->dcfg->forward == RP_FORWARD_UNCHANGED)
+        return (rx->out = m->raw), RP_OK;
+    if (!id->key)
+        return RP_E_CONFIG;
+    /* the inner messages as the RA forwards each alone, under the RA's protection */
+    size_t n = ra_nested_count(rx);
+    struct rp_view *inner = rp_arena_calloc(a, n, sizeof *inner);
+    struct rp_view hdr, body;
+    if (!inner)
+        return RP_E_ARENA;
+    for (size_t i = 0; i < n; i++)
+        inner[i] = ra_nested_inner(rx, i)->out;
+    int rc = rp_cmp_enc_body_nested(a, inner, n, &body);
+    if (rc == RP_OK)
+        rc = rp_cmp_enc_reprotect_header(a, m, id->cert.subject, id->cert.ski, id->alg_der, &hdr);
     return rc == RP_OK ? sign_and_assemble(rx, hdr, body) : rc;
+}
+
+int ra_protect_queued(struct rp_arena *a, const struct ra_state *st, const struct rp_cfg_domain *d,
+                      const struct rp_cmp_msg *m, struct rp_view body_out, int64_t now,
+                      struct rp_view *out)
+{
+    return protect_request(a, &st->ra, d, m, body_out, false, now, true, out);
+}
+
+int ra_protect_relay(struct ra_exchange *rx, const struct rp_cmp_msg *answer)
+{
+    struct rp_arena *a = &rx->ex->arena;
+    const struct ra_state *st = rx->ex->snap->ra;
+    if (!st || !st->ra.key)
+        return RP_E_CONFIG;
+    const struct ra_identity *id = &st->ra;
+    struct rp_view hdr;
+    int rc =
+        rp_cmp_enc_rewrap_header(a, answer, id->cert.subject, id->cert.ski, id->alg_der, rx->now,
+                                 rx->msg.header.sender.raw, rx->msg.header.sender_nonce.val, &hdr);
+    return rc == RP_OK ? sign_message(a, id, hdr, answer->body_raw, answer->extra_certs,
+                                      answer->n_extra_certs, &rx->out)
+                       : rc;
 }
 
 int ra_sign_response(struct ra_exchange *rx, struct rp_view body)

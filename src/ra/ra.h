@@ -4,6 +4,7 @@
 #ifndef RP_RA_INT_H
 #define RP_RA_INT_H
 
+#include "raproxy/admit.h"
 #include "raproxy/arena.h"
 #include "raproxy/cert.h"
 #include "raproxy/cmp.h"
@@ -11,6 +12,8 @@
 #include "raproxy/upstream.h"
 #include "raproxy/view.h"
 #include "raproxy/worker.h"
+
+#include "deliver.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -181,7 +184,9 @@ enum ra_step {
     RA_ADMIT,      /* waiting for admission */
     RA_VERIFY,     /* on a worker: verify and re-protect */
     RA_RECORD,     /* waiting for the after-verification record */
+    RA_GATE,       /* asking the CA's budget whether the request may go now (deliver.c) */
     RA_UPSTREAM,   /* waiting for the CA */
+    RA_DELAYED,    /* a delayed transaction: its record, then the RA's answer (deliver.c) */
     RA_SIGN_ERROR, /* on a worker: signing a refusal */
     RA_DONE,
 };
@@ -229,14 +234,22 @@ struct ra_exchange {
     bool local_answer;         /* out is the RA's own answer to the device (genp), not for the CA */
     struct rp_cmp_msg *answer; /* the CA's answer, decoded from a copy in the arena */
     struct rp_view relay;      /* what goes back to the device */
+    /* the CA's budget (deliver.c): the lease a request sent at once holds until the CA is
+     * done with it; empty when it holds none */
+    char ca_lease[RA_DD_TOKEN_MAX];
+    uint32_t check_after_s; /* a pollRep's checkAfter (deliver.c) */
 };
+
+struct ra_deliver;
 
 struct ra_loop {
     struct rp_loop *loop;
     struct rp_job_port port;
     bool port_open;
+    struct rp_workers *workers;
     struct rp_redis *redis;
     struct rp_admit *admit;
+    struct ra_deliver *dd; /* the CA's budget, delayed delivery, the dispatcher (deliver.c) */
 };
 
 /* verify.c — on a worker */
@@ -300,12 +313,71 @@ int ra_claims_claim(struct ra_claims *c, struct rp_view id, struct rp_view txid,
 void ra_claims_settle(struct ra_claims *c, struct rp_view id, struct rp_view txid, int how);
 /* protect.c — on a worker */
 int ra_protect_forward(struct ra_exchange *rx);
+/* A queued request as it is sent now (delayed delivery): protected as the domain forwards
+ * it, with a fresh messageTime where the RA signs the header. */
+int ra_protect_queued(struct rp_arena *a, const struct ra_state *st, const struct rp_cfg_domain *d,
+                      const struct rp_cmp_msg *m, struct rp_view body_out, int64_t now,
+                      struct rp_view *out);
+/* The CA's answer to a delayed request, for the device's poll (or retry) rx: re-signed by
+ * the RA for this exchange — recipient the device, recipNonce the poll's senderNonce (what
+ * clients check), the CA's senderNonce kept (what the CA checks in the certConf); body and
+ * the CA's extraCerts kept after the RA's certificates. Into rx->out. */
+int ra_protect_relay(struct ra_exchange *rx, const struct rp_cmp_msg *answer);
 int ra_protect_error(struct ra_exchange *rx, int err, const char *why);
 /* raproxy_ra_key_failures_total{reason} exists from the start (at 0). */
 void ra_key_metrics_init(void);
 /* The RA's answer to the device with `body` (error, genp): a response header for the
  * request's transaction, signed with the RA key, RA certificates in extraCerts. */
 int ra_sign_response(struct ra_exchange *rx, struct rp_view body);
+/* pipeline.c — what other files of the RA continue an exchange with */
+/* Forward rx->out to the CA now. */
+void ra_pipeline_forward(struct ra_exchange *rx);
+/* Answer with an RA-signed CMP error carrying err's failInfo (rx->extra_headers kept). */
+void ra_pipeline_refuse(struct ra_exchange *rx, int err, const char *why);
+/* Sign the RA's own answer on a worker (`run` writes rx->out, its result in j->result) and
+ * send it; `result` is the log's. */
+void ra_pipeline_answer(struct ra_exchange *rx, void (*run)(struct rp_job *j), const char *result);
+/* The request will get no answer from the CA: a serial this exchange claimed goes back. */
+void ra_pipeline_release_claim(struct ra_exchange *rx);
+/* Settle the allowlist_consume claim of identity id for transaction txid (no-op without
+ * one); keep_ms: how long a KEEP holds it (0: the transaction TTL). */
+void ra_claim_settle(struct ra_loop *rl, const struct rp_cfg_domain *d, struct ra_domain *dom,
+                     struct rp_view id, struct rp_view txid, enum rp_admit_settle how,
+                     uint32_t keep_ms);
+
+/* deliver.c — the CA's budget and delayed delivery (deliver.h, README "Delayed delivery") */
+int ra_deliver_new(struct ra_deliver **out, struct ra_loop *rl, struct ra_dd_mem *mem);
+/* The loop stops: no new work (every delivery has ended: they hold the loop). */
+void ra_deliver_close(struct ra_deliver *d);
+/* After recording, instead of forwarding: a request that opens a transaction asks the CA's
+ * budget; it goes now, is kept for later (answered waiting), joins its delayed transaction,
+ * or is refused (another certificate request of this identity in progress; no room). */
+void ra_deliver_to_ca(struct ra_exchange *rx);
+/* A pollReq after recording: answered from its delayed transaction's record, or forwarded
+ * when it has none. */
+void ra_deliver_poll(struct ra_exchange *rx);
+/* The CA did not take a request sent at once (not sent, or HTTP 5xx but 504): true when it
+ * is kept for later instead (the exchange is answered waiting). Otherwise its lease goes. */
+bool ra_deliver_not_taken(struct ra_exchange *rx, int err, bool sent, int status);
+/* The CA is done with a request sent at once: its lease and its identity's marker go. */
+void ra_deliver_answered(struct ra_exchange *rx);
+
+/* answer.c — the CA's answer */
+/* A CA answer of type resp may answer a request of type req. */
+bool ra_answer_fits(enum rp_cmp_body_type req, enum rp_cmp_body_type resp);
+/* The CA's answer resp to a request that is not nested: decoded from `a` into *outer (what
+ * the CA signed), *relay_msg and *relay (what goes to the device: a nested answer of one
+ * message unwrapped). NULL when it belongs to the request (transactionID, the request's
+ * nonce echoed, a fitting body), else why not. */
+const char *ra_answer_check(const struct rp_cmp_msg *req, struct rp_view resp, struct rp_arena *a,
+                            struct rp_cmp_msg **outer, struct rp_cmp_msg **relay_msg,
+                            struct rp_view *relay);
+/* What the CA's answer (as relayed) means for an allowlist claim: enum rp_admit_settle
+ * (issued: consume, waiting: keep, refused: release), or -1 when nothing is to settle. */
+int ra_answer_settles(enum rp_cmp_body_type req, const struct rp_cmp_msg *m);
+/* The answer says waiting (pollRep, status waiting). */
+bool ra_answer_waits(const struct rp_cmp_msg *m);
+
 /* admins.c — administrators of a domain (lost or stolen devices): rr for any certificate
  * the domain's CAs issued. signer_der is the verified protecting certificate. */
 bool ra_is_admin(const struct ra_domain *d, struct rp_view signer_der);

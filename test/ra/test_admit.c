@@ -369,7 +369,7 @@ static void allowlist_case(struct world *w, struct rpt_redis *srv)
     cr_assert_not(o.res.claimed);
     /* the CA refused: the serial goes back, and another transaction may claim it */
     struct rp_admit_issued_in in = {"m", rp_view_str("SN-OK"), rp_view_str(c1.txid),
-                                    RP_ADMIT_RELEASE};
+                                    RP_ADMIT_RELEASE, 0};
     o = settle(w, &in);
     cr_assert_eq(o.res.err, RP_OK);
     c2.nonce = "nonce-c-4";
@@ -390,7 +390,7 @@ static void allowlist_case(struct world *w, struct rpt_redis *srv)
     struct vreq t2 = {"SN-TWO", "txid-claim-00000011", "nonce-t-1", "ir", true, true};
     cr_assert(verify(w, t1, &none, fo).res.claimed);
     in = (struct rp_admit_issued_in){"m", rp_view_str("SN-TWO"), rp_view_str(t1.txid),
-                                     RP_ADMIT_RELEASE};
+                                     RP_ADMIT_RELEASE, 0};
     o = settle(w, &in);
     cr_assert_eq(verify(w, t2, &none, fo).res.err, RP_E_BAD_SENDER_NONCE);
     t2.nonce = "nonce-t-2";
