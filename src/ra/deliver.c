@@ -357,6 +357,15 @@ static void on_gate(void *arg, const struct ra_dd_result *r)
     struct ra_exchange *rx = arg;
     if (r->err != RP_OK) {
         count_gate("error");
+        if (r->maybe && delayable(rx)) {
+            /* the offer may yet queue it: sending it another way could send it twice. The
+             * device polls: a record that exists answers, one that does not sends the
+             * poll on to the CA, which does not know the transaction. */
+            rp_log_warn("delayed", "txid %s: CA budget not answered in time: answered waiting",
+                        rx->ex->log.txid);
+            queued(rx);
+            return;
+        }
         if (rx->dcfg->on_redis_failure == RP_REDIS_FAIL_OPEN) {
             /* no budget or duplicate check without the store: the request goes as before */
             rp_log_warn("delayed", "txid %s: CA budget not checked: %s", rx->ex->log.txid,
@@ -449,7 +458,7 @@ void ra_deliver_poll(struct ra_exchange *rx)
 static void on_requeued(void *arg, const struct ra_dd_result *r)
 {
     struct ra_exchange *rx = arg;
-    if (r->err == RP_OK && r->gate == RA_GATE_QUEUED) {
+    if ((r->err == RP_OK && r->gate == RA_GATE_QUEUED) || (r->err != RP_OK && r->maybe)) {
         count("requeued");
         queued(rx);
         return;

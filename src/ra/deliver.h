@@ -90,6 +90,10 @@ struct ra_dd_offer {
 
 struct ra_dd_result {
     int err; /* RP_OK, or the store failed (RP_E_REDIS_*, RP_E_NOMEM, RP_E_SHUTDOWN) */
+    /* with err: the command was sent and may still run (a deadline passed, the connection
+     * went): an offer may yet queue the request. A direct offer that may still run is
+     * given back by the store (its lease and marker), which Redis runs after it. */
+    bool maybe;
     enum ra_gate gate;
     enum ra_dd_state state; /* JOINED, claim, poll */
     int32_t retry_ms;       /* BUSY and ra_dd_next: -1 for the in-flight limit */

@@ -792,6 +792,8 @@ struct redis_call {
     char token[RA_DD_TOKEN_MAX];
     uint8_t txid[TXID_MAX];
     size_t txid_len;
+    bool give_back; /* a direct offer: undo it should it run after its deadline */
+    struct keybuf busy;
 };
 
 static void fmt_u64(char *buf, uint64_t v)
@@ -847,6 +849,8 @@ static void parse_offer(const redisReply *rep, struct ra_dd_result *res)
     }
 }
 
+static void give_back(struct redis_call *c);
+
 static void on_reply(void *arg, int err, const struct redisReply *rep)
 {
     struct redis_call *c = arg;
@@ -856,6 +860,9 @@ static void on_reply(void *arg, int err, const struct redisReply *rep)
     if (res.err != RP_OK || c->kind == CALL_IGNORE) {
         if (res.err != RP_OK && res.err != RP_E_SHUTDOWN)
             rp_log_debug("delayed", "redis answer unusable: %s", rp_err_name(res.err));
+        res.maybe = err == RP_E_REDIS_TIMEOUT || err == RP_E_REDIS_DOWN;
+        if (res.maybe && c->give_back)
+            give_back(c);
         goto out;
     }
     snprintf(res.token, sizeof res.token, "%s", c->token);
@@ -938,6 +945,24 @@ static void eval(struct ra_dd_store *s, unsigned script, struct redis_call *c, i
     free(c);
 }
 
+/* A direct offer past its deadline may still run (it is in Redis's buffer): its lease and
+ * the device's marker are given back by a release sent behind it on the same connection,
+ * which Redis runs after it. A queueing offer is not undone: the caller answers waiting,
+ * so that a request it may have queued is not also sent another way. */
+static void give_back(struct redis_call *c)
+{
+    struct ra_dd_store *s = c->s;
+    struct keybuf kf, hex = {0};
+    kb_fixed(s, &kf, "f");
+    kb_hex(&hex, rp_view_make(c->txid, c->txid_len));
+    struct redis_call *r = call_new(s, CALL_IGNORE, NULL, NULL, RP_VIEW_NULL);
+    if (!r)
+        return;
+    const char *argv[] = {kf.p, c->busy.p, c->token, hex.p};
+    size_t len[] = {kf.len, c->busy.len, strlen(c->token), hex.len};
+    eval(s, s->sc_release, r, 2, 4, argv, len);
+}
+
 static void redis_release_busy(struct ra_dd_store *s, struct rp_view txid, struct rp_view domain,
                                struct rp_view identity)
 {
@@ -1012,6 +1037,8 @@ static void redis_offer(struct ra_dd_store *s, const struct ra_dd_offer *in, boo
         return;
     }
     new_token(s, c->token);
+    c->give_back = in->mode == RA_OFFER_DIRECT;
+    c->busy = kb;
     const char *argv[] = {kq.p,
                           kp.p,
                           kf.p,
