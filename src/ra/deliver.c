@@ -634,6 +634,7 @@ static void on_sent(struct rp_upstream_req *up)
         dl->step = DLV_VERIFY;
         dl->job.run = run_verify_answer;
         dl->job.done = on_answer_verified;
+        dl->job.cls = RP_JOB_FINISH; /* the CA has acted */
         if (rp_workers_submit(dl->d->rl->workers, &dl->job, &dl->d->rl->port) != RP_OK) {
             dl->why = "crypto workers busy";
             finish(dl, RA_DD_LOST, "lost"); /* the CA issued: never resent */
@@ -729,6 +730,7 @@ static void on_claimed(void *arg, const struct ra_dd_result *r)
     dl->step = DLV_SIGN;
     dl->job.run = run_sign;
     dl->job.done = on_signed;
+    dl->job.cls = RP_JOB_FINISH; /* a device has been waiting for it: ahead of new requests */
     if (rp_workers_submit(dl->d->rl->workers, &dl->job, &dl->d->rl->port) != RP_OK)
         requeue(dl);
 }

@@ -155,6 +155,7 @@ static void settle_claim(struct ra_exchange *rx, enum rp_admit_settle how)
  * a serial this exchange claimed goes back. A retry of the same transaction that only
  * joined the claim leaves it to the exchange that made it. */
 static void release_own_claim(struct ra_exchange *rx);
+static enum rp_job_class job_class(enum rp_cmp_body_type t);
 
 void ra_pipeline_release_claim(struct ra_exchange *rx)
 {
@@ -391,6 +392,7 @@ void ra_pipeline_answer(struct ra_exchange *rx, void (*run)(struct rp_job *j), c
     rx->step = RA_DELAYED;
     rx->job.run = run;
     rx->job.done = on_answer_signed;
+    rx->job.cls = job_class(rx->msg.body.type); /* a poll's answer finishes a transaction */
     if (rp_workers_submit(g_workers, &rx->job, &rx->rl->port) != RP_OK) {
         rp_metrics_count("raproxy_worker_rejected_total", NULL);
         answer_http(rx->ex, RP_E_QUEUE_FULL, "Retry-After: 1\r\n");
