@@ -464,6 +464,16 @@ static void record_inner(struct ra_exchange *rx, size_t i)
     rp_admit_after_verify(rx->rl->admit, &vin, on_inner_recorded, rx);
 }
 
+/* Retry-After of a rate-limit refusal (whole seconds, at least 1). */
+static void retry_after(struct ra_exchange *rx, uint32_t ms)
+{
+    char *hdr = rp_arena_alloc(&rx->ex->arena, RETRY_HDR_MAX);
+    if (hdr) {
+        snprintf(hdr, RETRY_HDR_MAX, "Retry-After: %u\r\n", (ms + 999) / 1000);
+        rx->extra_headers = hdr;
+    }
+}
+
 static void on_recorded(void *arg, const struct rp_admit_result *res)
 {
     struct ra_exchange *rx = arg;
@@ -471,6 +481,8 @@ static void on_recorded(void *arg, const struct rp_admit_result *res)
         rx->claim = RA_CLAIM_CREATED;
     if (res->err != RP_OK) {
         release_own_claim(rx); /* a file claim made on the worker; Redis undid its own */
+        if (res->err == RP_E_RATE_LIMITED)
+            retry_after(rx, res->retry_after_ms); /* per_device: "3/day" says when */
         refuse(rx, res->err, record_why(res->err));
         return;
     }
@@ -545,12 +557,7 @@ static void on_admitted(void *arg, const struct rp_admit_result *res)
     struct ra_exchange *rx = arg;
     if (res->err != RP_OK) {
         if (res->err == RP_E_RATE_LIMITED) {
-            char *hdr = rp_arena_alloc(&rx->ex->arena, RETRY_HDR_MAX);
-            if (hdr) {
-                snprintf(hdr, RETRY_HDR_MAX, "Retry-After: %u\r\n",
-                         (res->retry_after_ms + 999) / 1000);
-                rx->extra_headers = hdr;
-            }
+            retry_after(rx, res->retry_after_ms);
             char *why = rp_arena_alloc(&rx->ex->arena, 64);
             if (why)
                 snprintf(why, 64, "rate limit %s exceeded", res->limit ? res->limit : "");
