@@ -694,6 +694,35 @@ Test(delivery, a_second_request_of_a_device_is_refused_while_one_is_at_the_ca_in
     duplicate_case(false);
 }
 
+/* Two replicas on their own ports, one Redis: A answers the ir waiting, B answers its
+ * polls (pollRep while the CA is down, then the CA's ip re-signed for B's pollReq, echoing
+ * its nonce), and A takes the certConf. The CA saw the request once. */
+Test(delivery, a_poll_at_another_replica_gets_the_answer)
+{
+    struct env e;
+    env_init(&e, true);
+    struct rp_arena a;
+    cr_assert_eq(rp_arena_new(&a, ARENA), RP_OK);
+    struct dev d;
+    dev_init(&e, &d, "vendor/dev1", "ir");
+    struct rp_cfg c = {.delayed = true};
+    replica_start(&e, 0, rpt_free_port(), &c);
+    replica_start(&e, 1, rpt_free_port(), &c);
+    cr_assert(is_waiting_ip(exchange(&a, &d, e.ports[0], RP_VIEW_NULL)), "A answers waiting");
+    struct rp_cmp_msg *m = exchange(&a, &d, e.ports[1], pollreq_body(&a));
+    cr_assert_eq(m->body.type, RP_CMP_POLLREP, "B, the CA down: %s 0x%x",
+                 rp_cmp_body_name(m->body.type), failinfo_of(m));
+    benchca_start(&e, NULL);
+    keep_cert(&d, poll_until_final(&a, &d, e.ports[1]));
+    confirm(&a, &d, e.ports[0]);
+    benchca_stop(&e);
+    cr_expect_eq(mock_count(&e, "ip"), 1, "one request reached the CA");
+    cr_expect_eq(mock_count(&e, "dup_txid"), 0);
+    dev_free(&d);
+    rp_arena_free(&a);
+    env_free(&e);
+}
+
 /* A retry of a waiting transaction (same transactionID, new nonce) joins it: waiting again,
  * one record, and later the CA's answer for the retry like for a poll. */
 Test(delivery, a_retry_of_a_waiting_transaction_joins_it)
