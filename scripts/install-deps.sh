@@ -11,6 +11,7 @@ PKGS=(
   curl procps iproute2
   dpkg-dev autoconf automake libtool # scripts/build-wolfssl.sh
   softhsm2 opensc gnutls-bin # PKCS#11 tests: a real token (SoftHSM2), pkcs11-tool, p11tool
+  default-jdk-headless libbcpkix-java # Bouncy Castle's CMP classes as a device (test_delivery)
 )
 
 missing=()

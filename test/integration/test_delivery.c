@@ -60,10 +60,13 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* The end of a log; two calls may share one message (two buffers, in turn). */
 static const char *tail(const char *path)
 {
-    static char buf[3000];
-    return rpt_file_tail(path, buf, sizeof buf);
+    static char buf[2][3000];
+    static unsigned turn;
+    char *b = buf[turn++ % 2];
+    return rpt_file_tail(path, b, sizeof buf[0]);
 }
 
 /* ---- processes ----------------------------------------------------------------------------- */
@@ -305,6 +308,63 @@ Test(delivery, openssl_ir_polls_through_a_ten_second_ca_outage_with_two_replicas
                     rpt_file_count(e.rp[1].log, "\"result\":\"delivered\"");
     cr_expect_geq(waiting, 2, "the ir and at least one poll were answered waiting");
     cr_expect_eq(delivered, 1, "the ip went to the device once");
+    env_free(&e);
+}
+
+/* Bouncy Castle's CMP classes (bcpkix, test/integration/BcCmpClient.java) as the device,
+ * through raproxy with Redis, while the CA is down for 10 s and then the openssl mock CA
+ * starts: answered waiting, it polls, gets the ip signed by the RA for its pollReq, and
+ * confirms; no error. */
+#define BC_CLASSPATH                                                                               \
+    "/usr/share/java/bcprov.jar:/usr/share/java/bcpkix.jar:/usr/share/java/bcutil.jar"
+
+struct bc_run {
+    const char *const *argv;
+    const char *log;
+    int rc;
+};
+
+static void *bc_main(void *arg)
+{
+    struct bc_run *b = arg;
+    b->rc = rpt_run(b->argv, 120000, b->log);
+    return NULL;
+}
+
+Test(delivery, bouncy_castle_polls_through_a_ten_second_ca_outage)
+{
+    struct env e;
+    env_init(&e, true);
+    struct rp_cfg c = {.delayed = true};
+    replica_start(&e, 0, rpt_free_port(), &c);
+    char src[600], url[128], cert[600], key[600], chain[600], ra[600], out[600], log[600];
+    snprintf(src, sizeof src, "%s/test/integration/BcCmpClient.java", rpt_src());
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", e.ports[0], MANUF);
+    snprintf(cert, sizeof cert, "%s/vendor/dev1.pem", e.pki);
+    snprintf(key, sizeof key, "%s/vendor/dev1.key", e.pki);
+    snprintf(chain, sizeof chain, "%s/vendor/ica.pem", e.pki);
+    snprintf(ra, sizeof ra, "%s/operator/ra.pem", e.pki);
+    snprintf(out, sizeof out, "%s/bc-cert.pem", e.dir);
+    snprintf(log, sizeof log, "%s/bc.log", e.dir);
+    const char *argv[] = {"java", "-cp", BC_CLASSPATH, src, url,  cert,
+                          key,    chain, ra,           out, "60", NULL};
+    struct bc_run b = {.argv = argv, .log = log};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, bc_main, &b), 0);
+    sleep_ms(OUTAGE_S * 1000L);
+    char trusted[600];
+    snprintf(trusted, sizeof trusted, "%s/operator/root.pem", e.pki);
+    cr_assert_eq(rpt_mockca_start(&e.mock, e.dir, e.ca, trusted, NULL), 0);
+    pthread_join(t, NULL);
+    cr_assert_eq(b.rc, 0, "Bouncy Castle failed: %s\nraproxy: %s", tail(log), tail(e.rp[0].log));
+    cr_expect_geq(rpt_file_count(log, "waiting"), 1, "not answered waiting: %s", tail(log));
+    cr_expect_geq(rpt_file_count(log, "pollRep checkAfter="), 1, "%s", tail(log));
+    cr_expect_eq(rpt_file_count(log, "FAIL"), 0, "%s", tail(log));
+    cr_expect_eq(rpt_file_count(log, "pkiConf"), 1, "%s", tail(log));
+    size_t len;
+    uint8_t *pem = rpt_read_file(out, &len);
+    cr_assert(pem && strstr((char *)pem, "BEGIN CERTIFICATE"), "no certificate");
+    free(pem);
     env_free(&e);
 }
 
