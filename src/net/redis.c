@@ -40,6 +40,7 @@
 #define CONNECT_MIN_MS      1000u /* connect + handshake deadline, at least */
 #define STALL_MIN_MS        2000u
 #define STALL_TIMEOUTS      10u /* a stall is this many command timeouts without any reply */
+#define DEADLINE_READS_MAX  64u /* socket reads before a deadline is declared passed */
 #define HANDSHAKE_MAX_ARGS  4
 #define SHA1_HEX_LEN        40
 #define SCRIPTS_INITIAL_CAP 8u
@@ -376,11 +377,31 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     cb(arg, err, rep);
 }
 
+/* A loop busy past deadlines (a burst of TLS handshakes on it) runs its timers before it
+ * looks at sockets: replies that came meanwhile are taken first, so that a deadline (and the
+ * stall check) measures Redis, not this loop. Bounded: each read takes what one buffer
+ * holds. */
+static void take_arrived(struct rp_redis *r, uint64_t now)
+{
+    for (unsigned i = 0; i < DEADLINE_READS_MAX && r->state == CONN_READY && r->ac; i++) {
+        struct redis_cmd *head = oldest(&r->waiting) ? oldest(&r->waiting) : oldest(&r->late);
+        if (!head || (head->deadline > now && rp_list_empty(&r->late)))
+            return;
+        redisAsyncHandleRead(r->ac);
+        struct redis_cmd *after = oldest(&r->waiting) ? oldest(&r->waiting) : oldest(&r->late);
+        if (after == head)
+            return; /* nothing more had come */
+    }
+}
+
 static void on_deadline(uv_timer_t *t)
 {
     struct rp_redis *r = t->data;
     uint64_t now = uv_now(r->loop);
     struct redis_cmd *c;
+    take_arrived(r, now);
+    if (r->state == CONN_CLOSING)
+        return;
     while (r->state != CONN_CLOSING && (c = oldest(&r->waiting)) && c->deadline <= now) {
         rp_list_unlink(&c->link);
         c->state = CMD_LATE;

@@ -178,6 +178,42 @@ Test(redis, deadline_fires_and_late_reply_is_dropped, .timeout = 30)
     rpt_redis_stop(&s);
 }
 
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+/* A loop busy past a command's deadline and past the stall limit (a burst of TLS
+ * handshakes on it) while Redis answered at once: the reply waiting in the socket is taken,
+ * not reported as a timeout, and the connection is kept. */
+Test(redis, a_busy_loop_takes_the_reply_that_came_before_timing_it_out, .timeout = 30)
+{
+    struct rpt_redis s;
+    srv_start(&s);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rp_redis *r = client(&loop, s.url, SHORT_MS);
+    cr_assert(run_until(&loop, is_ready, r, WAIT_MS));
+    struct rp_metric *reconnects =
+        rp_metric_get("raproxy_redis_reconnects_total", RP_METRIC_COUNTER, NULL);
+    int64_t before = reconnects->value;
+    struct answer a;
+    kill(s.p.pid, SIGSTOP); /* so that the reply comes while the loop is busy */
+    cr_assert_eq(cmd(r, &a, "INCR", "busy", NULL), RP_OK);
+    run_until(&loop, never, NULL, SHORT_MS / 4); /* the command goes out */
+    cr_assert_eq(a.calls, 0);
+    kill(s.p.pid, SIGCONT);
+    usleep(SHORT_MS * 1000 * 12); /* the loop does other work: past the stall limit */
+    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert_eq(a.err, RP_OK, "the reply was there, not late");
+    cr_assert_eq(a.integer, 1);
+    cr_assert(rp_redis_ready(r));
+    cr_assert_eq(reconnects->value, before, "no reconnect");
+    finish(&loop, r);
+    rpt_redis_stop(&s);
+}
+
 Test(redis, reconnects_after_restart_on_same_port, .timeout = 30)
 {
     struct rpt_redis s;
