@@ -358,11 +358,13 @@ static void on_gate(void *arg, const struct ra_dd_result *r)
     if (r->err != RP_OK) {
         count_gate("error");
         if (r->maybe && delayable(rx)) {
-            /* the offer may yet queue it: sending it another way could send it twice. The
-             * device polls: a record that exists answers, one that does not sends the
-             * poll on to the CA, which does not know the transaction. */
+            /* the offer may yet queue it, or take a lease for it: sending it another way
+             * could send it twice. It is answered waiting, and a settle sent behind the
+             * offer queues it whatever the offer did (a lease it took goes back). */
             rp_log_warn("delayed", "txid %s: CA budget not answered in time: answered waiting",
                         rx->ex->log.txid);
+            struct ra_dd_offer in = offer_of(rx, RA_OFFER_FORCE);
+            ra_dd_settle(rx->rl->dd->store, &in, r->token);
             queued(rx);
             return;
         }
@@ -459,6 +461,10 @@ static void on_requeued(void *arg, const struct ra_dd_result *r)
 {
     struct ra_exchange *rx = arg;
     if ((r->err == RP_OK && r->gate == RA_GATE_QUEUED) || (r->err != RP_OK && r->maybe)) {
+        if (r->err != RP_OK) { /* the requeue may not have run: make sure */
+            struct ra_dd_offer in = offer_of(rx, RA_OFFER_FORCE);
+            ra_dd_settle(rx->rl->dd->store, &in, r->token);
+        }
         count("requeued");
         queued(rx);
         return;

@@ -126,6 +126,11 @@ void ra_dd_release(struct ra_dd_store *s, const char *token, struct rp_view txid
  * a queued record from `in`, a dispatched one goes back to the front. gate QUEUED or FULL. */
 void ra_dd_requeue(struct ra_dd_store *s, const struct ra_dd_offer *in, const char *token,
                    ra_dd_fn cb, void *arg);
+/* A queueing offer or requeue failed with `maybe` (its answer came too late, or the
+ * connection went) and its device was answered waiting: make sure the request is queued
+ * (`token`: the lease the late offer may have taken). Fire and forget; nothing to do in
+ * process, where an offer never times out. */
+void ra_dd_settle(struct ra_dd_store *s, const struct ra_dd_offer *in, const char *token);
 /* Dispatcher: the oldest waiting transaction, with a lease and a rate token taken for it;
  * txid absent when none waits (retry_ms 0), or no room (retry_ms -1 or the rate's). */
 void ra_dd_next(struct ra_dd_store *s, const struct ra_dd_budget *b, uint32_t reserve_ms,
@@ -149,6 +154,7 @@ void ra_dd_poll(struct ra_dd_store *s, struct rp_view txid, uint32_t max_wait_ms
 extern const char rp_dd_lua_offer[];
 extern const char rp_dd_lua_release[];
 extern const char rp_dd_lua_requeue[];
+extern const char rp_dd_lua_settle[];
 extern const char rp_dd_lua_next[];
 extern const char rp_dd_lua_claim[];
 extern const char rp_dd_lua_finish[];

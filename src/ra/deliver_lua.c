@@ -116,6 +116,28 @@ const char rp_dd_lua_requeue[] = LUA_NOW LUA_CODES LUA_DROP_BUSY
     "if ARGV[4] == '1' then redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[3]) end\n"
     "return {2, 0}\n";
 
+/* KEYS q, f, t, b; ARGV txid, token, record TTL ms, exclusive, domain, identity, request,
+ * body -> 2 queued now | 1 it has a record already | 0 not queued (another request of the
+ * identity is in progress).
+ * Sent behind a queueing offer (or requeue) whose answer came too late, on the same
+ * connection, so Redis runs it after that one: its device was answered waiting, so the
+ * request must be in the queue. Whatever the late command did is settled: a record it made
+ * (or joined) stands; a lease it took for a request the caller never sent goes back, and
+ * the request is queued instead; when it never ran (the connection went), it is queued. */
+const char rp_dd_lua_settle[] = LUA_NOW
+    "redis.call('ZREM', KEYS[2], ARGV[2])\n"
+    "if redis.call('EXISTS', KEYS[3]) == 1 then return 1 end\n"
+    "if ARGV[4] == '1' then\n"
+    "  local owner = redis.call('GET', KEYS[4])\n"
+    "  if owner and owner ~= ARGV[1] then return 0 end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[3], 'st', 'queued', 't0', string.format('%d', now), 'dom', ARGV[5],\n"
+    "           'id', ARGV[6], 'req', ARGV[7], 'body', ARGV[8])\n"
+    "redis.call('PEXPIRE', KEYS[3], ARGV[3])\n"
+    "redis.call('ZADD', KEYS[1], string.format('%d', now), ARGV[1])\n"
+    "if ARGV[4] == '1' then redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[3]) end\n"
+    "return 2\n";
+
 /* KEYS q, p, f, r; ARGV max in flight, lease ms, T µs, burst, reservation ms ->
  * {1, 0, txid} the oldest waiting request is this dispatcher's to claim (lease and rate
  * token taken) | {0, 0} none waiting | {0, -1} in-flight limit | {0, retry ms} rate.

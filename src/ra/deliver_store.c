@@ -452,7 +452,7 @@ struct ra_dd_store {
     struct rp_redis *redis;
     struct ra_dd_mem *mem;
     char prefix[KEY_MAX / 4];
-    unsigned sc_offer, sc_release, sc_requeue, sc_next, sc_claim, sc_finish, sc_poll;
+    unsigned sc_offer, sc_release, sc_requeue, sc_settle, sc_next, sc_claim, sc_finish, sc_poll;
     char token_base[20];
     uint64_t token_seq;
 };
@@ -482,6 +482,7 @@ int ra_dd_store_new(struct ra_dd_store **out, struct rp_redis *redis, struct ra_
         if (rp_redis_script(redis, rp_dd_lua_offer, &s->sc_offer) ||
             rp_redis_script(redis, rp_dd_lua_release, &s->sc_release) ||
             rp_redis_script(redis, rp_dd_lua_requeue, &s->sc_requeue) ||
+            rp_redis_script(redis, rp_dd_lua_settle, &s->sc_settle) ||
             rp_redis_script(redis, rp_dd_lua_next, &s->sc_next) ||
             rp_redis_script(redis, rp_dd_lua_claim, &s->sc_claim) ||
             rp_redis_script(redis, rp_dd_lua_finish, &s->sc_finish) ||
@@ -855,6 +856,7 @@ static void on_reply(void *arg, int err, const struct redisReply *rep)
 {
     struct redis_call *c = arg;
     struct ra_dd_result res = {.err = err};
+    snprintf(res.token, sizeof res.token, "%s", c->token); /* a late offer's: ra_dd_settle */
     if (err == RP_OK && (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2))
         res.err = c->kind == CALL_IGNORE ? RP_OK : RP_E_REDIS_REPLY;
     if (res.err != RP_OK || c->kind == CALL_IGNORE) {
@@ -865,7 +867,6 @@ static void on_reply(void *arg, int err, const struct redisReply *rep)
             give_back(c);
         goto out;
     }
-    snprintf(res.token, sizeof res.token, "%s", c->token);
     switch (c->kind) {
     case CALL_OFFER:
     case CALL_REQUEUE:
@@ -1087,6 +1088,40 @@ static void redis_release(struct ra_dd_store *s, const char *token, struct rp_vi
     eval(s, s->sc_release, c, 2, 4, argv, len);
 }
 
+static void redis_settle(struct ra_dd_store *s, const struct ra_dd_offer *in, const char *token)
+{
+    struct keybuf kq, kf, kt, kb, hex = {0};
+    kb_fixed(s, &kq, "q");
+    kb_fixed(s, &kf, "f");
+    kb_record(s, &kt, in->txid);
+    kb_busy(s, &kb, in->domain, in->identity);
+    kb_hex(&hex, in->txid);
+    struct redis_call *c = call_new(s, CALL_IGNORE, NULL, NULL, in->txid);
+    if (!c || kt.overflow || kb.overflow || hex.overflow) {
+        free(c);
+        return;
+    }
+    char ttl[NUM_MAX];
+    fmt_u64(ttl, in->record_ttl_ms);
+    struct rp_view body = rp_view_present(in->body) ? in->body : rp_view_make("", 0);
+    const char *tok = token ? token : "";
+    const char *argv[] = {kq.p,
+                          kf.p,
+                          kt.p,
+                          kb.p,
+                          hex.p,
+                          tok,
+                          ttl,
+                          in->exclusive ? "1" : "0",
+                          (const char *)in->domain.p,
+                          (const char *)in->identity.p,
+                          (const char *)in->req.p,
+                          (const char *)body.p};
+    size_t len[] = {kq.len,      kf.len, kt.len,         kb.len,           hex.len,     strlen(tok),
+                    strlen(ttl), 1,      in->domain.len, in->identity.len, in->req.len, body.len};
+    eval(s, s->sc_settle, c, 4, 12, argv, len);
+}
+
 static void redis_next(struct ra_dd_store *s, const struct ra_dd_budget *b, uint32_t reserve_ms,
                        ra_dd_fn cb, void *arg)
 {
@@ -1268,6 +1303,14 @@ void ra_dd_requeue(struct ra_dd_store *s, const struct ra_dd_offer *in, const ch
         redis_offer(s, in, true, token, cb, arg);
     else
         mem_requeue(s, in, token, cb, arg);
+}
+
+void ra_dd_settle(struct ra_dd_store *s, const struct ra_dd_offer *in, const char *token)
+{
+    if (!s->redis || !ids_ok(in->txid, in->domain, in->identity) || !rp_view_present(in->domain) ||
+        !rp_view_present(in->identity) || !rp_view_present(in->req))
+        return;
+    redis_settle(s, in, token);
 }
 
 void ra_dd_next(struct ra_dd_store *s, const struct ra_dd_budget *b, uint32_t reserve_ms,

@@ -9,6 +9,7 @@
 
 #include <criterion/criterion.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -436,5 +437,40 @@ Test(deliver_store, redis_replicas_share_budget_and_queue, .timeout = 60)
                  "any replica answers the poll");
     world_free(&a);
     world_free(&b);
+    rpt_redis_stop(&srv);
+}
+
+/* Redis only: a queueing offer whose answer comes too late (its device is answered waiting)
+ * is settled by the command sent behind it: the request is queued, and the lease the late
+ * offer took for it (there was room) goes back, so the dispatcher can send it. */
+Test(deliver_store, redis_a_late_queueing_offer_is_settled_into_the_queue, .timeout = 60)
+{
+    struct rpt_redis srv = {0};
+    cr_assert_eq(rpt_redis_start(&srv, NULL), 0);
+    struct world w;
+    world_init(&w, srv.url);
+    struct ra_dd_offer in = offer_in("tx-j1", "SN1", RA_OFFER_QUEUE);
+    kill(srv.p.pid, SIGSTOP);
+    struct out o = {0};
+    ra_dd_offer(w.s, &in, on_result, &o);
+    cr_assert(run_until(&w.loop, answered, &o, WAIT_MS));
+    cr_assert_eq(o.res.err, RP_E_REDIS_TIMEOUT);
+    cr_assert(o.res.maybe, "it was sent: it may still run");
+    in.mode = RA_OFFER_FORCE;
+    ra_dd_settle(w.s, &in, o.res.token);
+    kill(srv.p.pid, SIGCONT);
+    barrier(&w);
+    cr_assert_eq(poll_(&w, "tx-j1", MAX_WAIT_MS).res.state, RA_DD_QUEUED);
+    struct ra_dd_budget one = {.max_in_flight = 1, .lease_ms = LEASE_MS};
+    struct out n = next(&w, &one);
+    cr_assert(rp_view_eq(n.res.txid, rp_view_str("tx-j1")), "the late offer's lease went back");
+    /* control: a settle after an offer that queued leaves the record as it is */
+    struct out q = offer(&w, offer_in("tx-j2", "SN2", RA_OFFER_FORCE));
+    cr_assert_eq(q.res.gate, RA_GATE_QUEUED);
+    struct ra_dd_offer in2 = offer_in("tx-j2", "SN2", RA_OFFER_FORCE);
+    ra_dd_settle(w.s, &in2, q.res.token);
+    barrier(&w);
+    cr_assert_eq(poll_(&w, "tx-j2", MAX_WAIT_MS).res.state, RA_DD_QUEUED);
+    world_free(&w);
     rpt_redis_stop(&srv);
 }
