@@ -41,6 +41,7 @@
 #define STALL_MIN_MS        2000u
 #define STALL_TIMEOUTS      10u /* a stall is this many command timeouts without any reply */
 #define DEADLINE_READS_MAX  64u /* socket reads before a deadline is declared passed */
+#define LAG_SHARE           2u  /* a deadline timer later than timeout / this: the loop was busy */
 #define HANDSHAKE_MAX_ARGS  4
 #define SHA1_HEX_LEN        40
 #define SCRIPTS_INITIAL_CAP 8u
@@ -60,6 +61,7 @@ struct redis_cmd {
     rp_redis_reply_fn cb;
     void *arg;
     bool last_handshake;
+    bool postponed; /* its deadline moved once for a busy loop (on_deadline) */
     /* EVALSHA only: a private copy of the command for the one EVAL retry on NOSCRIPT */
     bool retried;
     unsigned script_id;
@@ -394,6 +396,33 @@ static void take_arrived(struct rp_redis *r, uint64_t now)
     }
 }
 
+/* The timer fired more than half a timeout late: the loop was busy, and commands issued
+ * meanwhile may not even have been written (hiredis writes from the loop). Once per command,
+ * the deadline starts again now, so that it counts time Redis had, not the loop's: a
+ * waiting command gets a whole timeout, the stall limit counts from now. */
+static bool postpone_for_lag(struct rp_redis *r, uint64_t now)
+{
+    uint64_t lag = now > r->deadline_due ? now - r->deadline_due : 0;
+    if (r->state != CONN_READY || lag * LAG_SHARE <= r->timeout_ms)
+        return false;
+    bool moved = false;
+    for (struct rp_list_node *n = r->waiting.next; n != &r->waiting; n = n->next) {
+        struct redis_cmd *c = container_of(n, struct redis_cmd, link);
+        if (!c->postponed && c->kind != CMD_HANDSHAKE) {
+            c->deadline = now + r->timeout_ms;
+            c->postponed = moved = true;
+        }
+    }
+    for (struct rp_list_node *n = r->late.next; n != &r->late; n = n->next) {
+        struct redis_cmd *c = container_of(n, struct redis_cmd, link);
+        if (!c->postponed) {
+            c->deadline = now;
+            c->postponed = moved = true;
+        }
+    }
+    return moved;
+}
+
 static void on_deadline(uv_timer_t *t)
 {
     struct rp_redis *r = t->data;
@@ -402,6 +431,10 @@ static void on_deadline(uv_timer_t *t)
     take_arrived(r, now);
     if (r->state == CONN_CLOSING)
         return;
+    if (postpone_for_lag(r, now)) {
+        arm_deadline(r);
+        return;
+    }
     while (r->state != CONN_CLOSING && (c = oldest(&r->waiting)) && c->deadline <= now) {
         rp_list_unlink(&c->link);
         c->state = CMD_LATE;

@@ -214,6 +214,39 @@ Test(redis, a_busy_loop_takes_the_reply_that_came_before_timing_it_out, .timeout
     rpt_redis_stop(&s);
 }
 
+/* A command issued just before the loop gets busy past its deadline and the stall limit is
+ * not even written yet when the loop comes back: it gets the time it was owed — it is sent
+ * and answered, not reported as a timeout, and the connection is kept. */
+Test(redis, a_busy_loop_gives_an_unsent_command_its_time, .timeout = 30)
+{
+    struct rpt_redis s;
+    srv_start(&s);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rp_redis *r = client(&loop, s.url, SHORT_MS);
+    cr_assert(run_until(&loop, is_ready, r, WAIT_MS));
+    struct rp_metric *reconnects =
+        rp_metric_get("raproxy_redis_reconnects_total", RP_METRIC_COUNTER, NULL);
+    int64_t before = reconnects->value;
+    struct answer a;
+    cr_assert_eq(cmd(r, &a, "INCR", "unsent", NULL), RP_OK);
+    usleep(SHORT_MS * 1000 * 12); /* the loop does other work before it writes it */
+    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert_eq(a.err, RP_OK, "it had no time at all");
+    cr_assert_eq(a.integer, 1);
+    cr_assert(rp_redis_ready(r));
+    cr_assert_eq(reconnects->value, before, "no reconnect");
+    /* control: a Redis that does not answer still times out, busy loop or not */
+    kill(s.p.pid, SIGSTOP);
+    cr_assert_eq(cmd(r, &a, "INCR", "unsent", NULL), RP_OK);
+    usleep(SHORT_MS * 1000 * 3);
+    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert_eq(a.err, RP_E_REDIS_TIMEOUT);
+    kill(s.p.pid, SIGCONT);
+    finish(&loop, r);
+    rpt_redis_stop(&s);
+}
+
 Test(redis, reconnects_after_restart_on_same_port, .timeout = 30)
 {
     struct rpt_redis s;
