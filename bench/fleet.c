@@ -523,10 +523,11 @@ static void on_cmp(struct fl_slot *s, struct rp_view body, bool keep)
         slot_fail(s, ERR_MISMATCH);
         return;
     }
+    bool storm = th->run->o.mode == MODE_STORM; /* a connection per enrollment, refused too */
     if (m.body.type == RP_CMP_ERROR) {
         if (count_failinfo(th, &m.body.error.status) < 0)
             count_error(th, ERR_REJECTED);
-        slot_done(s, keep);
+        slot_done(s, keep && !storm);
         return;
     }
     if (s->state == SL_IR || s->state == SL_POLL) {
@@ -547,7 +548,7 @@ static void on_cmp(struct fl_slot *s, struct rp_view body, bool keep)
         if (r->status.status > RP_CMP_STATUS_GRANTED_WITH_MODS || !rp_view_present(r->cert)) {
             if (count_failinfo(th, &r->status) < 0)
                 count_error(th, ERR_REJECTED);
-            slot_done(s, keep);
+            slot_done(s, keep && !storm);
             return;
         }
         if (r->cert.len > s->cert_cap) {
@@ -628,7 +629,9 @@ static void on_http(struct fl_slot *s)
         th->st.failed++;
         timeline(th, false);
         rp_http_client_next(&s->http);
-        slot_done(s, keep);
+        /* storm: a connection per enrollment, refused ones too (kept, it holds the run open
+         * once --requests are all started: slot_start does not close it) */
+        slot_done(s, keep && th->run->o.mode == MODE_KEEPALIVE);
         return;
     }
     /* on_cmp may start the next request on this connection: take the body out first */

@@ -2,6 +2,7 @@
 # bench/run.sh: the whole load test in one command, on loopback, bounded in time.
 #
 #   bench/run.sh [--quick] [--redis] [--no-nginx] [--no-perf] [--build DIR]
+#                [--storm-only] [--storm-n N] [--storm-cap N]
 #
 # Builds raproxy and the bench tools (build-bench/, fast wolfSSL), makes the fleet
 # (bench/make-fleet.sh), then measures, all in this one run and on these cores:
@@ -18,6 +19,11 @@
 #   6. the crypto workers' hand-back: loop wake-ups and CPU per finished job (bench_wakeup)
 #   7. a stall of the mock CA under load: raproxy RSS, what devices get, recovery
 #   8. a perf profile of raproxy in the storm case
+#   9. a storm against a slow CA: --storm-n devices (default the fleet: 10,000, --quick 2,000)
+#      enroll at once through raproxy + Redis into a mock CA capped at --storm-cap
+#      certificates/s (default 100), with upstream.delayed_delivery on and then off: enrollments
+#      completed, failures, the CA's peak rate, p50/p99 time-to-certificate, Redis memory per
+#      waiting request (--storm-only runs this scenario alone)
 # and writes bench/results/<date>-<host>.md with PNG plots (gnuplot) next to it.
 # Default under 10 minutes, --quick under 2. Installs gnuplot and nginx (Debian packages)
 # when missing. Every process it starts is stopped on exit.
@@ -25,7 +31,7 @@ set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=$src/build-bench
-quick=0 use_redis=0 use_nginx=1 use_perf=1
+quick=0 use_redis=0 use_nginx=1 use_perf=1 storm_only=0 storm_n= storm_cap=100
 while [[ $# -gt 0 ]]; do
     case $1 in
     --quick) quick=1 ;;
@@ -33,7 +39,10 @@ while [[ $# -gt 0 ]]; do
     --no-nginx) use_nginx=0 ;;
     --no-perf) use_perf=0 ;;
     --build) build=$2; shift ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    --storm-only) storm_only=1 ;;
+    --storm-n) storm_n=$2; shift ;;
+    --storm-cap) storm_cap=$2; shift ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -45,6 +54,12 @@ else
     levels=(4 16 64 256) dur=8 ceil_s=1 idle_n=10000 hold=4 stall_run=14 fleet_n=10000
 fi
 readonly STALL_AT=3 STALL_LEN=5 UPSTREAM_TIMEOUT_MS=2000
+storm_n=${storm_n:-$fleet_n}
+((storm_n > fleet_n)) && fleet_n=$storm_n
+# the storm: requests at the CA at once, poll interval (s) and its jitter, how long a
+# device waits for one answer, and how long the whole storm may last
+readonly STORM_IN_FLIGHT=32 STORM_CHECK_AFTER_S=5 STORM_JITTER_S=5 STORM_TIMEOUT_MS=30000
+readonly STORM_MAX_S=900 STORM_HANDSHAKES=64 STORM_REDIS_TIMEOUT_MS=1000
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
@@ -260,6 +275,147 @@ run_one() {
     log "$target $mode c=$conc: $eps enrollments/s, p99 $(field p99 "$r") us, proxy CPU $cores cores, errors $(field errors "$r")"
 }
 
+# ---- 9. storm against a slow CA (delayed delivery on, then off) ----
+# storm_run on|off: a fresh mock CA capped at storm_cap/s, a fresh Redis, raproxy (1 loop,
+# 2 workers) with upstream.rate at the cap; storm_n devices at once (storm mode: a TLS
+# connection per message, so a waiting device hangs up between polls). Appends a row to
+# $work/storm.tsv: dd n ok failed p50_us p99_us ca_peak_s ca_ip dup_txid throttled waited
+# polls max_waiting bytes_per_waiting secs errors
+storm_run() {
+    local dd=$1 enabled=false
+    [[ $dd == on ]] && enabled=true
+    local cport rport sport
+    cport=$(free_port) rport=$(free_port) sport=$(free_port)
+    "$B/bench_mockca" --listen "127.0.0.1:$cport" --cert "$pki/ca/srv.pem" --key "$pki/ca/srv.key" \
+        --chain "$pki/operator/ica.pem" --issuer-cert "$pki/operator/ica.pem" \
+        --issuer-key "$pki/operator/ica.key" --trust "$data/ca-trust.pem" --rate "$storm_cap" \
+        --max-seconds "$((STORM_MAX_S + 60))" >"$work/storm-ca-$dd.log" 2>&1 &
+    local sca=$!
+    pids+=("$sca")
+    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
+        >"$work/storm-redis-$dd.log" 2>&1 &
+    local srd=$!
+    pids+=("$srd")
+    wait_port "$cport"
+    wait_port "$rport"
+    cat >"$work/storm-$dd.yaml" <<YAML
+loops: 1
+workers: 2
+log_level: warn
+listeners:
+  - address: 127.0.0.1:$sport
+    tls: {cert: $pki/tls/server.pem, key: $pki/tls/server.key}
+http:
+  idle_timeout_ms: 120000
+  header_timeout_ms: 60000
+  max_connections: 100000
+  max_connections_per_ip: 0 # the whole fleet comes from 127.0.0.1
+  # TLS handshakes run on the loop: a burst of 1024 (the default) makes one loop iteration
+  # last seconds on 2 shared cores, and Redis commands wait that long to be written
+  max_handshakes: $STORM_HANDSHAKES
+redis: {url: "redis://127.0.0.1:$rport/0", timeout_ms: $STORM_REDIS_TIMEOUT_MS}
+upstream:
+  url: http://127.0.0.1:$cport/
+  timeout_ms: 10000
+  max_connections: 64
+  max_queue: 8192
+  max_in_flight: $STORM_IN_FLIGHT
+  rate: {rate: $storm_cap/s, burst: 1}
+  delayed_delivery: {enabled: $enabled, max_wait_s: 3600, check_after_s: $STORM_CHECK_AFTER_S, check_after_jitter_s: $STORM_JITTER_S, max_waiting: $((storm_n + 1000))}
+ra: {cert: $pki/operator/ra.pem, key: $pki/operator/ra.key, chain: $pki/operator/ra.chain.pem}
+domains:
+  - name: manufacturer
+    trust_anchors: [$pki/vendor/root.pem]
+    intermediates: [$pki/vendor/ica.pem]
+    allow: [ir, cr, p10cr, certConf, pollReq]
+    allowlist: $serials
+    forward: reprotect
+YAML
+    "$build/raproxy" --config "$work/storm-$dd.yaml" >"$work/storm-raproxy-$dd.log" 2>&1 &
+    local sra=$!
+    pids+=("$sra")
+    wait_port "$sport"
+    rcli() { redis-cli -p "$rport" "$@" 2>/dev/null; }
+    local base
+    base=$(rcli INFO memory | awk -F: '/^used_memory:/ {print $2 + 0}')
+    log "storm, delayed delivery $dd: $storm_n devices at once, CA capped at $storm_cap/s"
+    timeout "$STORM_MAX_S" "$B/bench_fleet" --url "https://127.0.0.1:$sport/.well-known/cmp/p/manufacturer" \
+        --fleet "$fleet" --chain "$pki/vendor/ica.pem" --mode storm --concurrency "$storm_n" \
+        --requests "$storm_n" --duration "$STORM_MAX_S" --threads 2 \
+        --timeout-ms "$STORM_TIMEOUT_MS" --label "storm-dd-$dd" >"$work/storm-fleet-$dd.out" 2>&1 &
+    local sf=$!
+    # Redis memory per waiting request: at the sample with the most requests waiting
+    local maxw=0 maxmem=0 w m
+    while kill -0 "$sf" 2>/dev/null; do
+        w=$(rcli ZCARD 'raproxy:dd:{dd}:q')
+        m=$(rcli INFO memory | awk -F: '/^used_memory:/ {print $2 + 0}')
+        if [[ ${w:-0} -gt $maxw ]]; then maxw=$w maxmem=$m; fi
+        sleep 0.5
+    done
+    wait "$sf" || true
+    local r
+    r=$(grep '^RESULT' "$work/storm-fleet-$dd.out" || echo "RESULT ok=0 failed=$storm_n errors=fleet_failed")
+    kill "$sra" 2>/dev/null || true
+    wait "$sra" 2>/dev/null || true
+    kill "$sca" 2>/dev/null || true
+    wait "$sca" 2>/dev/null || true
+    kill "$srd" 2>/dev/null || true
+    wait "$srd" 2>/dev/null || true
+    local ca
+    ca=$(grep '^MOCKCA' "$work/storm-ca-$dd.log" || echo "MOCKCA")
+    local per=n/a
+    ((maxw > 0)) && per=$(((maxmem - base) / maxw))
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$dd" "$storm_n" \
+        "$(field ok "$r")" "$(field failed "$r")" "$(field p50 "$r")" "$(field p99 "$r")" \
+        "$(field peak_ip_s "$ca")" "$(field ip "$ca")" "$(field dup_txid "$ca")" \
+        "$(field throttled "$ca")" "$(field waited "$r")" "$(field polls "$r")" "$maxw" "$per" \
+        "$(field secs "$r")" "$(field errors "$r")" >>"$work/storm.tsv"
+    log "storm, delayed delivery $dd: ok $(field ok "$r"), failed $(field failed "$r"), CA peak $(field peak_ip_s "$ca")/s, p50 $(field p50 "$r") us, p99 $(field p99 "$r") us, most waiting $maxw, $per bytes of Redis each"
+}
+storm_section() { # the report's section for $work/storm.tsv
+    echo "## Storm against a slow CA"
+    echo
+    echo "$storm_n devices enroll at once (bench_fleet storm mode: a TLS connection per message;"
+    echo "a device answered \`waiting\` polls after each \`checkAfter\` on a new connection) through"
+    echo "raproxy (1 loop, 2 workers) and Redis into a mock CA that issues at most $storm_cap"
+    echo "certificates/s (HTTP 503 beyond). raproxy: \`upstream.max_in_flight: $STORM_IN_FLIGHT\`,"
+    echo "\`upstream.rate: {rate: $storm_cap/s, burst: 1}\`, \`delayed_delivery\` check_after_s $STORM_CHECK_AFTER_S"
+    echo "+ jitter $STORM_JITTER_S s, \`http.max_handshakes: $STORM_HANDSHAKES\`, \`redis.timeout_ms: $STORM_REDIS_TIMEOUT_MS\`."
+    echo "Time-to-certificate runs from the device's first connection to its"
+    echo "pkiConf, waiting included. Redis memory per waiting request: used_memory above the"
+    echo "empty Redis at the sample (every 0.5 s) with the most requests queued, divided by them."
+    echo
+    echo "| delayed delivery | devices | completed | failed | CA peak/s (cap $storm_cap) | CA issued | sent twice | CA 503s | answered waiting | pollReqs | most waiting | Redis B/waiting | p50 s | p99 s | run s | errors |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %.1f | %s |\n",
+        $1, $2, $3, $4, $7, $8, $9, $10, $11, $12, $13, $14, $5 / 1e6, $6 / 1e6, $15, $16}' "$work/storm.tsv"
+}
+storm_all() {
+    : >"$work/storm.tsv"
+    storm_run on
+    storm_run off
+}
+if ((storm_only)); then
+    storm_all
+    stamp=$(date +%Y-%m-%d-%H%M)
+    host=$(hostname -s 2>/dev/null || echo host)
+    mkdir -p "$src/bench/results"
+    out=$src/bench/results/$stamp-$host-storm
+    {
+        echo "# raproxy storm against a slow CA — $stamp on $host"
+        echo
+        echo "\`bench/run.sh --storm-only --storm-n $storm_n --storm-cap $storm_cap\`. CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo),"
+        echo "$(nproc) cores shared by the fleet, raproxy, Redis and the mock CA, on loopback. Load average"
+        echo "(1/5/15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+        echo
+        storm_section
+    } >"$out.md"
+    for dd in on off; do cp "$work/storm-fleet-$dd.out" "$out-fleet-$dd.out" 2>/dev/null || true; done
+    log "report: $out.md"
+    echo "$out.md"
+    exit 0
+fi
+
 t_start=$(date +%s)
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$work/runs.tsv"
@@ -443,6 +599,8 @@ kill -USR2 "$ca_pid"
 wait "$sf" || true
 stall=$(grep '^RESULT' "$work/stall.out" || echo "RESULT errors=fleet_failed")
 stop_raproxy
+
+storm_all
 t_total=$(($(date +%s) - t_start))
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -607,6 +765,8 @@ col() { cut -f"$2" <<<"$1"; }
     echo "|---:|---:|---:|---:|"
     awk 'NR == FNR {if ($1 ~ /\.0$/) r[int($1)] = $2; next} /^[0-9]/ && $1 < '"$stall_run"' {print "| " $1 " | " $2 " | " $3 " | " r[$1] " |"}' \
         "$work/stall-rss.txt" "$work/stall-timeline.txt"
+    echo
+    storm_section
     if [[ -s $work/perf.txt ]]; then
         echo
         echo "## Where raproxy's time goes (perf, storm, ${levels[-1]} devices, top symbols, self time)"
