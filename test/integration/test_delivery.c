@@ -464,6 +464,7 @@ struct dev {
     size_t server_nonce_len;
     uint8_t *cert; /* issued */
     size_t cert_len;
+    int pvno; /* 0: the captured message's */
 };
 
 static void dev_init(struct env *e, struct dev *d, const char *name, const char *cmd)
@@ -489,7 +490,8 @@ static struct rp_view dev_msg(struct rp_arena *a, struct dev *d, struct rp_view 
     struct rpt_mut m = {.txid = rp_view_make(d->txid, sizeof d->txid),
                         .nonce = rp_view_make(d->nonce, sizeof d->nonce),
                         .body = body,
-                        .key_file = d->key};
+                        .key_file = d->key,
+                        .pvno = d->pvno};
     return rpt_rebuild(a, d->ir, d->ir_len, &m);
 }
 
@@ -810,6 +812,55 @@ Test(delivery, a_retry_of_a_waiting_transaction_joins_it)
     cr_expect_eq(mock_count(&e, "ip"), 1, "one request reached the CA");
     cr_expect_eq(mock_count(&e, "dup_txid"), 0);
     dev_free(&d);
+    rp_arena_free(&a);
+    env_free(&e);
+}
+
+/* A genm while the CA is down: from a pvno 3 client, the RFC 9483 §4.4 error with status
+ * waiting, then pollRep, then the CA's genp for a pollReq; from a pvno 2 client, which cannot
+ * poll for it, systemUnavail as without delayed delivery. */
+Test(delivery, a_genm_waits_for_a_cmp2021_client_and_is_refused_to_a_cmp2000_one)
+{
+    struct env e;
+    env_init(&e, true);
+    struct rp_arena a;
+    cr_assert_eq(rp_arena_new(&a, ARENA), RP_OK);
+    struct dev d, d2;
+    dev_init(&e, &d, "vendor/dev1", "genm");
+    dev_init(&e, &d2, "vendor/dev1", "genm");
+    d.pvno = RP_CMP_PVNO_CMP2021;
+    d2.pvno = 2;
+    struct rp_cfg c = {.delayed = true};
+    replica_start(&e, 0, rpt_free_port(), &c);
+    struct rp_cmp_msg *m = exchange(&a, &d2, e.ports[0], RP_VIEW_NULL);
+    cr_assert_eq(failinfo_of(m), 1u << RP_FI_SYSTEM_UNAVAIL, "pvno 2: %s",
+                 rp_cmp_body_name(m->body.type));
+    m = exchange(&a, &d, e.ports[0], RP_VIEW_NULL);
+    cr_assert_eq(m->body.type, RP_CMP_ERROR, "pvno 3: %s", rp_cmp_body_name(m->body.type));
+    cr_assert_eq(m->body.error.status.status, RP_CMP_STATUS_WAITING);
+    cr_assert_eq(m->body.error.status.fail_info, 0u, "waiting, no failure");
+    /* pollReq [25] { { certReqId -1 } } */
+    static const uint8_t poll_b[] = {0xb9, 0x07, 0x30, 0x05, 0x30, 0x03, 0x02, 0x01, 0xff};
+    struct rp_view poll = rp_view_make(poll_b, sizeof poll_b);
+    m = exchange(&a, &d, e.ports[0], poll);
+    cr_assert_eq(m->body.type, RP_CMP_POLLREP, "%s", rp_cmp_body_name(m->body.type));
+    char trusted[600];
+    snprintf(trusted, sizeof trusted, "%s/operator/root.pem", e.pki);
+    cr_assert_eq(rpt_mockca_start(&e.mock, e.dir, e.ca, trusted, NULL), 0);
+    long t0 = mono_ms();
+    do {
+        sleep_ms(300);
+        m = exchange(&a, &d, e.ports[0], poll);
+    } while (m->body.type == RP_CMP_POLLREP && mono_ms() - t0 < WAIT_MS);
+    /* the CA's answer, whatever it is: OpenSSL 3.0's mock CA refuses a pvno 3 genm
+     * (badRequest) where a CMP2021 CA answers genp; raproxy delivers it once, for the poll */
+    cr_assert_neq(m->body.type, RP_CMP_POLLREP, "still waiting");
+    cr_assert(m->body.type == RP_CMP_GENP || m->body.type == RP_CMP_ERROR, "%s",
+              rp_cmp_body_name(m->body.type));
+    cr_assert_eq(rpt_file_count(e.rp[0].log, "\"result\":\"delivered\""), 1, "%s",
+                 tail(e.rp[0].log));
+    dev_free(&d);
+    dev_free(&d2);
     rp_arena_free(&a);
     env_free(&e);
 }
