@@ -2,7 +2,8 @@
 # bench/run.sh: the whole load test in one command, on loopback, bounded in time.
 #
 #   bench/run.sh [--quick] [--redis] [--no-nginx] [--no-perf] [--build DIR]
-#                [--storm-only] [--storm-n N] [--storm-cap N]
+#                [--storm-only] [--storm-n N] [--storm-cap N] [--storm-check-after S]
+#                [--storm-jitter S]
 #
 # Builds raproxy and the bench tools (build-bench/, fast wolfSSL), makes the fleet
 # (bench/make-fleet.sh), then measures, all in this one run and on these cores:
@@ -23,15 +24,17 @@
 #      enroll at once through raproxy + Redis into a mock CA capped at --storm-cap
 #      certificates/s (default 100), with upstream.delayed_delivery on and then off: enrollments
 #      completed, failures, the CA's peak rate, p50/p99 time-to-certificate, Redis memory per
-#      waiting request (--storm-only runs this scenario alone)
+#      waiting request (--storm-only runs this scenario alone; --storm-check-after and
+#      --storm-jitter set delayed_delivery's check_after_s and check_after_jitter_s, 5 and 5)
 # and writes bench/results/<date>-<host>.md with PNG plots (gnuplot) next to it.
-# Default under 10 minutes, --quick under 2. Installs gnuplot and nginx (Debian packages)
+# Default under 15 minutes (the storm takes about 5 of them), --quick under 4. Installs gnuplot and nginx (Debian packages)
 # when missing. Every process it starts is stopped on exit.
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=$src/build-bench
 quick=0 use_redis=0 use_nginx=1 use_perf=1 storm_only=0 storm_n= storm_cap=100
+storm_check_after=5 storm_jitter=5
 while [[ $# -gt 0 ]]; do
     case $1 in
     --quick) quick=1 ;;
@@ -42,7 +45,9 @@ while [[ $# -gt 0 ]]; do
     --storm-only) storm_only=1 ;;
     --storm-n) storm_n=$2; shift ;;
     --storm-cap) storm_cap=$2; shift ;;
-    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    --storm-check-after) storm_check_after=$2; shift ;;
+    --storm-jitter) storm_jitter=$2; shift ;;
+    -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -58,7 +63,8 @@ storm_n=${storm_n:-$fleet_n}
 ((storm_n > fleet_n)) && fleet_n=$storm_n
 # the storm: requests at the CA at once, poll interval (s) and its jitter, how long a
 # device waits for one answer, and how long the whole storm may last
-readonly STORM_IN_FLIGHT=32 STORM_CHECK_AFTER_S=5 STORM_JITTER_S=5 STORM_TIMEOUT_MS=30000
+readonly STORM_IN_FLIGHT=32 STORM_CHECK_AFTER_S=$storm_check_after STORM_JITTER_S=$storm_jitter
+readonly STORM_TIMEOUT_MS=30000
 readonly STORM_MAX_S=900 STORM_HANDSHAKES=64 STORM_REDIS_TIMEOUT_MS=1000
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -404,7 +410,8 @@ if ((storm_only)); then
     {
         echo "# raproxy storm against a slow CA — $stamp on $host"
         echo
-        echo "\`bench/run.sh --storm-only --storm-n $storm_n --storm-cap $storm_cap\`. CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo),"
+        echo "\`bench/run.sh --storm-only --storm-n $storm_n --storm-cap $storm_cap --storm-check-after $storm_check_after --storm-jitter $storm_jitter\`."
+        echo "CPU: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo),"
         echo "$(nproc) cores shared by the fleet, raproxy, Redis and the mock CA, on loopback. Load average"
         echo "(1/5/15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
         echo
