@@ -457,6 +457,17 @@ void ra_deliver_poll(struct ra_exchange *rx)
     ra_dd_poll(d->store, rx->msg.header.transaction_id.val, max_wait_ms(u), on_polled, rx);
 }
 
+bool ra_deliver_poll_unchecked(struct ra_exchange *rx)
+{
+    const struct rp_cfg_upstream *u = upstream_cfg(rx->ex->snap);
+    if (!rx->rl->dd || !u->delayed_delivery.enabled || rx->msg.body.type != RP_CMP_POLLREQ)
+        return false;
+    rp_log_warn("delayed", "txid %s: transaction not checked (Redis late): asked to poll again",
+                rx->ex->log.txid);
+    answer_waiting(rx, "waiting");
+    return true;
+}
+
 static void on_requeued(void *arg, const struct ra_dd_result *r)
 {
     struct ra_exchange *rx = arg;

@@ -481,6 +481,13 @@ static void on_recorded(void *arg, const struct rp_admit_result *res)
         rx->claim = RA_CLAIM_CREATED;
     if (res->err != RP_OK) {
         release_own_claim(rx); /* a file claim made on the worker; Redis undid its own */
+        if (res->err == RP_E_UNKNOWN_TXN && res->degraded) {
+            /* Redis answered late and the in-process table cannot know a transaction kept
+             * in Redis: not the device's fault, and no answer about it either way */
+            if (!ra_deliver_poll_unchecked(rx))
+                refuse(rx, RP_E_SYSTEM_UNAVAIL, "the transaction cannot be checked now");
+            return;
+        }
         if (res->err == RP_E_RATE_LIMITED)
             retry_after(rx, res->retry_after_ms); /* per_device: "3/day" says when */
         refuse(rx, res->err, record_why(res->err));

@@ -356,6 +356,10 @@ void ra_deliver_to_ca(struct ra_exchange *rx);
 /* A pollReq after recording: answered from its delayed transaction's record, or forwarded
  * when it has none. */
 void ra_deliver_poll(struct ra_exchange *rx);
+/* Admission could not check a pollReq's transaction (Redis answered late; the in-process
+ * fallback cannot know a transaction kept in Redis): with delayed delivery, the device is
+ * told to poll again (pollRep). False when that does not apply. */
+bool ra_deliver_poll_unchecked(struct ra_exchange *rx);
 /* The CA did not take a request sent at once (not sent, or HTTP 5xx but 504): true when it
  * is kept for later instead (the exchange is answered waiting). Otherwise its lease goes. */
 bool ra_deliver_not_taken(struct ra_exchange *rx, int err, bool sent, int status);

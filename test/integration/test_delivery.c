@@ -785,6 +785,36 @@ Test(delivery, a_poll_at_another_replica_gets_the_answer)
     env_free(&e);
 }
 
+/* Redis stops answering while a device waits: admission falls back to the in-process
+ * table (on_redis_failure: open), which cannot know a transaction kept in Redis. The poll is
+ * told to come back (pollRep), not refused badRequest; once Redis is back the device gets
+ * its certificate. */
+Test(delivery, a_poll_while_redis_is_late_is_told_to_come_back)
+{
+    struct env e;
+    env_init(&e, true);
+    struct rp_arena a;
+    cr_assert_eq(rp_arena_new(&a, ARENA), RP_OK);
+    struct dev d;
+    dev_init(&e, &d, "vendor/dev1", "ir");
+    struct rp_cfg c = {.delayed = true};
+    replica_start(&e, 0, rpt_free_port(), &c);
+    cr_assert(is_waiting_ip(exchange(&a, &d, e.ports[0], RP_VIEW_NULL)));
+    kill(e.redis.p.pid, SIGSTOP);
+    struct rp_cmp_msg *m = exchange(&a, &d, e.ports[0], pollreq_body(&a));
+    kill(e.redis.p.pid, SIGCONT);
+    cr_assert_eq(m->body.type, RP_CMP_POLLREP, "Redis late: %s 0x%x",
+                 rp_cmp_body_name(m->body.type), failinfo_of(m));
+    benchca_start(&e, NULL);
+    keep_cert(&d, poll_until_final(&a, &d, e.ports[0]));
+    confirm(&a, &d, e.ports[0]);
+    benchca_stop(&e);
+    cr_expect_eq(mock_count(&e, "ip"), 1);
+    dev_free(&d);
+    rp_arena_free(&a);
+    env_free(&e);
+}
+
 /* A retry of a waiting transaction (same transactionID, new nonce) joins it: waiting again,
  * one record, and later the CA's answer for the retry like for a poll. */
 Test(delivery, a_retry_of_a_waiting_transaction_joins_it)
