@@ -64,7 +64,7 @@ storm_n=${storm_n:-$fleet_n}
 # the storm: requests at the CA at once, poll interval (s) and its jitter, how long a
 # device waits for one answer, and how long the whole storm may last
 readonly STORM_IN_FLIGHT=32 STORM_CHECK_AFTER_S=$storm_check_after STORM_JITTER_S=$storm_jitter
-readonly STORM_TIMEOUT_MS=30000
+readonly STORM_TIMEOUT_MS=120000 # a device waits this long for one answer (openssl cmp: 120 s)
 readonly STORM_MAX_S=900 STORM_HANDSHAKES=64 STORM_REDIS_TIMEOUT_MS=1000
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -387,6 +387,7 @@ storm_section() { # the report's section for $work/storm.tsv
     echo "certificates/s (HTTP 503 beyond). raproxy: \`upstream.max_in_flight: $STORM_IN_FLIGHT\`,"
     echo "\`upstream.rate: {rate: $storm_cap/s, burst: 1}\`, \`delayed_delivery\` check_after_s $STORM_CHECK_AFTER_S"
     echo "+ jitter $STORM_JITTER_S s, \`http.max_handshakes: $STORM_HANDSHAKES\`, \`redis.timeout_ms: $STORM_REDIS_TIMEOUT_MS\`."
+    echo "A device gives up on one answer after $((STORM_TIMEOUT_MS / 1000)) s and does not retry a failure."
     echo "Time-to-certificate runs from the device's first connection to its"
     echo "pkiConf, waiting included. Redis memory per waiting request: used_memory above the"
     echo "empty Redis at the sample (every 0.5 s) with the most requests queued, divided by them."
