@@ -60,12 +60,12 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* The end of a log; two calls may share one message (two buffers, in turn). */
+/* The end of a log; three calls may share one message (three buffers, in turn). */
 static const char *tail(const char *path)
 {
-    static char buf[2][3000];
+    static char buf[3][3000];
     static unsigned turn;
-    char *b = buf[turn++ % 2];
+    char *b = buf[turn++ % 3];
     return rpt_file_tail(path, b, sizeof buf[0]);
 }
 
@@ -356,7 +356,8 @@ Test(delivery, bouncy_castle_polls_through_a_ten_second_ca_outage)
     snprintf(trusted, sizeof trusted, "%s/operator/root.pem", e.pki);
     cr_assert_eq(rpt_mockca_start(&e.mock, e.dir, e.ca, trusted, NULL), 0);
     pthread_join(t, NULL);
-    cr_assert_eq(b.rc, 0, "Bouncy Castle failed: %s\nraproxy: %s", tail(log), tail(e.rp[0].log));
+    cr_assert_eq(b.rc, 0, "Bouncy Castle failed: %s\nraproxy: %s\nCA: %s", tail(log),
+                 tail(e.rp[0].log), tail(e.mock.log));
     cr_expect_geq(rpt_file_count(log, "waiting"), 1, "not answered waiting: %s", tail(log));
     cr_expect_geq(rpt_file_count(log, "pollRep checkAfter="), 1, "%s", tail(log));
     cr_expect_eq(rpt_file_count(log, "FAIL"), 0, "%s", tail(log));
@@ -629,7 +630,8 @@ Test(delivery, a_killed_replica_loses_no_queued_request_and_one_it_sent_is_never
     replica_start(&e, 0, rpt_free_port(), &c);
     for (int i = 0; i < 3; i++) {
         struct rp_cmp_msg *m = exchange(&a, &d[i], e.ports[0], RP_VIEW_NULL);
-        cr_assert(is_waiting_ip(m), "%s: %s", d[i].name, rp_cmp_body_name(m->body.type));
+        cr_assert(is_waiting_ip(m), "%s: %s 0x%x\nraproxy: %s", d[i].name,
+                  rp_cmp_body_name(m->body.type), failinfo_of(m), tail(e.rp[0].log));
         cr_assert_eq(m->body.rep.resps[0].cert_req_id, 0);
     }
     /* a CA that takes requests and holds them: A sends the oldest, dev1, and waits */
