@@ -64,6 +64,19 @@ void rp_loop_work_release(struct rp_loop *l);
 /* Loop thread: the loop is draining (SIGTERM): take no new work. */
 bool rp_loop_draining(const struct rp_loop *l);
 
+/* Loop thread: a one-shot timer for the layers above net, which do not use libuv. The
+ * callback runs on the loop's thread. rp_loop_timer_free stops it and frees it once libuv
+ * lets go of it; `closed(arg)` (may be NULL) runs then. */
+struct rp_loop_timer;
+typedef void (*rp_loop_timer_fn)(void *arg);
+int rp_loop_timer_new(struct rp_loop *l, rp_loop_timer_fn cb, void *arg,
+                      struct rp_loop_timer **out);
+void rp_loop_timer_start(struct rp_loop_timer *t, uint64_t ms);
+void rp_loop_timer_stop(struct rp_loop_timer *t);
+void rp_loop_timer_free(struct rp_loop_timer *t, rp_loop_timer_fn closed, void *arg);
+/* Loop thread: the loop's clock (ms, cached at the start of each iteration). */
+uint64_t rp_loop_now_ms(struct rp_loop *l);
+
 /* Process-wide readiness, read by /readyz. */
 void rp_ready_set_draining(void);
 bool rp_ready_draining(void);

@@ -57,6 +57,64 @@ uv_loop_t *rp_loop_uv(struct rp_loop *l)
     return &l->uv;
 }
 
+struct rp_loop_timer {
+    uv_timer_t uv;
+    rp_loop_timer_fn cb, closed;
+    void *arg, *closed_arg;
+};
+
+static void on_loop_timer(uv_timer_t *h)
+{
+    struct rp_loop_timer *t = h->data;
+    t->cb(t->arg);
+}
+
+int rp_loop_timer_new(struct rp_loop *l, rp_loop_timer_fn cb, void *arg, struct rp_loop_timer **out)
+{
+    struct rp_loop_timer *t = calloc(1, sizeof *t);
+    if (!t)
+        return RP_E_NOMEM;
+    uv_timer_init(&l->uv, &t->uv);
+    t->uv.data = t;
+    t->cb = cb;
+    t->arg = arg;
+    *out = t;
+    return RP_OK;
+}
+
+void rp_loop_timer_start(struct rp_loop_timer *t, uint64_t ms)
+{
+    uv_timer_start(&t->uv, on_loop_timer, ms, 0);
+}
+
+void rp_loop_timer_stop(struct rp_loop_timer *t)
+{
+    uv_timer_stop(&t->uv);
+}
+
+static void on_loop_timer_closed(uv_handle_t *h)
+{
+    struct rp_loop_timer *t = h->data;
+    if (t->closed)
+        t->closed(t->closed_arg);
+    free(t);
+}
+
+void rp_loop_timer_free(struct rp_loop_timer *t, rp_loop_timer_fn closed, void *arg)
+{
+    if (!t)
+        return;
+    t->closed = closed;
+    t->closed_arg = arg;
+    uv_timer_stop(&t->uv);
+    uv_close((uv_handle_t *)&t->uv, on_loop_timer_closed);
+}
+
+uint64_t rp_loop_now_ms(struct rp_loop *l)
+{
+    return uv_now(&l->uv);
+}
+
 unsigned rp_loop_index(const struct rp_loop *l)
 {
     return l->index;

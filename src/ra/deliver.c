@@ -34,7 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
 
 #define CMP_CONTENT_TYPE  "application/pkixcmp"
 #define LEASE_MARGIN_MS   2000u   /* a lease outlives the request's own deadlines by this */
@@ -60,11 +59,11 @@ enum dispatch_state {
 struct ra_deliver {
     struct ra_loop *rl;
     struct ra_dd_store *store;
-    uv_timer_t timer;
+    struct rp_loop_timer *timer;
     enum dispatch_state state;
     unsigned active;        /* deliveries of this loop */
     uint32_t backoff_ms;    /* 0: the CA took the last request */
-    uint64_t ca_down_until; /* uv_now ms: until then new requests are queued without trying */
+    uint64_t ca_down_until; /* loop ms: until then new requests are queued without trying */
     uint64_t rng;
 };
 
@@ -180,7 +179,7 @@ static bool delayable(const struct ra_exchange *rx)
 
 static bool ca_known_down(const struct ra_deliver *d)
 {
-    return d->ca_down_until && uv_now(rp_loop_uv(d->rl->loop)) < d->ca_down_until;
+    return d->ca_down_until && rp_loop_now_ms(d->rl->loop) < d->ca_down_until;
 }
 
 /* The CA did not take a request: queue new ones without trying for a while. */
@@ -189,7 +188,7 @@ static void ca_did_not_take(struct ra_deliver *d)
     d->backoff_ms = d->backoff_ms ? d->backoff_ms * 2 : BACKOFF_MIN_MS;
     if (d->backoff_ms > BACKOFF_MAX_MS)
         d->backoff_ms = BACKOFF_MAX_MS;
-    d->ca_down_until = uv_now(rp_loop_uv(d->rl->loop)) + d->backoff_ms;
+    d->ca_down_until = rp_loop_now_ms(d->rl->loop) + d->backoff_ms;
 }
 
 static void ca_took(struct ra_deliver *d)
@@ -772,15 +771,15 @@ static void delivery_start(struct ra_deliver *d, struct rp_view txid)
 
 /* ---- the dispatcher ------------------------------------------------------------------------- */
 
-static void on_timer(uv_timer_t *t)
+static void on_timer(void *arg)
 {
-    pump(t->data);
+    pump(arg);
 }
 
 static void arm(struct ra_deliver *d, uint64_t ms)
 {
     if (d->state != DISPATCH_CLOSED)
-        uv_timer_start(&d->timer, on_timer, ms, 0);
+        rp_loop_timer_start(d->timer, ms);
 }
 
 static void on_next(void *arg, const struct ra_dd_result *r)
@@ -816,7 +815,7 @@ static void pump(struct ra_deliver *d)
     unsigned cap = u->max_connections ? u->max_connections : 1;
     if (d->active >= cap)
         return; /* a delivery that ends pumps again */
-    uint64_t now = uv_now(rp_loop_uv(loop));
+    uint64_t now = rp_loop_now_ms(loop);
     if (d->ca_down_until > now) {
         arm(d, d->ca_down_until - now);
         return;
@@ -842,8 +841,12 @@ int ra_deliver_new(struct ra_deliver **out, struct ra_loop *rl, struct ra_dd_mem
     metrics_help();
     d->rl = rl;
     d->rng = (uint64_t)(uintptr_t)d ^ rp_clock_ns() ^ 0x9e3779b97f4a7c15ull;
-    uv_timer_init(rp_loop_uv(rl->loop), &d->timer);
-    d->timer.data = d;
+    rc = rp_loop_timer_new(rl->loop, on_timer, d, &d->timer);
+    if (rc != RP_OK) {
+        ra_dd_store_free(d->store);
+        free(d);
+        return rc;
+    }
     d->state = DISPATCH_IDLE;
     *out = d;
     /* requests another replica (or this one before a restart) queued are dispatched too */
@@ -851,9 +854,9 @@ int ra_deliver_new(struct ra_deliver **out, struct ra_loop *rl, struct ra_dd_mem
     return RP_OK;
 }
 
-static void on_timer_closed(uv_handle_t *h)
+static void on_timer_closed(void *arg)
 {
-    struct ra_deliver *d = h->data;
+    struct ra_deliver *d = arg;
     ra_dd_store_free(d->store);
     free(d);
 }
@@ -863,6 +866,5 @@ void ra_deliver_close(struct ra_deliver *d)
     if (!d)
         return;
     d->state = DISPATCH_CLOSED;
-    uv_timer_stop(&d->timer);
-    uv_close((uv_handle_t *)&d->timer, on_timer_closed);
+    rp_loop_timer_free(d->timer, on_timer_closed, d);
 }

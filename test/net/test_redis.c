@@ -194,18 +194,18 @@ Test(redis, a_busy_loop_takes_the_reply_that_came_before_timing_it_out, .timeout
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct rp_redis *r = client(&loop, s.url, SHORT_MS);
-    cr_assert(run_until(&loop, is_ready, r, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, WAIT_MS));
     struct rp_metric *reconnects =
         rp_metric_get("raproxy_redis_reconnects_total", RP_METRIC_COUNTER, NULL);
     int64_t before = reconnects->value;
     struct answer a;
     kill(s.p.pid, SIGSTOP); /* so that the reply comes while the loop is busy */
     cr_assert_eq(cmd(r, &a, "INCR", "busy", NULL), RP_OK);
-    run_until(&loop, never, NULL, SHORT_MS / 4); /* the command goes out */
+    rpt_run_until(&loop, never, NULL, SHORT_MS / 4); /* the command goes out */
     cr_assert_eq(a.calls, 0);
     kill(s.p.pid, SIGCONT);
     usleep(SHORT_MS * 1000 * 12); /* the loop does other work: past the stall limit */
-    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
     cr_assert_eq(a.err, RP_OK, "the reply was there, not late");
     cr_assert_eq(a.integer, 1);
     cr_assert(rp_redis_ready(r));
@@ -224,14 +224,14 @@ Test(redis, a_busy_loop_gives_an_unsent_command_its_time, .timeout = 30)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct rp_redis *r = client(&loop, s.url, SHORT_MS);
-    cr_assert(run_until(&loop, is_ready, r, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, WAIT_MS));
     struct rp_metric *reconnects =
         rp_metric_get("raproxy_redis_reconnects_total", RP_METRIC_COUNTER, NULL);
     int64_t before = reconnects->value;
     struct answer a;
     cr_assert_eq(cmd(r, &a, "INCR", "unsent", NULL), RP_OK);
     usleep(SHORT_MS * 1000 * 12); /* the loop does other work before it writes it */
-    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
     cr_assert_eq(a.err, RP_OK, "it had no time at all");
     cr_assert_eq(a.integer, 1);
     cr_assert(rp_redis_ready(r));
@@ -240,7 +240,7 @@ Test(redis, a_busy_loop_gives_an_unsent_command_its_time, .timeout = 30)
     kill(s.p.pid, SIGSTOP);
     cr_assert_eq(cmd(r, &a, "INCR", "unsent", NULL), RP_OK);
     usleep(SHORT_MS * 1000 * 3);
-    cr_assert(run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
     cr_assert_eq(a.err, RP_E_REDIS_TIMEOUT);
     kill(s.p.pid, SIGCONT);
     finish(&loop, r);
