@@ -801,7 +801,9 @@ Test(delivery, a_poll_while_redis_is_late_is_told_to_come_back)
     dev_init(&e, &d, "vendor/dev1", "ir");
     struct rp_cfg c = {.delayed = true};
     replica_start(&e, 0, rpt_free_port(), &c);
-    cr_assert(is_waiting_ip(exchange(&a, &d, e.ports[0], RP_VIEW_NULL)));
+    struct rp_cmp_msg *w = exchange(&a, &d, e.ports[0], RP_VIEW_NULL);
+    cr_assert(is_waiting_ip(w), "ir: %s 0x%x\nraproxy: %s", rp_cmp_body_name(w->body.type),
+              failinfo_of(w), tail(e.rp[0].log));
     kill(e.redis.p.pid, SIGSTOP);
     struct rp_cmp_msg *m = exchange(&a, &d, e.ports[0], pollreq_body(&a));
     kill(e.redis.p.pid, SIGCONT);
