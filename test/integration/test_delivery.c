@@ -107,6 +107,20 @@ static void env_init(struct env *e, bool redis)
     }
 }
 
+/* raproxy_redis_up on a replica's admin port; -1 when absent. */
+static long redis_up(int admin)
+{
+    struct rpt_resp r;
+    long v = -1;
+    if (rpt_http(admin, "GET", "/metrics", NULL, NULL, 0, 5000, &r) == 0 && r.body) {
+        const char *p = strstr((const char *)r.body, "\nraproxy_redis_up ");
+        if (p)
+            v = strtol(p + strlen("\nraproxy_redis_up "), NULL, 10);
+    }
+    rpt_resp_free(&r);
+    return v;
+}
+
 /* Replica i listening on `port` and, with TLS, `tls_port` (ports another replica may
  * share). */
 static void replica_start2(struct env *e, int i, int port, int tls_port, const struct rp_cfg *c)
@@ -158,6 +172,11 @@ static void replica_start2(struct env *e, int i, int port, int tls_port, const s
     cr_assert_eq(rpt_spawn(p, argv), 0);
     cr_assert_eq(rpt_wait_port(e->admins[i], 10000), 0, "replica %d did not start: %s", i,
                  tail(p->log));
+    /* a replica that has not reached Redis yet sends its first requests as without it (on
+     * on_redis_failure: open): wait until it has */
+    long t0 = mono_ms();
+    while (e->with_redis && redis_up(e->admins[i]) != 1 && mono_ms() - t0 < WAIT_MS)
+        sleep_ms(20);
 }
 
 static void replica_start(struct env *e, int i, int port, const struct rp_cfg *c)
