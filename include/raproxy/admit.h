@@ -159,6 +159,18 @@ struct rp_admit_issued_in {
                          request waiting for the CA with delayed delivery needs longer) */
 };
 
+/* A transaction that waits for the CA (delayed delivery) stays its owner's as long as its
+ * delayed record: the transaction's entry lives at least ttl_ms from now. Entries are only
+ * ever lengthened, so the idle TTL a later message of the transaction refreshes does not
+ * shorten it. Nothing is created for a transaction not known. Fire and forget (in process
+ * when Redis fails). */
+struct rp_admit_txn_keep_in {
+    struct rp_view serial; /* the owner, as in rp_admit_verified_in */
+    struct rp_view txid;
+    const char *body;
+    uint32_t ttl_ms;
+};
+
 int rp_admit_new(struct rp_admit **out, const struct rp_admit_opts *o);
 /* Only with no call pending (close the Redis client first: that fires them all). */
 void rp_admit_free(struct rp_admit *a);
@@ -171,6 +183,8 @@ void rp_admit_on_issued(struct rp_admit *a, const struct rp_admit_issued_in *in,
 
 /* May the pipeline spend a signature on a CMP error for this domain now? (see above) */
 bool rp_admit_may_sign_error(struct rp_admit *a, const char *domain);
+
+void rp_admit_txn_keep(struct rp_admit *a, const struct rp_admit_txn_keep_in *in);
 
 void rp_admit_mac_failed(struct rp_admit *a, const struct rp_admit_mac_fail_in *in);
 

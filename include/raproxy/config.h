@@ -128,6 +128,12 @@ static inline uint64_t rp_cfg_limit_interval_us(const struct rp_cfg_limit *l)
 /* upstream.delayed_delivery (RFC 9483 §4.4): a verified request the CA cannot take now is
  * answered `waiting`, kept (in Redis when configured, else in process) and sent when the
  * CA has room; the device polls for the answer. */
+/* The CA's answer to a delayed request waits this long (s) for the device's poll; checkAfter
+ * plus its jitter stay within 1/RP_DD_CHECK_AFTER_SHARE of it, so that a device that misses a
+ * poll or two still finds its answer and its transaction. */
+#define RP_DD_ANSWER_KEEP_S     900u
+#define RP_DD_CHECK_AFTER_SHARE 3u
+
 struct rp_cfg_delayed {
     bool enabled;
     uint32_t max_wait_s;           /* a request not sent within this is dropped (systemUnavail) */

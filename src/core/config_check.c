@@ -318,6 +318,13 @@ static void check_upstream(struct rp_cfgx *x, const struct rp_cfg_upstream *u)
     check_range(x, "upstream.delayed_delivery.check_after_jitter_s", dd->check_after_jitter_s, 0,
                 DD_CHECK_AFTER_MAX_S);
     check_range(x, "upstream.delayed_delivery.max_waiting", dd->max_waiting, 1, DD_MAX_WAITING_MAX);
+    uint64_t poll_s = (uint64_t)dd->check_after_s + dd->check_after_jitter_s;
+    if (poll_s > RP_DD_ANSWER_KEEP_S / RP_DD_CHECK_AFTER_SHARE)
+        rp_cfgx_problem(x, "upstream.delayed_delivery.check_after_s",
+                        "check_after_s + check_after_jitter_s must be at most %u (a third of the "
+                        "%u s the CA's answer waits for the device's poll), got %llu",
+                        RP_DD_ANSWER_KEEP_S / RP_DD_CHECK_AFTER_SHARE, RP_DD_ANSWER_KEEP_S,
+                        (unsigned long long)poll_s);
 }
 
 static void check_ra(struct rp_cfgx *x, const struct rp_config *cfg)

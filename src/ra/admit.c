@@ -30,7 +30,7 @@
 #define NONCE_TTL_SKEWS  2u /* a messageTime is accepted ±skew … */
 #define NONCE_TTL_MARGIN 2u /* … in whole seconds: +1 s for that, +1 s for rounding */
 
-enum admit_kind { ADMIT_START, ADMIT_VERIFIED, ADMIT_ISSUED, ADMIT_MAC_FAILED };
+enum admit_kind { ADMIT_START, ADMIT_VERIFIED, ADMIT_ISSUED, ADMIT_MAC_FAILED, ADMIT_TXN_KEEP };
 
 /* What a slot asks; the keys it uses are fixed per kind (see build_*). */
 enum slot_kind {
@@ -92,7 +92,7 @@ struct admit_req {
     size_t serial_len;
     uint8_t txid[RP_ADMIT_MAX_ID];
     size_t txid_len;
-    uint32_t keep_ms;       /* settle keep: the claim's new TTL */
+    uint32_t keep_ms;       /* settle keep: the claim's new TTL; txn keep: the entry's */
     uint32_t mac_max;       /* lock-out threshold (start: check; failed: log when reached) */
     uint32_t mac_window_ms; /* failed: the window a first failure opens */
     char key[K_COUNT][KEY_MAX];
@@ -485,7 +485,7 @@ static void local_slot(struct admit_req *req, struct admit_slot *s, uint64_t now
     case SLOT_TXN:
         rc = rp_limiter_txn(l, rp_view_make(req->txid, req->txid_len),
                             rp_view_make(req->serial, req->serial_len), req->mode, req->body,
-                            req->a->txn_ttl_ms, now, &created);
+                            req->keep_ms ? req->keep_ms : req->a->txn_ttl_ms, now, &created);
         s->code = rc == RP_OK              ? CODE_OK
                   : rc == RP_E_TXID_IN_USE ? CODE_IN_USE
                   : rc == RP_E_UNKNOWN_TXN ? CODE_UNKNOWN
@@ -688,7 +688,7 @@ static int send_slot(struct admit_req *req, struct admit_slot *s)
         return rp_redis_evalsha(a->redis, a->sc_dev, 2, 5, argv, len, on_slot_reply, s);
     }
     case SLOT_TXN: {
-        fmt_u64(ttl, a->txn_ttl_ms);
+        fmt_u64(ttl, req->keep_ms ? req->keep_ms : a->txn_ttl_ms);
         const char *mode = txn_mode_name(req->mode);
         const char *argv[] = {req->key[K_TXN], (const char *)req->serial, mode, req->body, ttl};
         size_t len[] = {req->keylen[K_TXN], req->serial_len, strlen(mode), strlen(req->body),
@@ -976,6 +976,34 @@ void rp_admit_on_issued(struct rp_admit *a, const struct rp_admit_issued_in *in,
     req->settle = in->settle;
     req->keep_ms = in->keep_ms;
     add_slot(req, SLOT_SETTLE, K_ALLOW, NULL);
+    run(req);
+}
+
+void rp_admit_txn_keep(struct rp_admit *a, const struct rp_admit_txn_keep_in *in)
+{
+    if (!in->serial.p || in->serial.len == 0 || in->serial.len > RP_ADMIT_MAX_SERIAL ||
+        !in->txid.p || in->txid.len == 0 || in->txid.len > RP_ADMIT_MAX_ID || !in->ttl_ms)
+        return;
+    struct admit_req *req = req_new(a, ADMIT_TXN_KEEP, NULL, NULL);
+    if (!req)
+        return;
+    struct keybuf k = kb_begin(req, K_TXN);
+    kb_str(&k, "txn:{txn:");
+    kb_hex(&k, in->txid.p, in->txid.len);
+    kb_str(&k, "}");
+    if (kb_end(req, K_TXN, &k) != RP_OK) {
+        req_free(req);
+        return;
+    }
+    req->mode = RP_TXN_CONTINUE;          /* a transaction not known is not created here */
+    req->on_failure = RP_REDIS_FAIL_OPEN; /* lengthen the in-process entry, at least */
+    snprintf(req->body, sizeof req->body, "%s", in->body ? in->body : "");
+    memcpy(req->serial, in->serial.p, in->serial.len);
+    req->serial_len = in->serial.len;
+    memcpy(req->txid, in->txid.p, in->txid.len);
+    req->txid_len = in->txid.len;
+    req->keep_ms = in->ttl_ms;
+    add_slot(req, SLOT_TXN, K_TXN, NULL);
     run(req);
 }
 

@@ -58,7 +58,8 @@ const char rp_admit_lua_device_undo[] =
     "if T == 0 then return 1 end\n" LUA_NOW LUA_REFUND("1") "return 1\n";
 
 /* KEYS[1] transaction; ARGV[1] serial, ARGV[2] start|continue|check, ARGV[3] state,
- * ARGV[4] TTL ms -> {1, created} | {-2, 0} owned by another serial | {-3, 0} unknown */
+ * ARGV[4] TTL ms -> {1, created} | {-2, 0} owned by another serial | {-3, 0} unknown.
+ * A use lengthens the entry to the TTL, never shortens it (rp_admit_txn_keep). */
 const char rp_admit_lua_txn[] = "local owner = redis.call('HGET', KEYS[1], 's')\n"
                                 "if owner and owner ~= ARGV[1] then return {-2, 0} end\n"
                                 "if not owner then\n"
@@ -70,7 +71,9 @@ const char rp_admit_lua_txn[] = "local owner = redis.call('HGET', KEYS[1], 's')\
                                 "end\n"
                                 "if ARGV[2] ~= 'check' then\n"
                                 "  redis.call('HSET', KEYS[1], 'st', ARGV[3])\n"
-                                "  redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+                                "  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then\n"
+                                "    redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+                                "  end\n"
                                 "end\n"
                                 "return {1, 0}\n";
 

@@ -50,6 +50,8 @@
 #define MAX_POLL_IDS      RP_CMP_MAX_LIST
 #define P10CR_CERT_REQ_ID (-1) /* RFC 9480 §2.13: p10cr answers carry certReqId -1 */
 
+_Static_assert(ANSWER_KEEP_MS == RP_DD_ANSWER_KEEP_S * 1000u, "one answer stay, config checks it");
+
 enum dispatch_state {
     DISPATCH_IDLE,   /* the timer may be armed */
     DISPATCH_ASKING, /* ra_dd_next in flight */
@@ -327,10 +329,25 @@ static void answer_from_record(struct ra_exchange *rx, enum ra_dd_state st, stru
 
 /* ---- exchanges ------------------------------------------------------------------------------ */
 
-/* The request is kept for later: its allowlist claim lives as long as its record. */
+/* Admission's entry of a delayed transaction (its owner) lives as long as the record. */
+static void keep_transaction(struct ra_loop *rl, struct rp_view identity, struct rp_view txid,
+                             enum rp_cmp_body_type type, uint32_t ttl_ms)
+{
+    if (!rl->admit)
+        return;
+    struct rp_admit_txn_keep_in keep = {
+        .serial = identity, .txid = txid, .body = rp_cmp_body_name(type), .ttl_ms = ttl_ms};
+    rp_admit_txn_keep(rl->admit, &keep);
+}
+
+/* The request is kept for later: its transaction stays its device's, and its allowlist claim
+ * lives on, as long as its record (a device may poll late: a long checkAfter, or offline
+ * for a while during an outage). */
 static void queued(struct ra_exchange *rx)
 {
     count("queued");
+    keep_transaction(rx->rl, rx->serial, rx->msg.header.transaction_id.val, rx->msg.body.type,
+                     record_ttl_ms(upstream_cfg(rx->ex->snap)));
     if (rx->claim == RA_CLAIM_CREATED)
         ra_claim_settle(rx->rl, rx->dcfg, rx->domain, rx->serial, rx->msg.header.transaction_id.val,
                         RP_ADMIT_KEEP, record_ttl_ms(upstream_cfg(rx->ex->snap)));
@@ -349,6 +366,17 @@ static void refuse_busy(struct ra_exchange *rx, int32_t retry_ms)
     }
     ra_pipeline_release_claim(rx);
     ra_pipeline_refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA is at capacity: retry later");
+}
+
+/* A delayed transaction is bound to the domain and identity that made it, for the record's
+ * whole life (admission's own table may have forgotten it): another requester naming its
+ * transactionID learns nothing of it and changes nothing. */
+static void refuse_foreign(struct ra_exchange *rx)
+{
+    rp_log_warn("delayed", "txid %s: delayed transaction of another device: refused",
+                rx->ex->log.txid);
+    ra_pipeline_release_claim(rx);
+    ra_pipeline_refuse(rx, RP_E_TXID_IN_USE, "transactionID in use by another device");
 }
 
 static void on_gate(void *arg, const struct ra_dd_result *r)
@@ -407,6 +435,10 @@ static void on_gate(void *arg, const struct ra_dd_result *r)
         ra_pipeline_release_claim(rx);
         ra_pipeline_refuse(rx, RP_E_SYSTEM_UNAVAIL, "too many requests wait for the CA");
         return;
+    case RA_GATE_FOREIGN:
+        count_gate("foreign");
+        refuse_foreign(rx);
+        return;
     }
 }
 
@@ -441,6 +473,11 @@ static void on_polled(void *arg, const struct ra_dd_result *r)
         answer_waiting(rx, "waiting");
         return;
     }
+    if (r->foreign) {
+        count("foreign");
+        refuse_foreign(rx);
+        return;
+    }
     answer_from_record(rx, r->state, r->answer);
 }
 
@@ -453,7 +490,9 @@ void ra_deliver_poll(struct ra_exchange *rx)
         return;
     }
     rx->step = RA_DELAYED;
-    ra_dd_poll(d->store, rx->msg.header.transaction_id.val, max_wait_ms(u), on_polled, rx);
+    ra_dd_poll(d->store, rx->msg.header.transaction_id.val,
+               rx->dcfg ? rp_view_str(rx->dcfg->name) : RP_VIEW_NULL, rx->serial, max_wait_ms(u),
+               on_polled, rx);
 }
 
 bool ra_deliver_poll_unchecked(struct ra_exchange *rx)
@@ -562,6 +601,9 @@ static void finish(struct ra_delivery *dl, enum ra_dd_state st, const char *even
                     (const char *)dl->identity.p, event, dl->why ? dl->why : "-");
     ra_dd_finish(d->store, dl->txid, st, st == RA_DD_ANSWERED ? dl->relay : RP_VIEW_NULL,
                  ANSWER_KEEP_MS, dl->domain_name, dl->identity);
+    /* the record stays ANSWER_KEEP_MS from now: so does its owner (a send late in max_wait_s
+     * ends after the entry made at queueing) */
+    keep_transaction(d->rl, dl->identity, dl->txid, dl->msg.body.type, ANSWER_KEEP_MS);
     count(event);
     delivery_end(dl);
 }

@@ -56,6 +56,8 @@ enum ra_gate {
     RA_GATE_DUPLICATE, /* the identity has another certificate request in progress */
     RA_GATE_BUSY,      /* no room at the CA and not queueable: systemUnavail, retry_ms */
     RA_GATE_FULL,      /* no room and the queue is full */
+    RA_GATE_FOREIGN,   /* its transaction is delayed for another requester (domain or
+                          identity differ): transactionIdInUse, nothing changed */
 };
 
 enum ra_offer_mode {
@@ -96,6 +98,7 @@ struct ra_dd_result {
     bool maybe;
     enum ra_gate gate;
     enum ra_dd_state state; /* JOINED, claim, poll */
+    bool foreign;           /* poll: the record belongs to another requester (state NONE) */
     int32_t retry_ms;       /* BUSY and ra_dd_next: -1 for the in-flight limit */
     char token[RA_DD_TOKEN_MAX];
     /* ra_dd_next: the transaction to claim; claim: the record; poll/JOINED: the answer */
@@ -146,9 +149,10 @@ void ra_dd_finish(struct ra_dd_store *s, struct rp_view txid, enum ra_dd_state s
                   struct rp_view answer, uint32_t keep_ms, struct rp_view domain,
                   struct rp_view identity);
 /* A device's poll: the record's state (NONE without one) and, ANSWERED, the answer. A record
- * found LOST or EXPIRED here releases its identity. */
-void ra_dd_poll(struct ra_dd_store *s, struct rp_view txid, uint32_t max_wait_ms, ra_dd_fn cb,
-                void *arg);
+ * found LOST or EXPIRED here releases its identity. A record kept for another requester (its
+ * domain or identity differ from the poller's) is neither shown nor changed: `foreign`. */
+void ra_dd_poll(struct ra_dd_store *s, struct rp_view txid, struct rp_view domain,
+                struct rp_view identity, uint32_t max_wait_ms, ra_dd_fn cb, void *arg);
 
 /* The scripts (deliver_lua.c). */
 extern const char rp_dd_lua_offer[];

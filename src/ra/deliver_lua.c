@@ -49,6 +49,7 @@
  * flight, lease ms, T µs, burst, token, busy TTL ms, max waiting, record TTL ms, domain,
  * identity, request, body ->
  *   {3, state, answer} the transaction has a record (a retry joins it)
+ *   {-4, 0}            the transaction has a record of another domain or identity
  *   {-2, 0}            another certificate request of this identity is in progress
  *   {1, 0}             go: lease and rate token taken (and the identity marked busy)
  *   {2, 0}             queued
@@ -57,6 +58,8 @@
 const char rp_dd_lua_offer[] = LUA_NOW LUA_CODES LUA_ROOM
     "local st = redis.call('HGET', KEYS[5], 'st')\n"
     "if st then\n"
+    "  local o = redis.call('HMGET', KEYS[5], 'dom', 'id')\n"
+    "  if o[1] ~= ARGV[12] or o[2] ~= ARGV[13] then return {-4, 0} end\n"
     "  local exp = tonumber(redis.call('HGET', KEYS[5], 'exp'))\n"
     "  if st == 'sending' and exp and exp < now then\n"
     "    st = 'lost'\n"
@@ -198,14 +201,17 @@ const char rp_dd_lua_finish[] =
                   "drop_busy(KEYS[3], ARGV[1])\n"
                   "return 1\n";
 
-/* KEYS t, q; ARGV txid, max wait ms -> {state, answer, domain, identity} ({0, ''} without a
- * record). A sending record whose lease ended is lost (its dispatcher died: never resent),
- * a queued one past max wait expired (and leaves the queue); domain and identity come with
- * those so that the caller can drop the device's marker. */
+/* KEYS t, q; ARGV txid, max wait ms, domain, identity -> {state, answer, domain, identity}
+ * ({0, ''} without a record, {-4, ''} for a record of another domain or identity: the
+ * transaction is bound to its requester for its whole life, whatever admission remembers). A
+ * sending record whose lease ended is lost (its dispatcher died: never resent), a queued one past
+ * max wait expired (and leaves the queue); domain and identity come with those so that the caller
+ * can drop the device's marker. */
 const char rp_dd_lua_poll[] = LUA_NOW LUA_CODES
     "local r = redis.call('HMGET', KEYS[1], 'st', 'exp', 't0', 'ans', 'dom', 'id')\n"
     "local st = r[1]\n"
     "if not st then return {0, ''} end\n"
+    "if r[5] ~= ARGV[3] or r[6] ~= ARGV[4] then return {-4, ''} end\n"
     "local changed = false\n"
     "if st == 'sending' and tonumber(r[2]) < now then st, changed = 'lost', true end\n"
     "if st == 'queued' and now - tonumber(r[3]) > tonumber(ARGV[2]) then\n"

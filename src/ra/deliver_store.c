@@ -348,6 +348,14 @@ static char *dup_str(struct rp_view v)
     return s;
 }
 
+/* Is the record kept for this requester? A transaction is bound to the domain and identity
+ * that made it for the record's whole life. */
+static bool mem_owner_is(const struct mem_entry *r, struct rp_view domain, struct rp_view identity)
+{
+    return r->domain && r->identity && rp_view_eq(rp_view_str(r->domain), domain) &&
+           rp_view_eq(rp_view_str(r->identity), identity);
+}
+
 /* A queued record for `in` (the queue has room). */
 static int mem_queue(struct ra_dd_mem *m, const struct ra_dd_offer *in, uint64_t now)
 {
@@ -546,6 +554,10 @@ static void mem_offer(struct ra_dd_store *s, const struct ra_dd_offer *in, ra_dd
     mem_sweep(m, now);
     struct mem_entry *r = mem_live(m, MEM_RECORD, in->txid.p, in->txid.len, now);
     uint8_t bk[2 * NAME_MAX_LEN + 1];
+    if (r && !mem_owner_is(r, in->domain, in->identity)) {
+        res.gate = RA_GATE_FOREIGN;
+        goto out;
+    }
     if (r) {
         mem_age(m, r, now, 0);
         res.gate = RA_GATE_JOINED;
@@ -713,8 +725,8 @@ static void mem_finish(struct ra_dd_store *s, struct rp_view txid, enum ra_dd_st
     pthread_mutex_unlock(&m->lock);
 }
 
-static void mem_poll(struct ra_dd_store *s, struct rp_view txid, uint32_t max_wait_ms, ra_dd_fn cb,
-                     void *arg)
+static void mem_poll(struct ra_dd_store *s, struct rp_view txid, struct rp_view domain,
+                     struct rp_view identity, uint32_t max_wait_ms, ra_dd_fn cb, void *arg)
 {
     struct ra_dd_mem *m = s->mem;
     struct ra_dd_result res = {.err = RP_OK};
@@ -722,7 +734,9 @@ static void mem_poll(struct ra_dd_store *s, struct rp_view txid, uint32_t max_wa
     pthread_mutex_lock(&m->lock);
     struct mem_entry *r = mem_live(m, MEM_RECORD, txid.p, txid.len, now);
     res.txid = txid;
-    if (r) {
+    if (r && !mem_owner_is(r, domain, identity)) {
+        res.foreign = true;
+    } else if (r) {
         mem_age(m, r, now, max_wait_ms);
         res.state = r->state;
         res.answer = rp_view_make(r->answer, r->answer_len);
@@ -845,6 +859,9 @@ static void parse_offer(const redisReply *rep, struct ra_dd_result *res)
     case -3:
         res->gate = RA_GATE_FULL;
         break;
+    case -4:
+        res->gate = RA_GATE_FOREIGN;
+        break;
     default:
         res->err = RP_E_REDIS_REPLY;
     }
@@ -899,6 +916,11 @@ static void on_reply(void *arg, int err, const struct redisReply *rep)
         res.txid = rp_view_make(c->txid, c->txid_len);
         break;
     case CALL_POLL:
+        if (elem_int(rep, 0) < 0) {
+            res.foreign = true;
+            res.txid = rp_view_make(c->txid, c->txid_len);
+            break;
+        }
         res.state = (enum ra_dd_state)elem_int(rep, 0);
         res.answer = elem_str(rep, 1);
         if (res.answer.len == 0)
@@ -1245,8 +1267,8 @@ static void redis_finish(struct ra_dd_store *s, struct rp_view txid, enum ra_dd_
     eval(s, s->sc_finish, c, 3, 8, argv, len);
 }
 
-static void redis_poll(struct ra_dd_store *s, struct rp_view txid, uint32_t max_wait_ms,
-                       ra_dd_fn cb, void *arg)
+static void redis_poll(struct ra_dd_store *s, struct rp_view txid, struct rp_view domain,
+                       struct rp_view identity, uint32_t max_wait_ms, ra_dd_fn cb, void *arg)
 {
     struct keybuf kt, kq, hex = {0};
     kb_record(s, &kt, txid);
@@ -1260,9 +1282,10 @@ static void redis_poll(struct ra_dd_store *s, struct rp_view txid, uint32_t max_
     }
     char wait[NUM_MAX];
     fmt_u64(wait, max_wait_ms);
-    const char *argv[] = {kt.p, kq.p, hex.p, wait};
-    size_t len[] = {kt.len, kq.len, hex.len, strlen(wait)};
-    eval(s, s->sc_poll, c, 2, 4, argv, len);
+    const char *argv[] = {
+        kt.p, kq.p, hex.p, wait, (const char *)domain.p, (const char *)identity.p};
+    size_t len[] = {kt.len, kq.len, hex.len, strlen(wait), domain.len, identity.len};
+    eval(s, s->sc_poll, c, 2, 6, argv, len);
 }
 
 /* ---- public calls ------------------------------------------------------------------------- */
@@ -1355,15 +1378,18 @@ void ra_dd_finish(struct ra_dd_store *s, struct rp_view txid, enum ra_dd_state s
         mem_finish(s, txid, state, answer, keep_ms, domain, identity);
 }
 
-void ra_dd_poll(struct ra_dd_store *s, struct rp_view txid, uint32_t max_wait_ms, ra_dd_fn cb,
-                void *arg)
+void ra_dd_poll(struct ra_dd_store *s, struct rp_view txid, struct rp_view domain,
+                struct rp_view identity, uint32_t max_wait_ms, ra_dd_fn cb, void *arg)
 {
-    if (!ids_ok(txid, RP_VIEW_NULL, RP_VIEW_NULL)) {
+    /* an absent domain or identity matches no record: it is compared as empty */
+    domain = rp_view_present(domain) ? domain : rp_view_make("", 0);
+    identity = rp_view_present(identity) ? identity : rp_view_make("", 0);
+    if (!ids_ok(txid, domain, identity)) {
         fire_err(cb, arg, RP_E_INVAL);
         return;
     }
     if (s->redis)
-        redis_poll(s, txid, max_wait_ms, cb, arg);
+        redis_poll(s, txid, domain, identity, max_wait_ms, cb, arg);
     else
-        mem_poll(s, txid, max_wait_ms, cb, arg);
+        mem_poll(s, txid, domain, identity, max_wait_ms, cb, arg);
 }

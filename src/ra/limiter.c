@@ -448,7 +448,8 @@ int rp_limiter_txn(struct rp_limiter *l, struct rp_view txid, struct rp_view ser
     }
     if (rc == RP_OK && e && mode != RP_TXN_CHECK) {
         set_state(e, state);
-        e->expire_us = expire;
+        if (expire > e->expire_us) /* lengthened, never shortened (rp_admit_txn_keep) */
+            e->expire_us = expire;
     }
 out:
     pthread_mutex_unlock(&s->mu);

@@ -1214,3 +1214,28 @@ Test(config, upstream_budget_and_delayed_delivery)
     for (size_t i = 0; i < sizeof want2 / sizeof want2[0]; i++)
         cr_assert_not_null(strstr(errs_text, want2[i]), "want '%s' in:\n%s", want2[i], errs_text);
 }
+
+/* A device polls at checkAfter (+ jitter): a poll interval near the time the CA's answer is
+ * kept would let a device that misses one poll find its answer gone (and, once its
+ * transaction is forgotten, its transactionID open to others). */
+Test(config, delayed_delivery_poll_interval_stays_well_under_the_answer_stay)
+{
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                           "upstream:\n"
+                           "  url: 'http://ca:8080/cmp'\n"
+                           "  delayed_delivery: {enabled: true, check_after_s: 200,\n"
+                           "                     check_after_jitter_s: 200}\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 RP_E_CONFIG);
+    const char *want = "raproxy.yaml:4: upstream.delayed_delivery.check_after_s: check_after_s + "
+                       "check_after_jitter_s must be at most 300";
+    cr_assert_not_null(strstr(errs_text, want), "want '%s' in:\n%s", want, errs_text);
+    /* control: the same interval split to fit passes */
+    cr_assert_eq(load_text("listeners: [{address: 127.0.0.1:1, tls: off}]\n"
+                           "upstream:\n"
+                           "  url: 'http://ca:8080/cmp'\n"
+                           "  delayed_delivery: {enabled: true, check_after_s: 200,\n"
+                           "                     check_after_jitter_s: 100}\n",
+                           RP_CONFIG_NO_FILE_CHECKS),
+                 0, "%s", errs_text);
+}

@@ -51,6 +51,8 @@ struct world {
     struct rp_admit *admit;
 };
 
+static uint32_t g_txn_ttl_ms; /* 0: the default idle TTL */
+
 static void world_init(struct world *w, uv_loop_t *loop, const char *url)
 {
     memset(w, 0, sizeof *w);
@@ -60,7 +62,7 @@ static void world_init(struct world *w, uv_loop_t *loop, const char *url)
         struct rp_redis_opts o = {.url = url, .timeout_ms = 1000};
         cr_assert_eq(rp_redis_new(&w->redis, loop, &o), RP_OK);
     }
-    struct rp_admit_opts ao = {.redis = w->redis, .limiter = w->lim};
+    struct rp_admit_opts ao = {.redis = w->redis, .limiter = w->lim, .txn_ttl_ms = g_txn_ttl_ms};
     cr_assert_eq(rp_admit_new(&w->admit, &ao), RP_OK);
     if (url)
         cr_assert(rpt_run_until(loop, rpt_redis_is_ready, w->redis, WAIT_MS));
@@ -255,6 +257,62 @@ static void verified_case(struct world *w, struct rpt_redis *srv)
     /* an unknown txn does not exist afterwards: the refused certConf created nothing */
     struct vreq d = {"SN-C", "txid-unknown-000000", "nonce-c-1", "ir", false, false};
     cr_assert_eq(verify(w, d, &lim, fc).res.err, RP_OK);
+}
+
+/* A transaction waiting for the CA (delayed delivery) is kept as long as its record, past the
+ * idle TTL and whatever its later messages refresh: its device still polls it, and another
+ * device cannot take its transactionID over. Beside it, a transaction not kept expires. */
+#define SHORT_TXN_TTL_MS 300u
+
+static void txn_keep_case(struct world *w)
+{
+    struct rp_cfg_limits lim = none;
+    enum rp_redis_failure fc = RP_REDIS_FAIL_CLOSED;
+    struct vreq a = {"SN-A", "txid-kept-0000000001", "nonce-k-1", "ir", false, false};
+    struct vreq c = {"SN-C", "txid-idle-0000000001", "nonce-k-2", "ir", false, false};
+    cr_assert_eq(verify(w, a, &lim, fc).res.err, RP_OK);
+    cr_assert_eq(verify(w, c, &lim, fc).res.err, RP_OK);
+    struct rp_admit_txn_keep_in keep = {.serial = rp_view_str(a.serial),
+                                        .txid = rp_view_str(a.txid),
+                                        .body = "ir",
+                                        .ttl_ms = 60000};
+    rp_admit_txn_keep(w->admit, &keep);
+    /* a poll refreshes the entry with the idle TTL: that must not shorten the kept one */
+    struct vreq p = {"SN-A", a.txid, "nonce-k-3", "pollReq", false, false};
+    cr_assert_eq(verify(w, p, &lim, fc).res.err, RP_OK);
+    usleep(3 * SHORT_TXN_TTL_MS * 1000);
+    p.nonce = "nonce-k-4";
+    cr_assert_eq(verify(w, p, &lim, fc).res.err, RP_OK, "the kept transaction was forgotten");
+    struct vreq b = {"SN-B", a.txid, "nonce-k-5", "ir", false, false};
+    cr_assert_eq(verify(w, b, &lim, fc).res.err, RP_E_TXID_IN_USE, "taken over by another device");
+    /* control: the transaction not kept is gone after the idle TTL */
+    struct vreq cp = {"SN-C", c.txid, "nonce-k-6", "pollReq", false, false};
+    cr_assert_eq(verify(w, cp, &lim, fc).res.err, RP_E_UNKNOWN_TXN);
+}
+
+Test(admit, redis_waiting_transaction_is_kept_past_the_idle_ttl, .timeout = 30)
+{
+    struct rpt_redis s;
+    srv_start(&s);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct world w;
+    g_txn_ttl_ms = SHORT_TXN_TTL_MS;
+    world_init(&w, &loop, s.url);
+    txn_keep_case(&w);
+    world_free(&w);
+    rpt_redis_stop(&s);
+}
+
+Test(admit, in_process_waiting_transaction_is_kept_past_the_idle_ttl, .timeout = 30)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct world w;
+    g_txn_ttl_ms = SHORT_TXN_TTL_MS;
+    world_init(&w, &loop, NULL);
+    txn_keep_case(&w);
+    world_free(&w);
 }
 
 Test(admit, redis_replay_txid_and_unknown_txn, .timeout = 30)

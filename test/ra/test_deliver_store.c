@@ -176,19 +176,27 @@ static struct out claim(struct world *w, struct rp_view txid, uint32_t lease_ms,
     return o;
 }
 
-static struct out poll_(struct world *w, const char *txid, uint32_t max_wait_ms)
+/* A poll by device `id` of domain `dom`. */
+static struct out poll_as(struct world *w, const char *txid, const char *dom, const char *id,
+                          uint32_t max_wait_ms)
 {
     struct out o = {0};
-    ra_dd_poll(w->s, rp_view_str(txid), max_wait_ms, on_result, &o);
+    ra_dd_poll(w->s, rp_view_str(txid), rp_view_str(dom), rp_view_str(id), max_wait_ms, on_result,
+               &o);
     wait_for(w, &o);
     return o;
+}
+
+static struct out poll_(struct world *w, const char *txid, const char *id, uint32_t max_wait_ms)
+{
+    return poll_as(w, txid, "manufacturer", id, max_wait_ms);
 }
 
 /* Fire-and-forget calls reach Redis before the next command of the same client: a poll
  * afterwards is a barrier. */
 static void barrier(struct world *w)
 {
-    (void)poll_(w, "barrier", MAX_WAIT_MS);
+    (void)poll_(w, "barrier", "SN0", MAX_WAIT_MS);
 }
 
 static const struct ra_dd_budget two = {.max_in_flight = 2, .lease_ms = LEASE_MS};
@@ -235,8 +243,8 @@ static void queue_case(struct world *w)
     cr_assert_eq(j.res.gate, RA_GATE_JOINED);
     cr_assert_eq(j.res.state, RA_DD_QUEUED);
     cr_assert_eq(offer(w, offer_in("tx-b9", "SN3", RA_OFFER_QUEUE)).res.gate, RA_GATE_DUPLICATE);
-    cr_assert_eq(poll_(w, "tx-b3", MAX_WAIT_MS).res.state, RA_DD_QUEUED);
-    cr_assert_eq(poll_(w, "tx-nope", MAX_WAIT_MS).res.state, RA_DD_NONE);
+    cr_assert_eq(poll_(w, "tx-b3", "SN3", MAX_WAIT_MS).res.state, RA_DD_QUEUED);
+    cr_assert_eq(poll_(w, "tx-nope", "SN0", MAX_WAIT_MS).res.state, RA_DD_NONE);
     /* no room yet */
     struct out n = next(w, &two);
     cr_assert_not(rp_view_present(n.res.txid));
@@ -255,12 +263,12 @@ static void queue_case(struct world *w)
     cr_assert_eq(claim(w, rp_view_str("tx-b3"), LEASE_MS, MAX_WAIT_MS).res.state, RA_DD_SENDING);
     struct out again = claim(w, rp_view_str("tx-b3"), LEASE_MS, MAX_WAIT_MS);
     cr_assert_null(again.res.req.p, "claimed twice");
-    cr_assert_eq(poll_(w, "tx-b3", MAX_WAIT_MS).res.state, RA_DD_SENDING);
+    cr_assert_eq(poll_(w, "tx-b3", "SN3", MAX_WAIT_MS).res.state, RA_DD_SENDING);
     /* full: tx-b2 and tx-b3 are at the CA */
     cr_assert_eq(next(w, &two).res.retry_ms, -1);
     ra_dd_finish(w->s, rp_view_str("tx-b3"), RA_DD_ANSWERED, rp_view_str("the CA's ip"), KEEP_MS,
                  rp_view_str("manufacturer"), rp_view_str("SN3"));
-    struct out p = poll_(w, "tx-b3", MAX_WAIT_MS);
+    struct out p = poll_(w, "tx-b3", "SN3", MAX_WAIT_MS);
     cr_assert_eq(p.res.state, RA_DD_ANSWERED);
     cr_assert(rp_view_eq(p.res.answer, rp_view_str("the CA's ip")));
     j = offer(w, offer_in("tx-b3", "SN3", RA_OFFER_QUEUE));
@@ -286,7 +294,7 @@ static void requeue_case(struct world *w)
     ra_dd_requeue(w->s, &in, g.res.token, on_result, &r);
     wait_for(w, &r);
     cr_assert_eq(r.res.gate, RA_GATE_QUEUED);
-    cr_assert_eq(poll_(w, "tx-c1", MAX_WAIT_MS).res.state, RA_DD_QUEUED);
+    cr_assert_eq(poll_(w, "tx-c1", "SN1", MAX_WAIT_MS).res.state, RA_DD_QUEUED);
     cr_assert_eq(offer(w, offer_in("tx-c2", "SN2", RA_OFFER_QUEUE)).res.gate, RA_GATE_QUEUED);
     struct out n = next(w, &two);
     cr_assert(rp_view_eq(n.res.txid, rp_view_str("tx-c1")));
@@ -313,7 +321,7 @@ static void lost_case(struct world *w)
     cr_assert(rp_view_eq(n.res.txid, rp_view_str("tx-d1")));
     cr_assert_eq(claim(w, n.res.txid, 1, MAX_WAIT_MS).res.state, RA_DD_SENDING);
     usleep(20000);
-    cr_assert_eq(poll_(w, "tx-d1", MAX_WAIT_MS).res.state, RA_DD_LOST);
+    cr_assert_eq(poll_(w, "tx-d1", "SN1", MAX_WAIT_MS).res.state, RA_DD_LOST);
     barrier(w);
     cr_assert_eq(next(w, &one).res.retry_ms, 0, "the lease ended: room again, nothing waiting");
     cr_assert_eq(offer(w, offer_in("tx-d2", "SN1", RA_OFFER_QUEUE)).res.gate, RA_GATE_GO,
@@ -331,8 +339,8 @@ static void expired_case(struct world *w)
     struct out c = claim(w, n.res.txid, LEASE_MS, 10);
     cr_assert_eq(c.res.state, RA_DD_EXPIRED);
     cr_assert(rp_view_eq(c.res.identity, rp_view_str("SN1")), "to give its claim back");
-    cr_assert_eq(poll_(w, "tx-e1", MAX_WAIT_MS).res.state, RA_DD_EXPIRED);
-    cr_assert_eq(poll_(w, "tx-e2", 10).res.state, RA_DD_EXPIRED);
+    cr_assert_eq(poll_(w, "tx-e1", "SN1", MAX_WAIT_MS).res.state, RA_DD_EXPIRED);
+    cr_assert_eq(poll_(w, "tx-e2", "SN2", 10).res.state, RA_DD_EXPIRED);
     barrier(w);
     cr_assert_eq(offer(w, offer_in("tx-e3", "SN2", RA_OFFER_QUEUE)).res.gate, RA_GATE_GO,
                  "both devices may start over and nothing waits any more");
@@ -371,6 +379,44 @@ static void full_case(struct world *w)
     cr_assert_eq(offer(w, in).res.gate, RA_GATE_QUEUED, "a refused device holds nothing");
 }
 
+/* A delayed transaction stays its requester's: another device (same domain, or the same
+ * serial under another domain) naming its transactionID neither joins it nor polls it — not
+ * while it waits, and not once the CA's answer is there. The owner, beside, still does. */
+static void foreign_case(struct world *w)
+{
+    cr_assert_eq(offer(w, offer_in("tx-k1", "SN1", RA_OFFER_FORCE)).res.gate, RA_GATE_QUEUED);
+    struct out o = offer(w, offer_in("tx-k1", "SN2", RA_OFFER_QUEUE));
+    cr_assert_eq(o.res.gate, RA_GATE_FOREIGN, "another device of the domain");
+    struct ra_dd_offer other = offer_in("tx-k1", "SN1", RA_OFFER_QUEUE);
+    other.domain = rp_view_str("other-vendor");
+    cr_assert_eq(offer(w, other).res.gate, RA_GATE_FOREIGN, "the same serial in another domain");
+    struct out p = poll_(w, "tx-k1", "SN2", MAX_WAIT_MS);
+    cr_assert(p.res.foreign);
+    cr_assert_eq(p.res.state, RA_DD_NONE);
+    cr_assert(poll_as(w, "tx-k1", "other-vendor", "SN1", MAX_WAIT_MS).res.foreign);
+    /* control: the owner joins and polls */
+    struct out j = offer(w, offer_in("tx-k1", "SN1", RA_OFFER_QUEUE));
+    cr_assert_eq(j.res.gate, RA_GATE_JOINED);
+    p = poll_(w, "tx-k1", "SN1", MAX_WAIT_MS);
+    cr_assert_not(p.res.foreign);
+    cr_assert_eq(p.res.state, RA_DD_QUEUED);
+    /* answered: the answer goes to its owner only */
+    struct out n = next(w, &two);
+    cr_assert(rp_view_eq(n.res.txid, rp_view_str("tx-k1")));
+    cr_assert_eq(claim(w, n.res.txid, LEASE_MS, MAX_WAIT_MS).res.state, RA_DD_SENDING);
+    ra_dd_finish(w->s, rp_view_str("tx-k1"), RA_DD_ANSWERED, rp_view_str("the CA's ip"), KEEP_MS,
+                 rp_view_str("manufacturer"), rp_view_str("SN1"));
+    p = poll_(w, "tx-k1", "SN2", MAX_WAIT_MS);
+    cr_assert(p.res.foreign);
+    cr_assert_null(p.res.answer.p, "the answer leaked to another device");
+    o = offer(w, offer_in("tx-k1", "SN2", RA_OFFER_QUEUE));
+    cr_assert_eq(o.res.gate, RA_GATE_FOREIGN);
+    cr_assert_null(o.res.answer.p);
+    p = poll_(w, "tx-k1", "SN1", MAX_WAIT_MS);
+    cr_assert_eq(p.res.state, RA_DD_ANSWERED);
+    cr_assert(rp_view_eq(p.res.answer, rp_view_str("the CA's ip")));
+}
+
 #define BOTH(name)                                                                                 \
     Test(deliver_store, redis_##name, .timeout = 60)                                               \
     {                                                                                              \
@@ -397,6 +443,7 @@ BOTH(lost)
 BOTH(expired)
 BOTH(rate)
 BOTH(full)
+BOTH(foreign)
 
 /* Redis only: a dispatcher that took a request and died before claiming it (SIGKILL between
  * two commands) does not lose it; its reservation ends and the request is first again. */
@@ -433,7 +480,7 @@ Test(deliver_store, redis_replicas_share_budget_and_queue, .timeout = 60)
     cr_assert_eq(offer(&b, offer_in("tx-i3", "SN3", RA_OFFER_QUEUE)).res.gate, RA_GATE_QUEUED);
     cr_assert_eq(offer(&a, offer_in("tx-i4", "SN1", RA_OFFER_QUEUE)).res.gate, RA_GATE_DUPLICATE,
                  "SN1's request is in flight at the other replica");
-    cr_assert_eq(poll_(&a, "tx-i3", MAX_WAIT_MS).res.state, RA_DD_QUEUED,
+    cr_assert_eq(poll_(&a, "tx-i3", "SN3", MAX_WAIT_MS).res.state, RA_DD_QUEUED,
                  "any replica answers the poll");
     world_free(&a);
     world_free(&b);
@@ -460,7 +507,7 @@ Test(deliver_store, redis_a_late_queueing_offer_is_settled_into_the_queue, .time
     ra_dd_settle(w.s, &in, o.res.token);
     kill(srv.p.pid, SIGCONT);
     barrier(&w);
-    cr_assert_eq(poll_(&w, "tx-j1", MAX_WAIT_MS).res.state, RA_DD_QUEUED);
+    cr_assert_eq(poll_(&w, "tx-j1", "SN1", MAX_WAIT_MS).res.state, RA_DD_QUEUED);
     struct ra_dd_budget one = {.max_in_flight = 1, .lease_ms = LEASE_MS};
     struct out n = next(&w, &one);
     cr_assert(rp_view_eq(n.res.txid, rp_view_str("tx-j1")), "the late offer's lease went back");
@@ -470,7 +517,7 @@ Test(deliver_store, redis_a_late_queueing_offer_is_settled_into_the_queue, .time
     struct ra_dd_offer in2 = offer_in("tx-j2", "SN2", RA_OFFER_FORCE);
     ra_dd_settle(w.s, &in2, q.res.token);
     barrier(&w);
-    cr_assert_eq(poll_(&w, "tx-j2", MAX_WAIT_MS).res.state, RA_DD_QUEUED);
+    cr_assert_eq(poll_(&w, "tx-j2", "SN2", MAX_WAIT_MS).res.state, RA_DD_QUEUED);
     world_free(&w);
     rpt_redis_stop(&srv);
 }
