@@ -13,7 +13,9 @@
  * unanswered), SIGUSR2 resumes (held requests are answered), --stall starts stalled.
  * A CA that cannot take everything: --rate N issues at most N certificates per second
  * (ir/cr/p10cr beyond it get HTTP 503, as from a throttling CA or its load balancer);
- * --down-ms N answers every request with HTTP 503 for the first N ms. It remembers every
+ * --down-ms N answers every request with HTTP 503 for the first N ms (--down-status S: with
+ * HTTP S instead, e.g. 500 or 502: a CA, or a gateway before it, that may have acted on the
+ * request). It remembers every
  * transaction it issued for and counts one asked for twice (dup_txid: a request sent to
  * the CA more than once), and the most certificates issued in one second (peak_ip_s).
  * SIGTERM/SIGINT or --max-seconds stop it; it prints its counters on exit.
@@ -21,7 +23,7 @@
  *   bench_mockca --listen 127.0.0.1:PORT --cert srv.pem --key srv.key [--chain chain.pem]
  *                --issuer-cert ica.pem --issuer-key ica.key [--trust anchors.pem]
  *                [--threads N] [--latency-ms N] [--stall] [--rate N] [--down-ms N]
- *                [--max-seconds S]
+ *                [--down-status S] [--max-seconds S]
  */
 #include "bench.h"
 
@@ -69,8 +71,9 @@ struct ca_opts {
     unsigned latency_ms;
     bool stall;
     unsigned max_seconds;
-    unsigned rate;    /* certificates per second; 0: unlimited */
-    unsigned down_ms; /* HTTP 503 to everything for this long after the start */
+    unsigned rate;        /* certificates per second; 0: unlimited */
+    unsigned down_ms;     /* HTTP 503 to everything for this long after the start … */
+    unsigned down_status; /* … or this status instead (0: 503) */
 };
 
 /* Read-only after start: the certificates every thread sends. */
@@ -442,7 +445,8 @@ static void conn_answer(struct ca_conn *c)
         rc = conn_write(c, 200, CMP_CTYPE, resp, keep);
     } else if (rc == RP_E_RATE_LIMITED || rc == RP_E_SHUTDOWN) {
         th->st.down += down;
-        rc = conn_write(c, HTTP_THROTTLED, "text/plain",
+        int status = down && th->sh->o.down_status ? (int)th->sh->o.down_status : HTTP_THROTTLED;
+        rc = conn_write(c, status, "text/plain",
                         rp_view_str(down ? "bench_mockca: down\n" : "bench_mockca: throttled\n"),
                         keep);
     } else {
@@ -689,19 +693,18 @@ static void usage(void)
     fprintf(stderr, "usage: bench_mockca --listen 127.0.0.1:PORT --cert PEM --key PEM "
                     "[--chain PEM] --issuer-cert PEM --issuer-key PEM [--trust PEM] "
                     "[--threads N] [--latency-ms N] [--stall] [--rate N] [--down-ms N] "
-                    "[--max-seconds S]\n");
+                    "[--down-status S] [--max-seconds S]\n");
     exit(2);
 }
 
 static void parse(int argc, char **argv, struct ca_opts *o)
 {
-    static const struct option lo[] = {{"listen", 1, 0, 'l'},      {"cert", 1, 0, 'c'},
-                                       {"key", 1, 0, 'k'},         {"chain", 1, 0, 'C'},
-                                       {"issuer-cert", 1, 0, 'i'}, {"issuer-key", 1, 0, 'I'},
-                                       {"trust", 1, 0, 't'},       {"threads", 1, 0, 'T'},
-                                       {"latency-ms", 1, 0, 'L'},  {"stall", 0, 0, 's'},
-                                       {"max-seconds", 1, 0, 'm'}, {"rate", 1, 0, 'r'},
-                                       {"down-ms", 1, 0, 'D'},     {0, 0, 0, 0}};
+    static const struct option lo[] = {
+        {"listen", 1, 0, 'l'},  {"cert", 1, 0, 'c'},        {"key", 1, 0, 'k'},
+        {"chain", 1, 0, 'C'},   {"issuer-cert", 1, 0, 'i'}, {"issuer-key", 1, 0, 'I'},
+        {"trust", 1, 0, 't'},   {"threads", 1, 0, 'T'},     {"latency-ms", 1, 0, 'L'},
+        {"stall", 0, 0, 's'},   {"max-seconds", 1, 0, 'm'}, {"rate", 1, 0, 'r'},
+        {"down-ms", 1, 0, 'D'}, {"down-status", 1, 0, 'S'}, {0, 0, 0, 0}};
     int c;
     *o = (struct ca_opts){.threads = 1, .max_seconds = DEFAULT_MAX_SECONDS};
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -744,6 +747,9 @@ static void parse(int argc, char **argv, struct ca_opts *o)
             break;
         case 'D':
             o->down_ms = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'S':
+            o->down_status = (unsigned)strtoul(optarg, NULL, 10);
             break;
         default:
             usage();

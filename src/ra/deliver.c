@@ -6,11 +6,12 @@
  * is on — it is kept in the store and the device gets ip/cp/kup with status waiting (an
  * error with status waiting for rr and genm from a pvno 3 client); a retry of a delayed
  * transaction joins it; a second certificate request of a device with one in progress is
- * refused. A request sent at once that the CA did not take (not sent, HTTP 5xx but 504)
- * is kept the same way. A device's pollReq (ra_deliver_poll) gets a pollRep with a
- * jittered checkAfter until the CA's answer is there, then that answer re-signed by the RA
- * for this pollReq: clients check that an answer echoes the nonce of the message they just
- * sent, and the CA signed its answer for the nonce of the request the dispatcher sent.
+ * refused. A request sent at once that the CA did not take (not sent, HTTP 503) is kept
+ * the same way; any other answer, and a connection broken once it was written, may have
+ * reached the CA and is never sent again. A device's pollReq (ra_deliver_poll) gets a pollRep with
+ * a jittered checkAfter until the CA's answer is there, then that answer re-signed by the RA for
+ * this pollReq: clients check that an answer echoes the nonce of the message they just sent, and
+ * the CA signed its answer for the nonce of the request the dispatcher sent.
  *
  * Dispatcher (one per loop): while the CA has room, take the oldest waiting request,
  * claim it (from here it is never sent again), protect it now (fresh messageTime), send
@@ -49,6 +50,9 @@
 #define RETRY_HDR_MAX     48
 #define MAX_POLL_IDS      RP_CMP_MAX_LIST
 #define P10CR_CERT_REQ_ID (-1) /* RFC 9480 §2.13: p10cr answers carry certReqId -1 */
+#define HTTP_NOT_TAKEN    503  /* Service Unavailable: the only "not taken" answer */
+#define HTTP_5XX_MIN      500
+#define HTTP_5XX_MAX      599
 
 _Static_assert(ANSWER_KEEP_MS == RP_DD_ANSWER_KEEP_S * 1000u, "one answer stay, config checks it");
 
@@ -528,13 +532,20 @@ static void on_requeued(void *arg, const struct ra_dd_result *r)
                                        : "the CA is not available");
 }
 
-/* Not sent at all, or refused by the CA's HTTP server with a 5xx that says it did not act
- * (504: a gateway gave up waiting, the CA may have it). */
+/* Not sent at all (nothing written: connect failure, no connection), or refused with HTTP
+ * 503, which says the server did not take it. Any other 5xx (500 from a CA that failed
+ * after storing the certificate, 502/504 from a gateway whose CA died or was slow) and a
+ * connection broken after the request was written may have reached the CA: never resent. */
 static bool not_taken(int err, bool sent, int status)
 {
     if (err != RP_OK)
         return !sent;
-    return status >= 500 && status <= 599 && status != 504;
+    return status == HTTP_NOT_TAKEN;
+}
+
+static bool may_have_acted(int status)
+{
+    return status >= HTTP_5XX_MIN && status <= HTTP_5XX_MAX;
 }
 
 bool ra_deliver_not_taken(struct ra_exchange *rx, int err, bool sent, int status)
@@ -608,7 +619,7 @@ static void finish(struct ra_delivery *dl, enum ra_dd_state st, const char *even
     delivery_end(dl);
 }
 
-/* Not sent, or refused unread by the CA: back to the front of the queue. */
+/* Not sent, or refused with HTTP 503: back to the front of the queue. */
 static void requeue(struct ra_delivery *dl)
 {
     struct ra_dd_offer in = {
@@ -664,11 +675,17 @@ static void on_sent(struct rp_upstream_req *up)
         finish(dl, RA_DD_LOST, "lost");
         return;
     }
+    if (may_have_acted(up->status)) {
+        /* a 5xx but 503: the CA (or a gateway's) may have acted on it, never resent */
+        dl->why = "the CA answered with an HTTP server error";
+        ca_did_not_take(dl->d); /* the CA is in trouble: back off */
+        finish(dl, RA_DD_LOST, "lost");
+        return;
+    }
     if (up->status != 200 || !rp_http_media_type_is(up->ctype, CMP_CONTENT_TYPE)) {
         dl->why = "the CA answered with an HTTP error";
         settle(dl, RP_ADMIT_RELEASE);
-        finish(dl, up->status == 504 ? RA_DD_LOST : RA_DD_FAILED,
-               up->status == 504 ? "lost" : "failed");
+        finish(dl, RA_DD_FAILED, "failed");
         return;
     }
     /* the pool frees its buffer after this callback */

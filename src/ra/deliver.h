@@ -13,7 +13,7 @@
  * from here it may have reached the CA and is never sent again) -> ANSWERED | LOST (sent,
  * no usable answer; or its dispatcher died) | FAILED (the CA refused it without an answer
  * for the device) ; QUEUED -> EXPIRED (not sent within max_wait_s); SENDING -> QUEUED only
- * when it was not sent (connect failure, HTTP 5xx).
+ * when it was not sent (connect failure before anything was written, HTTP 503).
  *
  * The pipeline side (deliver.c) asks the gate before a request opens a transaction at the
  * CA, answers `waiting` and polls, and runs one dispatcher per loop that sends queued
@@ -125,7 +125,7 @@ void ra_dd_offer(struct ra_dd_store *s, const struct ra_dd_offer *in, ra_dd_fn c
  * forget. */
 void ra_dd_release(struct ra_dd_store *s, const char *token, struct rp_view txid,
                    struct rp_view domain, struct rp_view identity);
-/* A request the CA did not take (not sent; HTTP 5xx): a GO one (token = its lease) becomes
+/* A request the CA did not take (not sent; HTTP 503): a GO one (token = its lease) becomes
  * a queued record from `in`, a dispatched one goes back to the front. gate QUEUED or FULL. */
 void ra_dd_requeue(struct ra_dd_store *s, const struct ra_dd_offer *in, const char *token,
                    ra_dd_fn cb, void *arg);

@@ -690,6 +690,56 @@ Test(delivery, a_killed_replica_loses_no_queued_request_and_one_it_sent_is_never
     env_free(&e);
 }
 
+/* A CA that answers HTTP 500 (or a gateway's 502) may have stored the certificate: only a
+ * 503 says "not taken". dev1's ir is queued while the CA is unreachable (nothing written:
+ * that one is kept, the control), then sent once to a CA answering 500: its poll gets
+ * systemUnavail and it is never sent again. dev2's ir, sent while it waits, gets
+ * systemUnavail (or, should it be queued behind the CA's trouble, on its poll), also sent
+ * once. (A 503 requeues: the fleet test's outage.) */
+static void server_error_case(const char *status)
+{
+    struct env e;
+    env_init(&e, true);
+    struct rp_arena a;
+    cr_assert_eq(rp_arena_new(&a, ARENA), RP_OK);
+    struct dev d1, d2;
+    dev_init(&e, &d1, "vendor/dev1", "ir");
+    dev_init(&e, &d2, "vendor/dev2", "ir");
+    struct rp_cfg c = {.delayed = true};
+    replica_start(&e, 0, rpt_free_port(), &c);
+    struct rp_cmp_msg *m = exchange(&a, &d1, e.ports[0], RP_VIEW_NULL);
+    cr_assert(is_waiting_ip(m), "CA unreachable: %s", rp_cmp_body_name(m->body.type));
+    const char *opts[] = {"--down-ms", "600000", "--down-status", status, NULL};
+    benchca_start(&e, opts);
+    m = poll_until_final(&a, &d1, e.ports[0]);
+    cr_assert_eq(failinfo_of(m), 1u << RP_FI_SYSTEM_UNAVAIL, "dev1 after HTTP %s: %s", status,
+                 rp_cmp_body_name(m->body.type));
+    sleep_ms(5000); /* the dispatcher's back-off after the CA's trouble is over */
+    m = exchange(&a, &d2, e.ports[0], RP_VIEW_NULL);
+    if (is_waiting_ip(m))
+        m = poll_until_final(&a, &d2, e.ports[0]);
+    cr_assert_eq(failinfo_of(m), 1u << RP_FI_SYSTEM_UNAVAIL, "dev2 after HTTP %s: %s", status,
+                 rp_cmp_body_name(m->body.type));
+    sleep_ms(5000); /* time for a resend, were there one */
+    benchca_stop(&e);
+    cr_expect_eq(mock_count(&e, "requests"), 2, "each request reached the CA once");
+    cr_expect_eq(mock_count(&e, "ip"), 0);
+    dev_free(&d1);
+    dev_free(&d2);
+    rp_arena_free(&a);
+    env_free(&e);
+}
+
+Test(delivery, a_request_answered_http_500_is_never_resent)
+{
+    server_error_case("500");
+}
+
+Test(delivery, a_request_answered_http_502_is_never_resent)
+{
+    server_error_case("502");
+}
+
 /* ---- one certificate request per device ----------------------------------------------------- */
 
 /* A request posted from a thread (no assertions there: they belong to the test's thread). */
