@@ -37,7 +37,7 @@
 #include <string.h>
 
 #define CMP_CONTENT_TYPE  "application/pkixcmp"
-#define LEASE_MARGIN_MS   2000u   /* a lease outlives the request's own deadlines by this */
+#define LEASE_MARGIN_MS   5000u   /* a lease outlives the request's own deadlines by this */
 #define ANSWER_KEEP_MS    900000u /* the CA's answer waits this long for the device's poll */
 #define RESERVE_MS        10000u  /* a dispatcher claims what it took within this */
 #define IDLE_POLL_MS      200u    /* nothing waiting: look again (other replicas queue too) */
@@ -76,6 +76,7 @@ struct ra_deliver {
 enum delivery_step {
     DLV_CLAIM,  /* claiming what ra_dd_next gave */
     DLV_SIGN,   /* on a worker: decode and protect */
+    DLV_LEASE,  /* its lease starts over, for the send */
     DLV_SEND,   /* at the CA */
     DLV_VERIFY, /* on a worker: the CA's signature (upstream.ca_trust) */
 };
@@ -730,6 +731,8 @@ static void run_sign(struct rp_job *j)
     j->result = rc;
 }
 
+static void on_leased(void *arg, const struct ra_dd_result *r);
+
 static void on_signed(struct rp_job *j)
 {
     struct ra_delivery *dl = container_of(j, struct ra_delivery, job);
@@ -741,6 +744,27 @@ static void on_signed(struct rp_job *j)
         dl->why = rp_err_msg(j->result);
         settle(dl, RP_ADMIT_RELEASE);
         finish(dl, RA_DD_FAILED, "failed");
+        return;
+    }
+    /* the lease (taken at the claim) has been running through the worker queue and the
+     * signature: it starts over now, before the request is handed to the CA, so that it
+     * covers the send and its deadlines. The request goes only when it is still this
+     * dispatcher's: a lease that ended first may have been declared lost to its device. */
+    dl->step = DLV_LEASE;
+    ra_dd_extend(dl->d->store, dl->txid, lease_ms(upstream_cfg(dl->snap)), on_leased, dl);
+}
+
+static void on_leased(void *arg, const struct ra_dd_result *r)
+{
+    struct ra_delivery *dl = arg;
+    if (r->err != RP_OK) {
+        requeue(dl); /* not sent: back to the front (the requeue finds it if still sending) */
+        return;
+    }
+    if (r->state != RA_DD_SENDING) {
+        dl->why = "its lease ended before it was sent (not sent)";
+        settle(dl, RP_ADMIT_RELEASE); /* never reached the CA: the serial goes back */
+        finish(dl, RA_DD_LOST, "lost");
         return;
     }
     struct rp_upstream *u = rp_loop_upstream(loop_of(dl));

@@ -143,8 +143,16 @@ void ra_dd_next(struct ra_dd_store *s, const struct ra_dd_budget *b, uint32_t re
  * it is not this dispatcher's to send. */
 void ra_dd_claim(struct ra_dd_store *s, struct rp_view txid, uint32_t lease_ms,
                  uint32_t max_wait_ms, uint32_t keep_ms, ra_dd_fn cb, void *arg);
+/* Dispatcher: the claimed request is about to be handed to the CA: its lease (the record's
+ * and its in-flight slot) runs lease_ms from now, so that it covers the real send and not the
+ * time spent signing. State SENDING: send it; any other (LOST: its lease ended first, a poll
+ * may have told its device so) it must not be sent. */
+void ra_dd_extend(struct ra_dd_store *s, struct rp_view txid, uint32_t lease_ms, ra_dd_fn cb,
+                  void *arg);
 /* Dispatcher: the end of a claimed request: ANSWERED with the CA's answer, LOST, FAILED or
- * EXPIRED; the record stays keep_ms for the device's polls. Fire and forget. */
+ * EXPIRED; the record stays keep_ms for the device's polls. Only a record still SENDING
+ * changes: one found LOST (its device told so, maybe starting again) stays LOST. Fire and
+ * forget. */
 void ra_dd_finish(struct ra_dd_store *s, struct rp_view txid, enum ra_dd_state state,
                   struct rp_view answer, uint32_t keep_ms, struct rp_view domain,
                   struct rp_view identity);
@@ -161,6 +169,7 @@ extern const char rp_dd_lua_requeue[];
 extern const char rp_dd_lua_settle[];
 extern const char rp_dd_lua_next[];
 extern const char rp_dd_lua_claim[];
+extern const char rp_dd_lua_extend[];
 extern const char rp_dd_lua_finish[];
 extern const char rp_dd_lua_poll[];
 

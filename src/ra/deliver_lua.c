@@ -187,11 +187,29 @@ const char rp_dd_lua_claim[] =
                       "           string.format('%d', now + tonumber(ARGV[2])))\n"
                       "return {1, tonumber(r[1]), r[2], r[3], r[4], r[5]}\n";
 
+/* KEYS f, t; ARGV txid, lease ms, token -> {1, 2} the lease runs lease ms from now: send it |
+ * {0, state} not to be sent (lost: its lease ended before it was handed to the CA — marked
+ * so here when no poll did — or no record). */
+const char rp_dd_lua_extend[] =
+    LUA_NOW LUA_CODES "local r = redis.call('HMGET', KEYS[2], 'st', 'exp')\n"
+                      "if r[1] ~= 'sending' then return {0, code(r[1])} end\n"
+                      "if tonumber(r[2]) < now then\n"
+                      "  redis.call('HSET', KEYS[2], 'st', 'lost')\n"
+                      "  redis.call('HDEL', KEYS[2], 'req', 'body', 'exp')\n"
+                      "  return {0, codes.lost}\n"
+                      "end\n"
+                      "local exp = string.format('%d', now + tonumber(ARGV[2]))\n"
+                      "redis.call('HSET', KEYS[2], 'exp', exp)\n"
+                      "redis.call('ZADD', KEYS[1], exp, ARGV[3])\n"
+                      "return {1, codes.sending}\n";
+
 /* KEYS f, t, b; ARGV txid, state (answered|lost|failed|expired), answer, keep ms, token ->
  * 1. The CA answered (or will never answer) a dispatched request: the answer waits for the
- * device's poll, the lease and the device's marker go. */
+ * device's poll, the lease and the device's marker go. A record no longer sending (a poll
+ * found its lease ended and told its device: lost) keeps its state: its device may have
+ * started again, and an answer now would make two requests of one device at the CA. */
 const char rp_dd_lua_finish[] =
-    LUA_DROP_BUSY "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
+    LUA_DROP_BUSY "if redis.call('HGET', KEYS[2], 'st') == 'sending' then\n"
                   "  redis.call('HSET', KEYS[2], 'st', ARGV[2])\n"
                   "  if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'ans', ARGV[3]) end\n"
                   "  redis.call('HDEL', KEYS[2], 'req', 'body', 'exp')\n"

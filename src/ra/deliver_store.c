@@ -43,6 +43,7 @@ enum dd_call {
     CALL_NEXT,
     CALL_CLAIM,
     CALL_POLL,
+    CALL_EXTEND,
     CALL_IGNORE,
 };
 
@@ -460,7 +461,8 @@ struct ra_dd_store {
     struct rp_redis *redis;
     struct ra_dd_mem *mem;
     char prefix[KEY_MAX / 4];
-    unsigned sc_offer, sc_release, sc_requeue, sc_settle, sc_next, sc_claim, sc_finish, sc_poll;
+    unsigned sc_offer, sc_release, sc_requeue, sc_settle, sc_next, sc_claim, sc_extend, sc_finish,
+        sc_poll;
     char token_base[20];
     uint64_t token_seq;
 };
@@ -493,6 +495,7 @@ int ra_dd_store_new(struct ra_dd_store **out, struct rp_redis *redis, struct ra_
             rp_redis_script(redis, rp_dd_lua_settle, &s->sc_settle) ||
             rp_redis_script(redis, rp_dd_lua_next, &s->sc_next) ||
             rp_redis_script(redis, rp_dd_lua_claim, &s->sc_claim) ||
+            rp_redis_script(redis, rp_dd_lua_extend, &s->sc_extend) ||
             rp_redis_script(redis, rp_dd_lua_finish, &s->sc_finish) ||
             rp_redis_script(redis, rp_dd_lua_poll, &s->sc_poll)) {
             free(s);
@@ -710,7 +713,7 @@ static void mem_finish(struct ra_dd_store *s, struct rp_view txid, enum ra_dd_st
     dispatch_token(txid, token);
     pthread_mutex_lock(&m->lock);
     struct mem_entry *r = mem_live(m, MEM_RECORD, txid.p, txid.len, now);
-    if (r) {
+    if (r && r->state == RA_DD_SENDING) { /* one found lost stays lost */
         r->state = state;
         free(r->req);
         free(r->body);
@@ -723,6 +726,24 @@ static void mem_finish(struct ra_dd_store *s, struct rp_view txid, enum ra_dd_st
     mem_drop_lease(m, token);
     mem_drop_busy(m, domain, identity, txid);
     pthread_mutex_unlock(&m->lock);
+}
+
+static void mem_extend(struct ra_dd_store *s, struct rp_view txid, uint32_t lease_ms, ra_dd_fn cb,
+                       void *arg)
+{
+    struct ra_dd_mem *m = s->mem;
+    struct ra_dd_result res = {.err = RP_OK};
+    uint64_t now = now_ms();
+    pthread_mutex_lock(&m->lock);
+    struct mem_entry *r = mem_live(m, MEM_RECORD, txid.p, txid.len, now);
+    if (r) {
+        mem_age(m, r, now, 0); /* a lease that ended: lost, not to be sent */
+        if (r->state == RA_DD_SENDING)
+            r->lease_end_ms = now + lease_ms;
+        res.state = r->state;
+    }
+    pthread_mutex_unlock(&m->lock);
+    fire(cb, arg, &res);
 }
 
 static void mem_poll(struct ra_dd_store *s, struct rp_view txid, struct rp_view domain,
@@ -928,6 +949,10 @@ static void on_reply(void *arg, int err, const struct redisReply *rep)
         if (rep->elements >= 4)
             redis_release_busy(c->s, rp_view_make(c->txid, c->txid_len), elem_str(rep, 2),
                                elem_str(rep, 3));
+        res.txid = rp_view_make(c->txid, c->txid_len);
+        break;
+    case CALL_EXTEND:
+        res.state = (enum ra_dd_state)elem_int(rep, 1);
         res.txid = rp_view_make(c->txid, c->txid_len);
         break;
     case CALL_IGNORE:
@@ -1235,6 +1260,27 @@ static void redis_claim(struct ra_dd_store *s, struct rp_view txid, uint32_t lea
     eval(s, s->sc_claim, c, 3, 7, argv, len);
 }
 
+static void redis_extend(struct ra_dd_store *s, struct rp_view txid, uint32_t lease_ms, ra_dd_fn cb,
+                         void *arg)
+{
+    struct keybuf kf, kt, hex = {0};
+    kb_fixed(s, &kf, "f");
+    kb_record(s, &kt, txid);
+    kb_hex(&hex, txid);
+    struct redis_call *c = call_new(s, CALL_EXTEND, cb, arg, txid);
+    if (!c || kt.overflow) {
+        free(c);
+        fire_err(cb, arg, RP_E_INVAL);
+        return;
+    }
+    dispatch_token(txid, c->token);
+    char lease[NUM_MAX];
+    fmt_u64(lease, lease_ms);
+    const char *argv[] = {kf.p, kt.p, hex.p, lease, c->token};
+    size_t len[] = {kf.len, kt.len, hex.len, strlen(lease), strlen(c->token)};
+    eval(s, s->sc_extend, c, 2, 5, argv, len);
+}
+
 static void redis_finish(struct ra_dd_store *s, struct rp_view txid, enum ra_dd_state state,
                          struct rp_view answer, uint32_t keep_ms, struct rp_view domain,
                          struct rp_view identity)
@@ -1364,6 +1410,19 @@ void ra_dd_claim(struct ra_dd_store *s, struct rp_view txid, uint32_t lease_ms,
         redis_claim(s, txid, lease_ms, max_wait_ms, keep_ms, cb, arg);
     else
         mem_claim(s, txid, lease_ms, max_wait_ms, keep_ms, cb, arg);
+}
+
+void ra_dd_extend(struct ra_dd_store *s, struct rp_view txid, uint32_t lease_ms, ra_dd_fn cb,
+                  void *arg)
+{
+    if (!ids_ok(txid, RP_VIEW_NULL, RP_VIEW_NULL)) {
+        fire_err(cb, arg, RP_E_INVAL);
+        return;
+    }
+    if (s->redis)
+        redis_extend(s, txid, lease_ms, cb, arg);
+    else
+        mem_extend(s, txid, lease_ms, cb, arg);
 }
 
 void ra_dd_finish(struct ra_dd_store *s, struct rp_view txid, enum ra_dd_state state,

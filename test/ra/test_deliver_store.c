@@ -322,10 +322,53 @@ static void lost_case(struct world *w)
     cr_assert_eq(claim(w, n.res.txid, 1, MAX_WAIT_MS).res.state, RA_DD_SENDING);
     usleep(20000);
     cr_assert_eq(poll_(w, "tx-d1", "SN1", MAX_WAIT_MS).res.state, RA_DD_LOST);
+    /* the CA's answer after all: the device was told lost (and may start again): it stays so */
+    ra_dd_finish(w->s, rp_view_str("tx-d1"), RA_DD_ANSWERED, rp_view_str("late ip"), KEEP_MS,
+                 rp_view_str("manufacturer"), rp_view_str("SN1"));
+    struct out late = poll_(w, "tx-d1", "SN1", MAX_WAIT_MS);
+    cr_assert_eq(late.res.state, RA_DD_LOST, "a lost record came back answered");
+    cr_assert_null(late.res.answer.p);
     barrier(w);
     cr_assert_eq(next(w, &one).res.retry_ms, 0, "the lease ended: room again, nothing waiting");
     cr_assert_eq(offer(w, offer_in("tx-d2", "SN1", RA_OFFER_QUEUE)).res.gate, RA_GATE_GO,
                  "the device starts over");
+}
+
+static struct out extend(struct world *w, const char *txid, uint32_t lease_ms)
+{
+    struct out o = {0};
+    ra_dd_extend(w->s, rp_view_str(txid), lease_ms, on_result, &o);
+    wait_for(w, &o);
+    return o;
+}
+
+/* The lease starts over when the request is handed to the CA (after the worker queue and
+ * the signature): a request being sent is not declared lost while its send runs. One whose
+ * lease ended before the send is not sent: lost. */
+static void extend_case(struct world *w)
+{
+    cr_assert_eq(offer(w, offer_in("tx-l1", "SN1", RA_OFFER_FORCE)).res.gate, RA_GATE_QUEUED);
+    struct out n = next(w, &two);
+    cr_assert(rp_view_eq(n.res.txid, rp_view_str("tx-l1")));
+    cr_assert_eq(claim(w, n.res.txid, 100, MAX_WAIT_MS).res.state, RA_DD_SENDING);
+    cr_assert_eq(extend(w, "tx-l1", LEASE_MS).res.state, RA_DD_SENDING, "to be sent");
+    usleep(200000); /* past the claim's lease */
+    cr_assert_eq(poll_(w, "tx-l1", "SN1", MAX_WAIT_MS).res.state, RA_DD_SENDING,
+                 "declared lost while its send runs");
+    /* the lease ended before the send: not sent, lost (its device is told on its poll) */
+    cr_assert_eq(offer(w, offer_in("tx-l2", "SN2", RA_OFFER_FORCE)).res.gate, RA_GATE_QUEUED);
+    n = next(w, &two);
+    cr_assert(rp_view_eq(n.res.txid, rp_view_str("tx-l2")));
+    cr_assert_eq(claim(w, n.res.txid, 1, MAX_WAIT_MS).res.state, RA_DD_SENDING);
+    usleep(20000);
+    cr_assert_eq(extend(w, "tx-l2", LEASE_MS).res.state, RA_DD_LOST);
+    /* the dispatcher ends it so: its lease and the device's marker go */
+    ra_dd_finish(w->s, rp_view_str("tx-l2"), RA_DD_LOST, RP_VIEW_NULL, KEEP_MS,
+                 rp_view_str("manufacturer"), rp_view_str("SN2"));
+    cr_assert_eq(poll_(w, "tx-l2", "SN2", MAX_WAIT_MS).res.state, RA_DD_LOST);
+    barrier(w);
+    cr_assert_eq(offer(w, offer_in("tx-l3", "SN2", RA_OFFER_QUEUE)).res.gate, RA_GATE_GO,
+                 "its device may start again");
 }
 
 /* Not sent within max_wait: expired, at the claim or at a poll. */
@@ -444,6 +487,7 @@ BOTH(expired)
 BOTH(rate)
 BOTH(full)
 BOTH(foreign)
+BOTH(extend)
 
 /* Redis only: a dispatcher that took a request and died before claiming it (SIGKILL between
  * two commands) does not lose it; its reservation ends and the request is first again. */
