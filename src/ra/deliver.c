@@ -357,8 +357,58 @@ static void queued(struct ra_exchange *rx)
         ra_claim_settle(rx->rl, rx->dcfg, rx->domain, rx->serial, rx->msg.header.transaction_id.val,
                         RP_ADMIT_KEEP, record_ttl_ms(upstream_cfg(rx->ex->snap)));
     rx->claim = RA_CLAIM_NONE;
-    pump(rx->rl->dd); /* a dispatcher with room takes it without waiting for its timer */
+    rx->dd_queued = true; /* its device is owed the waiting answer (ra_deliver_unanswered) */
+    pump(rx->rl->dd);     /* a dispatcher with room takes it without waiting for its timer */
     answer_waiting(rx, "waiting");
+}
+
+/* What a cancel needs after its exchange is gone: the claim to give back. */
+struct cancel_ctx {
+    struct ra_loop *rl;
+    struct rp_snapshot *snap; /* keeps dcfg alive */
+    const struct rp_cfg_domain *dcfg;
+    struct ra_domain *domain;
+    struct rp_view identity, txid;
+    uint8_t bytes[];
+};
+
+static void on_cancelled(void *arg, const struct ra_dd_result *r)
+{
+    struct cancel_ctx *c = arg;
+    if (r->err == RP_OK && r->state == RA_DD_QUEUED) {
+        count("cancelled");
+        ra_claim_settle(c->rl, c->dcfg, c->domain, c->identity, c->txid, RP_ADMIT_RELEASE, 0);
+    } else {
+        rp_log_warn("delayed",
+                    "a request whose device was not told waiting could not be "
+                    "cancelled (%s): it goes to the CA",
+                    r->err != RP_OK ? rp_err_msg(r->err) : "no longer queued");
+    }
+    rp_snapshot_unref(c->snap);
+    free(c);
+}
+
+void ra_deliver_unanswered(struct ra_exchange *rx)
+{
+    struct ra_deliver *d = rx->rl->dd;
+    if (!rx->dd_queued || !d || !rx->dcfg)
+        return;
+    rx->dd_queued = false;
+    struct rp_view txid = rx->msg.header.transaction_id.val;
+    struct cancel_ctx *c = calloc(1, sizeof *c + rx->serial.len + txid.len + 1);
+    if (!c)
+        return;
+    c->rl = rx->rl;
+    c->snap = rp_snapshot_ref(rx->ex->snap);
+    c->dcfg = rx->dcfg;
+    c->domain = rx->domain;
+    memcpy(c->bytes, rx->serial.p, rx->serial.len);
+    memcpy(c->bytes + rx->serial.len, txid.p, txid.len);
+    c->identity = rp_view_make(c->bytes, rx->serial.len);
+    c->txid = rp_view_make(c->bytes + rx->serial.len, txid.len);
+    rp_log_warn("delayed", "txid %s: the waiting answer could not be made: request cancelled",
+                rx->ex->log.txid);
+    ra_dd_cancel(d->store, c->txid, rp_view_str(rx->dcfg->name), c->identity, on_cancelled, c);
 }
 
 static void refuse_busy(struct ra_exchange *rx, int32_t retry_ms)

@@ -134,6 +134,13 @@ void ra_dd_requeue(struct ra_dd_store *s, const struct ra_dd_offer *in, const ch
  * (`token`: the lease the late offer may have taken). Fire and forget; nothing to do in
  * process, where an offer never times out. */
 void ra_dd_settle(struct ra_dd_store *s, const struct ra_dd_offer *in, const char *token);
+/* The device of a request just queued could not be told waiting (its answer could not be
+ * made): the record goes while it is still QUEUED and its requester's, with the identity's
+ * marker, so that it is never sent unseen. state: QUEUED when it was cancelled, else what
+ * the record is (SENDING: too late, it goes its way; NONE: no record, or another
+ * requester's). */
+void ra_dd_cancel(struct ra_dd_store *s, struct rp_view txid, struct rp_view domain,
+                  struct rp_view identity, ra_dd_fn cb, void *arg);
 /* Dispatcher: the oldest waiting transaction, with a lease and a rate token taken for it;
  * txid absent when none waits (retry_ms 0), or no room (retry_ms -1 or the rate's). */
 void ra_dd_next(struct ra_dd_store *s, const struct ra_dd_budget *b, uint32_t reserve_ms,
@@ -170,6 +177,7 @@ extern const char rp_dd_lua_settle[];
 extern const char rp_dd_lua_next[];
 extern const char rp_dd_lua_claim[];
 extern const char rp_dd_lua_extend[];
+extern const char rp_dd_lua_cancel[];
 extern const char rp_dd_lua_finish[];
 extern const char rp_dd_lua_poll[];
 

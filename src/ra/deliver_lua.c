@@ -203,6 +203,18 @@ const char rp_dd_lua_extend[] =
                       "redis.call('ZADD', KEYS[1], exp, ARGV[3])\n"
                       "return {1, codes.sending}\n";
 
+/* KEYS q, t, b; ARGV txid, domain, identity -> {1, 1} cancelled | {0, state} not (not
+ * queued, or another requester's). A reservation a dispatcher holds for it finds no record
+ * at its claim and gives its lease back. */
+const char rp_dd_lua_cancel[] =
+    LUA_CODES LUA_DROP_BUSY "local r = redis.call('HMGET', KEYS[2], 'st', 'dom', 'id')\n"
+                            "if r[2] ~= ARGV[2] or r[3] ~= ARGV[3] then return {0, 0} end\n"
+                            "if r[1] ~= 'queued' then return {0, code(r[1])} end\n"
+                            "redis.call('DEL', KEYS[2])\n"
+                            "redis.call('ZREM', KEYS[1], ARGV[1])\n"
+                            "drop_busy(KEYS[3], ARGV[1])\n"
+                            "return {1, codes.queued}\n";
+
 /* KEYS f, t, b; ARGV txid, state (answered|lost|failed|expired), answer, keep ms, token ->
  * 1. The CA answered (or will never answer) a dispatched request: the answer waits for the
  * device's poll, the lease and the device's marker go. A record no longer sending (a poll

@@ -44,6 +44,7 @@ enum dd_call {
     CALL_CLAIM,
     CALL_POLL,
     CALL_EXTEND,
+    CALL_CANCEL,
     CALL_IGNORE,
 };
 
@@ -461,8 +462,8 @@ struct ra_dd_store {
     struct rp_redis *redis;
     struct ra_dd_mem *mem;
     char prefix[KEY_MAX / 4];
-    unsigned sc_offer, sc_release, sc_requeue, sc_settle, sc_next, sc_claim, sc_extend, sc_finish,
-        sc_poll;
+    unsigned sc_offer, sc_release, sc_requeue, sc_settle, sc_next, sc_claim, sc_extend, sc_cancel,
+        sc_finish, sc_poll;
     char token_base[20];
     uint64_t token_seq;
 };
@@ -496,6 +497,7 @@ int ra_dd_store_new(struct ra_dd_store **out, struct rp_redis *redis, struct ra_
             rp_redis_script(redis, rp_dd_lua_next, &s->sc_next) ||
             rp_redis_script(redis, rp_dd_lua_claim, &s->sc_claim) ||
             rp_redis_script(redis, rp_dd_lua_extend, &s->sc_extend) ||
+            rp_redis_script(redis, rp_dd_lua_cancel, &s->sc_cancel) ||
             rp_redis_script(redis, rp_dd_lua_finish, &s->sc_finish) ||
             rp_redis_script(redis, rp_dd_lua_poll, &s->sc_poll)) {
             free(s);
@@ -746,6 +748,30 @@ static void mem_extend(struct ra_dd_store *s, struct rp_view txid, uint32_t leas
     fire(cb, arg, &res);
 }
 
+static void mem_cancel(struct ra_dd_store *s, struct rp_view txid, struct rp_view domain,
+                       struct rp_view identity, ra_dd_fn cb, void *arg)
+{
+    struct ra_dd_mem *m = s->mem;
+    struct ra_dd_result res = {.err = RP_OK};
+    uint64_t now = now_ms();
+    pthread_mutex_lock(&m->lock);
+    struct mem_entry *r = mem_live(m, MEM_RECORD, txid.p, txid.len, now);
+    res.state = r ? r->state : RA_DD_NONE;
+    if (r && r->state == RA_DD_QUEUED && mem_owner_is(r, domain, identity)) {
+        if (r->reserved) { /* its dispatcher's claim finds no record: its lease goes here */
+            char token[RA_DD_TOKEN_MAX];
+            dispatch_token(txid, token);
+            mem_drop_lease(m, token);
+        }
+        mem_drop_busy(m, domain, identity, txid);
+        mem_remove(m, r);
+    } else if (r && r->state == RA_DD_QUEUED) {
+        res.state = RA_DD_NONE; /* another requester's: not this caller's to cancel */
+    }
+    pthread_mutex_unlock(&m->lock);
+    fire(cb, arg, &res);
+}
+
 static void mem_poll(struct ra_dd_store *s, struct rp_view txid, struct rp_view domain,
                      struct rp_view identity, uint32_t max_wait_ms, ra_dd_fn cb, void *arg)
 {
@@ -952,6 +978,7 @@ static void on_reply(void *arg, int err, const struct redisReply *rep)
         res.txid = rp_view_make(c->txid, c->txid_len);
         break;
     case CALL_EXTEND:
+    case CALL_CANCEL:
         res.state = (enum ra_dd_state)elem_int(rep, 1);
         res.txid = rp_view_make(c->txid, c->txid_len);
         break;
@@ -1281,6 +1308,26 @@ static void redis_extend(struct ra_dd_store *s, struct rp_view txid, uint32_t le
     eval(s, s->sc_extend, c, 2, 5, argv, len);
 }
 
+static void redis_cancel(struct ra_dd_store *s, struct rp_view txid, struct rp_view domain,
+                         struct rp_view identity, ra_dd_fn cb, void *arg)
+{
+    struct keybuf kq, kt, kb, hex = {0};
+    kb_fixed(s, &kq, "q");
+    kb_record(s, &kt, txid);
+    kb_busy(s, &kb, domain, identity);
+    kb_hex(&hex, txid);
+    struct redis_call *c = call_new(s, CALL_CANCEL, cb, arg, txid);
+    if (!c || kt.overflow || kb.overflow) {
+        free(c);
+        fire_err(cb, arg, RP_E_INVAL);
+        return;
+    }
+    const char *argv[] = {
+        kq.p, kt.p, kb.p, hex.p, (const char *)domain.p, (const char *)identity.p};
+    size_t len[] = {kq.len, kt.len, kb.len, hex.len, domain.len, identity.len};
+    eval(s, s->sc_cancel, c, 3, 6, argv, len);
+}
+
 static void redis_finish(struct ra_dd_store *s, struct rp_view txid, enum ra_dd_state state,
                          struct rp_view answer, uint32_t keep_ms, struct rp_view domain,
                          struct rp_view identity)
@@ -1423,6 +1470,19 @@ void ra_dd_extend(struct ra_dd_store *s, struct rp_view txid, uint32_t lease_ms,
         redis_extend(s, txid, lease_ms, cb, arg);
     else
         mem_extend(s, txid, lease_ms, cb, arg);
+}
+
+void ra_dd_cancel(struct ra_dd_store *s, struct rp_view txid, struct rp_view domain,
+                  struct rp_view identity, ra_dd_fn cb, void *arg)
+{
+    if (!ids_ok(txid, domain, identity) || !rp_view_present(domain) || !rp_view_present(identity)) {
+        fire_err(cb, arg, RP_E_INVAL);
+        return;
+    }
+    if (s->redis)
+        redis_cancel(s, txid, domain, identity, cb, arg);
+    else
+        mem_cancel(s, txid, domain, identity, cb, arg);
 }
 
 void ra_dd_finish(struct ra_dd_store *s, struct rp_view txid, enum ra_dd_state state,

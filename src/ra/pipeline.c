@@ -375,6 +375,7 @@ static void on_answer_signed(struct rp_job *j)
     if (j->result != RP_OK) {
         rp_log_error("delayed", "txid %s: cannot sign the answer: %s", rx->ex->log.txid,
                      rp_err_msg(j->result));
+        ra_deliver_unanswered(rx);
         answer_http(rx->ex, RP_E_SYSTEM_UNAVAIL, NULL);
         return;
     }
@@ -386,14 +387,18 @@ void ra_pipeline_answer(struct ra_exchange *rx, void (*run)(struct rp_job *j), c
     snprintf(rx->ex->log.result, sizeof rx->ex->log.result, "%s", result);
     const struct ra_state *st = rx->ex->snap->ra;
     if (!st || !ra_identity_ready(&st->ra)) {
+        ra_deliver_unanswered(rx);
         answer_http(rx->ex, RP_E_SYSTEM_UNAVAIL, NULL); /* nothing can be signed as the RA */
         return;
     }
     rx->step = RA_DELAYED;
     rx->job.run = run;
     rx->job.done = on_answer_signed;
-    rx->job.cls = job_class(rx->msg.body.type); /* a poll's answer finishes a transaction */
+    /* the transaction has started (queued, polled, answered by the CA): its answer goes
+     * ahead of new work, like certConf's — in a storm the deadline refuses new jobs first */
+    rx->job.cls = RP_JOB_FINISH;
     if (rp_workers_submit(g_workers, &rx->job, &rx->rl->port) != RP_OK) {
+        ra_deliver_unanswered(rx);
         rp_metrics_count("raproxy_worker_rejected_total", NULL);
         answer_http(rx->ex, RP_E_QUEUE_FULL, "Retry-After: 1\r\n");
     }

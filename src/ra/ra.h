@@ -238,6 +238,7 @@ struct ra_exchange {
      * done with it; empty when it holds none */
     char ca_lease[RA_DD_TOKEN_MAX];
     uint32_t check_after_s; /* a pollRep's checkAfter (deliver.c) */
+    bool dd_queued;         /* this exchange queued its request: its waiting answer is owed */
 };
 
 struct ra_deliver;
@@ -334,11 +335,16 @@ int ra_sign_response(struct ra_exchange *rx, struct rp_view body);
 void ra_pipeline_forward(struct ra_exchange *rx);
 /* Answer with an RA-signed CMP error carrying err's failInfo (rx->extra_headers kept). */
 void ra_pipeline_refuse(struct ra_exchange *rx, int err, const char *why);
-/* Sign the RA's own answer on a worker (`run` writes rx->out, its result in j->result) and
- * send it; `result` is the log's. */
+/* Sign the RA's own answer to a delayed transaction on a worker (`run` writes rx->out, its
+ * result in j->result) and send it; `result` is the log's. It runs ahead of new work (the
+ * transaction has started: waiting, a poll's answer, the CA's answer); when it cannot be
+ * made, ra_deliver_unanswered is told before the device gets an HTTP error. */
 void ra_pipeline_answer(struct ra_exchange *rx, void (*run)(struct rp_job *j), const char *result);
 /* The request will get no answer from the CA: a serial this exchange claimed goes back. */
 void ra_pipeline_release_claim(struct ra_exchange *rx);
+/* deliver.c: the RA's answer to a delayed transaction could not be made: a request this
+ * exchange queued, whose device was never told waiting, is cancelled while still queued. */
+void ra_deliver_unanswered(struct ra_exchange *rx);
 /* Settle the allowlist_consume claim of identity id for transaction txid (no-op without
  * one); keep_ms: how long a KEEP holds it (0: the transaction TTL). */
 void ra_claim_settle(struct ra_loop *rl, const struct rp_cfg_domain *d, struct ra_domain *dom,

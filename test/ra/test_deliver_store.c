@@ -371,6 +371,45 @@ static void extend_case(struct world *w)
                  "its device may start again");
 }
 
+static struct out cancel(struct world *w, const char *txid, const char *dom, const char *id)
+{
+    struct out o = {0};
+    ra_dd_cancel(w->s, rp_view_str(txid), rp_view_str(dom), rp_view_str(id), on_result, &o);
+    wait_for(w, &o);
+    return o;
+}
+
+/* A request queued for a device that could not be told waiting is cancelled while still
+ * queued: never sent unseen, its device free to ask again. Not another requester's, and not
+ * once a dispatcher has claimed it (it goes its way then). */
+static void cancel_case(struct world *w)
+{
+    cr_assert_eq(offer(w, offer_in("tx-m1", "SN1", RA_OFFER_FORCE)).res.gate, RA_GATE_QUEUED);
+    cr_assert_eq(offer(w, offer_in("tx-m2", "SN2", RA_OFFER_FORCE)).res.gate, RA_GATE_QUEUED);
+    cr_assert_neq(cancel(w, "tx-m1", "manufacturer", "SN9").res.state, RA_DD_QUEUED,
+                  "another requester cancelled it");
+    cr_assert_eq(cancel(w, "tx-m1", "manufacturer", "SN1").res.state, RA_DD_QUEUED);
+    cr_assert_eq(poll_(w, "tx-m1", "SN1", MAX_WAIT_MS).res.state, RA_DD_NONE);
+    struct out n = next(w, &two);
+    cr_assert(rp_view_eq(n.res.txid, rp_view_str("tx-m2")), "the cancelled one is not sent");
+    cr_assert_eq(claim(w, n.res.txid, LEASE_MS, MAX_WAIT_MS).res.state, RA_DD_SENDING);
+    cr_assert_eq(cancel(w, "tx-m2", "manufacturer", "SN2").res.state, RA_DD_SENDING,
+                 "too late: claimed");
+    cr_assert_eq(poll_(w, "tx-m2", "SN2", MAX_WAIT_MS).res.state, RA_DD_SENDING);
+    cr_assert_eq(offer(w, offer_in("tx-m3", "SN1", RA_OFFER_FORCE)).res.gate, RA_GATE_QUEUED,
+                 "SN1 may ask again");
+    /* a reservation a dispatcher holds for a request cancelled before its claim: the claim
+     * finds nothing and the in-flight slot comes back */
+    n = next(w, &two);
+    cr_assert(rp_view_eq(n.res.txid, rp_view_str("tx-m3")));
+    cr_assert_eq(cancel(w, "tx-m3", "manufacturer", "SN1").res.state, RA_DD_QUEUED);
+    cr_assert_neq(claim(w, n.res.txid, LEASE_MS, MAX_WAIT_MS).res.state, RA_DD_SENDING);
+    ra_dd_finish(w->s, rp_view_str("tx-m2"), RA_DD_ANSWERED, rp_view_str("ip"), KEEP_MS,
+                 rp_view_str("manufacturer"), rp_view_str("SN2"));
+    cr_assert_eq(offer(w, offer_in("tx-m4", "SN4", RA_OFFER_QUEUE)).res.gate, RA_GATE_GO,
+                 "both slots free again");
+}
+
 /* Not sent within max_wait: expired, at the claim or at a poll. */
 static void expired_case(struct world *w)
 {
@@ -488,6 +527,7 @@ BOTH(rate)
 BOTH(full)
 BOTH(foreign)
 BOTH(extend)
+BOTH(cancel)
 
 /* Redis only: a dispatcher that took a request and died before claiming it (SIGKILL between
  * two commands) does not lose it; its reservation ends and the request is first again. */
