@@ -71,6 +71,10 @@ struct rp_loop_timer;
 typedef void (*rp_loop_timer_fn)(void *arg);
 int rp_loop_timer_new(struct rp_loop *l, rp_loop_timer_fn cb, void *arg,
                       struct rp_loop_timer **out);
+/* The same on a bare libuv loop (a unit test's, which has no struct rp_loop). */
+struct uv_loop_s;
+int rp_loop_timer_new_uv(struct uv_loop_s *uv, rp_loop_timer_fn cb, void *arg,
+                         struct rp_loop_timer **out);
 void rp_loop_timer_start(struct rp_loop_timer *t, uint64_t ms);
 void rp_loop_timer_stop(struct rp_loop_timer *t);
 void rp_loop_timer_free(struct rp_loop_timer *t, rp_loop_timer_fn closed, void *arg);

@@ -71,10 +71,15 @@ static void on_loop_timer(uv_timer_t *h)
 
 int rp_loop_timer_new(struct rp_loop *l, rp_loop_timer_fn cb, void *arg, struct rp_loop_timer **out)
 {
+    return rp_loop_timer_new_uv(&l->uv, cb, arg, out);
+}
+
+int rp_loop_timer_new_uv(uv_loop_t *uv, rp_loop_timer_fn cb, void *arg, struct rp_loop_timer **out)
+{
     struct rp_loop_timer *t = calloc(1, sizeof *t);
     if (!t)
         return RP_E_NOMEM;
-    uv_timer_init(&l->uv, &t->uv);
+    uv_timer_init(uv, &t->uv);
     t->uv.data = t;
     t->cb = cb;
     t->arg = arg;

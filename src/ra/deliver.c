@@ -960,13 +960,19 @@ static void pump(struct ra_deliver *d)
 
 /* ---- per loop ------------------------------------------------------------------------------- */
 
+/* The store's retry timers: the loop's. */
+static int dd_timer_new(void *ctx, rp_loop_timer_fn cb, void *arg, struct rp_loop_timer **out)
+{
+    return rp_loop_timer_new(ctx, cb, arg, out);
+}
+
 int ra_deliver_new(struct ra_deliver **out, struct ra_loop *rl, struct ra_dd_mem *mem)
 {
     *out = NULL;
     struct ra_deliver *d = calloc(1, sizeof *d);
     if (!d)
         return RP_E_NOMEM;
-    int rc = ra_dd_store_new(&d->store, rl->redis, mem);
+    int rc = ra_dd_store_new(&d->store, rl->redis, mem, dd_timer_new, rl->loop);
     if (rc != RP_OK) {
         free(d);
         return rc;
@@ -999,5 +1005,6 @@ void ra_deliver_close(struct ra_deliver *d)
     if (!d)
         return;
     d->state = DISPATCH_CLOSED;
+    ra_dd_store_close(d->store); /* before the Redis client closes */
     rp_loop_timer_free(d->timer, on_timer_closed, d);
 }

@@ -27,6 +27,8 @@
 
 #include "raproxy/view.h"
 
+#include "raproxy/loop.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -114,8 +116,16 @@ struct ra_dd_store;
 int ra_dd_mem_new(struct ra_dd_mem **out);
 void ra_dd_mem_free(struct ra_dd_mem *m);
 
-/* One per loop: Redis when `redis` is given (key prefix: the client's), else `mem`. */
-int ra_dd_store_new(struct ra_dd_store **out, struct rp_redis *redis, struct ra_dd_mem *mem);
+/* Makes a one-shot timer on the Redis client's loop (rp_loop_timer_new). */
+typedef int (*ra_dd_timer_new_fn)(void *ctx, rp_loop_timer_fn cb, void *arg,
+                                  struct rp_loop_timer **out);
+
+/* One per loop: Redis when `redis` is given (key prefix: the client's), else `mem`.
+ * `timer_new(timer_ctx, …)` times the retries of settle and finish (NULL: none). */
+int ra_dd_store_new(struct ra_dd_store **out, struct rp_redis *redis, struct ra_dd_mem *mem,
+                    ra_dd_timer_new_fn timer_new, void *timer_ctx);
+/* Before the Redis client is closed: retries waiting for their turn are dropped. */
+void ra_dd_store_close(struct ra_dd_store *s);
 /* Only with no call pending (close the Redis client first: that fires them all). */
 void ra_dd_store_free(struct ra_dd_store *s);
 bool ra_dd_store_shared(const struct ra_dd_store *s); /* Redis: every replica sees it */
@@ -131,8 +141,9 @@ void ra_dd_requeue(struct ra_dd_store *s, const struct ra_dd_offer *in, const ch
                    ra_dd_fn cb, void *arg);
 /* A queueing offer or requeue failed with `maybe` (its answer came too late, or the
  * connection went) and its device was answered waiting: make sure the request is queued
- * (`token`: the lease the late offer may have taken). Fire and forget; nothing to do in
- * process, where an offer never times out. */
+ * (`token`: the lease the late offer may have taken). Fire and forget, retried (it is
+ * idempotent) a few times over several seconds on a timeout or a lost connection; nothing
+ * to do in process, where an offer never times out. */
 void ra_dd_settle(struct ra_dd_store *s, const struct ra_dd_offer *in, const char *token);
 /* The device of a request just queued could not be told waiting (its answer could not be
  * made): the record goes while it is still QUEUED and its requester's, with the identity's
@@ -159,7 +170,7 @@ void ra_dd_extend(struct ra_dd_store *s, struct rp_view txid, uint32_t lease_ms,
 /* Dispatcher: the end of a claimed request: ANSWERED with the CA's answer, LOST, FAILED or
  * EXPIRED; the record stays keep_ms for the device's polls. Only a record still SENDING
  * changes: one found LOST (its device told so, maybe starting again) stays LOST. Fire and
- * forget. */
+ * forget, retried like ra_dd_settle (idempotent). */
 void ra_dd_finish(struct ra_dd_store *s, struct rp_view txid, enum ra_dd_state state,
                   struct rp_view answer, uint32_t keep_ms, struct rp_view domain,
                   struct rp_view identity);

@@ -29,13 +29,15 @@
 #include <string.h>
 #include <sys/random.h>
 
-#define KEY_MAX       640u
-#define NUM_MAX       24u
-#define TXID_MAX      64u /* = RP_ADMIT_MAX_ID */
-#define HEX_TXID_MAX  (2u * TXID_MAX + 1u)
-#define NAME_MAX_LEN  128u /* domain, identity */
-#define MEM_SWEEP_MS  1000u
-#define MEM_MIN_SLOTS 64u
+#define KEY_MAX        640u
+#define NUM_MAX        24u
+#define TXID_MAX       64u /* = RP_ADMIT_MAX_ID */
+#define HEX_TXID_MAX   (2u * TXID_MAX + 1u)
+#define NAME_MAX_LEN   128u /* domain, identity */
+#define MEM_SWEEP_MS   1000u
+#define MEM_MIN_SLOTS  64u
+#define RETRY_MAX      5u   /* settle and finish: attempts after the first … */
+#define RETRY_FIRST_MS 250u /* … the first this long after a failure, then doubling */
 
 enum dd_call {
     CALL_OFFER,
@@ -458,9 +460,15 @@ static void mem_age(struct ra_dd_mem *m, struct mem_entry *r, uint64_t now, uint
 
 /* ---- the store ---------------------------------------------------------------------------- */
 
+struct redis_call;
+
 struct ra_dd_store {
     struct rp_redis *redis;
     struct ra_dd_mem *mem;
+    ra_dd_timer_new_fn timer_new;
+    void *timer_ctx;
+    struct redis_call *retrying; /* calls waiting for their retry timer */
+    bool closing;
     char prefix[KEY_MAX / 4];
     unsigned sc_offer, sc_release, sc_requeue, sc_settle, sc_next, sc_claim, sc_extend, sc_cancel,
         sc_finish, sc_poll;
@@ -468,7 +476,8 @@ struct ra_dd_store {
     uint64_t token_seq;
 };
 
-int ra_dd_store_new(struct ra_dd_store **out, struct rp_redis *redis, struct ra_dd_mem *mem)
+int ra_dd_store_new(struct ra_dd_store **out, struct rp_redis *redis, struct ra_dd_mem *mem,
+                    ra_dd_timer_new_fn timer_new, void *timer_ctx)
 {
     *out = NULL;
     if (!redis && !mem)
@@ -478,6 +487,8 @@ int ra_dd_store_new(struct ra_dd_store **out, struct rp_redis *redis, struct ra_
         return RP_E_NOMEM;
     s->redis = redis;
     s->mem = mem;
+    s->timer_new = timer_new;
+    s->timer_ctx = timer_ctx;
     uint8_t rnd[8] = {0};
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
         memcpy(rnd, &s, sizeof s < sizeof rnd ? sizeof s : sizeof rnd);
@@ -856,6 +867,15 @@ struct redis_call {
     size_t txid_len;
     bool give_back; /* a direct offer: undo it should it run after its deadline */
     struct keybuf busy;
+    /* an idempotent call retried on a transient error (settle, finish): its command */
+    unsigned script;
+    int nkeys, argc;
+    const char **argv;
+    size_t *len;
+    unsigned retries;                  /* left */
+    uint32_t delay_ms;                 /* before the next one */
+    struct rp_loop_timer *timer;       /* once a retry was scheduled (freed with the call) */
+    struct redis_call *rnext, **rprev; /* in s->retrying while its timer runs */
 };
 
 static void fmt_u64(char *buf, uint64_t v)
@@ -916,9 +936,78 @@ static void parse_offer(const redisReply *rep, struct ra_dd_result *res)
 
 static void give_back(struct redis_call *c);
 
+static void on_call_closed(void *arg)
+{
+    struct redis_call *c = arg;
+    free(c->argv);
+    free(c);
+}
+
+static void call_free(struct redis_call *c)
+{
+    if (c->timer) {
+        rp_loop_timer_free(c->timer, on_call_closed, c);
+        return;
+    }
+    on_call_closed(c);
+}
+
+static bool transient(int err)
+{
+    return err == RP_E_REDIS_TIMEOUT || err == RP_E_REDIS_DOWN || err == RP_E_REDIS_BUSY;
+}
+
+static void retry_send(struct redis_call *c);
+
+static void on_retry_timer(void *arg)
+{
+    struct redis_call *c = arg;
+    *c->rprev = c->rnext;
+    if (c->rnext)
+        c->rnext->rprev = c->rprev;
+    c->rprev = NULL;
+    retry_send(c);
+}
+
+/* A retryable call failed with err: its next attempt is scheduled (true), or it is over. */
+static bool retry_later(struct redis_call *c, int err)
+{
+    struct ra_dd_store *s = c->s;
+    if (!c->argv || !transient(err) || s->closing || c->retries == 0 || !s->timer_new)
+        return false;
+    if (!c->timer && s->timer_new(s->timer_ctx, on_retry_timer, c, &c->timer) != RP_OK) {
+        c->timer = NULL;
+        return false;
+    }
+    c->retries--;
+    c->rnext = s->retrying;
+    if (c->rnext)
+        c->rnext->rprev = &c->rnext;
+    c->rprev = &s->retrying;
+    s->retrying = c;
+    rp_loop_timer_start(c->timer, c->delay_ms);
+    c->delay_ms *= 2;
+    rp_log_debug("delayed", "redis %s: retried in a moment", rp_err_name(err));
+    return true;
+}
+
+static void on_reply(void *arg, int err, const struct redisReply *rep);
+
+static void retry_send(struct redis_call *c)
+{
+    int rc =
+        rp_redis_evalsha(c->s->redis, c->script, c->nkeys, c->argc, c->argv, c->len, on_reply, c);
+    if (rc == RP_OK || retry_later(c, rc))
+        return;
+    rp_log_warn("delayed", "a queued request's update was not stored in Redis: %s", rp_err_msg(rc));
+    call_free(c);
+}
+
 static void on_reply(void *arg, int err, const struct redisReply *rep)
 {
     struct redis_call *c = arg;
+    if (err != RP_OK && c->kind == CALL_IGNORE && retry_later(c, err))
+        return;
     struct ra_dd_result res = {.err = err};
     snprintf(res.token, sizeof res.token, "%s", c->token); /* a late offer's: ra_dd_settle */
     if (err == RP_OK && (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2))
@@ -988,7 +1077,7 @@ static void on_reply(void *arg, int err, const struct redisReply *rep)
 out:
     if (c->kind != CALL_IGNORE)
         fire(c->cb, c->arg, &res);
-    free(c);
+    call_free(c);
 }
 
 static struct redis_call *call_new(struct ra_dd_store *s, enum dd_call kind, ra_dd_fn cb, void *arg,
@@ -1018,6 +1107,38 @@ static void eval(struct ra_dd_store *s, unsigned script, struct redis_call *c, i
     if (c->kind != CALL_IGNORE)
         fire_err(c->cb, c->arg, rc);
     free(c);
+}
+
+/* EVALSHA of an idempotent fire-and-forget call (settle, finish), retried on a transient
+ * error: its arguments are copied for the retries. */
+static void eval_retried(struct ra_dd_store *s, unsigned script, struct redis_call *c, int nkeys,
+                         int argc, const char **argv, const size_t *len)
+{
+    size_t total = 0;
+    for (int i = 0; i < argc; i++)
+        total += len[i] + 1;
+    size_t head = (size_t)argc * (sizeof *c->argv + sizeof *c->len);
+    uint8_t *block = malloc(head + total);
+    if (!block) {
+        eval(s, script, c, nkeys, argc, argv, len); /* no retries, but one attempt */
+        return;
+    }
+    c->argv = (const char **)(void *)block;
+    c->len = (size_t *)(void *)(block + (size_t)argc * sizeof *c->argv);
+    char *p = (char *)block + head;
+    for (int i = 0; i < argc; i++) {
+        memcpy(p, argv[i], len[i]);
+        p[len[i]] = 0;
+        c->argv[i] = p;
+        c->len[i] = len[i];
+        p += len[i] + 1;
+    }
+    c->script = script;
+    c->nkeys = nkeys;
+    c->argc = argc;
+    c->retries = RETRY_MAX;
+    c->delay_ms = RETRY_FIRST_MS;
+    retry_send(c);
 }
 
 /* A direct offer past its deadline may still run (it is in Redis's buffer): its lease and
@@ -1193,7 +1314,7 @@ static void redis_settle(struct ra_dd_store *s, const struct ra_dd_offer *in, co
                           (const char *)body.p};
     size_t len[] = {kq.len,      kf.len, kt.len,         kb.len,           hex.len,     strlen(tok),
                     strlen(ttl), 1,      in->domain.len, in->identity.len, in->req.len, body.len};
-    eval(s, s->sc_settle, c, 4, 12, argv, len);
+    eval_retried(s, s->sc_settle, c, 4, 12, argv, len);
 }
 
 static void redis_next(struct ra_dd_store *s, const struct ra_dd_budget *b, uint32_t reserve_ms,
@@ -1357,7 +1478,7 @@ static void redis_finish(struct ra_dd_store *s, struct rp_view txid, enum ra_dd_
                           keep, c->token};
     size_t len[] = {kf.len,  kt.len,       kb.len,          hex.len, strlen(names[state]),
                     ans.len, strlen(keep), strlen(c->token)};
-    eval(s, s->sc_finish, c, 3, 8, argv, len);
+    eval_retried(s, s->sc_finish, c, 3, 8, argv, len);
 }
 
 static void redis_poll(struct ra_dd_store *s, struct rp_view txid, struct rp_view domain,
@@ -1511,4 +1632,17 @@ void ra_dd_poll(struct ra_dd_store *s, struct rp_view txid, struct rp_view domai
         redis_poll(s, txid, domain, identity, max_wait_ms, cb, arg);
     else
         mem_poll(s, txid, domain, identity, max_wait_ms, cb, arg);
+}
+
+void ra_dd_store_close(struct ra_dd_store *s)
+{
+    if (!s)
+        return;
+    s->closing = true;
+    while (s->retrying) {
+        struct redis_call *c = s->retrying;
+        s->retrying = c->rnext;
+        rp_loop_timer_stop(c->timer);
+        call_free(c);
+    }
 }

@@ -102,6 +102,11 @@ struct world {
     struct ra_dd_store *s;
 };
 
+static int timer_new(void *ctx, rp_loop_timer_fn cb, void *arg, struct rp_loop_timer **out)
+{
+    return rp_loop_timer_new_uv(ctx, cb, arg, out);
+}
+
 static void world_init(struct world *w, const char *url)
 {
     memset(w, 0, sizeof *w);
@@ -112,13 +117,14 @@ static void world_init(struct world *w, const char *url)
     } else {
         cr_assert_eq(ra_dd_mem_new(&w->mem), RP_OK);
     }
-    cr_assert_eq(ra_dd_store_new(&w->s, w->redis, w->mem), RP_OK);
+    cr_assert_eq(ra_dd_store_new(&w->s, w->redis, w->mem, timer_new, &w->loop), RP_OK);
     if (url)
         cr_assert(run_until(&w->loop, is_ready, w->redis, WAIT_MS));
 }
 
 static void world_free(struct world *w)
 {
+    ra_dd_store_close(w->s);
     if (w->redis)
         rp_redis_close(w->redis);
     uv_run(&w->loop, UV_RUN_DEFAULT);
@@ -602,6 +608,54 @@ Test(deliver_store, redis_a_late_queueing_offer_is_settled_into_the_queue, .time
     ra_dd_settle(w.s, &in2, q.res.token);
     barrier(&w);
     cr_assert_eq(poll_(&w, "tx-j2", "SN2", MAX_WAIT_MS).res.state, RA_DD_QUEUED);
+    world_free(&w);
+    rpt_redis_stop(&srv);
+}
+
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+static bool is_down(void *r)
+{
+    return !rp_redis_ready(r);
+}
+
+/* Redis only: the connection is lost when a queued request is settled and a dispatched one
+ * finished (both fire and forget, both idempotent): they are retried once the client is
+ * back, so the device's answer is stored and the request it was told waits for is queued.
+ * Before, both were dropped: the answer lost after the CA issued, the request never queued. */
+Test(deliver_store, redis_settle_and_finish_are_retried_over_a_lost_connection, .timeout = 60)
+{
+    struct rpt_redis srv = {0};
+    cr_assert_eq(rpt_redis_start(&srv, NULL), 0);
+    struct world w;
+    world_init(&w, srv.url);
+    cr_assert_eq(offer(&w, offer_in("tx-n1", "SN1", RA_OFFER_FORCE)).res.gate, RA_GATE_QUEUED);
+    struct out n = next(&w, &two);
+    cr_assert_eq(claim(&w, n.res.txid, LEASE_MS, MAX_WAIT_MS).res.state, RA_DD_SENDING);
+    char port[16];
+    snprintf(port, sizeof port, "%d", srv.port);
+    const char *kill_argv[] = {"redis-cli", "-p", port, "CLIENT", "KILL", "TYPE", "normal", NULL};
+    cr_assert_eq(rpt_run(kill_argv, 10000, "/dev/null"), 0);
+    cr_assert(run_until(&w.loop, is_down, w.redis, WAIT_MS), "the client did not see the loss");
+    ra_dd_finish(w.s, rp_view_str("tx-n1"), RA_DD_ANSWERED, rp_view_str("the CA's ip"), KEEP_MS,
+                 rp_view_str("manufacturer"), rp_view_str("SN1"));
+    struct ra_dd_offer in = offer_in("tx-n2", "SN2", RA_OFFER_FORCE);
+    ra_dd_settle(w.s, &in, "");
+    cr_assert(run_until(&w.loop, is_ready, w.redis, WAIT_MS));
+    struct out p = {0};
+    long t0 = mono_ms();
+    do {
+        (void)run_until(&w.loop, never, NULL, 100); /* the retries' timers */
+        p = poll_(&w, "tx-n1", "SN1", MAX_WAIT_MS);
+    } while (p.res.state != RA_DD_ANSWERED && mono_ms() - t0 < WAIT_MS);
+    cr_assert_eq(p.res.state, RA_DD_ANSWERED, "the CA's answer was lost");
+    cr_assert(rp_view_eq(p.res.answer, rp_view_str("the CA's ip")));
+    cr_assert_eq(poll_(&w, "tx-n2", "SN2", MAX_WAIT_MS).res.state, RA_DD_QUEUED,
+                 "the request its device was told waits is not queued");
     world_free(&w);
     rpt_redis_stop(&srv);
 }
