@@ -124,11 +124,14 @@ static void metrics_help(void)
                     "Delayed delivery: requests queued (answered waiting), joined (a retry of a "
                     "waiting transaction), requeued (the CA did not take them), delivered (the "
                     "CA answered), lost (sent, no answer: never resent), failed (the CA refused "
-                    "without a CMP answer), expired (not sent within max_wait_s), polled.");
+                    "without a CMP answer), expired (not sent within max_wait_s), polled, "
+                    "foreign (a poll of another identity's transaction), cancelled (queued but "
+                    "its device could not be told waiting).");
     rp_metrics_help("raproxy_ca_gate_total", RP_METRIC_COUNTER,
                     "Requests opening a transaction, by what the CA's budget said: go, queued, "
                     "busy (no room: systemUnavail), duplicate (another certificate request of "
-                    "the device in progress), full (too many waiting), error (store failed).");
+                    "the device in progress), full (too many waiting), foreign (the "
+                    "transaction waits for another identity), error (store failed).");
 }
 
 /* ---- configuration ------------------------------------------------------------------------- */
