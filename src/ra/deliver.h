@@ -76,7 +76,9 @@ struct ra_dd_budget {
     uint32_t lease_ms; /* a lease ends by itself after this (a killed replica's share) */
 };
 
-#define RA_DD_TOKEN_MAX 48
+/* a lease: "d:<16 hex>:<seq>" sent directly, "q:<hex txid>" dispatched (a txid of up to 64
+ * bytes, whole: the scripts name the lease by the full hex) */
+#define RA_DD_TOKEN_MAX (2 + 2 * 64 + 1)
 
 struct ra_dd_offer {
     struct rp_view txid;     /* transactionID bytes */

@@ -397,6 +397,7 @@ static void record_view(const struct mem_entry *r, struct ra_dd_result *res)
 static void dispatch_token(struct rp_view txid, char *out)
 {
     static const char hex[] = "0123456789abcdef";
+    _Static_assert((RA_DD_TOKEN_MAX - 3) / 2 >= TXID_MAX, "a dispatch token holds a whole txid");
     size_t n = txid.len < (RA_DD_TOKEN_MAX - 3) / 2 ? txid.len : (RA_DD_TOKEN_MAX - 3) / 2;
     out[0] = 'q';
     out[1] = ':';

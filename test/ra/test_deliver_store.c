@@ -612,6 +612,29 @@ Test(deliver_store, redis_a_late_queueing_offer_is_settled_into_the_queue, .time
     rpt_redis_stop(&srv);
 }
 
+/* A transactionID longer than 22 bytes (RFC 4210 allows any length; raproxy takes up to 64):
+ * the dispatched request's lease is named by its whole txid, so its finish gives the CA's slot
+ * back. Before, the lease name was cut at 22 bytes and the slot stayed taken until the
+ * lease expired: long txids throttled the dispatcher. */
+static void long_txid_case(struct world *w)
+{
+    static const char txid[] = "tx-0123456789abcdef0123456789abcdef0123456789abcdef0123456789a";
+    struct ra_dd_budget one = {.max_in_flight = 1, .lease_ms = LEASE_MS};
+    cr_assert_eq(offer(w, offer_in(txid, "SN1", RA_OFFER_FORCE)).res.gate, RA_GATE_QUEUED);
+    struct out n = next(w, &one);
+    cr_assert(rp_view_eq(n.res.txid, rp_view_str(txid)));
+    cr_assert_eq(claim(w, n.res.txid, LEASE_MS, MAX_WAIT_MS).res.state, RA_DD_SENDING);
+    cr_assert_eq(next(w, &one).res.retry_ms, 0, "nothing else waits");
+    ra_dd_finish(w->s, rp_view_str(txid), RA_DD_ANSWERED, rp_view_str("ip"), KEEP_MS,
+                 rp_view_str("manufacturer"), rp_view_str("SN1"));
+    cr_assert_eq(offer(w, offer_in("tx-o2", "SN2", RA_OFFER_FORCE)).res.gate, RA_GATE_QUEUED);
+    n = next(w, &one);
+    cr_assert(rp_view_eq(n.res.txid, rp_view_str("tx-o2")), "the finished one still holds the "
+                                                            "CA's only slot");
+}
+
+BOTH(long_txid)
+
 static bool never(void *arg)
 {
     (void)arg;
