@@ -580,6 +580,10 @@ static void on_requeued(void *arg, const struct ra_dd_result *r)
         answer_from_record(rx, r->state, RP_VIEW_NULL);
         return;
     }
+    if (r->err == RP_OK && r->gate == RA_GATE_FOREIGN) {
+        refuse_foreign(rx); /* not sent: nothing of it reached the CA */
+        return;
+    }
     ra_pipeline_release_claim(rx);
     ra_pipeline_refuse(rx, RP_E_SYSTEM_UNAVAIL,
                        r->err == RP_OK ? "too many requests wait for the CA"

@@ -95,7 +95,9 @@ const char rp_dd_lua_release[] = LUA_DROP_BUSY "redis.call('ZREM', KEYS[1], ARGV
                                                "return 1\n";
 
 /* KEYS q, p, f, t, b; ARGV txid, token, record TTL ms, exclusive, max waiting, domain,
- * identity, request, body -> {2, 0} queued | {-3, 0} full | {0, state} not queueable.
+ * identity, request, body -> {2, 0} queued | {-3, 0} full | {0, state} not queueable |
+ * {-4, 0} the transaction has a record of another domain or identity (the caller's marker
+ * goes).
  * A request the CA did not take (not sent, or answered 5xx): back in the queue — a
  * dispatched one at its old place (the front), a direct one as a new record. */
 const char rp_dd_lua_requeue[] = LUA_NOW LUA_CODES LUA_DROP_BUSY
@@ -107,7 +109,14 @@ const char rp_dd_lua_requeue[] = LUA_NOW LUA_CODES LUA_DROP_BUSY
     "  redis.call('ZADD', KEYS[1], redis.call('HGET', KEYS[4], 't0'), ARGV[1])\n"
     "  return {2, 0}\n"
     "end\n"
-    "if st then return {0, code(st)} end\n"
+    "if st then\n"
+    "  local o = redis.call('HMGET', KEYS[4], 'dom', 'id')\n"
+    "  if o[1] ~= ARGV[6] or o[2] ~= ARGV[7] then\n"
+    "    drop_busy(KEYS[5], ARGV[1])\n"
+    "    return {-4, 0}\n"
+    "  end\n"
+    "  return {0, code(st)}\n"
+    "end\n"
     "if redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then\n"
     "  drop_busy(KEYS[5], ARGV[1])\n"
     "  return {-3, 0}\n"

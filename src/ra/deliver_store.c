@@ -640,6 +640,9 @@ static void mem_requeue(struct ra_dd_store *s, const struct ra_dd_offer *in, con
     if (r && r->state == RA_DD_SENDING) {
         r->state = RA_DD_QUEUED;
         queue_insert(m, r);
+    } else if (r && !mem_owner_is(r, in->domain, in->identity)) {
+        mem_drop_busy(m, in->domain, in->identity, in->txid);
+        res.gate = RA_GATE_FOREIGN;
     } else if (r) {
         res.gate = RA_GATE_JOINED;
         res.state = r->state;

@@ -503,6 +503,20 @@ static void foreign_case(struct world *w)
     p = poll_(w, "tx-k1", "SN1", MAX_WAIT_MS);
     cr_assert_eq(p.res.state, RA_DD_ANSWERED);
     cr_assert(rp_view_eq(p.res.answer, rp_view_str("the CA's ip")));
+    /* a request sent at once that the CA did not take meets, at its requeue, a record another
+     * requester made for its transactionID meanwhile: refused, its device's marker gone */
+    struct out g = offer(w, offer_in("tx-k2", "SN5", RA_OFFER_QUEUE));
+    cr_assert_eq(g.res.gate, RA_GATE_GO);
+    struct ra_dd_offer theirs = offer_in("tx-k2", "SN5", RA_OFFER_FORCE);
+    theirs.domain = rp_view_str("other-vendor");
+    cr_assert_eq(offer(w, theirs).res.gate, RA_GATE_QUEUED);
+    struct ra_dd_offer mine = offer_in("tx-k2", "SN5", RA_OFFER_FORCE);
+    struct out r = {0};
+    ra_dd_requeue(w->s, &mine, g.res.token, on_result, &r);
+    wait_for(w, &r);
+    cr_assert_eq(r.res.gate, RA_GATE_FOREIGN);
+    cr_assert_eq(offer(w, offer_in("tx-k3", "SN5", RA_OFFER_FORCE)).res.gate, RA_GATE_QUEUED,
+                 "the refused device may ask again");
 }
 
 #define BOTH(name)                                                                                 \
