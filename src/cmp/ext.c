@@ -19,6 +19,24 @@ static int open_one(struct rp_view v, struct rp_der *d, struct rp_der_tlv *t)
     return rp_der_finish(d, "one element");
 }
 
+/* `v` holds exactly one SEQUENCE with at least one element: a cursor over its elements in *s.
+ * `seq` names the SEQUENCE and `one` its element in the error messages. */
+static int open_nonempty_seq(struct rp_view v, struct rp_der *s, const char *seq, const char *one)
+{
+    struct rp_der d;
+    struct rp_der_tlv t;
+    int rc;
+    if ((rc = open_one(v, &d, &t)) < 0)
+        return rc;
+    if (t.ident != RP_DER_SEQUENCE)
+        return rp_der_fail(&d, t.raw.p, RP_E_DER_TAG, seq);
+    if ((rc = rp_der_enter(&d, &t, s)) < 0)
+        return rc;
+    if (rp_der_left(s) == 0)
+        return rp_der_fail(s, t.raw.p, RP_E_DER_COUNT, one);
+    return RP_OK;
+}
+
 int rp_ext_list(struct rp_view exts_tlv, struct rp_ext *out, size_t cap, size_t *n)
 {
     struct rp_der d, s, e;
@@ -61,18 +79,12 @@ int rp_ext_list(struct rp_view exts_tlv, struct rp_ext *out, size_t cap, size_t 
 
 int rp_ext_general_names(struct rp_view value, struct rp_cmp_gname *out, size_t cap, size_t *n)
 {
-    struct rp_der d, s;
-    struct rp_der_tlv t;
+    struct rp_der s;
     int rc;
     *n = 0;
-    if ((rc = open_one(value, &d, &t)) < 0)
+    if ((rc = open_nonempty_seq(value, &s, "GeneralNames SEQUENCE", "at least one GeneralName")) <
+        0)
         return rc;
-    if (t.ident != RP_DER_SEQUENCE)
-        return rp_der_fail(&d, t.raw.p, RP_E_DER_TAG, "GeneralNames SEQUENCE");
-    if ((rc = rp_der_enter(&d, &t, &s)) < 0)
-        return rc;
-    if (rp_der_left(&s) == 0)
-        return rp_der_fail(&s, t.raw.p, RP_E_DER_COUNT, "at least one GeneralName");
     while (rp_der_left(&s) > 0) {
         if (*n == cap)
             return rp_der_fail(&s, s.p, RP_E_DER_COUNT, "GeneralNames within the cap");
@@ -106,18 +118,13 @@ int rp_ext_key_usage(struct rp_view value, uint32_t *bits)
 
 int rp_ext_eku(struct rp_view value, struct rp_view *oids, size_t cap, size_t *n)
 {
-    struct rp_der d, s;
-    struct rp_der_tlv t, k;
+    struct rp_der s;
+    struct rp_der_tlv k;
     int rc;
     *n = 0;
-    if ((rc = open_one(value, &d, &t)) < 0)
+    if ((rc = open_nonempty_seq(value, &s, "ExtKeyUsageSyntax SEQUENCE",
+                                "at least one KeyPurposeId")) < 0)
         return rc;
-    if (t.ident != RP_DER_SEQUENCE)
-        return rp_der_fail(&d, t.raw.p, RP_E_DER_TAG, "ExtKeyUsageSyntax SEQUENCE");
-    if ((rc = rp_der_enter(&d, &t, &s)) < 0)
-        return rc;
-    if (rp_der_left(&s) == 0)
-        return rp_der_fail(&s, t.raw.p, RP_E_DER_COUNT, "at least one KeyPurposeId");
     while (rp_der_left(&s) > 0) {
         if (*n == cap)
             return rp_der_fail(&s, s.p, RP_E_DER_COUNT, "purposes within the cap");

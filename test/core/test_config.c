@@ -1139,8 +1139,8 @@ Test(config, renewal_window_takes_durations_and_shares)
                  "    renewal: %s\n",
                  bad[i]);
         cr_assert_eq(load_text(text, RP_CONFIG_NO_FILE_CHECKS), RP_E_CONFIG, "%s", bad[i]);
-        cr_assert_not_null(strstr(errs_text, "raproxy.yaml:8: domains[0].renewal.min_"),
-                           "%s:\n%s", bad[i], errs_text);
+        cr_assert_not_null(strstr(errs_text, "raproxy.yaml:8: domains[0].renewal.min_"), "%s:\n%s",
+                           bad[i], errs_text);
         cr_assert_not_null(strstr(errs_text, "expected a duration"), "%s", errs_text);
     }
 }
