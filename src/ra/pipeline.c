@@ -112,7 +112,7 @@ static void refuse(struct ra_exchange *rx, int err, const char *why)
     const struct ra_state *st = ex->snap->ra;
     bool budget =
         !rx->rl->admit || !rx->dcfg || rp_admit_may_sign_error(rx->rl->admit, rx->dcfg->name);
-    if (!st || !ra_identity_ready(&st->ra) || !budget || !g_workers) {
+    if (!st || !ra_identity_ready(&st->ra) || !budget || !rx->rl->workers) {
         /* no key (or its token is down) or over the signing budget: an HTTP answer costs
          * no crypto */
         int e = err == RP_E_RATE_LIMITED ? RP_E_RATE_LIMITED : RP_E_SYSTEM_UNAVAIL;
@@ -122,7 +122,7 @@ static void refuse(struct ra_exchange *rx, int err, const char *why)
     rx->step = RA_SIGN_ERROR;
     rx->job.run = run_sign_error;
     rx->job.done = on_error_signed;
-    if (rp_workers_submit(g_workers, &rx->job, &rx->rl->port) != RP_OK)
+    if (rp_workers_submit(rx->rl->workers, &rx->job, &rx->rl->port) != RP_OK)
         answer_http(ex, RP_E_QUEUE_FULL, "Retry-After: 1\r\n");
 }
 
@@ -317,7 +317,7 @@ static void on_upstream(struct rp_upstream_req *up)
             rx->job.run = run_verify_answer;
             rx->job.done = on_answer_verified;
             rx->job.cls = RP_JOB_FINISH; /* the CA has acted: finish what it started */
-            if (rp_workers_submit(g_workers, &rx->job, &rx->rl->port) != RP_OK) {
+            if (rp_workers_submit(rx->rl->workers, &rx->job, &rx->rl->port) != RP_OK) {
                 release_own_claim(rx);
                 refuse(rx, RP_E_SYSTEM_UNAVAIL, "crypto workers busy");
             }
@@ -397,7 +397,7 @@ void ra_pipeline_answer(struct ra_exchange *rx, void (*run)(struct rp_job *j), c
     /* the transaction has started (queued, polled, answered by the CA): its answer goes
      * ahead of new work, like certConf's — in a storm the deadline refuses new jobs first */
     rx->job.cls = RP_JOB_FINISH;
-    if (rp_workers_submit(g_workers, &rx->job, &rx->rl->port) != RP_OK) {
+    if (rp_workers_submit(rx->rl->workers, &rx->job, &rx->rl->port) != RP_OK) {
         ra_deliver_unanswered(rx);
         rp_metrics_count("raproxy_worker_rejected_total", NULL);
         answer_http(rx->ex, RP_E_QUEUE_FULL, "Retry-After: 1\r\n");
@@ -586,7 +586,7 @@ static void on_admitted(void *arg, const struct rp_admit_result *res)
     rx->job.run = run_verify;
     rx->job.done = on_verified;
     rx->job.cls = job_class(rx->msg.body.type);
-    if (rp_workers_submit(g_workers, &rx->job, &rx->rl->port) != RP_OK) {
+    if (rp_workers_submit(rx->rl->workers, &rx->job, &rx->rl->port) != RP_OK) {
         rp_metrics_count("raproxy_worker_rejected_total", NULL);
         answer_http(rx->ex, RP_E_QUEUE_FULL, "Retry-After: 1\r\n");
     }
