@@ -1,23 +1,19 @@
 /* JSON-lines logging on stdout: one line per exchange plus leveled events.
- * Each line goes out whole in one write(2) of at most PIPE_BUF bytes, so lines from several
- * threads never interleave, even on a pipe. */
+ * Each line goes out in one write(2), so lines from several threads never interleave. */
 #ifndef RAPROXY_LOG_H
 #define RAPROXY_LOG_H
 
-#include <limits.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 enum rp_log_level { RP_LOG_DEBUG, RP_LOG_INFO, RP_LOG_WARN, RP_LOG_ERROR, RP_LOG_OFF };
 
-#define RP_LOG_LINE_MAX 4096 /* not above PIPE_BUF */
+#define RP_LOG_LINE_MAX 4096
 
 struct rp_logline {
     char buf[RP_LOG_LINE_MAX];
     size_t len;
     int truncated;
-    bool urgent; /* warn and error: written at once even when the thread holds lines */
 };
 
 void rp_log_set_level(enum rp_log_level lvl);
@@ -38,16 +34,6 @@ void rp_log_int(struct rp_logline *l, const char *key, int64_t val);
 void rp_log_dbl(struct rp_logline *l, const char *key, double val);
 void rp_log_hex(struct rp_logline *l, const char *key, const uint8_t *p, size_t n);
 void rp_log_end(struct rp_logline *l);
-
-/* Held lines: between rp_log_hold and rp_log_release, the calling thread's lines are
- * collected (up to RP_LOG_HOLD_BYTES, PIPE_BUF: a pipe takes it whole) and written by
- * rp_log_flush in one write(2); a warn or
- * error line flushes at once. A loop thread holds its lines and flushes before each poll,
- * so a busy loop writes its exchange records once per iteration instead of once each. */
-#define RP_LOG_HOLD_BYTES PIPE_BUF
-int rp_log_hold(void); /* RP_E_NOMEM: lines are written one by one, as without it */
-void rp_log_flush(void);
-void rp_log_release(void); /* flushes */
 
 /* A one-shot event with a printf message: {"ts":…,"level":…,"event":…,"msg":…}. */
 void rp_log(enum rp_log_level lvl, const char *event, const char *fmt, ...)

@@ -1,12 +1,9 @@
 #include "raproxy/log.h"
 
-#include "raproxy/err.h"
-
 #include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -102,7 +99,6 @@ static int begin(struct rp_logline *l, enum rp_log_level lvl, const char *event)
 {
     l->len = 0;
     l->truncated = 0;
-    l->urgent = lvl >= RP_LOG_WARN;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
@@ -158,62 +154,20 @@ void rp_log_hex(struct rp_logline *l, const char *key, const uint8_t *p, size_t 
     put(l, "\"", 1);
 }
 
-static void write_all(const char *p, size_t n)
+void rp_log_end(struct rp_logline *l)
 {
+    l->buf[l->len++] = '}';
+    l->buf[l->len++] = '\n';
     size_t off = 0;
     int fd = atomic_load(&log_fd);
-    while (off < n) {
-        ssize_t w = write(fd, p + off, n - off);
+    while (off < l->len) {
+        ssize_t w = write(fd, l->buf + off, l->len - off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
             return; /* logging must never take the process down */
         off += (size_t)w;
     }
-}
-
-/* Lines held by this thread (a loop thread between two polls), written at once. */
-static _Thread_local struct {
-    char *buf;
-    size_t len;
-} held;
-
-int rp_log_hold(void)
-{
-    if (!held.buf && !(held.buf = malloc(RP_LOG_HOLD_BYTES)))
-        return RP_E_NOMEM;
-    held.len = 0;
-    return RP_OK;
-}
-
-void rp_log_flush(void)
-{
-    if (held.len)
-        write_all(held.buf, held.len);
-    held.len = 0;
-}
-
-void rp_log_release(void)
-{
-    rp_log_flush();
-    free(held.buf);
-    held.buf = NULL;
-}
-
-void rp_log_end(struct rp_logline *l)
-{
-    l->buf[l->len++] = '}';
-    l->buf[l->len++] = '\n';
-    if (!held.buf) {
-        write_all(l->buf, l->len);
-        return;
-    }
-    if (held.len + l->len > RP_LOG_HOLD_BYTES)
-        rp_log_flush();
-    memcpy(held.buf + held.len, l->buf, l->len);
-    held.len += l->len;
-    if (l->urgent) /* a warning or an error is not kept waiting, nor the lines before it */
-        rp_log_flush();
 }
 
 void rp_log(enum rp_log_level lvl, const char *event, const char *fmt, ...)

@@ -156,13 +156,6 @@ static void close_handles(struct rp_loop *l)
     uv_close((uv_handle_t *)&l->grace, NULL);
     uv_close((uv_handle_t *)&l->lag, NULL);
     uv_close((uv_handle_t *)&l->defer_idle, NULL);
-    uv_close((uv_handle_t *)&l->log_flush, NULL);
-}
-
-static void on_log_flush(uv_prepare_t *h)
-{
-    (void)h;
-    rp_log_flush();
 }
 
 static void on_defer_idle(uv_idle_t *h)
@@ -437,11 +430,7 @@ static void *loop_main(void *arg)
     rp_guard_mark_loop_thread(); /* public-key work on this thread is counted as a bug */
     l->lag_expected_ns = rp_clock_ns() + (uint64_t)LAG_INTERVAL_MS * 1000000u;
     uv_timer_start(&l->lag, on_lag, LAG_INTERVAL_MS, LAG_INTERVAL_MS);
-    /* one write(2) per turn for the exchange records, not one per exchange */
-    if (rp_log_hold() == RP_OK)
-        uv_prepare_start(&l->log_flush, on_log_flush);
     uv_run(&l->uv, UV_RUN_DEFAULT);
-    rp_log_release();
     rp_sig_thread_cleanup(); /* TLS handshakes filled wolfCrypt's per-thread ECC caches */
     return NULL;
 }
@@ -530,7 +519,6 @@ int rp_loop_start(struct rp_loop **out, const struct rp_loop_opts *o)
     l->lag.data = l;
     uv_idle_init(&l->uv, &l->defer_idle);
     l->defer_idle.data = l;
-    uv_prepare_init(&l->uv, &l->log_flush);
     rp_list_init(&l->deferred);
     rp_list_init(&l->conns);
     int rc = bind_all(l, o->admin);

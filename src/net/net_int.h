@@ -113,7 +113,6 @@ struct rp_loop {
     uv_timer_t lag;
     uint64_t lag_expected_ns;
     uv_idle_t defer_idle;         /* runs `deferred` on the next turn */
-    uv_prepare_t log_flush;       /* writes the turn's held log lines before the loop polls */
     struct rp_list_node deferred; /* struct rp_defer */
     bool admin;
     bool stopped;

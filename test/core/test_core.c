@@ -8,13 +8,10 @@
 #include "raproxy/url.h"
 
 #include <criterion/criterion.h>
-#include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 Test(err, table_round_trips_names_status_and_failinfo)
@@ -239,45 +236,4 @@ Test(url_path, under_stops_at_a_segment_and_gives_the_rest)
     cr_assert(rp_url_path_under(vp("/anything/at/all"), "/", &rest), "\"/\" covers every path");
     cr_assert(rp_view_eq(rest, vp("anything/at/all")));
     cr_assert_not(rp_url_path_under(vp("relative"), "/", NULL));
-}
-
-/* Lines held by a loop thread: none written before the flush, all in order after it, a
- * warning written at once with those before it, and every write(2) whole lines within
- * PIPE_BUF (a pipe reader never sees half a line). */
-Test(log, held_lines_go_out_whole_at_flush_or_with_a_warning)
-{
-    int p[2]; /* datagrams: each read is exactly one write(2) */
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, p), 0);
-    rp_log_set_fd(p[1]);
-    rp_log_set_level(RP_LOG_INFO);
-    cr_assert_eq(rp_log_hold(), RP_OK);
-    rp_log_info("one", "first");
-    rp_log_info("two", "second");
-    char buf[RP_LOG_HOLD_BYTES * 2];
-    cr_expect_eq(read(p[0], buf, sizeof buf), -1, "nothing written before the flush");
-    cr_expect_eq(errno, EAGAIN);
-    rp_log_warn("three", "a warning");
-    ssize_t n = read(p[0], buf, sizeof buf - 1);
-    cr_assert_gt(n, 0, "the warning flushed, in one write");
-    buf[n] = 0;
-    char *a = strstr(buf, "\"one\""), *b = strstr(buf, "\"two\""), *c = strstr(buf, "\"three\"");
-    cr_expect(a && b && c && a < b && b < c, "in order: %s", buf);
-    /* more than the hold buffer: each write is whole lines, none over PIPE_BUF */
-    char msg[600];
-    memset(msg, 'x', sizeof msg - 1);
-    msg[sizeof msg - 1] = 0;
-    for (int i = 0; i < 20; i++)
-        rp_log_info("bulk", "%s", msg);
-    rp_log_release();
-    rp_log_set_fd(1);
-    close(p[1]);
-    unsigned lines = 0;
-    while ((n = read(p[0], buf, sizeof buf)) > 0) {
-        cr_expect_leq((size_t)n, (size_t)PIPE_BUF);
-        cr_expect_eq(buf[n - 1], '\n', "a write ends with a whole line");
-        for (ssize_t i = 0; i < n; i++)
-            lines += buf[i] == '\n';
-    }
-    close(p[0]);
-    cr_expect_eq(lines, 20u);
 }
