@@ -733,11 +733,12 @@ struct served {
     char key[RP_CFGX_PATH_MAX];  /* the config key that declares it */
 };
 
+/* Two paths clash when routing takes them for one (rp_url_path_is: "/pkix" and "/pkix/"). */
 static void add_served(struct rp_cfgx *x, struct served *v, size_t *n, const char *path,
                        const char *key)
 {
     for (size_t i = 0; i < *n; i++) {
-        if (strcmp(v[i].path, path) == 0) {
+        if (rp_url_path_is(rp_view_str(v[i].path), path)) {
             rp_cfgx_problem(x, key, "duplicate path %s (already served by %s)", path, v[i].key);
             return;
         }

@@ -434,6 +434,30 @@ Test(config, duplicate_path_including_implicit_one)
                                   "/.well-known/cmp/p/a (already served by domains[0].name)");
 }
 
+/* Routing takes "/pkix" and "/pkix/" for one path (rp_url_path_is): so does the check, in the
+ * loader and in `raproxy --check-config`, each clash reported FILE:LINE: KEY. */
+Test(config, duplicate_path_differing_only_in_a_trailing_slash)
+{
+    expect_error("dup_path_slash.yaml",
+                 "dup_path_slash.yaml:17: domains[1].paths[0]: duplicate path "
+                 "/.well-known/cmp/p/a/ (already served by domains[0].name)");
+    cr_assert_not_null(strstr(errs_text, "dup_path_slash.yaml:7: default_path: duplicate path "
+                                         "/pkix/ (already served by domains[0].paths[0])"),
+                       "%s", errs_text);
+    cr_assert_eq(count_lines(errs_text), 2, "%s", errs_text);
+
+    char *cfg_path = src_config("dup_path_slash.yaml"), *bin = NULL;
+    char *log = in_tmp("check.log");
+    cr_assert_neq(asprintf(&bin, "%s/raproxy", rpt_bin()), -1);
+    const char *check[] = {bin, "--check-config", "--config", cfg_path, NULL};
+    cr_assert_eq(rpt_run(check, 10000, log), 1, "--check-config accepted a clash");
+    cr_assert_eq(rpt_file_count(log, "dup_path_slash.yaml:7: default_path: duplicate path"), 1);
+    cr_assert_eq(rpt_file_count(log, "dup_path_slash.yaml:17: domains[1].paths[0]: duplicate"), 1);
+    free(log);
+    free(bin);
+    free(cfg_path);
+}
+
 Test(config, duplicate_key)
 {
     expect_error("dup_key.yaml", "dup_key.yaml:7: loops: duplicate key");
