@@ -1,6 +1,7 @@
 /* Configuration: parse, defaults, `tls: off`, every kind of error with FILE:LINE: KEY,
  * environment overrides, and the shipped example. Files for "exists and is readable" checks
  * live in a per-test temp dir; the YAML under test/core/configs/ is loaded in place. */
+#include "core/config_internal.h"
 #include "raproxy/config.h"
 #include "raproxy/url.h"
 #include "raproxy/err.h"
@@ -1262,4 +1263,164 @@ Test(config, delayed_delivery_poll_interval_stays_well_under_the_answer_stay)
                            "                     check_after_jitter_s: 100}\n",
                            RP_CONFIG_NO_FILE_CHECKS),
                  0, "%s", errs_text);
+}
+
+/* ---- the schema says which strings are files and what the defaults are (config_schema.c) */
+
+struct schema_tally {
+    unsigned strings, files;
+};
+
+static void on_string_kind(void *ctx, const struct rp_cfgx_field *f)
+{
+    struct schema_tally *t = ctx;
+    if (f->kind != RP_CFGX_K_STRING && f->kind != RP_CFGX_K_STRINGS)
+        return;
+    t->strings++;
+    t->files += f->file;
+    cr_expect(f->file != f->text, "%s: %s", f->pattern,
+              f->file ? "listed both as a file and as text"
+                      : "not said whether it names a file (file_keys or text_keys in "
+                        "config_schema.c)");
+}
+
+/* A new string key cannot slip in without saying whether it is a file, so that a file key
+ * can no longer stay relative because a hand-kept list forgot it. */
+Test(config_schema, every_string_key_says_whether_it_names_a_file)
+{
+    struct schema_tally t = {0};
+    rp_cfgx_visit(NULL, on_string_kind, &t);
+    cr_assert_gt(t.strings, 50, "the walk met %u string keys", t.strings);
+    cr_assert_gt(t.files, 20, "the walk met %u file keys", t.files);
+}
+
+/* The naming rule (config_schema.c): a string key whose last word (after the last '_') says
+ * file, certificate, key, CA, CRL, chain, module, anchors, … names a file; one whose last word
+ * is path, paths, url or address (a URL path, a URL, a socket address) never does. */
+static const char *const file_words[] = {
+    "file",    "cert",      "certs",    "key",           "ca",     "chain",
+    "crl",     "crls",      "module",   "intermediates", "admins", "secrets",
+    "anchors", "allowlist", "template", "state",         "trust"};
+static const char *const not_file_words[] = {"path", "paths", "url", "address"};
+
+static bool last_word_in(const char *key, const char *const *words, size_t n)
+{
+    const char *u = strrchr(key, '_');
+    const char *w = u ? u + 1 : key;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(w, words[i]) == 0)
+            return true;
+    return false;
+}
+
+static void on_named_like_a_file(void *ctx, const struct rp_cfgx_field *f)
+{
+    unsigned *named = ctx;
+    if (f->kind != RP_CFGX_K_STRING && f->kind != RP_CFGX_K_STRINGS)
+        return;
+    if (last_word_in(f->key, file_words, sizeof file_words / sizeof file_words[0])) {
+        (*named)++;
+        cr_expect(f->file, "%s is named like a file but not marked as one", f->pattern);
+    }
+    if (last_word_in(f->key, not_file_words, sizeof not_file_words / sizeof not_file_words[0]))
+        cr_expect(!f->file, "%s is a URL, URL path or address, marked as a file", f->pattern);
+}
+
+Test(config_schema, keys_named_like_files_are_files)
+{
+    unsigned named = 0;
+    rp_cfgx_visit(NULL, on_named_like_a_file, &named);
+    cr_assert_gt(named, 20, "the rule matched %u keys", named);
+}
+
+struct find_key {
+    const char *pattern;
+    bool found;
+    enum rp_cfgx_kind kind;
+};
+
+static void on_find_key(void *ctx, const struct rp_cfgx_field *f)
+{
+    struct find_key *k = ctx;
+    if (strcmp(f->pattern, k->pattern) == 0) {
+        k->found = true;
+        k->kind = f->kind;
+    }
+}
+
+/* A default whose key path is misspelt would silently never apply. */
+Test(config_schema, every_default_names_a_key_of_its_type)
+{
+    cr_assert_gt(rp_cfgx_defaults_count, 40);
+    for (size_t i = 0; i < rp_cfgx_defaults_count; i++) {
+        const struct rp_cfgx_default *d = &rp_cfgx_defaults[i];
+        struct find_key k = {.pattern = d->key};
+        rp_cfgx_visit(NULL, on_find_key, &k);
+        cr_expect(k.found, "default for %s: no such key", d->key);
+        if (d->str)
+            cr_expect_eq(k.kind, RP_CFGX_K_STRING, "%s: a string default", d->key);
+        else
+            cr_expect(k.kind == RP_CFGX_K_UINT || k.kind == RP_CFGX_K_BOOL ||
+                          k.kind == RP_CFGX_K_ENUM,
+                      "%s: a number default for a key of kind %d", d->key, k.kind);
+    }
+}
+
+/* Patterns of file keys met in a walk ("domains[].trust_anchors[]"), each once. */
+struct file_patterns {
+    char pattern[64][RP_CFGX_PATH_MAX];
+    size_t n;
+    const char *dir; /* with a config: the directory its files must be resolved against */
+};
+
+static void on_file_value(void *ctx, const struct rp_cfgx_field *f)
+{
+    struct file_patterns *s = ctx;
+    if (!f->file || (f->value && !*(char **)f->value))
+        return;
+    if (f->value) {
+        char want[2 * RP_CFGX_PATH_MAX];
+        snprintf(want, sizeof want, "%s/%s", s->dir, f->path);
+        cr_expect_str_eq(*(char **)f->value, want, "%s not resolved", f->path);
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->pattern[i], f->pattern) == 0)
+            return;
+    cr_assert_lt(s->n, sizeof s->pattern / sizeof s->pattern[0]);
+    snprintf(s->pattern[s->n++], RP_CFGX_PATH_MAX, "%s", f->pattern);
+}
+
+/* every_file_key.yaml sets every file key of the schema to its own key path, relative: each is
+ * resolved against the config's directory; a file key the schema gains fails here until the
+ * file names it too. */
+Test(config_schema, every_file_key_is_resolved_against_the_config_directory)
+{
+    char *path = src_config("every_file_key.yaml");
+    cr_assert_eq(load_path(path, RP_CONFIG_NO_FILE_CHECKS), 0, "%s", errs_text);
+    char *dir = src_config("");
+    dir[strlen(dir) - 1] = '\0'; /* without the trailing slash */
+    static struct file_patterns in_schema, in_config;
+    in_schema.n = in_config.n = 0;
+    in_config.dir = dir;
+    rp_cfgx_visit(NULL, on_file_value, &in_schema);
+    rp_cfgx_visit(cfg, on_file_value, &in_config);
+    for (size_t i = 0; i < in_schema.n; i++) {
+        size_t j = 0;
+        while (j < in_config.n && strcmp(in_schema.pattern[i], in_config.pattern[j]) != 0)
+            j++;
+        cr_expect_lt(j, in_config.n, "every_file_key.yaml does not set %s", in_schema.pattern[i]);
+    }
+    cr_assert_eq(in_config.n, in_schema.n);
+    /* and, read without the walk, the deepest of them */
+    char want[2 * RP_CFGX_PATH_MAX];
+    snprintf(want, sizeof want, "%s/domains[0].pki_info.root_ca_update.old_with_new", dir);
+    cr_assert_str_eq(cfg->domains[0].pki_info->root_ca_update->old_with_new, want);
+    snprintf(want, sizeof want, "%s/listeners[0].tls.pkcs11.pin_file", dir);
+    cr_assert_str_eq(cfg->listeners[0].tls.pkcs11.pin_file, want);
+    snprintf(want, sizeof want, "%s/validation.trust_anchors[0]", dir);
+    cr_assert_str_eq(cfg->validation->trust_anchors[0], want);
+    snprintf(want, sizeof want, "%s/domains[0].admins[0]", dir);
+    cr_assert_str_eq(cfg->domains[0].admins[0], want);
+    free(dir);
+    free(path);
 }
