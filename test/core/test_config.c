@@ -1346,3 +1346,41 @@ Test(config_schema, every_file_key_is_resolved_against_the_config_directory)
     free(dir);
     free(path);
 }
+
+/* Keys that name files not read at every load: a pkcs11 section's module and PIN file (read
+ * only for a pkcs11: key, see pkcs11_keys_need_a_module_and_a_pin) and allowlist_state (written;
+ * its directory must be writable). */
+static const char *const not_read_at_load[] = {
+    "listeners[].tls.pkcs11.module", "listeners[].tls.pkcs11.pin_file", "ra.pkcs11.module",
+    "ra.pkcs11.pin_file", "domains[].allowlist_state"};
+
+static void on_file_checked(void *ctx, const struct rp_cfgx_field *f)
+{
+    unsigned *checked = ctx;
+    if (!f->file || !*(char **)f->value)
+        return;
+    for (size_t i = 0; i < sizeof not_read_at_load / sizeof not_read_at_load[0]; i++)
+        if (strcmp(f->pattern, not_read_at_load[i]) == 0)
+            return;
+    char want[2 * RP_CFGX_PATH_MAX];
+    snprintf(want, sizeof want, " %s: file not readable: ", f->path);
+    cr_expect_not_null(strstr(errs_text, want), "%s is never checked:\n%s", f->path, errs_text);
+    (*checked)++;
+}
+
+/* A file key is also checked for being there: with file checks on, every file every_file_key.yaml
+ * names (none exists) is reported, under its own key. */
+Test(config_schema, every_file_key_is_checked_at_load)
+{
+    char *path = src_config("every_file_key.yaml");
+    cr_assert_eq(load_path(path, 0), RP_E_CONFIG);
+    free(path);
+    struct rp_config *loaded = NULL;
+    path = src_config("every_file_key.yaml");
+    cr_assert_eq(rp_config_load_opts(path, &loaded, NULL, RP_CONFIG_NO_FILE_CHECKS), 0);
+    free(path);
+    unsigned checked = 0;
+    rp_cfgx_visit(loaded, on_file_checked, &checked);
+    rp_config_free(loaded);
+    cr_assert_gt(checked, 20, "%u files checked", checked);
+}
