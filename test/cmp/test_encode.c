@@ -587,6 +587,71 @@ Test(encode, rewrapped_header_has_a_fresh_time_and_the_given_recip_nonce)
     }
 }
 
+/* The header fields after the recipient (messageTime … recipNonce) of `hdr`, as a view into
+ * the message built around it. */
+static struct rp_view header_tail(struct rp_view hdr, const struct rp_cmp_msg *for_body,
+                                  struct rp_cmp_msg *out, const char *what)
+{
+    struct rp_view msg;
+    cr_assert_eq(rp_cmp_enc_message(&arena, hdr, for_body->body_raw, RP_VIEW_NULL, NULL, 0, &msg),
+                 RP_OK);
+    decode(msg, out, what);
+    const struct rp_cmp_header *h = &out->header;
+    const uint8_t *from = h->recipient.raw.p + h->recipient.raw.len;
+    cr_assert(rp_view_present(h->recip_nonce.raw), "%s: no recipNonce", what);
+    const uint8_t *to = h->recip_nonce.raw.p + h->recip_nonce.raw.len;
+    return rp_view_make(from, (size_t)(to - from));
+}
+
+/* The RA's own answer header and the header it signs for a relayed message write the same
+ * fields after the recipient from the same inputs: messageTime now, protectionAlg,
+ * senderKID, the transactionID, the senderNonce, the recipNonce. And a re-protected header
+ * is the rewrapped one at the message's own time, without a new recipient or recipNonce. */
+Test(encode, the_three_header_encoders_write_the_same_fields_alike)
+{
+    static const uint8_t kid[] = {0xB4, 0xA0, 0xDD, 0x49, 0xAB, 0x2F, 0xC9, 0xA0, 0xE9, 0x0A};
+    struct corpus_file files[MAX_CORPUS];
+    size_t n = corpus_load(files), tails = 0, whole = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct rp_cmp_msg x, r_out, w_out;
+        struct rp_view name = ra_name(), alg = ecdsa_sha256_alg(),
+                       k = rp_view_make(kid, sizeof kid);
+        struct rp_view r, w, p, w2;
+        const char *f = files[i].name;
+        decode(rp_view_make(files[i].data, files[i].len), &x, f);
+        const struct rp_cmp_header *h = &x.header;
+        if (h->sender_nonce.val.len < RP_CMP_NONCE_LEN || !rp_view_present(h->sender.raw))
+            continue;
+        /* an answer to x whose fresh nonce is x's own nonce, and x rewrapped towards x's
+         * sender with x's nonce as recipNonce: the same inputs */
+        cr_assert_eq(
+            rp_cmp_enc_response_header(&arena, &x, name, k, alg, h->sender_nonce.val, NOW, &r),
+            RP_OK);
+        cr_assert_eq(rp_cmp_enc_rewrap_header(&arena, &x, name, k, alg, NOW, h->sender.raw,
+                                              h->sender_nonce.val, &w),
+                     RP_OK);
+        struct rp_view rt = header_tail(r, &x, &r_out, f), wt = header_tail(w, &x, &w_out, f);
+        cr_assert(rp_view_eq(rt, wt), "%s: the tails differ", f);
+        tails++;
+        if (!rp_view_present(h->free_text_raw) && !rp_view_present(h->general_info_raw) &&
+            (h->pvno == RP_CMP_PVNO_CMP2000 || h->pvno == RP_CMP_PVNO_CMP2021)) {
+            cr_assert(rp_view_eq(r, w), "%s: whole headers differ", f);
+            whole++;
+        }
+        if (h->has_message_time) {
+            cr_assert_eq(rp_cmp_enc_reprotect_header(&arena, &x, name, k, alg, &p), RP_OK);
+            cr_assert_eq(rp_cmp_enc_rewrap_header(&arena, &x, name, k, alg, h->message_time,
+                                                  RP_VIEW_NULL, RP_VIEW_NULL, &w2),
+                         RP_OK);
+            cr_assert(rp_view_eq(p, w2), "%s: re-protected and rewrapped headers differ", f);
+        }
+        rp_arena_reset(&arena);
+    }
+    cr_assert_geq(tails, 10, "most of the corpus compared");
+    cr_assert_geq(whole, 1);
+    corpus_free(files, n);
+}
+
 Test(encode, encoders_report_a_full_arena)
 {
     uint8_t small_mem[64];
