@@ -96,33 +96,97 @@ enum {
     HDR_RECIP_NONCE = 6,
 };
 
+/* One PKIHeader field from either source: a TLV taken as it is (a field of the message the
+ * header is made from), else a value wrapped here as [tag] OCTET STRING; neither: absent. */
+struct hdr_octets {
+    struct rp_view tlv, val;
+};
+
+/* What a header the RA writes holds: every encoder below fills it from its own sources and
+ * header_write() writes it, so the three headers write each field the same way. */
+struct hdr_fields {
+    struct rp_view pvno_tlv; /* kept as is; absent: pvno written here */
+    int64_t pvno;
+    struct rp_view sender_name; /* Name, written as directoryName */
+    struct rp_view recipient;   /* GeneralName TLV */
+    bool fresh_time;            /* messageTime `now`, else time_tlv kept as is (or absent) */
+    int64_t now;
+    struct rp_view time_tlv;
+    struct rp_view prot_alg;   /* AlgorithmIdentifier, or absent */
+    struct rp_view sender_kid; /* its value, or absent */
+    struct rp_view txid_tlv;   /* [4] transactionID, or absent */
+    struct hdr_octets sender_nonce, recip_nonce;
+    struct rp_view free_text_tlv, general_info_tlv; /* [7], [8] kept as they are, or absent */
+};
+
+static void octets_either(struct rp_derw *w, unsigned tag, struct hdr_octets f)
+{
+    if (rp_view_present(f.tlv))
+        rp_derw_raw(w, f.tlv);
+    else if (rp_view_present(f.val))
+        octets_field(w, tag, f.val);
+}
+
+static int header_write(struct rp_arena *a, size_t cap, const struct hdr_fields *f,
+                        struct rp_view *out)
+{
+    struct rp_derw w;
+    rp_derw_init(&w, a, cap);
+    rp_derw_begin(&w, RP_DER_SEQUENCE);
+    if (rp_view_present(f->pvno_tlv))
+        rp_derw_raw(&w, f->pvno_tlv);
+    else
+        rp_derw_int64(&w, RP_DER_INTEGER, f->pvno);
+    wrapped_field(&w, RP_GNAME_DIRECTORY_NAME, f->sender_name);
+    rp_derw_raw(&w, f->recipient);
+    if (f->fresh_time) {
+        rp_derw_begin(&w, RP_DER_CTX_CONS(HDR_MESSAGE_TIME));
+        rp_derw_gentime(&w, f->now);
+        rp_derw_end(&w);
+    } else {
+        rp_derw_raw(&w, f->time_tlv);
+    }
+    if (rp_view_present(f->prot_alg))
+        wrapped_field(&w, HDR_PROTECTION_ALG, f->prot_alg);
+    if (rp_view_present(f->sender_kid))
+        octets_field(&w, HDR_SENDER_KID, f->sender_kid);
+    rp_derw_raw(&w, f->txid_tlv);
+    octets_either(&w, HDR_SENDER_NONCE, f->sender_nonce);
+    octets_either(&w, HDR_RECIP_NONCE, f->recip_nonce);
+    rp_derw_raw(&w, f->free_text_tlv);
+    rp_derw_raw(&w, f->general_info_tlv);
+    rp_derw_end(&w);
+    return done(&w, out);
+}
+
+/* The fields a header signed on behalf of `in` keeps from it. */
+static struct hdr_fields kept_from(const struct rp_cmp_header *h, struct rp_view sender_name,
+                                   struct rp_view sender_kid, struct rp_view prot_alg)
+{
+    return (struct hdr_fields){.pvno_tlv = h->pvno_raw,
+                               .sender_name = sender_name,
+                               .recipient = h->recipient.raw,
+                               .prot_alg = prot_alg,
+                               .sender_kid = sender_kid,
+                               .txid_tlv = h->transaction_id.raw,
+                               .sender_nonce = {.tlv = h->sender_nonce.raw},
+                               .recip_nonce = {.tlv = h->recip_nonce.raw},
+                               .free_text_tlv = h->free_text_raw,
+                               .general_info_tlv = h->general_info_raw};
+}
+
 int rp_cmp_enc_reprotect_header(struct rp_arena *a, const struct rp_cmp_msg *in,
                                 struct rp_view new_sender_name, struct rp_view new_sender_kid,
                                 struct rp_view new_protection_alg, struct rp_view *out)
 {
     const struct rp_cmp_header *h = &in->header;
-    struct rp_derw w;
     if (!new_sender_name.p || !h->pvno_raw.p || !h->recipient.raw.p)
         return RP_E_INVAL;
     /* The kept fields are all inside header_raw, so its length bounds them. */
     size_t payload = h->raw.len + new_sender_name.len + new_sender_kid.len + new_protection_alg.len;
-    rp_derw_init(&w, a, room(payload, REPROTECT_WRAPPERS));
-    rp_derw_begin(&w, RP_DER_SEQUENCE);
-    rp_derw_raw(&w, h->pvno_raw);
-    wrapped_field(&w, RP_GNAME_DIRECTORY_NAME, new_sender_name);
-    rp_derw_raw(&w, h->recipient.raw);
-    rp_derw_raw(&w, h->message_time_raw);
-    if (rp_view_present(new_protection_alg))
-        wrapped_field(&w, HDR_PROTECTION_ALG, new_protection_alg);
-    if (rp_view_present(new_sender_kid))
-        octets_field(&w, HDR_SENDER_KID, new_sender_kid);
-    rp_derw_raw(&w, h->transaction_id.raw);
-    rp_derw_raw(&w, h->sender_nonce.raw);
-    rp_derw_raw(&w, h->recip_nonce.raw);
-    rp_derw_raw(&w, h->free_text_raw);
-    rp_derw_raw(&w, h->general_info_raw);
-    rp_derw_end(&w);
-    return done(&w, out);
+    struct hdr_fields f = kept_from(h, new_sender_name, new_sender_kid, new_protection_alg);
+    f.time_tlv = h->message_time_raw;
+    return header_write(a, room(payload, REPROTECT_WRAPPERS), &f, out);
 }
 
 int rp_cmp_enc_rewrap_header(struct rp_arena *a, const struct rp_cmp_msg *in,
@@ -132,35 +196,19 @@ int rp_cmp_enc_rewrap_header(struct rp_arena *a, const struct rp_cmp_msg *in,
                              struct rp_view *out)
 {
     const struct rp_cmp_header *h = &in->header;
-    struct rp_derw w;
     if (!rp_view_present(recipient))
         recipient = h->recipient.raw;
     if (!new_sender_name.p || !h->pvno_raw.p || !recipient.p)
         return RP_E_INVAL;
     size_t payload = h->raw.len + new_sender_name.len + new_sender_kid.len +
                      new_protection_alg.len + recipient.len + recip_nonce.len;
-    rp_derw_init(&w, a, room(payload, REPROTECT_WRAPPERS) + RESPONSE_HEADER_FIXED);
-    rp_derw_begin(&w, RP_DER_SEQUENCE);
-    rp_derw_raw(&w, h->pvno_raw);
-    wrapped_field(&w, RP_GNAME_DIRECTORY_NAME, new_sender_name);
-    rp_derw_raw(&w, recipient);
-    rp_derw_begin(&w, RP_DER_CTX_CONS(HDR_MESSAGE_TIME));
-    rp_derw_gentime(&w, now_epoch);
-    rp_derw_end(&w);
-    if (rp_view_present(new_protection_alg))
-        wrapped_field(&w, HDR_PROTECTION_ALG, new_protection_alg);
-    if (rp_view_present(new_sender_kid))
-        octets_field(&w, HDR_SENDER_KID, new_sender_kid);
-    rp_derw_raw(&w, h->transaction_id.raw);
-    rp_derw_raw(&w, h->sender_nonce.raw);
+    struct hdr_fields f = kept_from(h, new_sender_name, new_sender_kid, new_protection_alg);
+    f.recipient = recipient;
+    f.fresh_time = true;
+    f.now = now_epoch;
     if (rp_view_present(recip_nonce))
-        octets_field(&w, HDR_RECIP_NONCE, recip_nonce);
-    else
-        rp_derw_raw(&w, h->recip_nonce.raw);
-    rp_derw_raw(&w, h->free_text_raw);
-    rp_derw_raw(&w, h->general_info_raw);
-    rp_derw_end(&w);
-    return done(&w, out);
+        f.recip_nonce = (struct hdr_octets){.val = recip_nonce};
+    return header_write(a, room(payload, REPROTECT_WRAPPERS) + RESPONSE_HEADER_FIXED, &f, out);
 }
 
 int rp_cmp_enc_response_header(struct rp_arena *a, const struct rp_cmp_msg *req,
@@ -172,36 +220,26 @@ int rp_cmp_enc_response_header(struct rp_arena *a, const struct rp_cmp_msg *req,
     static const uint8_t null_dn[] = {RP_DER_CTX_CONS(RP_GNAME_DIRECTORY_NAME), 2, RP_DER_SEQUENCE,
                                       0};
     const struct rp_cmp_header *h = req ? &req->header : NULL;
-    struct rp_derw w;
     if (!sender_name.p || fresh_nonce.len < RP_CMP_NONCE_LEN)
         return RP_E_INVAL;
-    struct rp_view recipient =
-        h && h->sender.raw.p ? h->sender.raw : rp_view_make(null_dn, sizeof null_dn);
-    struct rp_view txid = h ? h->transaction_id.raw : RP_VIEW_NULL;
-    struct rp_view recip_nonce = h ? h->sender_nonce.val : RP_VIEW_NULL;
-    size_t payload = sender_name.len + sender_kid.len + prot_alg.len + fresh_nonce.len +
-                     recipient.len + txid.len + recip_nonce.len;
-    rp_derw_init(&w, a, room(payload, 0) + RESPONSE_HEADER_FIXED);
-    rp_derw_begin(&w, RP_DER_SEQUENCE);
     /* answer in the request's version, unless that version is the problem (unsupportedVersion) */
     bool known =
         h && h->pvno_raw.p && (h->pvno == RP_CMP_PVNO_CMP2000 || h->pvno == RP_CMP_PVNO_CMP2021);
-    rp_derw_int64(&w, RP_DER_INTEGER, known ? h->pvno : RP_CMP_PVNO_CMP2000);
-    wrapped_field(&w, RP_GNAME_DIRECTORY_NAME, sender_name);
-    rp_derw_raw(&w, recipient);
-    rp_derw_begin(&w, RP_DER_CTX_CONS(HDR_MESSAGE_TIME));
-    rp_derw_gentime(&w, now_epoch);
-    rp_derw_end(&w);
-    if (rp_view_present(prot_alg))
-        wrapped_field(&w, HDR_PROTECTION_ALG, prot_alg);
-    if (rp_view_present(sender_kid))
-        octets_field(&w, HDR_SENDER_KID, sender_kid);
-    rp_derw_raw(&w, txid);
-    octets_field(&w, HDR_SENDER_NONCE, fresh_nonce);
-    if (rp_view_present(recip_nonce))
-        octets_field(&w, HDR_RECIP_NONCE, recip_nonce);
-    rp_derw_end(&w);
-    return done(&w, out);
+    struct hdr_fields f = {
+        .pvno = known ? h->pvno : RP_CMP_PVNO_CMP2000,
+        .sender_name = sender_name,
+        .recipient = h && h->sender.raw.p ? h->sender.raw : rp_view_make(null_dn, sizeof null_dn),
+        .fresh_time = true,
+        .now = now_epoch,
+        .prot_alg = prot_alg,
+        .sender_kid = sender_kid,
+        .txid_tlv = h ? h->transaction_id.raw : RP_VIEW_NULL,
+        .sender_nonce = {.val = fresh_nonce},
+        .recip_nonce = {.val = h ? h->sender_nonce.val : RP_VIEW_NULL},
+    };
+    size_t payload = sender_name.len + sender_kid.len + prot_alg.len + fresh_nonce.len +
+                     f.recipient.len + f.txid_tlv.len + f.recip_nonce.val.len;
+    return header_write(a, room(payload, 0) + RESPONSE_HEADER_FIXED, &f, out);
 }
 
 int rp_cmp_enc_body_error(struct rp_arena *a, enum rp_failinfo bit, int status,
