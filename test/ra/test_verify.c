@@ -58,12 +58,18 @@ static struct rp_view signed_by(struct rfx *f, struct rp_view ir, const char *ce
     return out;
 }
 
+/* The fixture, and dev1's ir as openssl cmp writes it. */
+static struct rp_view up_with_dev1_ir(struct rfx *f)
+{
+    rfx_up(f, NULL);
+    return rfx_capture(f, "ir", "vendor/dev1");
+}
+
 Test(ra_verify, accepts_a_genuine_openssl_ir)
 {
     struct rfx f;
-    rfx_up(&f, NULL);
+    struct rp_view ir = up_with_dev1_ir(&f);
     const char *why;
-    struct rp_view ir = rfx_capture(&f, "ir", "vendor/dev1");
     cr_assert_eq(verify(&f, ir, &why), RP_OK, "%s", why);
     cr_expect(rp_view_eq(f.rx.serial, rp_view_str("SN0001")), "the identity is the serialNumber");
     struct rp_view dev1;
@@ -75,9 +81,8 @@ Test(ra_verify, accepts_a_genuine_openssl_ir)
 Test(ra_verify, refuses_a_bit_flipped_protection_with_bad_message_check)
 {
     struct rfx f;
-    rfx_up(&f, NULL);
+    struct rp_view ir = up_with_dev1_ir(&f);
     const char *why;
-    struct rp_view ir = rfx_capture(&f, "ir", "vendor/dev1");
     cr_assert_eq(verify(&f, ir, &why), RP_OK, "control: %s", why);
     struct rp_view bad = flip_field(&f, ir, f.rx.msg.protection.bytes);
     cr_assert_eq(verify(&f, bad, &why), RP_E_BAD_MESSAGE_CHECK, "%s", why);
@@ -90,35 +95,34 @@ Test(ra_verify, refuses_a_bit_flipped_protection_with_bad_message_check)
     rfx_down(&f);
 }
 
-Test(ra_verify, refuses_a_signer_of_an_unknown_issuer_with_signer_not_trusted)
+/* dev1's ir re-signed by `cert` (extraCerts: it, then `chain`) is refused signerNotTrusted
+ * for `reason`; the control, the same ir re-signed by dev1 itself, passes. */
+static void expect_untrusted_signer(const char *cert, const char *chain, const char *reason)
 {
     struct rfx f;
-    rfx_up(&f, NULL);
+    struct rp_view ir = up_with_dev1_ir(&f);
     const char *why;
-    struct rp_view ir = rfx_capture(&f, "ir", "vendor/dev1");
     cr_assert_eq(verify(&f, signed_by(&f, ir, "vendor/dev1", "vendor/ica.pem"), &why), RP_OK,
                  "control, re-signed by dev1: %s", why);
-    /* unknown/dev carries serialNumber=SN0001 too: only its issuer tells it apart */
-    cr_assert_eq(verify(&f, signed_by(&f, ir, "unknown/dev", "unknown/root.pem"), &why),
-                 RP_E_SIGNER_NOT_TRUSTED, "%s", why);
-    cr_expect_str_eq(why, "protection certificate does not chain to a trust anchor");
+    cr_assert_eq(verify(&f, signed_by(&f, ir, cert, chain), &why), RP_E_SIGNER_NOT_TRUSTED,
+                 "%s: %s", cert, why);
+    cr_expect_str_eq(why, reason);
     cr_expect_eq(rp_err_failinfo(RP_E_SIGNER_NOT_TRUSTED), RP_FI_SIGNER_NOT_TRUSTED);
     rfx_down(&f);
+}
+
+/* unknown/dev carries serialNumber=SN0001 too: only its issuer tells it apart. */
+Test(ra_verify, refuses_a_signer_of_an_unknown_issuer_with_signer_not_trusted)
+{
+    expect_untrusted_signer("unknown/dev", "unknown/root.pem",
+                            "protection certificate does not chain to a trust anchor");
 }
 
 /* An expired signer is a certificate not valid now: signerNotTrusted (trust.c's rule). */
 Test(ra_verify, refuses_an_expired_signer_with_signer_not_trusted)
 {
-    struct rfx f;
-    rfx_up(&f, NULL);
-    const char *why;
-    struct rp_view ir = rfx_capture(&f, "ir", "vendor/dev1");
-    cr_assert_eq(verify(&f, signed_by(&f, ir, "vendor/dev1", "vendor/ica.pem"), &why), RP_OK,
-                 "control: %s", why);
-    cr_assert_eq(verify(&f, signed_by(&f, ir, "vendor/expired", "vendor/ica.pem"), &why),
-                 RP_E_SIGNER_NOT_TRUSTED, "%s", why);
-    cr_expect_str_eq(why, "protection certificate not valid now");
-    rfx_down(&f);
+    expect_untrusted_signer("vendor/expired", "vendor/ica.pem",
+                            "protection certificate not valid now");
 }
 
 /* The device's signature holds but the POP (signature over the CertRequest with the new
@@ -126,9 +130,8 @@ Test(ra_verify, refuses_an_expired_signer_with_signer_not_trusted)
 Test(ra_verify, refuses_a_broken_proof_of_possession_with_bad_pop)
 {
     struct rfx f;
-    rfx_up(&f, NULL);
+    struct rp_view ir = up_with_dev1_ir(&f);
     const char *why;
-    struct rp_view ir = rfx_capture(&f, "ir", "vendor/dev1");
     char key[RFX_PATH_LEN];
     rfx_path(&f, key, "vendor/dev1.key");
     rfx_load(&f, ir);
