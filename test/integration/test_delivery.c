@@ -32,7 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MANUF     "/.well-known/cmp/p/manufacturer"
@@ -44,21 +43,9 @@
 #define TXID_LEN  16
 #define NONCE_LEN 16
 #define CFG_MAX   8192
+#define ENV_DEVS  8
 
 TestSuite(delivery, .timeout = 240);
-
-static long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* The end of a log; three calls may share one message (three buffers, in turn). */
 static const char *tail(const char *path)
@@ -71,6 +58,27 @@ static const char *tail(const char *path)
 
 /* ---- processes ----------------------------------------------------------------------------- */
 
+/* A device sending raw messages (see "raw messages" below). */
+struct dev {
+    const char *name; /* vendor/dev1 */
+    uint8_t *ir;      /* a genuine ir of the device, captured from openssl cmp */
+    size_t ir_len;
+    char key[600];
+    uint8_t txid[TXID_LEN], nonce[NONCE_LEN];
+    uint8_t server_nonce[64];
+    size_t server_nonce_len;
+    uint8_t *cert; /* issued */
+    size_t cert_len;
+    int pvno; /* 0: the captured message's */
+};
+
+static void dev_free(struct dev *d)
+{
+    free(d->ir);
+    free(d->cert);
+}
+
+/* What a test runs: the processes, and the devices and arena of its raw messages. */
 struct env {
     char *dir;
     const char *pki;
@@ -82,6 +90,9 @@ struct env {
     struct rpt_redis redis;
     bool with_redis;
     struct rpt_proc rp[2], mock;
+    struct rp_arena a; /* the raw messages and their answers */
+    struct dev devs[ENV_DEVS];
+    size_t n_devs;
 };
 
 /* What a replica's configuration says beyond the defaults of these tests. */
@@ -101,6 +112,7 @@ static void env_init(struct env *e, bool redis)
     e->dir = rpt_tmpdir();
     e->ca = rpt_free_port();
     e->with_redis = redis;
+    cr_assert_eq(rp_arena_new(&e->a, ARENA), RP_OK);
     if (redis) {
         snprintf(e->redis.p.log, sizeof e->redis.p.log, "%s/redis.log", e->dir);
         cr_assert_eq(rpt_redis_start(&e->redis, NULL), 0);
@@ -174,14 +186,29 @@ static void replica_start2(struct env *e, int i, int port, int tls_port, const s
                  tail(p->log));
     /* a replica that has not reached Redis yet sends its first requests as without it (on
      * on_redis_failure: open): wait until it has */
-    long t0 = mono_ms();
-    while (e->with_redis && redis_up(e->admins[i]) != 1 && mono_ms() - t0 < WAIT_MS)
-        sleep_ms(20);
+    long t0 = rpt_mono_ms();
+    while (e->with_redis && redis_up(e->admins[i]) != 1 && rpt_mono_ms() - t0 < WAIT_MS)
+        rpt_sleep_ms(20);
 }
 
 static void replica_start(struct env *e, int i, int port, const struct rp_cfg *c)
 {
     replica_start2(e, i, port, rpt_free_port(), c);
+}
+
+/* The setup of most tests: the processes, and replica 0 with `c` on a port of its own. */
+static void env_up(struct env *e, bool redis, const struct rp_cfg *c)
+{
+    env_init(e, redis);
+    replica_start(e, 0, rpt_free_port(), c);
+}
+
+/* The openssl mock CA on the CA port, trusting the operator root (the RA's). */
+static void mockca_up(struct env *e)
+{
+    char trusted[600];
+    snprintf(trusted, sizeof trusted, "%s/operator/root.pem", e->pki);
+    cr_assert_eq(rpt_mockca_start(&e->mock, e->dir, e->ca, trusted, NULL), 0);
 }
 
 /* bench_mockca on the CA port; extra: NULL-terminated options (--rate, --down-ms, --stall). */
@@ -242,6 +269,9 @@ static void env_free(struct env *e)
         rpt_stop(&e->mock, SIGKILL, 5000);
     if (e->with_redis)
         rpt_redis_stop(&e->redis);
+    for (size_t i = 0; i < e->n_devs; i++)
+        dev_free(&e->devs[i]);
+    rp_arena_free(&e->a);
     rpt_rmdir(e->dir);
     free(e->dir);
 }
@@ -291,10 +321,8 @@ static void openssl_through_outage(struct env *e, const char *cmd, const char *p
     }
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, device_main, &d), 0);
-    sleep_ms(outage_s * 1000L);
-    char trusted[600];
-    snprintf(trusted, sizeof trusted, "%s/operator/root.pem", e->pki);
-    cr_assert_eq(rpt_mockca_start(&e->mock, e->dir, e->ca, trusted, NULL), 0);
+    rpt_sleep_ms(outage_s * 1000L);
+    mockca_up(e);
     pthread_join(t, NULL);
     cr_assert_eq(d.rc, 0, "%s failed: %s\nraproxy: %s", cmd, tail(d.log), tail(e->rp[0].log));
     cr_assert_geq(rpt_file_count(d.log, "received 'waiting' PKIStatus"), 1,
@@ -353,9 +381,8 @@ static void *bc_main(void *arg)
 Test(delivery, bouncy_castle_polls_through_a_ten_second_ca_outage)
 {
     struct env e;
-    env_init(&e, true);
     struct rp_cfg c = {.delayed = true};
-    replica_start(&e, 0, rpt_free_port(), &c);
+    env_up(&e, true, &c);
     char src[600], url[128], cert[600], key[600], chain[600], ra[600], out[600], log[600];
     snprintf(src, sizeof src, "%s/test/integration/BcCmpClient.java", rpt_src());
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", e.ports[0], MANUF);
@@ -370,10 +397,8 @@ Test(delivery, bouncy_castle_polls_through_a_ten_second_ca_outage)
     struct bc_run b = {.argv = argv, .log = log};
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, bc_main, &b), 0);
-    sleep_ms(OUTAGE_S * 1000L);
-    char trusted[600];
-    snprintf(trusted, sizeof trusted, "%s/operator/root.pem", e.pki);
-    cr_assert_eq(rpt_mockca_start(&e.mock, e.dir, e.ca, trusted, NULL), 0);
+    rpt_sleep_ms(OUTAGE_S * 1000L);
+    mockca_up(&e);
     pthread_join(t, NULL);
     cr_assert_eq(b.rc, 0, "Bouncy Castle failed: %s\nraproxy: %s\nCA: %s", tail(log),
                  tail(e.rp[0].log), tail(e.mock.log));
@@ -392,9 +417,8 @@ Test(delivery, bouncy_castle_polls_through_a_ten_second_ca_outage)
 Test(delivery, openssl_cr_p10cr_and_kur_poll_through_an_outage_in_process)
 {
     struct env e;
-    env_init(&e, false);
     struct rp_cfg c = {.delayed = true};
-    replica_start(&e, 0, rpt_free_port(), &c);
+    env_up(&e, false, &c);
     openssl_through_outage(&e, "cr", MANUF, "vendor/dev2", "vendor/ica.pem", 3);
     openssl_through_outage(&e, "p10cr", MANUF, "vendor/dev1", "vendor/ica.pem", 3);
     openssl_through_outage(&e, "kur", OPER, "ca/issued", "operator/ica.pem", 3);
@@ -453,7 +477,7 @@ Test(delivery, fleet_enrolls_through_a_ten_second_outage_with_no_failure)
                           ica,     "--mode",     "storm", "--concurrency", n,     "--requests",
                           n,       "--duration", "90",    "--keys",        "4",   "--timeout-ms",
                           "60000", NULL};
-    long t0 = mono_ms();
+    long t0 = rpt_mono_ms();
     int rc = rpt_run(argv, 180000, log);
     size_t len;
     char *out = (char *)rpt_read_file(log, &len);
@@ -463,7 +487,7 @@ Test(delivery, fleet_enrolls_through_a_ten_second_outage_with_no_failure)
     cr_expect_eq(result_field(out, "ok"), FLEET_N, "%s", out);
     cr_expect_eq(result_field(out, "failed"), 0, "%s", out);
     cr_expect_eq(result_field(out, "waited"), FLEET_N, "every device was answered waiting");
-    cr_expect_gt(mono_ms() - t0, OUTAGE_S * 1000L, "they waited out the outage");
+    cr_expect_gt(rpt_mono_ms() - t0, OUTAGE_S * 1000L, "they waited out the outage");
     free(out);
     benchca_stop(&e);
     cr_expect_eq(mock_count(&e, "ip"), FLEET_N, "the CA issued once per device");
@@ -473,19 +497,6 @@ Test(delivery, fleet_enrolls_through_a_ten_second_outage_with_no_failure)
 }
 
 /* ---- raw messages --------------------------------------------------------------------------- */
-
-struct dev {
-    const char *name; /* vendor/dev1 */
-    uint8_t *ir;      /* a genuine ir of the device, captured from openssl cmp */
-    size_t ir_len;
-    char key[600];
-    uint8_t txid[TXID_LEN], nonce[NONCE_LEN];
-    uint8_t server_nonce[64];
-    size_t server_nonce_len;
-    uint8_t *cert; /* issued */
-    size_t cert_len;
-    int pvno; /* 0: the captured message's */
-};
 
 static void dev_init(struct env *e, struct dev *d, const char *name, const char *cmd)
 {
@@ -497,10 +508,13 @@ static void dev_init(struct env *e, struct dev *d, const char *name, const char 
     cr_assert_eq(getrandom(d->txid, sizeof d->txid, 0), (ssize_t)sizeof d->txid);
 }
 
-static void dev_free(struct dev *d)
+/* A device of the test (freed with the env). */
+static struct dev *env_dev(struct env *e, const char *name, const char *cmd)
 {
-    free(d->ir);
-    free(d->cert);
+    cr_assert_lt(e->n_devs, ENV_DEVS);
+    struct dev *d = &e->devs[e->n_devs++];
+    dev_init(e, d, name, cmd);
+    return d;
 }
 
 /* The device's message with `body` (absent: its request), a fresh nonce, signed. */
@@ -516,10 +530,9 @@ static struct rp_view dev_msg(struct rp_arena *a, struct dev *d, struct rp_view 
 }
 
 /* pollReq [25] { { certReqId 0 } } */
-static struct rp_view pollreq_body(struct rp_arena *a)
+static struct rp_view pollreq_body(void)
 {
     static const uint8_t b[] = {0xb9, 0x07, 0x30, 0x05, 0x30, 0x03, 0x02, 0x01, 0x00};
-    (void)a;
     return rp_view_make(b, sizeof b);
 }
 
@@ -545,8 +558,9 @@ static struct rp_view certconf_body(struct rp_arena *a, const struct dev *d)
 
 /* POST the device's message to `port`; the answer must name its transaction and echo the
  * nonce it just sent (what openssl checks), and come from the RA. */
-static struct rp_cmp_msg *exchange(struct rp_arena *a, struct dev *d, int port, struct rp_view body)
+static struct rp_cmp_msg *exchange(struct env *e, struct dev *d, int port, struct rp_view body)
 {
+    struct rp_arena *a = &e->a;
     struct rp_view req = dev_msg(a, d, body);
     struct rp_cmp_msg *m = rp_arena_calloc(a, 1, sizeof *m);
     cr_assert_not_null(m);
@@ -572,11 +586,11 @@ static uint32_t failinfo_of(const struct rp_cmp_msg *m)
 }
 
 /* Poll at `port` until the answer is no pollRep (30 s); the final answer. */
-static struct rp_cmp_msg *poll_until_final(struct rp_arena *a, struct dev *d, int port)
+static struct rp_cmp_msg *poll_until_final(struct env *e, struct dev *d, int port)
 {
-    long t0 = mono_ms();
+    long t0 = rpt_mono_ms();
     for (;;) {
-        struct rp_cmp_msg *m = exchange(a, d, port, pollreq_body(a));
+        struct rp_cmp_msg *m = exchange(e, d, port, pollreq_body());
         if (m->body.type != RP_CMP_POLLREP)
             return m;
         cr_assert_eq(m->body.pollrep.n, 1);
@@ -585,8 +599,8 @@ static struct rp_cmp_msg *poll_until_final(struct rp_arena *a, struct dev *d, in
                       m->body.pollrep.items[0].check_after <= 2,
                   "checkAfter %lld outside check_after_s + jitter",
                   (long long)m->body.pollrep.items[0].check_after);
-        cr_assert_lt(mono_ms() - t0, WAIT_MS, "%s: still waiting", d->name);
-        sleep_ms(300);
+        cr_assert_lt(rpt_mono_ms() - t0, WAIT_MS, "%s: still waiting", d->name);
+        rpt_sleep_ms(300);
     }
 }
 
@@ -602,9 +616,9 @@ static void keep_cert(struct dev *d, const struct rp_cmp_msg *m)
     d->cert_len = c.len;
 }
 
-static void confirm(struct rp_arena *a, struct dev *d, int port)
+static void confirm(struct env *e, struct dev *d, int port)
 {
-    struct rp_cmp_msg *m = exchange(a, d, port, certconf_body(a, d));
+    struct rp_cmp_msg *m = exchange(e, d, port, certconf_body(&e->a, d));
     cr_assert_eq(m->body.type, RP_CMP_PKICONF, "%s: certConf answered %s", d->name,
                  rp_cmp_body_name(m->body.type));
 }
@@ -637,19 +651,16 @@ static void record_state(struct env *e, const struct dev *d, char *out, size_t c
 Test(delivery, a_killed_replica_loses_no_queued_request_and_one_it_sent_is_never_resent)
 {
     struct env e;
-    env_init(&e, true);
-    struct rp_arena a;
-    cr_assert_eq(rp_arena_new(&a, ARENA), RP_OK);
-    struct dev d[3];
-    const char *names[] = {"vendor/dev1", "vendor/dev2", "vendor/dev-rsa"};
-    for (int i = 0; i < 3; i++)
-        dev_init(&e, &d[i], names[i], "ir");
     /* one request at the CA at a time, across replicas; a lease of 2 + 1 + 2 s */
     struct rp_cfg c = {.delayed = true, .upstream = "  max_in_flight: 1\n", .timeout_ms = 2000};
-    replica_start(&e, 0, rpt_free_port(), &c);
+    env_up(&e, true, &c);
+    struct dev *d[3];
+    const char *names[] = {"vendor/dev1", "vendor/dev2", "vendor/dev-rsa"};
+    for (int i = 0; i < 3; i++)
+        d[i] = env_dev(&e, names[i], "ir");
     for (int i = 0; i < 3; i++) {
-        struct rp_cmp_msg *m = exchange(&a, &d[i], e.ports[0], RP_VIEW_NULL);
-        cr_assert(is_waiting_ip(m), "%s: %s 0x%x\nraproxy: %s", d[i].name,
+        struct rp_cmp_msg *m = exchange(&e, d[i], e.ports[0], RP_VIEW_NULL);
+        cr_assert(is_waiting_ip(m), "%s: %s 0x%x\nraproxy: %s", d[i]->name,
                   rp_cmp_body_name(m->body.type), failinfo_of(m), tail(e.rp[0].log));
         cr_assert_eq(m->body.rep.resps[0].cert_req_id, 0);
     }
@@ -657,10 +668,10 @@ Test(delivery, a_killed_replica_loses_no_queued_request_and_one_it_sent_is_never
     const char *stall[] = {"--stall", NULL};
     benchca_start(&e, stall);
     char st[64] = "";
-    long t0 = mono_ms();
-    while (strcmp(st, "sending") != 0 && mono_ms() - t0 < WAIT_MS) {
-        sleep_ms(50);
-        record_state(&e, &d[0], st, sizeof st);
+    long t0 = rpt_mono_ms();
+    while (strcmp(st, "sending") != 0 && rpt_mono_ms() - t0 < WAIT_MS) {
+        rpt_sleep_ms(50);
+        record_state(&e, d[0], st, sizeof st);
     }
     cr_assert_str_eq(st, "sending", "A did not send dev1's request");
     cr_assert_eq(kill(e.rp[0].pid, SIGKILL), 0);
@@ -671,22 +682,19 @@ Test(delivery, a_killed_replica_loses_no_queued_request_and_one_it_sent_is_never
     replica_start(&e, 1, rpt_free_port(), &cb);
     /* B answers the polls of A's transactions, and sends what A never sent */
     for (int i = 1; i < 3; i++) {
-        keep_cert(&d[i], poll_until_final(&a, &d[i], e.ports[1]));
-        confirm(&a, &d[i], e.ports[1]);
+        keep_cert(d[i], poll_until_final(&e, d[i], e.ports[1]));
+        confirm(&e, d[i], e.ports[1]);
     }
     /* dev1's request may have reached the CA: never again; its device is told */
-    struct rp_cmp_msg *m = poll_until_final(&a, &d[0], e.ports[1]);
+    struct rp_cmp_msg *m = poll_until_final(&e, d[0], e.ports[1]);
     cr_assert_eq(failinfo_of(m), 1u << RP_FI_SYSTEM_UNAVAIL, "dev1: %s",
                  rp_cmp_body_name(m->body.type));
-    record_state(&e, &d[0], st, sizeof st);
+    record_state(&e, d[0], st, sizeof st);
     cr_assert_str_eq(st, "lost");
     benchca_stop(&e);
     cr_expect_eq(mock_count(&e, "dup_txid"), 0, "a transaction reached the CA twice");
     cr_expect_leq(mock_count(&e, "ip"), 3, "dev1 at most once, dev2 and dev-rsa once each");
     cr_expect_geq(mock_count(&e, "ip"), 2);
-    for (int i = 0; i < 3; i++)
-        dev_free(&d[i]);
-    rp_arena_free(&a);
     env_free(&e);
 }
 
@@ -699,34 +707,26 @@ Test(delivery, a_killed_replica_loses_no_queued_request_and_one_it_sent_is_never
 static void server_error_case(const char *status)
 {
     struct env e;
-    env_init(&e, true);
-    struct rp_arena a;
-    cr_assert_eq(rp_arena_new(&a, ARENA), RP_OK);
-    struct dev d1, d2;
-    dev_init(&e, &d1, "vendor/dev1", "ir");
-    dev_init(&e, &d2, "vendor/dev2", "ir");
     struct rp_cfg c = {.delayed = true};
-    replica_start(&e, 0, rpt_free_port(), &c);
-    struct rp_cmp_msg *m = exchange(&a, &d1, e.ports[0], RP_VIEW_NULL);
+    env_up(&e, true, &c);
+    struct dev *d1 = env_dev(&e, "vendor/dev1", "ir"), *d2 = env_dev(&e, "vendor/dev2", "ir");
+    struct rp_cmp_msg *m = exchange(&e, d1, e.ports[0], RP_VIEW_NULL);
     cr_assert(is_waiting_ip(m), "CA unreachable: %s", rp_cmp_body_name(m->body.type));
     const char *opts[] = {"--down-ms", "600000", "--down-status", status, NULL};
     benchca_start(&e, opts);
-    m = poll_until_final(&a, &d1, e.ports[0]);
+    m = poll_until_final(&e, d1, e.ports[0]);
     cr_assert_eq(failinfo_of(m), 1u << RP_FI_SYSTEM_UNAVAIL, "dev1 after HTTP %s: %s", status,
                  rp_cmp_body_name(m->body.type));
-    sleep_ms(5000); /* the dispatcher's back-off after the CA's trouble is over */
-    m = exchange(&a, &d2, e.ports[0], RP_VIEW_NULL);
+    rpt_sleep_ms(5000); /* the dispatcher's back-off after the CA's trouble is over */
+    m = exchange(&e, d2, e.ports[0], RP_VIEW_NULL);
     if (is_waiting_ip(m))
-        m = poll_until_final(&a, &d2, e.ports[0]);
+        m = poll_until_final(&e, d2, e.ports[0]);
     cr_assert_eq(failinfo_of(m), 1u << RP_FI_SYSTEM_UNAVAIL, "dev2 after HTTP %s: %s", status,
                  rp_cmp_body_name(m->body.type));
-    sleep_ms(5000); /* time for a resend, were there one */
+    rpt_sleep_ms(5000); /* time for a resend, were there one */
     benchca_stop(&e);
     cr_expect_eq(mock_count(&e, "requests"), 2, "each request reached the CA once");
     cr_expect_eq(mock_count(&e, "ip"), 0);
-    dev_free(&d1);
-    dev_free(&d2);
-    rp_arena_free(&a);
     env_free(&e);
 }
 
@@ -773,28 +773,24 @@ static void *post_main(void *arg)
 static void duplicate_case(bool redis)
 {
     struct env e;
-    env_init(&e, redis);
-    struct rp_arena a;
-    cr_assert_eq(rp_arena_new(&a, ARENA), RP_OK);
-    struct dev d1, d1b, d2;
-    dev_init(&e, &d1, "vendor/dev1", "ir");
-    dev_init(&e, &d1b, "vendor/dev1", "ir"); /* another transaction of the same device */
-    dev_init(&e, &d2, "vendor/dev2", "ir");
     struct rp_cfg c = {.delayed = false};
-    replica_start(&e, 0, rpt_free_port(), &c);
+    env_up(&e, redis, &c);
+    struct dev *d1 = env_dev(&e, "vendor/dev1", "ir");
+    struct dev *d1b = env_dev(&e, "vendor/dev1", "ir"); /* another transaction of the same device */
+    struct dev *d2 = env_dev(&e, "vendor/dev2", "ir");
     const char *stall[] = {"--stall", NULL};
     benchca_start(&e, stall);
     struct post_run first, other;
-    post_prepare(&first, &d1, e.ports[0]);
-    post_prepare(&other, &d2, e.ports[0]);
+    post_prepare(&first, d1, e.ports[0]);
+    post_prepare(&other, d2, e.ports[0]);
     pthread_t t1, t2;
     cr_assert_eq(pthread_create(&t1, NULL, post_main, &first), 0);
-    sleep_ms(1000); /* dev1's ir is at the CA */
-    struct rp_cmp_msg *m = exchange(&a, &d1b, e.ports[0], RP_VIEW_NULL);
+    rpt_sleep_ms(1000); /* dev1's ir is at the CA */
+    struct rp_cmp_msg *m = exchange(&e, d1b, e.ports[0], RP_VIEW_NULL);
     cr_assert_eq(failinfo_of(m), 1u << RP_FI_TRANSACTION_ID_IN_USE, "second request: %s 0x%x",
                  rp_cmp_body_name(m->body.type), failinfo_of(m));
     cr_assert_eq(pthread_create(&t2, NULL, post_main, &other), 0); /* control: dev2 goes */
-    sleep_ms(1000);
+    rpt_sleep_ms(1000);
     kill(e.mock.pid, SIGUSR2);
     pthread_join(t1, NULL);
     pthread_join(t2, NULL);
@@ -802,18 +798,14 @@ static void duplicate_case(bool redis)
     cr_assert_eq(first.m->body.type, RP_CMP_IP, "first: %s", rp_cmp_body_name(first.m->body.type));
     cr_assert_not_null(other.m);
     cr_assert_eq(other.m->body.type, RP_CMP_IP, "dev2: %s", rp_cmp_body_name(other.m->body.type));
-    m = exchange(&a, &d1b, e.ports[0], RP_VIEW_NULL); /* the same message, a new nonce */
+    m = exchange(&e, d1b, e.ports[0], RP_VIEW_NULL); /* the same message, a new nonce */
     cr_assert_eq(m->body.type, RP_CMP_IP, "after the answer: %s 0x%x",
                  rp_cmp_body_name(m->body.type), failinfo_of(m));
     benchca_stop(&e);
     cr_expect_eq(mock_count(&e, "ip"), 3);
     cr_expect_eq(mock_count(&e, "dup_txid"), 0);
-    dev_free(&d1);
-    dev_free(&d1b);
-    dev_free(&d2);
     rp_arena_free(&first.a);
     rp_arena_free(&other.a);
-    rp_arena_free(&a);
     env_free(&e);
 }
 
@@ -833,26 +825,20 @@ Test(delivery, a_second_request_of_a_device_is_refused_while_one_is_at_the_ca_in
 Test(delivery, a_poll_at_another_replica_gets_the_answer)
 {
     struct env e;
-    env_init(&e, true);
-    struct rp_arena a;
-    cr_assert_eq(rp_arena_new(&a, ARENA), RP_OK);
-    struct dev d;
-    dev_init(&e, &d, "vendor/dev1", "ir");
     struct rp_cfg c = {.delayed = true};
-    replica_start(&e, 0, rpt_free_port(), &c);
+    env_up(&e, true, &c);
+    struct dev *d = env_dev(&e, "vendor/dev1", "ir");
     replica_start(&e, 1, rpt_free_port(), &c);
-    cr_assert(is_waiting_ip(exchange(&a, &d, e.ports[0], RP_VIEW_NULL)), "A answers waiting");
-    struct rp_cmp_msg *m = exchange(&a, &d, e.ports[1], pollreq_body(&a));
+    cr_assert(is_waiting_ip(exchange(&e, d, e.ports[0], RP_VIEW_NULL)), "A answers waiting");
+    struct rp_cmp_msg *m = exchange(&e, d, e.ports[1], pollreq_body());
     cr_assert_eq(m->body.type, RP_CMP_POLLREP, "B, the CA down: %s 0x%x",
                  rp_cmp_body_name(m->body.type), failinfo_of(m));
     benchca_start(&e, NULL);
-    keep_cert(&d, poll_until_final(&a, &d, e.ports[1]));
-    confirm(&a, &d, e.ports[0]);
+    keep_cert(d, poll_until_final(&e, d, e.ports[1]));
+    confirm(&e, d, e.ports[0]);
     benchca_stop(&e);
     cr_expect_eq(mock_count(&e, "ip"), 1, "one request reached the CA");
     cr_expect_eq(mock_count(&e, "dup_txid"), 0);
-    dev_free(&d);
-    rp_arena_free(&a);
     env_free(&e);
 }
 
@@ -863,28 +849,22 @@ Test(delivery, a_poll_at_another_replica_gets_the_answer)
 Test(delivery, a_poll_while_redis_is_late_is_told_to_come_back)
 {
     struct env e;
-    env_init(&e, true);
-    struct rp_arena a;
-    cr_assert_eq(rp_arena_new(&a, ARENA), RP_OK);
-    struct dev d;
-    dev_init(&e, &d, "vendor/dev1", "ir");
     struct rp_cfg c = {.delayed = true};
-    replica_start(&e, 0, rpt_free_port(), &c);
-    struct rp_cmp_msg *w = exchange(&a, &d, e.ports[0], RP_VIEW_NULL);
+    env_up(&e, true, &c);
+    struct dev *d = env_dev(&e, "vendor/dev1", "ir");
+    struct rp_cmp_msg *w = exchange(&e, d, e.ports[0], RP_VIEW_NULL);
     cr_assert(is_waiting_ip(w), "ir: %s 0x%x\nraproxy: %s", rp_cmp_body_name(w->body.type),
               failinfo_of(w), tail(e.rp[0].log));
     kill(e.redis.p.pid, SIGSTOP);
-    struct rp_cmp_msg *m = exchange(&a, &d, e.ports[0], pollreq_body(&a));
+    struct rp_cmp_msg *m = exchange(&e, d, e.ports[0], pollreq_body());
     kill(e.redis.p.pid, SIGCONT);
     cr_assert_eq(m->body.type, RP_CMP_POLLREP, "Redis late: %s 0x%x",
                  rp_cmp_body_name(m->body.type), failinfo_of(m));
     benchca_start(&e, NULL);
-    keep_cert(&d, poll_until_final(&a, &d, e.ports[0]));
-    confirm(&a, &d, e.ports[0]);
+    keep_cert(d, poll_until_final(&e, d, e.ports[0]));
+    confirm(&e, d, e.ports[0]);
     benchca_stop(&e);
     cr_expect_eq(mock_count(&e, "ip"), 1);
-    dev_free(&d);
-    rp_arena_free(&a);
     env_free(&e);
 }
 
@@ -893,29 +873,23 @@ Test(delivery, a_poll_while_redis_is_late_is_told_to_come_back)
 Test(delivery, a_retry_of_a_waiting_transaction_joins_it)
 {
     struct env e;
-    env_init(&e, true);
-    struct rp_arena a;
-    cr_assert_eq(rp_arena_new(&a, ARENA), RP_OK);
-    struct dev d;
-    dev_init(&e, &d, "vendor/dev1", "ir");
     struct rp_cfg c = {.delayed = true};
-    replica_start(&e, 0, rpt_free_port(), &c);
-    cr_assert(is_waiting_ip(exchange(&a, &d, e.ports[0], RP_VIEW_NULL)));
-    cr_assert(is_waiting_ip(exchange(&a, &d, e.ports[0], RP_VIEW_NULL)), "the retry joins");
+    env_up(&e, true, &c);
+    struct dev *d = env_dev(&e, "vendor/dev1", "ir");
+    cr_assert(is_waiting_ip(exchange(&e, d, e.ports[0], RP_VIEW_NULL)));
+    cr_assert(is_waiting_ip(exchange(&e, d, e.ports[0], RP_VIEW_NULL)), "the retry joins");
     benchca_start(&e, NULL);
     struct rp_cmp_msg *m = NULL;
-    long t0 = mono_ms();
+    long t0 = rpt_mono_ms();
     do {
-        sleep_ms(300);
-        m = exchange(&a, &d, e.ports[0], RP_VIEW_NULL);
-    } while (is_waiting_ip(m) && mono_ms() - t0 < WAIT_MS);
-    keep_cert(&d, m);
-    confirm(&a, &d, e.ports[0]);
+        rpt_sleep_ms(300);
+        m = exchange(&e, d, e.ports[0], RP_VIEW_NULL);
+    } while (is_waiting_ip(m) && rpt_mono_ms() - t0 < WAIT_MS);
+    keep_cert(d, m);
+    confirm(&e, d, e.ports[0]);
     benchca_stop(&e);
     cr_expect_eq(mock_count(&e, "ip"), 1, "one request reached the CA");
     cr_expect_eq(mock_count(&e, "dup_txid"), 0);
-    dev_free(&d);
-    rp_arena_free(&a);
     env_free(&e);
 }
 
@@ -925,36 +899,29 @@ Test(delivery, a_retry_of_a_waiting_transaction_joins_it)
 Test(delivery, a_genm_waits_for_a_cmp2021_client_and_is_refused_to_a_cmp2000_one)
 {
     struct env e;
-    env_init(&e, true);
-    struct rp_arena a;
-    cr_assert_eq(rp_arena_new(&a, ARENA), RP_OK);
-    struct dev d, d2;
-    dev_init(&e, &d, "vendor/dev1", "genm");
-    dev_init(&e, &d2, "vendor/dev1", "genm");
-    d.pvno = RP_CMP_PVNO_CMP2021;
-    d2.pvno = 2;
     struct rp_cfg c = {.delayed = true};
-    replica_start(&e, 0, rpt_free_port(), &c);
-    struct rp_cmp_msg *m = exchange(&a, &d2, e.ports[0], RP_VIEW_NULL);
+    env_up(&e, true, &c);
+    struct dev *d = env_dev(&e, "vendor/dev1", "genm"), *d2 = env_dev(&e, "vendor/dev1", "genm");
+    d->pvno = RP_CMP_PVNO_CMP2021;
+    d2->pvno = 2;
+    struct rp_cmp_msg *m = exchange(&e, d2, e.ports[0], RP_VIEW_NULL);
     cr_assert_eq(failinfo_of(m), 1u << RP_FI_SYSTEM_UNAVAIL, "pvno 2: %s",
                  rp_cmp_body_name(m->body.type));
-    m = exchange(&a, &d, e.ports[0], RP_VIEW_NULL);
+    m = exchange(&e, d, e.ports[0], RP_VIEW_NULL);
     cr_assert_eq(m->body.type, RP_CMP_ERROR, "pvno 3: %s", rp_cmp_body_name(m->body.type));
     cr_assert_eq(m->body.error.status.status, RP_CMP_STATUS_WAITING);
     cr_assert_eq(m->body.error.status.fail_info, 0u, "waiting, no failure");
     /* pollReq [25] { { certReqId -1 } } */
     static const uint8_t poll_b[] = {0xb9, 0x07, 0x30, 0x05, 0x30, 0x03, 0x02, 0x01, 0xff};
     struct rp_view poll = rp_view_make(poll_b, sizeof poll_b);
-    m = exchange(&a, &d, e.ports[0], poll);
+    m = exchange(&e, d, e.ports[0], poll);
     cr_assert_eq(m->body.type, RP_CMP_POLLREP, "%s", rp_cmp_body_name(m->body.type));
-    char trusted[600];
-    snprintf(trusted, sizeof trusted, "%s/operator/root.pem", e.pki);
-    cr_assert_eq(rpt_mockca_start(&e.mock, e.dir, e.ca, trusted, NULL), 0);
-    long t0 = mono_ms();
+    mockca_up(&e);
+    long t0 = rpt_mono_ms();
     do {
-        sleep_ms(300);
-        m = exchange(&a, &d, e.ports[0], poll);
-    } while (m->body.type == RP_CMP_POLLREP && mono_ms() - t0 < WAIT_MS);
+        rpt_sleep_ms(300);
+        m = exchange(&e, d, e.ports[0], poll);
+    } while (m->body.type == RP_CMP_POLLREP && rpt_mono_ms() - t0 < WAIT_MS);
     /* the CA's answer, whatever it is: OpenSSL 3.0's mock CA refuses a pvno 3 genm
      * (badRequest) where a CMP2021 CA answers genp; raproxy delivers it once, for the poll */
     cr_assert_neq(m->body.type, RP_CMP_POLLREP, "still waiting");
@@ -962,9 +929,6 @@ Test(delivery, a_genm_waits_for_a_cmp2021_client_and_is_refused_to_a_cmp2000_one
               rp_cmp_body_name(m->body.type));
     cr_assert_eq(rpt_file_count(e.rp[0].log, "\"result\":\"delivered\""), 1, "%s",
                  tail(e.rp[0].log));
-    dev_free(&d);
-    dev_free(&d2);
-    rp_arena_free(&a);
     env_free(&e);
 }
 
@@ -975,24 +939,18 @@ Test(delivery, a_genm_waits_for_a_cmp2021_client_and_is_refused_to_a_cmp2000_one
 static void quota_case(bool redis)
 {
     struct env e;
-    env_init(&e, redis);
-    struct rp_arena a;
-    cr_assert_eq(rp_arena_new(&a, ARENA), RP_OK);
     struct rp_cfg c = {.delayed = false,
                        .manuf = "    limits: {per_device: {rate: 3/day, burst: 3}}\n"};
-    replica_start(&e, 0, rpt_free_port(), &c);
+    env_up(&e, redis, &c);
     benchca_start(&e, NULL);
     for (int i = 0; i < 3; i++) {
-        struct dev d;
-        dev_init(&e, &d, "vendor/dev1", "ir");
-        struct rp_cmp_msg *m = exchange(&a, &d, e.ports[0], RP_VIEW_NULL);
-        keep_cert(&d, m);
-        confirm(&a, &d, e.ports[0]);
-        dev_free(&d);
+        struct dev *d = env_dev(&e, "vendor/dev1", "ir");
+        struct rp_cmp_msg *m = exchange(&e, d, e.ports[0], RP_VIEW_NULL);
+        keep_cert(d, m);
+        confirm(&e, d, e.ports[0]);
     }
-    struct dev d;
-    dev_init(&e, &d, "vendor/dev1", "ir");
-    struct rp_view req = dev_msg(&a, &d, RP_VIEW_NULL);
+    struct dev *d = env_dev(&e, "vendor/dev1", "ir");
+    struct rp_view req = dev_msg(&e.a, d, RP_VIEW_NULL);
     struct rpt_resp r;
     cr_assert_eq(
         rpt_http(e.ports[0], "POST", MANUF, "application/pkixcmp", req.p, req.len, WAIT_MS, &r), 0);
@@ -1003,14 +961,10 @@ static void quota_case(bool redis)
     cr_expect(after > 7 * 3600 && after <= 8 * 3600, "Retry-After %ld s: the next in 8 h", after);
     rpt_resp_free(&r);
     /* another device has its own quota */
-    struct dev d2;
-    dev_init(&e, &d2, "vendor/dev2", "ir");
-    keep_cert(&d2, exchange(&a, &d2, e.ports[0], RP_VIEW_NULL));
-    dev_free(&d);
-    dev_free(&d2);
+    struct dev *d2 = env_dev(&e, "vendor/dev2", "ir");
+    keep_cert(d2, exchange(&e, d2, e.ports[0], RP_VIEW_NULL));
     benchca_stop(&e);
     cr_expect_eq(mock_count(&e, "ip"), 4, "three for dev1, one for dev2");
-    rp_arena_free(&a);
     env_free(&e);
 }
 
@@ -1048,9 +1002,8 @@ Test(delivery, kur_outside_the_renewal_window_is_refused)
 {
     struct env e;
     env_init(&e, false);
-    char trusted[600], log[600];
-    snprintf(trusted, sizeof trusted, "%s/operator/root.pem", e.pki);
-    cr_assert_eq(rpt_mockca_start(&e.mock, e.dir, e.ca, trusted, NULL), 0);
+    char log[600];
+    mockca_up(&e);
     /* too young */
     cr_assert_neq(kur(&e, "    renewal: {min_age: 30d}\n", log, sizeof log), 0);
     cr_expect_geq(rpt_file_count(log, "notAuthorized"), 1, "%s", tail(log));
