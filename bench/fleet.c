@@ -121,6 +121,7 @@ struct fl_run {
     size_t n_chain;
     struct rp_tls_client_opts tls_opts;
     atomic_uint_fast64_t next_dev, started;
+    atomic_bool *busy;     /* per device: an enrollment of it is in flight (take_device) */
     atomic_uint idle_done; /* idle mode: connections established or failed */
     uint64_t t0_ns;
     uint64_t stop_ns; /* no new enrollments from here */
@@ -154,6 +155,7 @@ struct fl_slot {
     bool next_after_close;
     bool ready; /* connected, TLS handshake (if any) done */
     bool enrolling;
+    bool holds_dev; /* took s->dev in run->busy: gives it back when the enrollment ends */
     enum fl_state state;
     enum fl_state send_state; /* what the request waiting for the connection is */
     uint32_t wait_ms;         /* SL_WAIT: checkAfter */
@@ -286,13 +288,41 @@ static void slot_close(struct fl_slot *s, bool then_next)
     }
 }
 
+/* A device enrolls once at a time, as a real one does (raproxy refuses a second certificate
+ * request of a device while its first is in progress: transactionIdInUse): the next device
+ * not enrolling now, or, when all are (a fleet smaller than the concurrency), the next one. */
+static void take_device(struct fl_slot *s)
+{
+    struct fl_run *run = s->th->run;
+    size_t n = run->fleet.n;
+    for (size_t i = 0; i < n; i++) {
+        size_t d = (size_t)(atomic_fetch_add(&run->next_dev, 1) % n);
+        if (!atomic_exchange(&run->busy[d], true)) {
+            s->dev = d;
+            s->holds_dev = true;
+            return;
+        }
+    }
+    s->dev = (size_t)(atomic_fetch_add(&run->next_dev, 1) % n);
+    s->holds_dev = false;
+}
+
+/* The slot's enrollment is over: its device may enroll again. */
+static void end_enrollment(struct fl_slot *s)
+{
+    s->enrolling = false;
+    if (s->holds_dev)
+        atomic_store(&s->th->run->busy[s->dev], false);
+    s->holds_dev = false;
+}
+
 /* The enrollment in s ended (ok or not). What the slot does next depends on the mode. */
 static void slot_done(struct fl_slot *s, bool keep_conn)
 {
     struct fl_thread *th = s->th;
     if (s->state == SL_WAIT)
         th->waiting--;
-    s->enrolling = false;
+    end_enrollment(s);
     s->waited = false;
     s->state = SL_FREE;
     uv_timer_stop(&s->deadline);
@@ -324,7 +354,7 @@ static void slot_fail(struct fl_slot *s, enum fl_err e)
         s->th->idle_inflight--;
         atomic_fetch_add(&s->th->run->idle_done, 1);
         count_error(s->th, e);
-        s->enrolling = false;
+        end_enrollment(s);
         s->state = SL_FREE;
         slot_close(s, false);
         return;
@@ -671,7 +701,7 @@ static void idle_hold(struct fl_slot *s)
     struct fl_thread *th = s->th;
     uv_timer_stop(&s->deadline);
     s->state = SL_HOLD;
-    s->enrolling = false;
+    end_enrollment(s);
     th->idle_inflight--;
     th->st.idle_ok++;
     atomic_fetch_add(&th->run->idle_done, 1);
@@ -822,12 +852,12 @@ static void slot_start(struct fl_slot *s, uint64_t t_intended)
     th->st.started++;
     s->enrolling = true;
     s->t_enroll = t_intended ? t_intended : bench_now_ns();
-    s->dev = (size_t)(atomic_fetch_add(&run->next_dev, 1) % run->fleet.n);
+    take_device(s);
     const struct bench_device *d = &run->fleet.dev[s->dev];
     if (bench_key_import(&s->devkey, d->priv, d->spki) != 0 ||
         bench_random(&th->rng, s->txid, TXID_LEN) != 0) {
         count_error(th, ERR_INTERNAL);
-        s->enrolling = false;
+        end_enrollment(s);
         free_push(th, s);
         return;
     }
@@ -874,7 +904,7 @@ static void thread_cut(struct fl_thread *th)
         struct fl_slot *s = &th->slots[i];
         if (s->enrolling) {
             count_error(th, ERR_CUT);
-            s->enrolling = false;
+            end_enrollment(s);
             if (s->have_devkey) {
                 bench_key_free(&s->devkey);
                 s->have_devkey = false;
@@ -1135,6 +1165,9 @@ static int setup(struct fl_run *run)
     }
     if (bench_fleet_load(&run->fleet, run->o.fleet) != 0 || run->fleet.n == 0)
         return -1;
+    run->busy = calloc(run->fleet.n, sizeof *run->busy);
+    if (!run->busy)
+        return -1;
     if (run->o.chain) {
         int n = bench_pem_certs(run->o.chain, run->chain_der, len, MAX_CHAIN);
         if (n < 0)
@@ -1327,6 +1360,7 @@ join:
 out:
     for (size_t i = 0; i < run.n_chain; i++)
         free(run.chain_der[i]);
+    free(run.busy);
     bench_fleet_free(&run.fleet);
     return status;
 }
