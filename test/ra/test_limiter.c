@@ -169,6 +169,51 @@ Test(limiter, memory_is_bounded)
     rp_limiter_free(l);
 }
 
+/* Keys whose entries land in the stripe of keys[0]: with one nonce per stripe and only keys[0]
+ * kept, a nonce that finds its stripe full shares keys[0]'s (stripes come from the key's hash, the
+ * same in every table of one limiter, and its seed is per process). */
+static void same_stripe_keys(struct rp_limiter *probe, char keys[][16], int n)
+{
+    snprintf(keys[0], sizeof keys[0], "k0");
+    cr_assert_eq(rp_limiter_nonce(probe, rp_view_str(keys[0]), 60000, T0), RP_OK);
+    int found = 1;
+    for (int i = 1; found < n && i < 100000; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i);
+        int rc = rp_limiter_nonce(probe, rp_view_str(k), 60000, T0);
+        if (rc == RP_E_TABLE_FULL)
+            snprintf(keys[found++], sizeof keys[0], "%s", k);
+        else
+            rp_limiter_nonce_forget(probe, rp_view_str(k)); /* its stripe stays empty */
+    }
+    cr_assert_eq(found, n, "no %d keys share a stripe", n);
+}
+
+/* A full bucket stripe evicts its least recently used bucket, and a use (even a refused one)
+ * makes a bucket recent: the bucket evicted is the one idle longest, not the oldest. */
+Test(limiter, a_full_bucket_stripe_evicts_the_least_recently_used)
+{
+    /* 3 buckets and 1 nonce per stripe */
+    struct rp_limiter *l = mk(3 * RP_LIMITER_STRIPES, RP_LIMITER_STRIPES, 0);
+    char keys[4][16];
+    same_stripe_keys(l, keys, 4);
+    struct rp_view a = rp_view_str(keys[0]), b = rp_view_str(keys[1]), c = rp_view_str(keys[2]),
+                   d = rp_view_str(keys[3]);
+    uint32_t retry;
+    const uint64_t t = PER_S(1);
+    cr_assert_eq(rp_limiter_take(l, a, t, 1, T0, &retry), RP_OK);
+    cr_assert_eq(rp_limiter_take(l, b, t, 1, T0, &retry), RP_OK);
+    cr_assert_eq(rp_limiter_take(l, c, t, 1, T0, &retry), RP_OK);
+    /* a, the oldest, is used again (refused): b is now the least recently used */
+    cr_assert_eq(rp_limiter_take(l, a, t, 1, T0, &retry), RP_E_RATE_LIMITED);
+    cr_assert_eq(rp_limiter_take(l, d, t, 1, T0, &retry), RP_OK, "a fourth bucket evicts one");
+    /* a and c kept their spent burst; b was forgotten and gets a fresh one */
+    cr_assert_eq(rp_limiter_take(l, a, t, 1, T0, &retry), RP_E_RATE_LIMITED, "a was evicted");
+    cr_assert_eq(rp_limiter_take(l, c, t, 1, T0, &retry), RP_E_RATE_LIMITED, "c was evicted");
+    cr_assert_eq(rp_limiter_take(l, b, t, 1, T0, &retry), RP_OK, "b was kept");
+    rp_limiter_free(l);
+}
+
 /* The review: a full table evicted live nonces and transactions, so a message could be
  * replayed or a transaction taken over by flooding the table first. Now a full table
  * refuses new work and forgets nothing that is still live. */
