@@ -3,6 +3,7 @@
 
 #include "raproxy/clock.h"
 #include "raproxy/err.h"
+#include "raproxy/list.h"
 #include "raproxy/pool.h"
 
 #include <pthread.h>
@@ -18,8 +19,8 @@
 #define MIN_SLOTS_PER_STRIPE 16u
 
 struct lim_entry {
-    struct lim_entry *hnext;       /* hash chain */
-    struct lim_entry *prev, *next; /* LRU list, head = least recently used */
+    struct lim_entry *hnext; /* hash chain */
+    struct rp_list_node lru; /* in the stripe's LRU list */
     uint64_t hash;
     uint64_t expire_us;
     uint64_t tat_us;                      /* rate buckets */
@@ -33,7 +34,7 @@ struct lim_stripe {
     struct lim_entry **slots;
     size_t mask;
     size_t count, max;
-    struct lim_entry *lru_head, *lru_tail;
+    struct rp_list_node lru; /* least recently used first */
 } __attribute__((aligned(CACHELINE)));
 
 struct lim_table {
@@ -74,6 +75,7 @@ static int table_init(struct lim_table *t, uint32_t max)
         slots <<= 1;
     for (unsigned i = 0; i < RP_LIMITER_STRIPES; i++) {
         struct lim_stripe *s = &t->stripes[i];
+        rp_list_init(&s->lru);
         s->slots = calloc(slots, sizeof *s->slots);
         if (!s->slots)
             return RP_E_NOMEM;
@@ -90,10 +92,9 @@ static void table_free(struct lim_table *t)
         struct lim_stripe *s = &t->stripes[i];
         if (!s->slots)
             continue;
-        for (struct lim_entry *e = s->lru_head, *n; e; e = n) {
-            n = e->next;
-            entry_dispose(e);
-        }
+        struct rp_list_node *n, *nx;
+        for (RP_LIST_EACH(n, nx, &s->lru))
+            entry_dispose(container_of(n, struct lim_entry, lru));
         free(s->slots);
         pthread_mutex_destroy(&s->mu);
     }
@@ -104,28 +105,16 @@ static struct lim_stripe *stripe_of(struct lim_table *t, uint64_t h)
     return &t->stripes[(h >> 56) % RP_LIMITER_STRIPES];
 }
 
-static void lru_unlink(struct lim_stripe *s, struct lim_entry *e)
+/* The least recently used entry of a stripe, or NULL. */
+static struct lim_entry *lru_oldest(struct lim_stripe *s)
 {
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        s->lru_head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        s->lru_tail = e->prev;
-    e->prev = e->next = NULL;
+    return rp_list_empty(&s->lru) ? NULL : container_of(s->lru.next, struct lim_entry, lru);
 }
 
-static void lru_append(struct lim_stripe *s, struct lim_entry *e)
+/* The entry after e in LRU order, or NULL at the most recently used end. */
+static struct lim_entry *lru_newer(struct lim_stripe *s, struct lim_entry *e)
 {
-    e->prev = s->lru_tail;
-    e->next = NULL;
-    if (s->lru_tail)
-        s->lru_tail->next = e;
-    else
-        s->lru_head = e;
-    s->lru_tail = e;
+    return e->lru.next == &s->lru ? NULL : container_of(e->lru.next, struct lim_entry, lru);
 }
 
 static void entry_remove(struct lim_stripe *s, struct lim_entry *e)
@@ -134,7 +123,7 @@ static void entry_remove(struct lim_stripe *s, struct lim_entry *e)
     while (*pp != e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
-    lru_unlink(s, e);
+    rp_list_unlink(&e->lru);
     s->count--;
     entry_dispose(e);
 }
@@ -150,8 +139,8 @@ static struct lim_entry *entry_find(struct lim_stripe *s, uint64_t h, struct rp_
             entry_remove(s, e);
             return NULL;
         }
-        lru_unlink(s, e);
-        lru_append(s, e);
+        rp_list_unlink(&e->lru);
+        rp_list_push(&s->lru, &e->lru);
         return e;
     }
     return NULL;
@@ -161,21 +150,22 @@ static struct lim_entry *entry_find(struct lim_stripe *s, uint64_t h, struct rp_
  * the least recently used live one. False when the stripe is full of entries to keep. */
 static bool make_room(struct lim_stripe *s, uint64_t now_us, bool evict_live)
 {
-    for (int i = 0; i < EXPIRED_SWEEP && s->lru_head && s->lru_head->expire_us <= now_us; i++)
-        entry_remove(s, s->lru_head);
+    struct lim_entry *e;
+    for (int i = 0; i < EXPIRED_SWEEP && (e = lru_oldest(s)) && e->expire_us <= now_us; i++)
+        entry_remove(s, e);
     if (s->count < s->max)
         return true;
     /* TTLs differ (per domain, with or without messageTime): an expired entry may sit
      * behind a live head; look a little further before giving up */
-    struct lim_entry *e = s->lru_head;
-    for (int i = 0; e && i < FULL_SCAN; i++, e = e->next)
+    e = lru_oldest(s);
+    for (int i = 0; e && i < FULL_SCAN; i++, e = lru_newer(s, e))
         if (e->expire_us <= now_us) {
             entry_remove(s, e);
             return true;
         }
     if (!evict_live)
         return false;
-    entry_remove(s, s->lru_head);
+    entry_remove(s, lru_oldest(s));
     return true;
 }
 
@@ -197,7 +187,7 @@ static struct lim_entry *entry_add(struct lim_stripe *s, uint64_t h, struct rp_v
     struct lim_entry **slot = &s->slots[h & s->mask];
     e->hnext = *slot;
     *slot = e;
-    lru_append(s, e);
+    rp_list_push(&s->lru, &e->lru);
     s->count++;
     return e;
 }
