@@ -319,6 +319,47 @@ static void on_handshake_reply(struct rp_redis *r, struct redis_cmd *c, const re
 
 /* ---- replies and deadlines ------------------------------------------------------------- */
 
+/* hiredis' reply as the caller sees it. A NULL reply reads as nil. */
+static void reply_view(const redisReply *rep, struct rp_redis_reply *v)
+{
+    *v = (struct rp_redis_reply){.kind = RP_REDIS_REPLY_NIL, .impl = rep};
+    if (!rep)
+        return;
+    switch (rep->type) {
+    case REDIS_REPLY_INTEGER:
+        v->kind = RP_REDIS_REPLY_INTEGER;
+        v->integer = rep->integer;
+        break;
+    case REDIS_REPLY_STATUS:
+        v->kind = RP_REDIS_REPLY_STATUS;
+        v->str = rp_view_make(rep->str, rep->len);
+        break;
+    case REDIS_REPLY_ERROR:
+        v->kind = RP_REDIS_REPLY_ERROR;
+        v->str = rp_view_make(rep->str, rep->len);
+        break;
+    case REDIS_REPLY_STRING:
+        v->kind = RP_REDIS_REPLY_STRING;
+        v->str = rp_view_make(rep->str, rep->len);
+        break;
+    case REDIS_REPLY_ARRAY:
+        v->kind = RP_REDIS_REPLY_ARRAY;
+        v->elements = rep->elements;
+        break;
+    default: /* REDIS_REPLY_NIL; hiredis 0.14 reads RESP2 and has no other type */
+        break;
+    }
+}
+
+bool rp_redis_reply_elem(const struct rp_redis_reply *r, size_t i, struct rp_redis_reply *out)
+{
+    /* r is read before out is written: out may be r (walking down nested arrays) */
+    const redisReply *rep =
+        r && r->kind == RP_REDIS_REPLY_ARRAY && i < r->elements ? r->impl : NULL;
+    reply_view(rep ? rep->element[i] : NULL, out);
+    return rep != NULL;
+}
+
 static bool is_noscript(const redisReply *rep)
 {
     return rep && rep->type == REDIS_REPLY_ERROR && rep->str &&
@@ -376,7 +417,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     rp_redis_reply_fn cb = c->cb;
     void *arg = c->arg;
     cmd_free(r, c);
-    cb(arg, err, rep);
+    struct rp_redis_reply view;
+    reply_view(rep, &view);
+    cb(arg, err, rep ? &view : NULL);
 }
 
 /* A loop busy past deadlines (a burst of TLS handshakes on it) runs its timers before it

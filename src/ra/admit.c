@@ -15,8 +15,6 @@
 #include "raproxy/pool.h"
 #include "raproxy/redis.h"
 
-#include <hiredis/hiredis.h>
-
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,7 +302,7 @@ static void fire(rp_admit_fn cb, void *arg, int err)
 
 /* ---- decisions (shared by Redis and in-process answers) ---------------------------------- */
 
-static void ignore_reply(void *arg, int err, const struct redisReply *reply)
+static void ignore_reply(void *arg, int err, const struct rp_redis_reply *reply)
 {
     (void)arg;
     (void)err;
@@ -613,23 +611,23 @@ static void finish(struct admit_req *req)
 }
 
 /* {code, value} from the scripts, a plain integer from SISMEMBER/SREM. */
-static int parse_reply(struct admit_slot *s, const struct redisReply *rep)
+static int parse_reply(struct admit_slot *s, const struct rp_redis_reply *rep)
 {
-    if (rep->type == REDIS_REPLY_INTEGER) {
+    if (rep->kind == RP_REDIS_REPLY_INTEGER) {
         s->code = rep->integer;
         s->value = 0;
         return RP_OK;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER ||
-        rep->element[1]->type != REDIS_REPLY_INTEGER)
+    struct rp_redis_reply code, value;
+    if (!rp_redis_reply_elem(rep, 0, &code) || !rp_redis_reply_elem(rep, 1, &value) ||
+        code.kind != RP_REDIS_REPLY_INTEGER || value.kind != RP_REDIS_REPLY_INTEGER)
         return RP_E_REDIS_REPLY;
-    s->code = rep->element[0]->integer;
-    s->value = rep->element[1]->integer;
+    s->code = code.integer;
+    s->value = value.integer;
     return RP_OK;
 }
 
-static void on_slot_reply(void *arg, int err, const struct redisReply *rep)
+static void on_slot_reply(void *arg, int err, const struct rp_redis_reply *rep)
 {
     struct admit_slot *s = arg;
     struct admit_req *req = s->req;

@@ -21,8 +21,6 @@
 #include "raproxy/log.h"
 #include "raproxy/redis.h"
 
-#include <hiredis/hiredis.h>
-
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -887,23 +885,24 @@ static void fmt_u64(char *buf, uint64_t v)
     snprintf(buf, NUM_MAX, "%llu", (unsigned long long)v);
 }
 
-static long long elem_int(const redisReply *r, size_t i)
+/* Element i of an array reply: an integer (0 when absent or not one), a string (RP_VIEW_NULL
+ * when absent or not one). */
+static long long elem_int(const struct rp_redis_reply *r, size_t i)
 {
-    return i < r->elements && r->element[i]->type == REDIS_REPLY_INTEGER ? r->element[i]->integer
-                                                                         : 0;
+    struct rp_redis_reply e;
+    return rp_redis_reply_elem(r, i, &e) && e.kind == RP_REDIS_REPLY_INTEGER ? e.integer : 0;
 }
 
-static struct rp_view elem_str(const redisReply *r, size_t i)
+static struct rp_view elem_str(const struct rp_redis_reply *r, size_t i)
 {
-    if (i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING)
-        return RP_VIEW_NULL;
-    return rp_view_make(r->element[i]->str, r->element[i]->len);
+    struct rp_redis_reply e;
+    return rp_redis_reply_elem(r, i, &e) && e.kind == RP_REDIS_REPLY_STRING ? e.str : RP_VIEW_NULL;
 }
 
 static void redis_release_busy(struct ra_dd_store *s, struct rp_view txid, struct rp_view domain,
                                struct rp_view identity);
 
-static void parse_offer(const redisReply *rep, struct ra_dd_result *res)
+static void parse_offer(const struct rp_redis_reply *rep, struct ra_dd_result *res)
 {
     long long code = elem_int(rep, 0);
     switch (code) {
@@ -995,7 +994,7 @@ static bool retry_later(struct redis_call *c, int err)
     return true;
 }
 
-static void on_reply(void *arg, int err, const struct redisReply *rep);
+static void on_reply(void *arg, int err, const struct rp_redis_reply *rep);
 
 static void retry_send(struct redis_call *c)
 {
@@ -1007,14 +1006,14 @@ static void retry_send(struct redis_call *c)
     call_free(c);
 }
 
-static void on_reply(void *arg, int err, const struct redisReply *rep)
+static void on_reply(void *arg, int err, const struct rp_redis_reply *rep)
 {
     struct redis_call *c = arg;
     if (err != RP_OK && c->kind == CALL_IGNORE && retry_later(c, err))
         return;
     struct ra_dd_result res = {.err = err};
     snprintf(res.token, sizeof res.token, "%s", c->token); /* a late offer's: ra_dd_settle */
-    if (err == RP_OK && (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2))
+    if (err == RP_OK && (!rep || rep->kind != RP_REDIS_REPLY_ARRAY || rep->elements < 2))
         res.err = c->kind == CALL_IGNORE ? RP_OK : RP_E_REDIS_REPLY;
     if (res.err != RP_OK || c->kind == CALL_IGNORE) {
         if (res.err != RP_OK && res.err != RP_E_SHUTDOWN)

@@ -7,9 +7,10 @@
 #include "uvrun.h"
 
 #include <criterion/criterion.h>
-#include <hiredis/hiredis.h>
 
 #include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -27,29 +28,78 @@ static void srv_start_on(struct rpt_redis *s, int port, const char *pass)
     cr_assert_eq(rpt_redis_start(s, pass), 0, "redis-server did not start");
 }
 
-static void srv_start(struct rpt_redis *s)
-{
-    srv_start_on(s, 0, NULL);
-}
-
+/* What a callback saw, copied out of the reply (which lives only during the callback). */
 struct answer {
     int calls;
     int err;
-    char str[64];
+    enum rp_redis_kind kind;
     long long integer;
-    int type;
+    size_t elements;
+    char str[512];
+    char shape[256]; /* the whole reply written out: see describe() */
 };
 
-static void on_answer(void *arg, int err, const struct redisReply *rep)
+struct text {
+    char *p;
+    size_t cap, len;
+};
+
+static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct text *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    /* a long reply is cut (the tests that compare shapes use short ones) */
+    t->len = n < 0 || (size_t)n >= t->cap - t->len ? t->cap - 1 : t->len + (size_t)n;
+}
+
+/* A reply as text, read only through the reply view: 7, "a", nil, +OK, -ERR x, [1,[2]]. */
+static void describe(struct text *t, const struct rp_redis_reply *r)
+{
+    switch (r->kind) {
+    case RP_REDIS_REPLY_NIL:
+        put(t, "nil");
+        break;
+    case RP_REDIS_REPLY_INTEGER:
+        put(t, "%lld", r->integer);
+        break;
+    case RP_REDIS_REPLY_STATUS:
+        put(t, "+%.*s", (int)r->str.len, (const char *)r->str.p);
+        break;
+    case RP_REDIS_REPLY_ERROR:
+        put(t, "-%.*s", (int)r->str.len, (const char *)r->str.p);
+        break;
+    case RP_REDIS_REPLY_STRING:
+        put(t, "\"%.*s\"", (int)r->str.len, (const char *)r->str.p);
+        break;
+    case RP_REDIS_REPLY_ARRAY:
+        put(t, "[");
+        for (size_t i = 0; i < r->elements; i++) {
+            struct rp_redis_reply e;
+            cr_assert(rp_redis_reply_elem(r, i, &e), "element %zu of %zu", i, r->elements);
+            put(t, i ? "," : "");
+            describe(t, &e);
+        }
+        put(t, "]");
+        break;
+    }
+}
+
+static void on_answer(void *arg, int err, const struct rp_redis_reply *rep)
 {
     struct answer *a = arg;
     a->calls++;
     a->err = err;
     if (rep) {
-        a->type = rep->type;
+        a->kind = rep->kind;
         a->integer = rep->integer;
-        if (rep->str)
-            snprintf(a->str, sizeof a->str, "%.*s", (int)rep->len, rep->str);
+        a->elements = rep->elements;
+        if (rep->str.p)
+            snprintf(a->str, sizeof a->str, "%.*s", (int)rep->str.len, (const char *)rep->str.p);
+        struct text t = {a->shape, sizeof a->shape, 0};
+        describe(&t, rep);
     }
 }
 
@@ -87,6 +137,33 @@ static void finish(uv_loop_t *loop, struct rp_redis *r)
     cr_assert_eq(uv_loop_close(loop), 0, "a libuv handle was left open");
 }
 
+/* A redis-server, a loop and a client of it with a per-command timeout. */
+struct world {
+    struct rpt_redis srv;
+    uv_loop_t loop;
+    struct rp_redis *r;
+};
+
+/* Started, not yet connected (scripts registered now go out with the handshake). */
+static void world_start(struct world *w, uint32_t timeout_ms)
+{
+    srv_start_on(&w->srv, 0, NULL);
+    uv_loop_init(&w->loop);
+    w->r = client(&w->loop, w->srv.url, timeout_ms);
+}
+
+static void world_up(struct world *w, uint32_t timeout_ms)
+{
+    world_start(w, timeout_ms);
+    cr_assert(rpt_run_until(&w->loop, rpt_redis_is_ready, w->r, WAIT_MS));
+}
+
+static void world_down(struct world *w)
+{
+    finish(&w->loop, w->r);
+    rpt_redis_stop(&w->srv);
+}
+
 static int cmd(struct rp_redis *r, struct answer *a, const char *c0, const char *c1, const char *c2)
 {
     const char *argv[] = {c0, c1, c2};
@@ -95,28 +172,107 @@ static int cmd(struct rp_redis *r, struct answer *a, const char *c0, const char 
     return rp_redis_command(r, on_answer, a, argc, argv, NULL);
 }
 
+/* One command, sent and answered. */
+static struct answer ask(struct world *w, const char *c0, const char *c1, const char *c2)
+{
+    struct answer a;
+    cr_assert_eq(cmd(w->r, &a, c0, c1, c2), RP_OK);
+    cr_assert(rpt_run_until(&w->loop, answered, &a, WAIT_MS));
+    cr_assert_eq(a.calls, 1);
+    return a;
+}
+
 Test(redis, command_round_trip, .timeout = 30)
 {
-    struct rpt_redis s;
-    srv_start(&s);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct rp_redis *r = client(&loop, s.url, 1000);
-    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, WAIT_MS));
-    struct answer a;
-    cr_assert_eq(cmd(r, &a, "SET", "k", "hello"), RP_OK);
-    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
-    cr_assert_eq(a.err, RP_OK);
-    cr_assert_eq(cmd(r, &a, "GET", "k", NULL), RP_OK);
-    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
-    cr_assert_eq(a.calls, 1);
+    struct world w;
+    world_up(&w, 1000);
+    cr_assert_eq(ask(&w, "SET", "k", "hello").err, RP_OK);
+    struct answer a = ask(&w, "GET", "k", NULL);
+    cr_assert_eq(a.kind, RP_REDIS_REPLY_STRING);
     cr_assert_str_eq(a.str, "hello");
-    cr_assert_eq(cmd(r, &a, "NOSUCHCOMMAND", NULL, NULL), RP_OK);
-    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
+    a = ask(&w, "NOSUCHCOMMAND", NULL, NULL);
     cr_assert_eq(a.err, RP_E_REDIS_REPLY);
-    cr_assert_eq(a.type, REDIS_REPLY_ERROR);
-    finish(&loop, r);
-    rpt_redis_stop(&s);
+    cr_assert_eq(a.kind, RP_REDIS_REPLY_ERROR);
+    cr_assert_eq(strncmp(a.str, "ERR ", 4), 0, "the server's message: %s", a.str);
+    world_down(&w);
+}
+
+/* Every kind, at the top and nested, read through the view alone. Lua's false is a nil,
+ * {ok=...} a status and {err=...} an error reply (inside an array it does not fail the call). */
+Test(redis, reply_view_reads_every_kind_nested, .timeout = 30)
+{
+    struct world w;
+    world_up(&w, 1000);
+    struct answer a = ask(&w, "SET", "k", "v");
+    cr_assert_eq(a.kind, RP_REDIS_REPLY_STATUS);
+    cr_assert_str_eq(a.shape, "+OK");
+    a = ask(&w, "GET", "no-such-key", NULL);
+    cr_assert_eq(a.err, RP_OK);
+    cr_assert_eq(a.kind, RP_REDIS_REPLY_NIL);
+    cr_assert_str_eq(a.shape, "nil");
+    a = ask(&w, "INCRBY", "n", "-42");
+    cr_assert_eq(a.kind, RP_REDIS_REPLY_INTEGER);
+    cr_assert_eq(a.integer, -42);
+    a = ask(&w, "EVAL",
+            "return {7, -9, 'a', '', false, {}, {1, {'deep', false}}, {ok='OK'}, {err='boom'}}",
+            "0");
+    cr_assert_eq(a.err, RP_OK, "%s", rp_err_name(a.err));
+    cr_assert_eq(a.kind, RP_REDIS_REPLY_ARRAY);
+    cr_assert_eq(a.elements, 9);
+    cr_assert_str_eq(a.shape, "[7,-9,\"a\",\"\",nil,[],[1,[\"deep\",nil]],+OK,-boom]");
+    world_down(&w);
+}
+
+struct bounds {
+    int calls;
+    bool past_end, far_past_end, not_array, empty_string_present;
+    char deep[16];
+};
+
+/* Element access checks its bounds and kind, and may write over the reply it reads. */
+static void on_bounds(void *arg, int err, const struct rp_redis_reply *rep)
+{
+    struct bounds *b = arg;
+    b->calls++;
+    cr_assert_eq(err, RP_OK);
+    struct rp_redis_reply e = {.kind = RP_REDIS_REPLY_INTEGER};
+    b->past_end = !rp_redis_reply_elem(rep, rep->elements, &e) && e.kind == RP_REDIS_REPLY_NIL;
+    e.kind = RP_REDIS_REPLY_INTEGER;
+    b->far_past_end = !rp_redis_reply_elem(rep, SIZE_MAX, &e) && e.kind == RP_REDIS_REPLY_NIL;
+    struct rp_redis_reply first;
+    cr_assert(rp_redis_reply_elem(rep, 0, &first));
+    b->not_array = first.kind == RP_REDIS_REPLY_INTEGER && !rp_redis_reply_elem(&first, 0, &e);
+    cr_assert(rp_redis_reply_elem(rep, 1, &e));
+    b->empty_string_present = e.kind == RP_REDIS_REPLY_STRING && e.str.len == 0 && e.str.p;
+    struct rp_redis_reply x = *rep; /* down {1, {'deep'}} in place */
+    if (rp_redis_reply_elem(&x, 2, &x) && rp_redis_reply_elem(&x, 1, &x) &&
+        rp_redis_reply_elem(&x, 0, &x) && x.kind == RP_REDIS_REPLY_STRING)
+        snprintf(b->deep, sizeof b->deep, "%.*s", (int)x.str.len, (const char *)x.str.p);
+}
+
+static bool bounds_done(void *arg)
+{
+    return ((struct bounds *)arg)->calls > 0;
+}
+
+Test(redis, reply_elements_outside_the_array_are_refused, .timeout = 30)
+{
+    struct world w;
+    world_up(&w, 1000);
+    const char *argv[] = {"EVAL", "return {5, '', {1, {'deep'}}}", "0"};
+    struct bounds b = {0};
+    cr_assert_eq(rp_redis_command(w.r, on_bounds, &b, 3, argv, NULL), RP_OK);
+    cr_assert(rpt_run_until(&w.loop, bounds_done, &b, WAIT_MS));
+    cr_assert(b.past_end, "element [elements] was given");
+    cr_assert(b.far_past_end, "element [SIZE_MAX] was given");
+    cr_assert(b.not_array, "an integer had elements");
+    cr_assert(b.empty_string_present, "an empty string read as absent");
+    cr_assert_str_eq(b.deep, "deep");
+    /* a reply that is no reply (NULL) has no elements either */
+    struct rp_redis_reply e;
+    cr_assert_not(rp_redis_reply_elem(NULL, 0, &e));
+    cr_assert_eq(e.kind, RP_REDIS_REPLY_NIL);
+    world_down(&w);
 }
 
 Test(redis, auth_and_select_from_url, .timeout = 30)
@@ -125,40 +281,34 @@ Test(redis, auth_and_select_from_url, .timeout = 30)
     srv_start_on(&s, rpt_free_port(), "s3cret");
     char url[128];
     snprintf(url, sizeof url, "redis://:s3cret@127.0.0.1:%d/3", s.port);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct rp_redis *r = client(&loop, url, 1000);
-    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, WAIT_MS));
-    struct answer a;
-    cr_assert_eq(cmd(r, &a, "CLIENT", "INFO", NULL), RP_OK);
-    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
+    struct world w = {.srv = s};
+    uv_loop_init(&w.loop);
+    w.r = client(&w.loop, url, 1000);
+    cr_assert(rpt_run_until(&w.loop, rpt_redis_is_ready, w.r, WAIT_MS));
+    struct answer a = ask(&w, "CLIENT", "INFO", NULL);
     cr_assert_eq(a.err, RP_OK);
-    finish(&loop, r);
+    cr_assert(strstr(a.str, " db=3 "), "SELECT 3 was not sent: %s", a.str);
+    finish(&w.loop, w.r);
     /* a wrong password never becomes ready */
-    uv_loop_init(&loop);
-    r = client(&loop, s.url, 1000);
-    cr_assert_not(rpt_run_until(&loop, rpt_redis_is_ready, r, 300));
-    finish(&loop, r);
-    rpt_redis_stop(&s);
+    uv_loop_init(&w.loop);
+    w.r = client(&w.loop, s.url, 1000);
+    cr_assert_not(rpt_run_until(&w.loop, rpt_redis_is_ready, w.r, 300));
+    world_down(&w);
 }
 
 Test(redis, deadline_fires_and_late_reply_is_dropped, .timeout = 30)
 {
-    struct rpt_redis s;
-    srv_start(&s);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct rp_redis *r = client(&loop, s.url, SHORT_MS);
-    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, WAIT_MS));
+    struct world w;
+    world_up(&w, SHORT_MS);
     struct rp_metric *timeouts =
         rp_metric_get("raproxy_redis_timeouts_total", RP_METRIC_COUNTER, NULL);
     int64_t before = timeouts->value;
 
-    kill(s.p.pid, SIGSTOP);
+    kill(w.srv.p.pid, SIGSTOP);
     struct answers as = {.n = 3};
     for (int i = 0; i < as.n; i++)
-        cr_assert_eq(cmd(r, &as.a[i], "INCR", "late", NULL), RP_OK);
-    cr_assert(rpt_run_until(&loop, all_answered, &as, WAIT_MS));
+        cr_assert_eq(cmd(w.r, &as.a[i], "INCR", "late", NULL), RP_OK);
+    cr_assert(rpt_run_until(&w.loop, all_answered, &as, WAIT_MS));
     for (int i = 0; i < as.n; i++) {
         cr_assert_eq(as.a[i].err, RP_E_REDIS_TIMEOUT);
         cr_assert_eq(as.a[i].calls, 1);
@@ -166,16 +316,13 @@ Test(redis, deadline_fires_and_late_reply_is_dropped, .timeout = 30)
     cr_assert_eq(timeouts->value - before, 3);
 
     /* the late replies arrive now and must be dropped without a second callback */
-    kill(s.p.pid, SIGCONT);
-    struct answer a;
-    cr_assert_eq(cmd(r, &a, "GET", "late", NULL), RP_OK);
-    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
+    kill(w.srv.p.pid, SIGCONT);
+    struct answer a = ask(&w, "GET", "late", NULL);
     cr_assert_eq(a.err, RP_OK);
     cr_assert_str_eq(a.str, "3", "the timed-out commands did run on the server");
     for (int i = 0; i < as.n; i++)
         cr_assert_eq(as.a[i].calls, 1);
-    finish(&loop, r);
-    rpt_redis_stop(&s);
+    world_down(&w);
 }
 
 static bool never(void *arg)
@@ -189,29 +336,24 @@ static bool never(void *arg)
  * not reported as a timeout, and the connection is kept. */
 Test(redis, a_busy_loop_takes_the_reply_that_came_before_timing_it_out, .timeout = 30)
 {
-    struct rpt_redis s;
-    srv_start(&s);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct rp_redis *r = client(&loop, s.url, SHORT_MS);
-    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, WAIT_MS));
+    struct world w;
+    world_up(&w, SHORT_MS);
     struct rp_metric *reconnects =
         rp_metric_get("raproxy_redis_reconnects_total", RP_METRIC_COUNTER, NULL);
     int64_t before = reconnects->value;
     struct answer a;
-    kill(s.p.pid, SIGSTOP); /* so that the reply comes while the loop is busy */
-    cr_assert_eq(cmd(r, &a, "INCR", "busy", NULL), RP_OK);
-    rpt_run_until(&loop, never, NULL, SHORT_MS / 4); /* the command goes out */
+    kill(w.srv.p.pid, SIGSTOP); /* so that the reply comes while the loop is busy */
+    cr_assert_eq(cmd(w.r, &a, "INCR", "busy", NULL), RP_OK);
+    rpt_run_until(&w.loop, never, NULL, SHORT_MS / 4); /* the command goes out */
     cr_assert_eq(a.calls, 0);
-    kill(s.p.pid, SIGCONT);
+    kill(w.srv.p.pid, SIGCONT);
     usleep(SHORT_MS * 1000 * 12); /* the loop does other work: past the stall limit */
-    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert(rpt_run_until(&w.loop, answered, &a, WAIT_MS));
     cr_assert_eq(a.err, RP_OK, "the reply was there, not late");
     cr_assert_eq(a.integer, 1);
-    cr_assert(rp_redis_ready(r));
+    cr_assert(rp_redis_ready(w.r));
     cr_assert_eq(reconnects->value, before, "no reconnect");
-    finish(&loop, r);
-    rpt_redis_stop(&s);
+    world_down(&w);
 }
 
 /* A command issued just before the loop gets busy past its deadline and the stall limit is
@@ -219,67 +361,55 @@ Test(redis, a_busy_loop_takes_the_reply_that_came_before_timing_it_out, .timeout
  * and answered, not reported as a timeout, and the connection is kept. */
 Test(redis, a_busy_loop_gives_an_unsent_command_its_time, .timeout = 30)
 {
-    struct rpt_redis s;
-    srv_start(&s);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct rp_redis *r = client(&loop, s.url, SHORT_MS);
-    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, WAIT_MS));
+    struct world w;
+    world_up(&w, SHORT_MS);
     struct rp_metric *reconnects =
         rp_metric_get("raproxy_redis_reconnects_total", RP_METRIC_COUNTER, NULL);
     int64_t before = reconnects->value;
     struct answer a;
-    cr_assert_eq(cmd(r, &a, "INCR", "unsent", NULL), RP_OK);
+    cr_assert_eq(cmd(w.r, &a, "INCR", "unsent", NULL), RP_OK);
     usleep(SHORT_MS * 1000 * 12); /* the loop does other work before it writes it */
-    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert(rpt_run_until(&w.loop, answered, &a, WAIT_MS));
     cr_assert_eq(a.err, RP_OK, "it had no time at all");
     cr_assert_eq(a.integer, 1);
-    cr_assert(rp_redis_ready(r));
+    cr_assert(rp_redis_ready(w.r));
     cr_assert_eq(reconnects->value, before, "no reconnect");
     /* control: a Redis that does not answer still times out, busy loop or not */
-    kill(s.p.pid, SIGSTOP);
-    cr_assert_eq(cmd(r, &a, "INCR", "unsent", NULL), RP_OK);
+    kill(w.srv.p.pid, SIGSTOP);
+    cr_assert_eq(cmd(w.r, &a, "INCR", "unsent", NULL), RP_OK);
     usleep(SHORT_MS * 1000 * 3);
-    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert(rpt_run_until(&w.loop, answered, &a, WAIT_MS));
     cr_assert_eq(a.err, RP_E_REDIS_TIMEOUT);
-    kill(s.p.pid, SIGCONT);
-    finish(&loop, r);
-    rpt_redis_stop(&s);
+    kill(w.srv.p.pid, SIGCONT);
+    world_down(&w);
 }
 
 Test(redis, reconnects_after_restart_on_same_port, .timeout = 30)
 {
-    struct rpt_redis s;
-    srv_start(&s);
-    int port = s.port;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct rp_redis *r = client(&loop, s.url, 1000);
-    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, WAIT_MS));
+    struct world w;
+    world_up(&w, 1000);
+    int port = w.srv.port;
     struct rp_metric *up = rp_metric_get("raproxy_redis_up", RP_METRIC_GAUGE, NULL);
     cr_assert_eq(up->value, 1);
 
-    rpt_stop(&s.p, SIGKILL, WAIT_MS);
-    cr_assert(rpt_run_until(&loop, rpt_redis_is_down, r, WAIT_MS), "the loss was not noticed");
+    rpt_stop(&w.srv.p, SIGKILL, WAIT_MS);
+    cr_assert(rpt_run_until(&w.loop, rpt_redis_is_down, w.r, WAIT_MS), "the loss was not noticed");
     cr_assert_eq(up->value, 0);
     /* while down: refused at once, no callback */
     struct answer a;
-    cr_assert_eq(cmd(r, &a, "PING", NULL, NULL), RP_E_REDIS_DOWN);
-    rpt_run_until(&loop, answered, &a, 50);
+    cr_assert_eq(cmd(w.r, &a, "PING", NULL, NULL), RP_E_REDIS_DOWN);
+    rpt_run_until(&w.loop, answered, &a, 50);
     cr_assert_eq(a.calls, 0);
 
-    srv_start_on(&s, port, NULL);
+    srv_start_on(&w.srv, port, NULL);
     long t0 = rpt_mono_ms();
-    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, 2000), "not reconnected within 2 s");
+    cr_assert(rpt_run_until(&w.loop, rpt_redis_is_ready, w.r, 2000), "not reconnected within 2 s");
     cr_log_info("reconnected %ld ms after the restart", rpt_mono_ms() - t0);
-    cr_assert_eq(cmd(r, &a, "PING", NULL, NULL), RP_OK);
-    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
-    cr_assert_str_eq(a.str, "PONG");
+    cr_assert_str_eq(ask(&w, "PING", NULL, NULL).str, "PONG");
     struct rp_metric *rec =
         rp_metric_get("raproxy_redis_reconnects_total", RP_METRIC_COUNTER, NULL);
     cr_assert_gt(rec->value, 0);
-    finish(&loop, r);
-    rpt_redis_stop(&s);
+    world_down(&w);
 }
 
 Test(redis, commands_fail_fast_when_never_connected, .timeout = 30)
@@ -302,55 +432,44 @@ Test(redis, commands_fail_fast_when_never_connected, .timeout = 30)
 
 Test(redis, noscript_after_script_flush_is_transparent, .timeout = 30)
 {
-    struct rpt_redis s;
-    srv_start(&s);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct rp_redis *r = client(&loop, s.url, 1000);
+    struct world w;
+    world_start(&w, 1000);
     unsigned id, id2;
-    cr_assert_eq(rp_redis_script(r, "return KEYS[1] .. ARGV[1]", &id), RP_OK);
-    cr_assert_eq(rp_redis_script(r, "return KEYS[1] .. ARGV[1]", &id2), RP_OK);
+    cr_assert_eq(rp_redis_script(w.r, "return KEYS[1] .. ARGV[1]", &id), RP_OK);
+    cr_assert_eq(rp_redis_script(w.r, "return KEYS[1] .. ARGV[1]", &id2), RP_OK);
     cr_assert_eq(id, id2, "identical scripts share an id");
-    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, WAIT_MS));
+    cr_assert(rpt_run_until(&w.loop, rpt_redis_is_ready, w.r, WAIT_MS));
     const char *argv[] = {"key-", "arg"};
     struct answer a = {0};
-    cr_assert_eq(rp_redis_evalsha(r, id, 1, 2, argv, NULL, on_answer, &a), RP_OK);
-    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert_eq(rp_redis_evalsha(w.r, id, 1, 2, argv, NULL, on_answer, &a), RP_OK);
+    cr_assert(rpt_run_until(&w.loop, answered, &a, WAIT_MS));
     cr_assert_eq(a.err, RP_OK);
     cr_assert_str_eq(a.str, "key-arg");
 
-    cr_assert_eq(cmd(r, &a, "SCRIPT", "FLUSH", NULL), RP_OK);
-    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
+    ask(&w, "SCRIPT", "FLUSH", NULL);
     memset(&a, 0, sizeof a);
-    cr_assert_eq(rp_redis_evalsha(r, id, 1, 2, argv, NULL, on_answer, &a), RP_OK);
-    cr_assert(rpt_run_until(&loop, answered, &a, WAIT_MS));
+    cr_assert_eq(rp_redis_evalsha(w.r, id, 1, 2, argv, NULL, on_answer, &a), RP_OK);
+    cr_assert(rpt_run_until(&w.loop, answered, &a, WAIT_MS));
     cr_assert_eq(a.err, RP_OK, "NOSCRIPT leaked to the caller: %s", rp_err_name(a.err));
     cr_assert_str_eq(a.str, "key-arg");
     cr_assert_eq(a.calls, 1);
-    finish(&loop, r);
-    rpt_redis_stop(&s);
+    world_down(&w);
 }
 
 Test(redis, close_fires_pending_with_shutdown, .timeout = 30)
 {
-    struct rpt_redis s;
-    srv_start(&s);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct rp_redis *r = client(&loop, s.url, 1000);
-    cr_assert(rpt_run_until(&loop, rpt_redis_is_ready, r, WAIT_MS));
-    kill(s.p.pid, SIGSTOP);
+    struct world w;
+    world_up(&w, 1000);
+    kill(w.srv.p.pid, SIGSTOP);
     struct answers as = {.n = 2};
     for (int i = 0; i < as.n; i++)
-        cr_assert_eq(cmd(r, &as.a[i], "PING", NULL, NULL), RP_OK);
-    rp_redis_close(r);
+        cr_assert_eq(cmd(w.r, &as.a[i], "PING", NULL, NULL), RP_OK);
+    rp_redis_close(w.r);
     for (int i = 0; i < as.n; i++) {
         cr_assert_eq(as.a[i].calls, 1);
         cr_assert_eq(as.a[i].err, RP_E_SHUTDOWN);
     }
-    uv_run(&loop, UV_RUN_DEFAULT);
-    cr_assert_eq(uv_loop_close(&loop), 0);
-    rpt_redis_stop(&s);
+    world_down(&w); /* closing again is a no-op; the loop then frees the client */
 }
 
 Test(redis, parses_urls)

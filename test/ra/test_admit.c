@@ -8,7 +8,6 @@
 #include "uvrun.h"
 
 #include <criterion/criterion.h>
-#include <hiredis/hiredis.h>
 
 #include <signal.h>
 #include <stdio.h>
@@ -370,7 +369,7 @@ struct cmd_done {
     long long integer;
 };
 
-static void on_cmd(void *arg, int err, const struct redisReply *rep)
+static void on_cmd(void *arg, int err, const struct rp_redis_reply *rep)
 {
     struct cmd_done *d = arg;
     cr_assert_eq(err, RP_OK);
