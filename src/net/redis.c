@@ -329,26 +329,24 @@ static void reply_view(const redisReply *rep, struct rp_redis_reply *v)
     case REDIS_REPLY_INTEGER:
         v->kind = RP_REDIS_REPLY_INTEGER;
         v->integer = rep->integer;
-        break;
-    case REDIS_REPLY_STATUS:
-        v->kind = RP_REDIS_REPLY_STATUS;
-        v->str = rp_view_make(rep->str, rep->len);
-        break;
-    case REDIS_REPLY_ERROR:
-        v->kind = RP_REDIS_REPLY_ERROR;
-        v->str = rp_view_make(rep->str, rep->len);
-        break;
-    case REDIS_REPLY_STRING:
-        v->kind = RP_REDIS_REPLY_STRING;
-        v->str = rp_view_make(rep->str, rep->len);
-        break;
+        return;
     case REDIS_REPLY_ARRAY:
         v->kind = RP_REDIS_REPLY_ARRAY;
         v->elements = rep->elements;
+        return;
+    case REDIS_REPLY_STATUS:
+        v->kind = RP_REDIS_REPLY_STATUS;
+        break;
+    case REDIS_REPLY_ERROR:
+        v->kind = RP_REDIS_REPLY_ERROR;
+        break;
+    case REDIS_REPLY_STRING:
+        v->kind = RP_REDIS_REPLY_STRING;
         break;
     default: /* REDIS_REPLY_NIL; hiredis 0.14 reads RESP2 and has no other type */
-        break;
+        return;
     }
+    v->str = rp_view_make(rep->str, rep->len);
 }
 
 bool rp_redis_reply_elem(const struct rp_redis_reply *r, size_t i, struct rp_redis_reply *out)
