@@ -382,12 +382,17 @@ static bool cmd_done(void *arg)
     return ((struct cmd_done *)arg)->calls > 0;
 }
 
+static void redis_do(struct world *w, int argc, const char **argv)
+{
+    struct cmd_done d = {0};
+    cr_assert_eq(rp_redis_command(w->redis, on_cmd, &d, argc, argv, NULL), RP_OK);
+    cr_assert(rpt_run_until(w->loop, cmd_done, &d, WAIT_MS));
+}
+
 static void sadd(struct world *w, const char *key, const char *member)
 {
     const char *argv[] = {"SADD", key, member};
-    struct cmd_done d = {0};
-    cr_assert_eq(rp_redis_command(w->redis, on_cmd, &d, 3, argv, NULL), RP_OK);
-    cr_assert(rpt_run_until(w->loop, cmd_done, &d, WAIT_MS));
+    redis_do(w, 3, argv);
 }
 
 /* The CA's verdict on a claimed serial: give it back or consume it. */
@@ -490,6 +495,30 @@ static void down_case(struct world *w, struct rpt_redis *srv)
 Test(admit, redis_down_fail_open_and_fail_closed, .timeout = 30)
 {
     run_case(WITH_REDIS, down_case);
+}
+
+/* Redis answers, but with an error (a rate bucket of the wrong type: WRONGTYPE inside the
+ * script): that is a Redis failure like no answer, decided by on_redis_failure. */
+static void error_reply_case(struct world *w, struct rpt_redis *srv)
+{
+    (void)srv;
+    const char *argv[] = {"HSET", "raproxy:rl:{ip:192.0.2.9}:m", "not", "a-bucket"};
+    redis_do(w, 4, argv);
+    struct rp_cfg_limits lim = none;
+    lim.per_ip = (struct rp_cfg_limit){.rate = 1, .burst = 2};
+    cr_assert_eq(start(w, "192.0.2.9", &lim, RP_REDIS_FAIL_CLOSED).res.err, RP_E_SYSTEM_UNAVAIL);
+    struct outcome o = start(w, "192.0.2.9", &lim, RP_REDIS_FAIL_OPEN);
+    cr_assert_eq(o.res.err, RP_OK);
+    cr_assert(o.res.degraded);
+    /* control: a bucket of the right type is decided by Redis */
+    o = start(w, "192.0.2.10", &lim, RP_REDIS_FAIL_CLOSED);
+    cr_assert_eq(o.res.err, RP_OK);
+    cr_assert_not(o.res.degraded);
+}
+
+Test(admit, redis_error_reply_is_a_redis_failure, .timeout = 30)
+{
+    run_case(WITH_REDIS, error_reply_case);
 }
 
 Test(admit, redis_timeout_fails_over_and_close_fires_shutdown, .timeout = 30)
