@@ -6,6 +6,7 @@
 #include "raproxy/redis.h"
 #include "fixtures.h"
 #include "support.h"
+#include "uvrun.h"
 
 #include <criterion/criterion.h>
 
@@ -15,7 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TICK_MS     5
 #define WAIT_MS     5000
 #define LEASE_MS    30000u
 #define TTL_MS      60000u
@@ -24,37 +24,6 @@
 #define RESERVE_MS  5000u
 
 TestSuite(deliver_store);
-
-static long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void on_tick(uv_timer_t *t)
-{
-    (void)t;
-}
-
-static bool run_until(uv_loop_t *loop, bool (*cond)(void *), void *arg, int timeout_ms)
-{
-    uv_timer_t tick;
-    uv_timer_init(loop, &tick);
-    uv_timer_start(&tick, on_tick, TICK_MS, TICK_MS);
-    long deadline = mono_ms() + timeout_ms;
-    bool ok;
-    while (!(ok = cond(arg)) && mono_ms() < deadline)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return ok;
-}
-
-static bool is_ready(void *r)
-{
-    return rp_redis_ready(r);
-}
 
 /* What a call answered; its views are copied into memory that lasts for the test (a
  * result is passed around by value). */
@@ -119,7 +88,7 @@ static void world_init(struct world *w, const char *url)
     }
     cr_assert_eq(ra_dd_store_new(&w->s, w->redis, w->mem, timer_new, &w->loop), RP_OK);
     if (url)
-        cr_assert(run_until(&w->loop, is_ready, w->redis, WAIT_MS));
+        cr_assert(rpt_run_until(&w->loop, rpt_redis_is_ready, w->redis, WAIT_MS));
 }
 
 static void world_free(struct world *w)
@@ -135,7 +104,7 @@ static void world_free(struct world *w)
 
 static void wait_for(struct world *w, struct out *o)
 {
-    cr_assert(run_until(&w->loop, answered, o, WAIT_MS));
+    cr_assert(rpt_run_until(&w->loop, answered, o, WAIT_MS));
     cr_assert_eq(o->calls, 1);
     cr_assert_eq(o->res.err, RP_OK, "%s", rp_err_name(o->res.err));
 }
@@ -604,7 +573,7 @@ Test(deliver_store, redis_a_late_queueing_offer_is_settled_into_the_queue, .time
     kill(srv.p.pid, SIGSTOP);
     struct out o = {0};
     ra_dd_offer(w.s, &in, on_result, &o);
-    cr_assert(run_until(&w.loop, answered, &o, WAIT_MS));
+    cr_assert(rpt_run_until(&w.loop, answered, &o, WAIT_MS));
     cr_assert_eq(o.res.err, RP_E_REDIS_TIMEOUT);
     cr_assert(o.res.maybe, "it was sent: it may still run");
     in.mode = RA_OFFER_FORCE;
@@ -655,11 +624,6 @@ static bool never(void *arg)
     return false;
 }
 
-static bool is_down(void *r)
-{
-    return !rp_redis_ready(r);
-}
-
 /* Redis only: the connection is lost when a queued request is settled and a dispatched one
  * finished (both fire and forget, both idempotent): they are retried once the client is
  * back, so the device's answer is stored and the request it was told waits for is queued.
@@ -677,18 +641,19 @@ Test(deliver_store, redis_settle_and_finish_are_retried_over_a_lost_connection, 
     snprintf(port, sizeof port, "%d", srv.port);
     const char *kill_argv[] = {"redis-cli", "-p", port, "CLIENT", "KILL", "TYPE", "normal", NULL};
     cr_assert_eq(rpt_run(kill_argv, 10000, "/dev/null"), 0);
-    cr_assert(run_until(&w.loop, is_down, w.redis, WAIT_MS), "the client did not see the loss");
+    cr_assert(rpt_run_until(&w.loop, rpt_redis_is_down, w.redis, WAIT_MS),
+              "the client did not see the loss");
     ra_dd_finish(w.s, rp_view_str("tx-n1"), RA_DD_ANSWERED, rp_view_str("the CA's ip"), KEEP_MS,
                  rp_view_str("manufacturer"), rp_view_str("SN1"));
     struct ra_dd_offer in = offer_in("tx-n2", "SN2", RA_OFFER_FORCE);
     ra_dd_settle(w.s, &in, "");
-    cr_assert(run_until(&w.loop, is_ready, w.redis, WAIT_MS));
+    cr_assert(rpt_run_until(&w.loop, rpt_redis_is_ready, w.redis, WAIT_MS));
     struct out p = {0};
-    long t0 = mono_ms();
+    long t0 = rpt_mono_ms();
     do {
-        (void)run_until(&w.loop, never, NULL, 100); /* the retries' timers */
+        (void)rpt_run_until(&w.loop, never, NULL, 100); /* the retries' timers */
         p = poll_(&w, "tx-n1", "SN1", MAX_WAIT_MS);
-    } while (p.res.state != RA_DD_ANSWERED && mono_ms() - t0 < WAIT_MS);
+    } while (p.res.state != RA_DD_ANSWERED && rpt_mono_ms() - t0 < WAIT_MS);
     cr_assert_eq(p.res.state, RA_DD_ANSWERED, "the CA's answer was lost");
     cr_assert(rp_view_eq(p.res.answer, rp_view_str("the CA's ip")));
     cr_assert_eq(poll_(&w, "tx-n2", "SN2", MAX_WAIT_MS).res.state, RA_DD_QUEUED,
