@@ -3,6 +3,7 @@
 #include "raproxy/err.h"
 #include "raproxy/limiter.h"
 #include "raproxy/redis.h"
+#include "fakeredis.h"
 #include "fixtures.h"
 #include "support.h"
 #include "uvrun.h"
@@ -554,109 +555,6 @@ Test(admit, redis_timeout_fails_over_and_close_fires_shutdown, .timeout = 30)
     rpt_redis_stop(&s);
 }
 
-/* A Redis peer on the test's loop that answers every EVALSHA with `reply` (raw RESP) and
- * anything else (the client's SCRIPT LOADs and PING) with +OK: replies of shapes a real
- * server never gives for our scripts. */
-#define FAKE_IN_MAX 65536
-
-struct fake_redis {
-    uv_tcp_t srv, conn;
-    bool has_conn;
-    int port;
-    const char *reply;
-    char in[FAKE_IN_MAX];
-    size_t len;
-};
-
-static void fake_alloc(uv_handle_t *h, size_t want, uv_buf_t *buf)
-{
-    (void)want;
-    struct fake_redis *f = h->data;
-    *buf = uv_buf_init(f->in + f->len, (unsigned)(FAKE_IN_MAX - 1 - f->len));
-}
-
-/* One whole command (*argc, then argc $len bulk strings) at the head of f->in: its length,
- * 0 while incomplete; *is_evalsha says what it was. */
-static size_t fake_command(struct fake_redis *f, bool *is_evalsha)
-{
-    char *p = f->in, *end = f->in + f->len, *e;
-    if (p == end)
-        return 0;
-    cr_assert_eq(*p, '*', "not a RESP command");
-    long argc = strtol(p + 1, &e, 10);
-    if (e + 2 > end)
-        return 0;
-    p = e + 2;
-    for (long i = 0; i < argc; i++) {
-        if (p >= end)
-            return 0;
-        long n = strtol(p + 1, &e, 10);
-        if (e + 2 + n + 2 > end)
-            return 0;
-        if (i == 0)
-            *is_evalsha = n == 7 && memcmp(e + 2, "EVALSHA", 7) == 0;
-        p = e + 2 + n + 2;
-    }
-    return (size_t)(p - f->in);
-}
-
-static void fake_answer(struct fake_redis *f, const char *resp)
-{
-    uv_buf_t b = uv_buf_init((char *)resp, (unsigned)strlen(resp));
-    cr_assert_eq(uv_try_write((uv_stream_t *)&f->conn, &b, 1), (int)b.len);
-}
-
-static void fake_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    (void)buf;
-    struct fake_redis *f = s->data;
-    if (n < 0) {
-        uv_read_stop(s);
-        return;
-    }
-    f->len += (size_t)n;
-    f->in[f->len] = '\0'; /* strtol stops here at the latest */
-    size_t used;
-    bool evalsha = false;
-    while ((used = fake_command(f, &evalsha)) > 0) {
-        fake_answer(f, evalsha ? f->reply : "+OK\r\n");
-        memmove(f->in, f->in + used, f->len - used);
-        f->len -= used;
-        f->in[f->len] = '\0';
-    }
-}
-
-static void fake_accept(uv_stream_t *srv, int status)
-{
-    struct fake_redis *f = srv->data;
-    cr_assert_eq(status, 0);
-    cr_assert_not(f->has_conn, "one client only");
-    uv_tcp_init(srv->loop, &f->conn);
-    f->conn.data = f;
-    cr_assert_eq(uv_accept(srv, (uv_stream_t *)&f->conn), 0);
-    f->has_conn = true;
-    uv_read_start((uv_stream_t *)&f->conn, fake_alloc, fake_read);
-}
-
-static void fake_start(struct fake_redis *f, uv_loop_t *loop)
-{
-    memset(f, 0, sizeof *f);
-    f->port = rpt_free_port();
-    struct sockaddr_in sa;
-    uv_ip4_addr("127.0.0.1", f->port, &sa);
-    uv_tcp_init(loop, &f->srv);
-    f->srv.data = f;
-    cr_assert_eq(uv_tcp_bind(&f->srv, (const struct sockaddr *)&sa, 0), 0);
-    cr_assert_eq(uv_listen((uv_stream_t *)&f->srv, 1, fake_accept), 0);
-}
-
-static void fake_stop(struct fake_redis *f)
-{
-    uv_close((uv_handle_t *)&f->srv, NULL);
-    if (f->has_conn)
-        uv_close((uv_handle_t *)&f->conn, NULL);
-}
-
 /* A script's answer that is not {integer, integer} is unusable: a Redis failure, decided by
  * on_redis_failure as if Redis were down, never read as a verdict. */
 Test(admit, a_reply_of_the_wrong_shape_is_a_redis_failure, .timeout = 30)
@@ -673,13 +571,11 @@ Test(admit, a_reply_of_the_wrong_shape_is_a_redis_failure, .timeout = 30)
     };
     uv_loop_t loop;
     uv_loop_init(&loop);
-    struct fake_redis *f = malloc(sizeof *f);
+    struct rpt_fake_redis *f = malloc(sizeof *f);
     cr_assert_not_null(f);
-    fake_start(f, &loop);
-    char url[64];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d", f->port);
+    rpt_fake_redis_start(f, &loop);
     struct world w;
-    world_init(&w, &loop, url);
+    world_init(&w, &loop, f->url);
     struct rp_cfg_limits lim = none;
     lim.per_ip = (struct rp_cfg_limit){.rate = 1, .burst = 100};
     for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
@@ -700,7 +596,7 @@ Test(admit, a_reply_of_the_wrong_shape_is_a_redis_failure, .timeout = 30)
     cr_assert_eq(o.res.err, RP_E_RATE_LIMITED);
     cr_assert_eq(o.res.retry_after_ms, 250);
     cr_assert_not(o.res.degraded);
-    fake_stop(f);
+    rpt_fake_redis_stop(f);
     world_free(&w);
     free(f);
 }

@@ -4,6 +4,7 @@
 #include "ra/deliver.h"
 #include "raproxy/err.h"
 #include "raproxy/redis.h"
+#include "fakeredis.h"
 #include "fixtures.h"
 #include "support.h"
 #include "uvrun.h"
@@ -12,6 +13,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,10 +78,15 @@ static int timer_new(void *ctx, rp_loop_timer_fn cb, void *arg, struct rp_loop_t
     return rp_loop_timer_new_uv(ctx, cb, arg, out);
 }
 
-static void world_init(struct world *w, const char *url)
+/* With `fake`, the store's Redis is that peer, started on the world's loop. */
+static void world_init_on(struct world *w, const char *url, struct rpt_fake_redis *fake)
 {
     memset(w, 0, sizeof *w);
     uv_loop_init(&w->loop);
+    if (fake) {
+        rpt_fake_redis_start(fake, &w->loop);
+        url = fake->url;
+    }
     if (url) {
         struct rp_redis_opts o = {.url = url, .timeout_ms = 1000};
         cr_assert_eq(rp_redis_new(&w->redis, &w->loop, &o), RP_OK);
@@ -89,6 +96,11 @@ static void world_init(struct world *w, const char *url)
     cr_assert_eq(ra_dd_store_new(&w->s, w->redis, w->mem, timer_new, &w->loop), RP_OK);
     if (url)
         cr_assert(rpt_run_until(&w->loop, rpt_redis_is_ready, w->redis, WAIT_MS));
+}
+
+static void world_init(struct world *w, const char *url)
+{
+    world_init_on(w, url, NULL);
 }
 
 static void world_free(struct world *w)
@@ -538,6 +550,38 @@ Test(deliver_store, redis_reservation_of_a_dead_dispatcher_returns, .timeout = 6
     cr_assert_eq(claim(&w, n.res.txid, LEASE_MS, MAX_WAIT_MS).res.state, RA_DD_SENDING);
     world_free(&w);
     rpt_redis_stop(&srv);
+}
+
+/* An answer of a shape the offer script never gives is refused (RP_E_REDIS_REPLY, not a
+ * "maybe": Redis did answer), never read as a gate; the control {1, 0} is GO. */
+Test(deliver_store, redis_an_offer_answer_of_the_wrong_shape_is_refused, .timeout = 60)
+{
+    static const char *const wrong[] = {
+        "$2\r\nok\r\n",        /* a string */
+        "+OK\r\n",             /* a status */
+        "$-1\r\n",             /* nil */
+        ":1\r\n",              /* an integer */
+        "*1\r\n:1\r\n",        /* one element */
+        "*2\r\n:99\r\n:0\r\n", /* a code the script does not have */
+    };
+    struct rpt_fake_redis *f = malloc(sizeof *f);
+    cr_assert_not_null(f);
+    struct world w;
+    world_init_on(&w, NULL, f);
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+        f->reply = wrong[i];
+        struct ra_dd_offer in = offer_in("tx-shape", "SN1", RA_OFFER_QUEUE);
+        struct out o = {0};
+        ra_dd_offer(w.s, &in, on_result, &o);
+        cr_assert(rpt_run_until(&w.loop, answered, &o, WAIT_MS));
+        cr_assert_eq(o.res.err, RP_E_REDIS_REPLY, "reply %zu: %s", i, rp_err_name(o.res.err));
+        cr_assert_not(o.res.maybe, "reply %zu", i);
+    }
+    f->reply = "*2\r\n:1\r\n:0\r\n";
+    cr_assert_eq(offer(&w, offer_in("tx-shape", "SN1", RA_OFFER_QUEUE)).res.gate, RA_GATE_GO);
+    rpt_fake_redis_stop(f);
+    world_free(&w);
+    free(f);
 }
 
 /* Two replicas (two clients of one Redis) share one budget and one queue. */
