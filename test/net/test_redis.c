@@ -172,6 +172,22 @@ static int cmd(struct rp_redis *r, struct answer *a, const char *c0, const char 
     return rp_redis_command(r, on_answer, a, argc, argv, NULL);
 }
 
+static int64_t counter(const char *name)
+{
+    return rp_metric_get(name, RP_METRIC_COUNTER, NULL)->value;
+}
+
+/* A command of a loop that was busy past its deadline was answered, not timed out, and
+ * the connection kept (no reconnect since `reconnects`). */
+static void assert_answered_in_time(struct world *w, struct answer *a, int64_t reconnects)
+{
+    cr_assert(rpt_run_until(&w->loop, answered, a, WAIT_MS));
+    cr_assert_eq(a->err, RP_OK, "timed out: %s", rp_err_name(a->err));
+    cr_assert_eq(a->integer, 1);
+    cr_assert(rp_redis_ready(w->r));
+    cr_assert_eq(counter("raproxy_redis_reconnects_total"), reconnects, "no reconnect");
+}
+
 /* One command, sent and answered. */
 static struct answer ask(struct world *w, const char *c0, const char *c1, const char *c2)
 {
@@ -300,9 +316,7 @@ Test(redis, deadline_fires_and_late_reply_is_dropped, .timeout = 30)
 {
     struct world w;
     world_up(&w, SHORT_MS);
-    struct rp_metric *timeouts =
-        rp_metric_get("raproxy_redis_timeouts_total", RP_METRIC_COUNTER, NULL);
-    int64_t before = timeouts->value;
+    int64_t before = counter("raproxy_redis_timeouts_total");
 
     kill(w.srv.p.pid, SIGSTOP);
     struct answers as = {.n = 3};
@@ -313,7 +327,7 @@ Test(redis, deadline_fires_and_late_reply_is_dropped, .timeout = 30)
         cr_assert_eq(as.a[i].err, RP_E_REDIS_TIMEOUT);
         cr_assert_eq(as.a[i].calls, 1);
     }
-    cr_assert_eq(timeouts->value - before, 3);
+    cr_assert_eq(counter("raproxy_redis_timeouts_total") - before, 3);
 
     /* the late replies arrive now and must be dropped without a second callback */
     kill(w.srv.p.pid, SIGCONT);
@@ -338,21 +352,15 @@ Test(redis, a_busy_loop_takes_the_reply_that_came_before_timing_it_out, .timeout
 {
     struct world w;
     world_up(&w, SHORT_MS);
-    struct rp_metric *reconnects =
-        rp_metric_get("raproxy_redis_reconnects_total", RP_METRIC_COUNTER, NULL);
-    int64_t before = reconnects->value;
+    int64_t before = counter("raproxy_redis_reconnects_total");
     struct answer a;
     kill(w.srv.p.pid, SIGSTOP); /* so that the reply comes while the loop is busy */
     cr_assert_eq(cmd(w.r, &a, "INCR", "busy", NULL), RP_OK);
     rpt_run_until(&w.loop, never, NULL, SHORT_MS / 4); /* the command goes out */
     cr_assert_eq(a.calls, 0);
     kill(w.srv.p.pid, SIGCONT);
-    usleep(SHORT_MS * 1000 * 12); /* the loop does other work: past the stall limit */
-    cr_assert(rpt_run_until(&w.loop, answered, &a, WAIT_MS));
-    cr_assert_eq(a.err, RP_OK, "the reply was there, not late");
-    cr_assert_eq(a.integer, 1);
-    cr_assert(rp_redis_ready(w.r));
-    cr_assert_eq(reconnects->value, before, "no reconnect");
+    usleep(SHORT_MS * 1000 * 12);            /* the loop does other work: past the stall limit */
+    assert_answered_in_time(&w, &a, before); /* the reply was there, not late */
     world_down(&w);
 }
 
@@ -363,17 +371,11 @@ Test(redis, a_busy_loop_gives_an_unsent_command_its_time, .timeout = 30)
 {
     struct world w;
     world_up(&w, SHORT_MS);
-    struct rp_metric *reconnects =
-        rp_metric_get("raproxy_redis_reconnects_total", RP_METRIC_COUNTER, NULL);
-    int64_t before = reconnects->value;
+    int64_t before = counter("raproxy_redis_reconnects_total");
     struct answer a;
     cr_assert_eq(cmd(w.r, &a, "INCR", "unsent", NULL), RP_OK);
-    usleep(SHORT_MS * 1000 * 12); /* the loop does other work before it writes it */
-    cr_assert(rpt_run_until(&w.loop, answered, &a, WAIT_MS));
-    cr_assert_eq(a.err, RP_OK, "it had no time at all");
-    cr_assert_eq(a.integer, 1);
-    cr_assert(rp_redis_ready(w.r));
-    cr_assert_eq(reconnects->value, before, "no reconnect");
+    usleep(SHORT_MS * 1000 * 12);            /* the loop does other work before it writes it */
+    assert_answered_in_time(&w, &a, before); /* it had its time */
     /* control: a Redis that does not answer still times out, busy loop or not */
     kill(w.srv.p.pid, SIGSTOP);
     cr_assert_eq(cmd(w.r, &a, "INCR", "unsent", NULL), RP_OK);
@@ -406,9 +408,7 @@ Test(redis, reconnects_after_restart_on_same_port, .timeout = 30)
     cr_assert(rpt_run_until(&w.loop, rpt_redis_is_ready, w.r, 2000), "not reconnected within 2 s");
     cr_log_info("reconnected %ld ms after the restart", rpt_mono_ms() - t0);
     cr_assert_str_eq(ask(&w, "PING", NULL, NULL).str, "PONG");
-    struct rp_metric *rec =
-        rp_metric_get("raproxy_redis_reconnects_total", RP_METRIC_COUNTER, NULL);
-    cr_assert_gt(rec->value, 0);
+    cr_assert_gt(counter("raproxy_redis_reconnects_total"), 0);
     world_down(&w);
 }
 
