@@ -16,28 +16,28 @@ static const char *env_value(const char *var)
     return v && *v ? v : NULL;
 }
 
-static void set_str(struct rp_cfgx *x, char **field, const char *var, const char *path)
+static void set_str(struct core_cfg *x, char **field, const char *var, const char *path)
 {
     const char *v = env_value(var);
     if (!v)
         return;
-    char *d = rp_cfgx_strdup(x, v);
+    char *d = core_cfg_strdup(x, v);
     if (!d)
         return;
     free(*field);
     *field = d;
-    rp_cfgx_from_env(x, path, var);
+    core_cfg_from_env(x, path, var);
 }
 
-static void set_u32(struct rp_cfgx *x, uint32_t *field, const char *var, const char *path)
+static void set_u32(struct core_cfg *x, uint32_t *field, const char *var, const char *path)
 {
     const char *v = env_value(var);
     uint32_t n;
     if (!v)
         return;
-    rp_cfgx_from_env(x, path, var);
-    if (rp_cfgx_parse_u32(v, UINT32_MAX, &n) != 0) {
-        rp_cfgx_problem(x, path, "not an unsigned integer: '%.*s'", QUOTE_MAX, v);
+    core_cfg_from_env(x, path, var);
+    if (core_cfg_parse_u32(v, UINT32_MAX, &n) != 0) {
+        core_cfg_problem(x, path, "not an unsigned integer: '%.*s'", QUOTE_MAX, v);
         return;
     }
     *field = n;
@@ -45,7 +45,7 @@ static void set_u32(struct rp_cfgx *x, uint32_t *field, const char *var, const c
 
 /* The listener the RAPROXY_LISTEN_* / RAPROXY_TLS_* variables set, created if the file has
  * none (a container may carry its whole front end in the environment). */
-static struct rp_cfg_listener *first_listener(struct rp_cfgx *x, struct rp_config *cfg)
+static struct rp_cfg_listener *first_listener(struct core_cfg *x, struct rp_config *cfg)
 {
     if (cfg->listeners_count == 0) {
         cfg->listeners = calloc(1, sizeof *cfg->listeners);
@@ -58,7 +58,7 @@ static struct rp_cfg_listener *first_listener(struct rp_cfgx *x, struct rp_confi
     return &cfg->listeners[0];
 }
 
-static void apply_listener(struct rp_cfgx *x, struct rp_config *cfg)
+static void apply_listener(struct core_cfg *x, struct rp_config *cfg)
 {
     const int want_addr = env_value("RAPROXY_LISTEN_ADDRESS") != NULL;
     const int want_tls = env_value("RAPROXY_TLS_CERT") || env_value("RAPROXY_TLS_KEY");
@@ -74,7 +74,7 @@ static void apply_listener(struct rp_cfgx *x, struct rp_config *cfg)
     set_str(x, &l->tls.key, "RAPROXY_TLS_KEY", "listeners[0].tls.key");
 }
 
-static void apply_redis(struct rp_cfgx *x, struct rp_config *cfg)
+static void apply_redis(struct core_cfg *x, struct rp_config *cfg)
 {
     if (!env_value("RAPROXY_REDIS_URL"))
         return;
@@ -88,7 +88,7 @@ static void apply_redis(struct rp_cfgx *x, struct rp_config *cfg)
     set_str(x, &cfg->redis->url, "RAPROXY_REDIS_URL", "redis.url");
 }
 
-void rp_cfgx_apply_env(struct rp_cfgx *x, struct rp_config *cfg)
+void core_cfg_apply_env(struct core_cfg *x, struct rp_config *cfg)
 {
     set_str(x, &cfg->upstream.url, "RAPROXY_UPSTREAM_URL", "upstream.url");
     apply_redis(x, cfg);
@@ -106,7 +106,7 @@ void rp_cfgx_apply_env(struct rp_cfgx *x, struct rp_config *cfg)
     if (cfg->validation)
         set_str(x, &cfg->validation->url, "RAPROXY_VALIDATION_URL", "validation.url");
     else if (getenv("RAPROXY_VALIDATION_URL") && *getenv("RAPROXY_VALIDATION_URL"))
-        rp_cfgx_problem(x, "validation",
-                        "environment RAPROXY_VALIDATION_URL: set, but the "
-                        "file has no validation section to apply it to");
+        core_cfg_problem(x, "validation",
+                         "environment RAPROXY_VALIDATION_URL: set, but the "
+                         "file has no validation section to apply it to");
 }

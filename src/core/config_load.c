@@ -11,20 +11,20 @@
 
 int rp_config_load_opts(const char *path, struct rp_config **out, FILE *errs, unsigned flags)
 {
-    struct rp_cfgx x = {.file = path, .errs = errs, .flags = flags};
+    struct core_cfg x = {.file = path, .errs = errs, .flags = flags};
     int rc = RP_E_CONFIG;
 
     *out = NULL;
-    struct rp_config *cfg = rp_cfgx_parse_file(&x);
+    struct rp_config *cfg = core_cfg_parse_file(&x);
     if (!cfg)
         goto out;
-    cfg->source = rp_cfgx_strdup(&x, path);
-    rp_cfgx_post_parse(&x, cfg);
-    rp_cfgx_apply_env(&x, cfg);
-    rp_cfgx_apply_defaults(&x, cfg);
+    cfg->source = core_cfg_strdup(&x, path);
+    core_cfg_post_parse(&x, cfg);
+    core_cfg_apply_env(&x, cfg);
+    core_cfg_apply_defaults(&x, cfg);
     if (x.oom)
         goto out;
-    rp_cfgx_check(&x, cfg);
+    core_cfg_check(&x, cfg);
     if (x.problems == 0 && !x.oom) {
         *out = cfg;
         cfg = NULL;
@@ -37,7 +37,7 @@ out:
             fprintf(errs, "%s: out of memory while loading the configuration\n", path);
     }
     rp_config_free(cfg);
-    rp_cfgx_release(&x);
+    core_cfg_release(&x);
     return rc;
 }
 
@@ -52,7 +52,7 @@ void rp_config_free(struct rp_config *cfg)
         return;
     const cyaml_config_t ccfg = {
         .log_fn = NULL,
-        .mem_fn = rp_cfgx_cyaml_mem,
+        .mem_fn = core_cfg_cyaml_mem,
         .log_level = CYAML_LOG_ERROR,
     };
     free(cfg->source); /* not in the schema: cyaml_free does not know it */
@@ -60,7 +60,7 @@ void rp_config_free(struct rp_config *cfg)
         explicit_bzero(cfg->ra.pkcs11.pin, strlen(cfg->ra.pkcs11.pin));
         free(cfg->ra.pkcs11.pin);
     }
-    cyaml_free(&ccfg, &rp_cfgx_top_schema, cfg, 0);
+    cyaml_free(&ccfg, &core_cfg_top_schema, cfg, 0);
 }
 
 const char *rp_config_domain_path(const struct rp_cfg_domain *d, char *buf, unsigned cap)

@@ -16,12 +16,12 @@
 /* The longest directory a configuration file may sit in (PATH_MAX on Linux). */
 #define DIR_MAX 4096
 
-static void mark_tls_off(struct rp_cfgx *x, struct rp_config *cfg)
+static void mark_tls_off(struct core_cfg *x, struct rp_config *cfg)
 {
     for (unsigned i = 0; i < cfg->listeners_count; i++) {
         char p[RP_CFGX_PATH_MAX];
-        rp_cfgx_key(p, "listeners[%u].tls", i);
-        const struct rp_cfgx_ent *e = rp_cfgx_find(x, p);
+        core_cfg_key(p, "listeners[%u].tls", i);
+        const struct core_cfg_ent *e = core_cfg_find(x, p);
         cfg->listeners[i].tls_off = e && (e->marks & RP_CFGX_TLS_OFF);
     }
 }
@@ -29,14 +29,14 @@ static void mark_tls_off(struct rp_cfgx *x, struct rp_config *cfg)
 /* ------------------------------------------------------------------ file paths */
 
 struct resolve {
-    struct rp_cfgx *x;
+    struct core_cfg *x;
     const char *dir;
 };
 
 /* Make a relative file path relative to the configuration file's directory, so that
  * `raproxy --config /etc/raproxy/raproxy.yaml` and a test's temp dir both work from any cwd.
  * Not files: a PKCS#11 URI, and "redis" (allowlist: redis). */
-static void resolve_one(void *ctx, const struct rp_cfgx_field *f)
+static void resolve_one(void *ctx, const struct core_cfg_field *f)
 {
     const struct resolve *r = ctx;
     char **p = f->value;
@@ -54,7 +54,7 @@ static void resolve_one(void *ctx, const struct rp_cfgx_field *f)
     *p = abs;
 }
 
-static void resolve_paths(struct rp_cfgx *x, struct rp_config *cfg)
+static void resolve_paths(struct core_cfg *x, struct rp_config *cfg)
 {
     const char *slash = strrchr(x->file, '/');
     if (!slash)
@@ -63,10 +63,10 @@ static void resolve_paths(struct rp_cfgx *x, struct rp_config *cfg)
     /* "/raproxy.yaml" gives dir "", which still makes "/<file>" */
     snprintf(dir, sizeof dir, "%.*s", (int)(slash - x->file), x->file);
     struct resolve r = {.x = x, .dir = dir};
-    rp_cfgx_visit(cfg, resolve_one, &r);
+    core_cfg_visit(cfg, resolve_one, &r);
 }
 
-void rp_cfgx_post_parse(struct rp_cfgx *x, struct rp_config *cfg)
+void core_cfg_post_parse(struct core_cfg *x, struct rp_config *cfg)
 {
     mark_tls_off(x, cfg);
     resolve_paths(x, cfg);
@@ -99,33 +99,33 @@ static void store(void *at, size_t size, uint32_t v)
 
 /* One value of the config: its default from the schema when the file and the environment
  * left it out (a string: when it has none). */
-static void default_one(void *ctx, const struct rp_cfgx_field *f)
+static void default_one(void *ctx, const struct core_cfg_field *f)
 {
-    struct rp_cfgx *x = ctx;
-    const struct rp_cfgx_default *d = rp_cfgx_default_of(f->pattern);
+    struct core_cfg *x = ctx;
+    const struct core_cfg_default *d = core_cfg_default_of(f->pattern);
     if (!d)
         return;
     if (f->kind == RP_CFGX_K_STRING) {
         char **s = f->value;
         if (!*s && d->str)
-            *s = rp_cfgx_strdup(x, d->str);
-    } else if (f->kind != RP_CFGX_K_STRINGS && !rp_cfgx_present(x, f->path)) {
+            *s = core_cfg_strdup(x, d->str);
+    } else if (f->kind != RP_CFGX_K_STRINGS && !core_cfg_present(x, f->path)) {
         store(f->value, f->size, d->fn ? d->fn(x, f) : d->u32);
     }
 }
 
 /* The path part of the upstream URL, for domains that name none. */
-static void default_upstream_path(struct rp_cfgx *x, struct rp_config *cfg, char **field)
+static void default_upstream_path(struct core_cfg *x, struct rp_config *cfg, char **field)
 {
     struct rp_http_url u;
     if (*field || !cfg->upstream.url || rp_http_url_parse(cfg->upstream.url, &u) != RP_OK)
         return;
-    *field = rp_cfgx_strdup(x, u.path);
+    *field = core_cfg_strdup(x, u.path);
 }
 
 /* Each trust anchor file stands for the vendor named by its basename without extension
  * ("/etc/raproxy/acme.pem" is "acme"), unless anchor_names says otherwise. */
-static void default_anchor_names(struct rp_cfgx *x, struct rp_cfg_domain *d)
+static void default_anchor_names(struct core_cfg *x, struct rp_cfg_domain *d)
 {
     d->anchor_names_default = true;
     if (d->trust_anchors_count == 0)
@@ -139,7 +139,7 @@ static void default_anchor_names(struct rp_cfgx *x, struct rp_cfg_domain *d)
     for (unsigned i = 0; i < d->trust_anchors_count; i++) {
         const char *path = d->trust_anchors[i] ? d->trust_anchors[i] : "";
         const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-        char *name = rp_cfgx_strdup(x, base);
+        char *name = core_cfg_strdup(x, base);
         if (!name)
             return;
         char *dot = strrchr(name, '.');
@@ -149,7 +149,7 @@ static void default_anchor_names(struct rp_cfgx *x, struct rp_cfg_domain *d)
     }
 }
 
-static void parse_renewal(struct rp_cfgx *x, const char *base, struct rp_cfg_renewal *r)
+static void parse_renewal(struct core_cfg *x, const char *base, struct rp_cfg_renewal *r)
 {
     char *text[] = {r->min_age, r->min_remaining};
     struct rp_cfg_span *span[] = {&r->age, &r->remaining};
@@ -159,29 +159,29 @@ static void parse_renewal(struct rp_cfgx *x, const char *base, struct rp_cfg_ren
         *span[i] = (struct rp_cfg_span){0};
         if (!text[i])
             continue;
-        rp_cfgx_key(p, "%s.renewal.%s", base, key[i]);
-        if (rp_cfgx_parse_span(text[i], span[i]) != 0)
-            rp_cfgx_problem(x, p,
-                            "expected a duration (\"30d\", \"12h\", \"90min\", \"3600s\") or a "
-                            "share of the certificate's lifetime (\"33%%\"), got '%.*s'",
-                            QUOTE_MAX, text[i]);
+        core_cfg_key(p, "%s.renewal.%s", base, key[i]);
+        if (core_cfg_parse_span(text[i], span[i]) != 0)
+            core_cfg_problem(x, p,
+                             "expected a duration (\"30d\", \"12h\", \"90min\", \"3600s\") or a "
+                             "share of the certificate's lifetime (\"33%%\"), got '%.*s'",
+                             QUOTE_MAX, text[i]);
     }
 }
 
 /* Whether the key `base`.`key` was set (by the file: lists have no environment variable). */
-static bool given(const struct rp_cfgx *x, const char *base, const char *key)
+static bool given(const struct core_cfg *x, const char *base, const char *key)
 {
     char p[RP_CFGX_PATH_MAX];
-    rp_cfgx_join(p, base, ".", key);
-    return rp_cfgx_present(x, p);
+    core_cfg_join(p, base, ".", key);
+    return core_cfg_present(x, p);
 }
 
 /* A domain's defaults that depend on other keys, and what the loader notes for policy. */
-static void defaults_domain(struct rp_cfgx *x, struct rp_config *cfg, unsigned i)
+static void defaults_domain(struct core_cfg *x, struct rp_config *cfg, unsigned i)
 {
     struct rp_cfg_domain *d = &cfg->domains[i];
     char p[RP_CFGX_PATH_MAX];
-    rp_cfgx_key(p, "domains[%u]", i);
+    core_cfg_key(p, "domains[%u]", i);
     default_upstream_path(x, cfg, &d->upstream_path);
     d->tmpl.bind_given = given(x, p, "template.bind");
     d->tmpl.subject_attributes_given = given(x, p, "template.subject_attributes");
@@ -191,12 +191,12 @@ static void defaults_domain(struct rp_cfgx *x, struct rp_config *cfg, unsigned i
     parse_renewal(x, p, &d->renewal);
 }
 
-void rp_cfgx_apply_defaults(struct rp_cfgx *x, struct rp_config *cfg)
+void core_cfg_apply_defaults(struct core_cfg *x, struct rp_config *cfg)
 {
-    rp_cfgx_visit(cfg, default_one, x);
+    core_cfg_visit(cfg, default_one, x);
     for (unsigned i = 0; i < cfg->listeners_count; i++)
         if (!cfg->listeners[i].tls_off && !cfg->listeners[i].tls.min_version)
-            cfg->listeners[i].tls.min_version = rp_cfgx_strdup(x, RP_DEF_TLS_MIN_VERSION);
+            cfg->listeners[i].tls.min_version = core_cfg_strdup(x, RP_DEF_TLS_MIN_VERSION);
     for (unsigned i = 0; i < cfg->domains_count; i++)
         defaults_domain(x, cfg, i);
 }

@@ -10,7 +10,7 @@
 /* Key paths a load starts with room for; the map doubles from there. */
 #define ENTS_INITIAL 64
 
-struct rp_cfgx_ent *rp_cfgx_find(const struct rp_cfgx *x, const char *path)
+struct core_cfg_ent *core_cfg_find(const struct core_cfg *x, const char *path)
 {
     for (size_t i = 0; i < x->n_ents; i++)
         if (strcmp(x->ents[i].path, path) == 0)
@@ -18,14 +18,14 @@ struct rp_cfgx_ent *rp_cfgx_find(const struct rp_cfgx *x, const char *path)
     return NULL;
 }
 
-struct rp_cfgx_ent *rp_cfgx_add(struct rp_cfgx *x, const char *path, unsigned line)
+struct core_cfg_ent *core_cfg_add(struct core_cfg *x, const char *path, unsigned line)
 {
-    struct rp_cfgx_ent *e = rp_cfgx_find(x, path);
+    struct core_cfg_ent *e = core_cfg_find(x, path);
     if (e)
         return e;
     if (x->n_ents == x->cap_ents) {
         size_t cap = x->cap_ents ? 2 * x->cap_ents : ENTS_INITIAL;
-        struct rp_cfgx_ent *n = realloc(x->ents, cap * sizeof *n);
+        struct core_cfg_ent *n = realloc(x->ents, cap * sizeof *n);
         if (!n) {
             x->oom = 1;
             return NULL;
@@ -39,23 +39,23 @@ struct rp_cfgx_ent *rp_cfgx_add(struct rp_cfgx *x, const char *path, unsigned li
         return NULL;
     }
     e = &x->ents[x->n_ents++];
-    *e = (struct rp_cfgx_ent){.path = p, .line = line};
+    *e = (struct core_cfg_ent){.path = p, .line = line};
     return e;
 }
 
-int rp_cfgx_present(const struct rp_cfgx *x, const char *path)
+int core_cfg_present(const struct core_cfg *x, const char *path)
 {
-    return rp_cfgx_find(x, path) != NULL;
+    return core_cfg_find(x, path) != NULL;
 }
 
-void rp_cfgx_from_env(struct rp_cfgx *x, const char *path, const char *env)
+void core_cfg_from_env(struct core_cfg *x, const char *path, const char *env)
 {
-    struct rp_cfgx_ent *e = rp_cfgx_add(x, path, 0);
+    struct core_cfg_ent *e = core_cfg_add(x, path, 0);
     if (e)
         e->env = env;
 }
 
-void rp_cfgx_release(struct rp_cfgx *x)
+void core_cfg_release(struct core_cfg *x)
 {
     for (size_t i = 0; i < x->n_ents; i++)
         free(x->ents[i].path);
@@ -78,7 +78,7 @@ static int path_parent(char *p)
     return 1;
 }
 
-static void report(struct rp_cfgx *x, const char *path, unsigned line, const char *fmt, va_list ap)
+static void report(struct core_cfg *x, const char *path, unsigned line, const char *fmt, va_list ap)
 {
     x->problems++;
     if (!x->errs)
@@ -86,9 +86,9 @@ static void report(struct rp_cfgx *x, const char *path, unsigned line, const cha
     const char *env = NULL;
     if (line == 0) {
         char p[RP_CFGX_PATH_MAX];
-        rp_cfgx_key(p, "%s", path);
+        core_cfg_key(p, "%s", path);
         do {
-            const struct rp_cfgx_ent *e = rp_cfgx_find(x, p);
+            const struct core_cfg_ent *e = core_cfg_find(x, p);
             if (e && (e->env || e->line)) {
                 env = e->env;
                 line = e->line;
@@ -105,7 +105,7 @@ static void report(struct rp_cfgx *x, const char *path, unsigned line, const cha
     fputc('\n', x->errs);
 }
 
-void rp_cfgx_problem(struct rp_cfgx *x, const char *path, const char *fmt, ...)
+void core_cfg_problem(struct core_cfg *x, const char *path, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -113,7 +113,7 @@ void rp_cfgx_problem(struct rp_cfgx *x, const char *path, const char *fmt, ...)
     va_end(ap);
 }
 
-void rp_cfgx_problem_at(struct rp_cfgx *x, unsigned line, const char *path, const char *fmt, ...)
+void core_cfg_problem_at(struct core_cfg *x, unsigned line, const char *path, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -121,7 +121,7 @@ void rp_cfgx_problem_at(struct rp_cfgx *x, unsigned line, const char *path, cons
     va_end(ap);
 }
 
-void rp_cfgx_key(char *dst, const char *fmt, ...)
+void core_cfg_key(char *dst, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -129,12 +129,12 @@ void rp_cfgx_key(char *dst, const char *fmt, ...)
     va_end(ap);
 }
 
-void rp_cfgx_join(char *dst, const char *a, const char *sep, const char *b)
+void core_cfg_join(char *dst, const char *a, const char *sep, const char *b)
 {
-    rp_cfgx_key(dst, "%s%s%s", a, *a ? sep : "", b);
+    core_cfg_key(dst, "%s%s%s", a, *a ? sep : "", b);
 }
 
-char *rp_cfgx_strdup(struct rp_cfgx *x, const char *s)
+char *core_cfg_strdup(struct core_cfg *x, const char *s)
 {
     char *d = strdup(s);
     if (!d)

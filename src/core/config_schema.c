@@ -2,7 +2,7 @@
  * and libcyaml both read), whether a string key names a file, and the defaults of keys a file
  * may leave out. A key's type, its file-ness and its default are all said here, next to each
  * other; config_post.c applies them by walking this schema over a loaded configuration
- * (rp_cfgx_visit), so no other list of keys needs keeping.
+ * (core_cfg_visit), so no other list of keys needs keeping.
  *
  * Files. Every string key is in exactly one of file_keys (a file path: a relative one is made
  * relative to the configuration file's directory) and text_keys (anything else: names, URLs,
@@ -306,12 +306,12 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_END,
 };
 
-const cyaml_schema_value_t rp_cfgx_top_schema = {
+const cyaml_schema_value_t core_cfg_top_schema = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct rp_config, top_fields),
 };
 
-const cyaml_schema_field_t *const rp_cfgx_tls_fields = tls_fields;
-const cyaml_schema_field_t *const rp_cfgx_limit_fields = limit_fields;
+const cyaml_schema_field_t *const core_cfg_tls_fields = tls_fields;
+const cyaml_schema_field_t *const core_cfg_limit_fields = limit_fields;
 
 /* The walk tracks keys seen in a mapping with one bit per schema field. */
 _Static_assert(CYAML_ARRAY_LEN(domain_fields) <= RP_CFGX_FIELDS_MAX, "domain schema too wide");
@@ -319,7 +319,7 @@ _Static_assert(CYAML_ARRAY_LEN(top_fields) <= RP_CFGX_FIELDS_MAX, "top schema to
 
 /* Memory for libcyaml is plain malloc/free, so the loader may replace strings (env
  * overrides, resolved paths) with its own allocations and cyaml_free() still frees them. */
-void *rp_cfgx_cyaml_mem(void *ctx, void *ptr, size_t size)
+void *core_cfg_cyaml_mem(void *ctx, void *ptr, size_t size)
 {
     (void)ctx;
     if (size == 0) {
@@ -414,7 +414,7 @@ static bool listed(const struct field_ref *refs, size_t n, const cyaml_schema_fi
 
 /* ------------------------------------------------------------------ defaults */
 
-static uint32_t online_cpus(const struct rp_cfgx *x, const struct rp_cfgx_field *f)
+static uint32_t online_cpus(const struct core_cfg *x, const struct core_cfg_field *f)
 {
     (void)x, (void)f;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -424,7 +424,7 @@ static uint32_t online_cpus(const struct rp_cfgx *x, const struct rp_cfgx_field 
 }
 
 /* A limit's burst: its rate (f is the burst of a struct rp_cfg_limit). */
-static uint32_t burst_of_rate(const struct rp_cfgx *x, const struct rp_cfgx_field *f)
+static uint32_t burst_of_rate(const struct core_cfg *x, const struct core_cfg_field *f)
 {
     (void)x;
     const struct rp_cfg_limit *l =
@@ -434,16 +434,16 @@ static uint32_t burst_of_rate(const struct rp_cfgx *x, const struct rp_cfgx_fiel
 
 /* The OCSP relay's per-address burst: its rate when the file sets one, else its own default
  * (the rate's default is only half of it). */
-static uint32_t ocsp_per_ip_burst(const struct rp_cfgx *x, const struct rp_cfgx_field *f)
+static uint32_t ocsp_per_ip_burst(const struct core_cfg *x, const struct core_cfg_field *f)
 {
-    return rp_cfgx_present(x, "validation.per_ip.rate") ? burst_of_rate(x, f)
-                                                        : RP_DEF_OCSP_PER_IP_BURST;
+    return core_cfg_present(x, "validation.per_ip.rate") ? burst_of_rate(x, f)
+                                                         : RP_DEF_OCSP_PER_IP_BURST;
 }
 
 /* Key paths ("[]": every entry of a sequence) with the value they take when the file and the
  * environment leave them out. Sections behind a pointer (redis, validation) get theirs only
  * when present. Defaults that depend on more than one key are in config_post.c. */
-const struct rp_cfgx_default rp_cfgx_defaults[] = {
+const struct core_cfg_default core_cfg_defaults[] = {
     {"loops", .u32 = RP_DEF_LOOPS},
     {"workers", .fn = online_cpus},
     {"worker_queue", .u32 = RP_DEF_WORKER_QUEUE},
@@ -494,24 +494,24 @@ const struct rp_cfgx_default rp_cfgx_defaults[] = {
     {"validation.per_ip.burst", .fn = ocsp_per_ip_burst},
     {"validation.global.burst", .fn = burst_of_rate},
 };
-const size_t rp_cfgx_defaults_count = CYAML_ARRAY_LEN(rp_cfgx_defaults);
+const size_t core_cfg_defaults_count = CYAML_ARRAY_LEN(core_cfg_defaults);
 
-const struct rp_cfgx_default *rp_cfgx_default_of(const char *pattern)
+const struct core_cfg_default *core_cfg_default_of(const char *pattern)
 {
-    for (size_t i = 0; i < rp_cfgx_defaults_count; i++)
-        if (strcmp(rp_cfgx_defaults[i].key, pattern) == 0)
-            return &rp_cfgx_defaults[i];
+    for (size_t i = 0; i < core_cfg_defaults_count; i++)
+        if (strcmp(core_cfg_defaults[i].key, pattern) == 0)
+            return &core_cfg_defaults[i];
     return NULL;
 }
 
 /* ------------------------------------------------------ walking schema and data */
 
 struct visit {
-    rp_cfgx_visit_fn *fn;
+    core_cfg_visit_fn *fn;
     void *ctx;
 };
 
-static enum rp_cfgx_kind kind_of(const cyaml_schema_value_t *v)
+static enum core_cfg_kind kind_of(const cyaml_schema_value_t *v)
 {
     switch (v->type) {
     case CYAML_STRING:
@@ -559,16 +559,16 @@ static void visit_fields(const struct visit *v, const cyaml_schema_field_t *fiel
 
 /* A sequence's entries: strings are handed to the visitor, mappings walked. */
 static void visit_sequence(const struct visit *v, const cyaml_schema_field_t *f, uint8_t *base,
-                           struct rp_cfgx_field *info)
+                           struct core_cfg_field *info)
 {
     const cyaml_schema_value_t *entry = f->value.sequence.entry;
     char path[RP_CFGX_PATH_MAX], pattern[RP_CFGX_PATH_MAX];
     const char *field_path = info->path;
-    rp_cfgx_key(pattern, "%s[]", info->pattern);
+    core_cfg_key(pattern, "%s[]", info->pattern);
     info->pattern = pattern;
     info->path = path;
     if (!base) { /* the schema alone: each field once */
-        rp_cfgx_key(path, "%s[]", field_path);
+        core_cfg_key(path, "%s[]", field_path);
         if (entry->type == CYAML_MAPPING)
             visit_fields(v, entry->mapping.fields, NULL, path, pattern);
         else
@@ -579,7 +579,7 @@ static void visit_sequence(const struct visit *v, const cyaml_schema_field_t *f,
     size_t n = items ? count_of(base, f) : 0;
     size_t stride = entry->flags & CYAML_FLAG_POINTER ? sizeof(void *) : entry->data_size;
     for (size_t i = 0; i < n; i++) {
-        rp_cfgx_key(path, "%s[%zu]", field_path, i);
+        core_cfg_key(path, "%s[%zu]", field_path, i);
         if (entry->type == CYAML_MAPPING) {
             visit_fields(v, entry->mapping.fields, items + i * stride, path, pattern);
         } else {
@@ -594,9 +594,9 @@ static void visit_field(const struct visit *v, const cyaml_schema_field_t *field
                         const char *pattern)
 {
     char p[RP_CFGX_PATH_MAX], pat[RP_CFGX_PATH_MAX];
-    rp_cfgx_join(p, path, ".", f->key);
-    rp_cfgx_join(pat, pattern, ".", f->key);
-    struct rp_cfgx_field info = {
+    core_cfg_join(p, path, ".", f->key);
+    core_cfg_join(pat, pattern, ".", f->key);
+    struct core_cfg_field info = {
         .key = f->key,
         .path = p,
         .pattern = pat,
@@ -631,8 +631,8 @@ static void visit_fields(const struct visit *v, const cyaml_schema_field_t *fiel
         visit_field(v, fields, f, base, path, pattern);
 }
 
-void rp_cfgx_visit(struct rp_config *cfg, rp_cfgx_visit_fn *fn, void *ctx)
+void core_cfg_visit(struct rp_config *cfg, core_cfg_visit_fn *fn, void *ctx)
 {
     const struct visit v = {.fn = fn, .ctx = ctx};
-    visit_fields(&v, rp_cfgx_top_schema.mapping.fields, (uint8_t *)cfg, "", "");
+    visit_fields(&v, core_cfg_top_schema.mapping.fields, (uint8_t *)cfg, "", "");
 }

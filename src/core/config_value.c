@@ -9,7 +9,7 @@
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-int rp_cfgx_parse_u32(const char *s, uint32_t max, uint32_t *out)
+int core_cfg_parse_u32(const char *s, uint32_t max, uint32_t *out)
 {
     uint64_t v = 0;
     if (!s || !*s)
@@ -25,7 +25,7 @@ int rp_cfgx_parse_u32(const char *s, uint32_t max, uint32_t *out)
     return 0;
 }
 
-int rp_cfgx_parse_bool(const char *s, int *v)
+int core_cfg_parse_bool(const char *s, int *v)
 {
     static const char *const yes[] = {"true", "yes", "on"};
     static const char *const no[] = {"false", "no", "off"};
@@ -56,7 +56,7 @@ static int take_u32(const char **sp, uint32_t *v)
         n++;
     }
     digits[n] = 0;
-    if (n == 0 || rp_cfgx_parse_u32(digits, UINT32_MAX, v) != 0)
+    if (n == 0 || core_cfg_parse_u32(digits, UINT32_MAX, v) != 0)
         return -1;
     *sp = s + n;
     return 0;
@@ -101,15 +101,15 @@ static int take_rate(const char **sp, uint32_t *rate, uint32_t *period_s)
     return 0;
 }
 
-int rp_cfgx_parse_rate(const char *s, uint32_t *rate, uint32_t *period_s)
+int core_cfg_parse_rate(const char *s, uint32_t *rate, uint32_t *period_s)
 {
     if (take_rate(&s, rate, period_s) != 0)
         return -1;
     return *skip_spaces(s) == 0 ? 0 : -1;
 }
 
-int rp_cfgx_parse_limit(const char *s, uint32_t *rate, uint32_t *period_s, uint32_t *burst,
-                        int *has_burst)
+int core_cfg_parse_limit(const char *s, uint32_t *rate, uint32_t *period_s, uint32_t *burst,
+                         int *has_burst)
 {
     const char *start = skip_spaces(s);
     if (take_rate(&s, rate, period_s) != 0 || !strchr(start, '/'))
@@ -127,7 +127,7 @@ int rp_cfgx_parse_limit(const char *s, uint32_t *rate, uint32_t *period_s, uint3
     return *skip_spaces(s) == 0 ? 0 : -1;
 }
 
-int rp_cfgx_parse_span(const char *text, struct rp_cfg_span *out)
+int core_cfg_parse_span(const char *text, struct rp_cfg_span *out)
 {
     static const struct {
         const char *name;

@@ -31,7 +31,7 @@ struct outbuf {
 };
 
 struct walk {
-    struct rp_cfgx *x;
+    struct core_cfg *x;
     yaml_document_t *doc;
     yaml_emitter_t em;
     int em_failed;
@@ -125,11 +125,11 @@ static int is_null(const yaml_node_t *n)
 static void type_error(struct walk *w, const char *path, const char *want, const yaml_node_t *n)
 {
     if (n->type == YAML_SCALAR_NODE)
-        rp_cfgx_problem_at(w->x, node_line(n), path, "expected %s, got '%.*s'", want, QUOTE_MAX,
-                           scalar(n));
+        core_cfg_problem_at(w->x, node_line(n), path, "expected %s, got '%.*s'", want, QUOTE_MAX,
+                            scalar(n));
     else
-        rp_cfgx_problem_at(w->x, node_line(n), path, "expected %s, got a %s", want,
-                           n->type == YAML_MAPPING_NODE ? "mapping" : "sequence");
+        core_cfg_problem_at(w->x, node_line(n), path, "expected %s, got a %s", want,
+                            n->type == YAML_MAPPING_NODE ? "mapping" : "sequence");
 }
 
 static void walk_value(struct walk *w, yaml_node_t *n, const cyaml_schema_value_t *s,
@@ -146,7 +146,7 @@ static void emit_u32(struct walk *w, uint32_t v)
 static void emit_rate_value(struct walk *w, uint32_t rate, uint32_t period_s)
 {
     emit_u32(w, rate);
-    emit_scalar(w, rp_cfgx_limit_fields[RP_CFGX_LIMIT_PERIOD].key, YAML_PLAIN_SCALAR_STYLE);
+    emit_scalar(w, core_cfg_limit_fields[RP_CFGX_LIMIT_PERIOD].key, YAML_PLAIN_SCALAR_STYLE);
     emit_u32(w, period_s);
 }
 
@@ -157,7 +157,7 @@ static void walk_rate(struct walk *w, const yaml_node_t *v, const char *path)
 {
     uint32_t rate, period_s;
     const char *s = v->type == YAML_SCALAR_NODE ? scalar(v) : NULL;
-    if (!s || rp_cfgx_parse_rate(s, &rate, &period_s) != 0) {
+    if (!s || core_cfg_parse_rate(s, &rate, &period_s) != 0) {
         type_error(w, path, RATE_FORMS, v);
         return;
     }
@@ -168,8 +168,8 @@ static void walk_limit_string(struct walk *w, const yaml_node_t *v, const char *
 {
     uint32_t rate, period_s, burst;
     int has_burst;
-    if (rp_cfgx_parse_limit(scalar(v), &rate, &period_s, &burst, &has_burst) != 0) {
-        rp_cfgx_problem_at(
+    if (core_cfg_parse_limit(scalar(v), &rate, &period_s, &burst, &has_burst) != 0) {
+        core_cfg_problem_at(
             w->x, node_line(v), path,
             "expected a mapping {rate: N/s, burst: M} or \"N/s [burst M]\" (units s, min, "
             "h, day), got '%.*s'",
@@ -178,15 +178,15 @@ static void walk_limit_string(struct walk *w, const yaml_node_t *v, const char *
     }
     char sub[RP_CFGX_PATH_MAX];
     emit_collection(w, YAML_MAPPING_START_EVENT);
-    emit_scalar(w, rp_cfgx_limit_fields[RP_CFGX_LIMIT_RATE].key, YAML_PLAIN_SCALAR_STYLE);
+    emit_scalar(w, core_cfg_limit_fields[RP_CFGX_LIMIT_RATE].key, YAML_PLAIN_SCALAR_STYLE);
     emit_rate_value(w, rate, period_s);
-    rp_cfgx_join(sub, path, ".", "rate");
-    rp_cfgx_add(w->x, sub, node_line(v));
+    core_cfg_join(sub, path, ".", "rate");
+    core_cfg_add(w->x, sub, node_line(v));
     if (has_burst) {
-        emit_scalar(w, rp_cfgx_limit_fields[RP_CFGX_LIMIT_BURST].key, YAML_PLAIN_SCALAR_STYLE);
+        emit_scalar(w, core_cfg_limit_fields[RP_CFGX_LIMIT_BURST].key, YAML_PLAIN_SCALAR_STYLE);
         emit_u32(w, burst);
-        rp_cfgx_join(sub, path, ".", "burst");
-        rp_cfgx_add(w->x, sub, node_line(v));
+        core_cfg_join(sub, path, ".", "burst");
+        core_cfg_add(w->x, sub, node_line(v));
     }
     emit_collection(w, YAML_MAPPING_END_EVENT);
 }
@@ -203,7 +203,7 @@ static void unknown_key(struct walk *w, const yaml_node_t *k, const char *path,
             break;
         len += (size_t)n;
     }
-    rp_cfgx_problem_at(w->x, node_line(k), path, "unknown key (expected one of: %s)", known);
+    core_cfg_problem_at(w->x, node_line(k), path, "unknown key (expected one of: %s)", known);
 }
 
 /* A mapping key and its value. Returns after emitting both, or neither. */
@@ -213,12 +213,12 @@ static void walk_field(struct walk *w, const yaml_node_t *k, yaml_node_t *v,
     int is_mapping = f->value.type == CYAML_MAPPING;
     if (is_null(v))
         return;
-    struct rp_cfgx_ent *e = rp_cfgx_add(w->x, path, node_line(k));
+    struct core_cfg_ent *e = core_cfg_add(w->x, path, node_line(k));
     if (is_mapping && v->type == YAML_SCALAR_NODE &&
-        f->value.mapping.fields == rp_cfgx_tls_fields) {
+        f->value.mapping.fields == core_cfg_tls_fields) {
         /* `tls: off` — plain HTTP on this listener; libcyaml never sees the key */
         int on;
-        if (rp_cfgx_parse_bool(scalar(v), &on) != 0 || on)
+        if (core_cfg_parse_bool(scalar(v), &on) != 0 || on)
             type_error(w, path, "`off` or a mapping with cert and key", v);
         else if (e)
             e->marks |= RP_CFGX_TLS_OFF;
@@ -226,9 +226,9 @@ static void walk_field(struct walk *w, const yaml_node_t *k, yaml_node_t *v,
     }
     emit_scalar(w, scalar(k), k->data.scalar.style);
     if (is_mapping && v->type == YAML_SCALAR_NODE &&
-        f->value.mapping.fields == rp_cfgx_limit_fields)
+        f->value.mapping.fields == core_cfg_limit_fields)
         walk_limit_string(w, v, path);
-    else if (f == &rp_cfgx_limit_fields[RP_CFGX_LIMIT_RATE])
+    else if (f == &core_cfg_limit_fields[RP_CFGX_LIMIT_RATE])
         walk_rate(w, v, path);
     else
         walk_value(w, v, &f->value, path);
@@ -249,24 +249,24 @@ static void walk_mapping(struct walk *w, yaml_node_t *n, const cyaml_schema_fiel
         if (!k || !v)
             continue;
         if (k->type != YAML_SCALAR_NODE) {
-            rp_cfgx_problem_at(w->x, node_line(k), path, "mapping keys must be plain words");
+            core_cfg_problem_at(w->x, node_line(k), path, "mapping keys must be plain words");
             continue;
         }
         char child[RP_CFGX_PATH_MAX];
-        rp_cfgx_join(child, path, ".", scalar(k));
+        core_cfg_join(child, path, ".", scalar(k));
         unsigned i = 0;
         while (fields[i].key && strcmp(fields[i].key, scalar(k)) != 0)
             i++;
-        if (&fields[i] == &rp_cfgx_limit_fields[RP_CFGX_LIMIT_PERIOD]) {
+        if (&fields[i] == &core_cfg_limit_fields[RP_CFGX_LIMIT_PERIOD]) {
             /* internal: the unit comes with the rate ("3/day") */
-            rp_cfgx_problem_at(
+            core_cfg_problem_at(
                 w->x, node_line(k), child,
                 "unknown key (expected one of: rate, burst; the unit goes with the rate, "
                 "e.g. rate: 3/day)");
         } else if (!fields[i].key) {
             unknown_key(w, k, child, fields);
         } else if (seen & (1ull << i)) {
-            rp_cfgx_problem_at(w->x, node_line(k), child, "duplicate key");
+            core_cfg_problem_at(w->x, node_line(k), child, "duplicate key");
         } else {
             seen |= 1ull << i;
             walk_field(w, k, v, &fields[i], child);
@@ -290,8 +290,8 @@ static void walk_sequence(struct walk *w, yaml_node_t *n, const cyaml_schema_val
         if (!v)
             continue;
         char child[RP_CFGX_PATH_MAX];
-        rp_cfgx_key(child, "%s[%u]", path, idx);
-        rp_cfgx_add(w->x, child, node_line(v));
+        core_cfg_key(child, "%s[%u]", path, idx);
+        core_cfg_add(w->x, child, node_line(v));
         walk_value(w, v, entry, child);
     }
     emit_collection(w, YAML_SEQUENCE_END_EVENT);
@@ -313,8 +313,8 @@ static void walk_enum(struct walk *w, const yaml_node_t *n, const cyaml_schema_v
             len += (size_t)k;
     }
     names[len] = 0;
-    rp_cfgx_problem_at(w->x, node_line(n), path, "must be one of %s, got '%.*s'", names, QUOTE_MAX,
-                       scalar(n));
+    core_cfg_problem_at(w->x, node_line(n), path, "must be one of %s, got '%.*s'", names, QUOTE_MAX,
+                        scalar(n));
 }
 
 static void walk_scalar(struct walk *w, yaml_node_t *n, const cyaml_schema_value_t *s,
@@ -328,7 +328,7 @@ static void walk_scalar(struct walk *w, yaml_node_t *n, const cyaml_schema_value
         break;
     case CYAML_UINT: {
         uint32_t max = s->data_size >= 4 ? UINT32_MAX : (uint32_t)((1ul << (8 * s->data_size)) - 1);
-        if (rp_cfgx_parse_u32(scalar(n), max, &u) != 0)
+        if (core_cfg_parse_u32(scalar(n), max, &u) != 0)
             type_error(w, path, "an unsigned integer", n);
         else
             emit_scalar(w, scalar(n), YAML_PLAIN_SCALAR_STYLE);
@@ -336,7 +336,7 @@ static void walk_scalar(struct walk *w, yaml_node_t *n, const cyaml_schema_value
     }
     case CYAML_BOOL:
         /* canonical spelling: libcyaml reads any unknown word as true */
-        if (rp_cfgx_parse_bool(scalar(n), &b) != 0)
+        if (core_cfg_parse_bool(scalar(n), &b) != 0)
             type_error(w, path, "true or false", n);
         else
             emit_scalar(w, b ? "true" : "false", YAML_PLAIN_SCALAR_STYLE);
@@ -345,7 +345,7 @@ static void walk_scalar(struct walk *w, yaml_node_t *n, const cyaml_schema_value
         walk_enum(w, n, s, path);
         break;
     default:
-        rp_cfgx_problem_at(w->x, node_line(n), path, "internal: unsupported schema type");
+        core_cfg_problem_at(w->x, node_line(n), path, "internal: unsupported schema type");
     }
 }
 
@@ -354,8 +354,8 @@ static void walk_value(struct walk *w, yaml_node_t *n, const cyaml_schema_value_
 {
     if (++w->nodes > MAX_NODES) {
         if (w->nodes == MAX_NODES + 1)
-            rp_cfgx_problem_at(w->x, node_line(n), path, "document too large (over %u nodes)",
-                               MAX_NODES);
+            core_cfg_problem_at(w->x, node_line(n), path, "document too large (over %u nodes)",
+                                MAX_NODES);
         return;
     }
     switch (s->type) {
@@ -383,19 +383,19 @@ static void walk_document(struct walk *w, yaml_node_t *root)
     yaml_event_t ev;
     emit(w, &ev, yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING));
     emit(w, &ev, yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1));
-    rp_cfgx_add(w->x, "", 1);
-    walk_value(w, root, &rp_cfgx_top_schema, "");
+    core_cfg_add(w->x, "", 1);
+    walk_value(w, root, &core_cfg_top_schema, "");
     emit(w, &ev, yaml_document_end_event_initialize(&ev, 1));
     emit(w, &ev, yaml_stream_end_event_initialize(&ev));
 }
 
 /* ------------------------------------------------------------- reading */
 
-static char *read_file(struct rp_cfgx *x, const char *path, size_t *len)
+static char *read_file(struct core_cfg *x, const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        rp_cfgx_problem_at(x, 1, "", "cannot open: %s", strerror(errno));
+        core_cfg_problem_at(x, 1, "", "cannot open: %s", strerror(errno));
         return NULL;
     }
     char *buf = malloc(MAX_FILE_BYTES + 1);
@@ -407,7 +407,7 @@ static char *read_file(struct rp_cfgx *x, const char *path, size_t *len)
         return NULL;
     }
     if (err || n > MAX_FILE_BYTES) {
-        rp_cfgx_problem_at(x, 1, "", err ? "read error" : "larger than %u bytes", MAX_FILE_BYTES);
+        core_cfg_problem_at(x, 1, "", err ? "read error" : "larger than %u bytes", MAX_FILE_BYTES);
         free(buf);
         return NULL;
     }
@@ -436,7 +436,7 @@ static void on_cyaml_log(cyaml_log_t level, void *ctx, const char *fmt, va_list 
 }
 
 /* Parse with libyaml, walk, and hand the re-emitted document to libcyaml. */
-static struct rp_config *parse(struct rp_cfgx *x, const char *text, size_t len)
+static struct rp_config *parse(struct core_cfg *x, const char *text, size_t len)
 {
     yaml_parser_t parser;
     yaml_document_t doc;
@@ -450,15 +450,15 @@ static struct rp_config *parse(struct rp_cfgx *x, const char *text, size_t len)
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &doc)) {
-        rp_cfgx_problem_at(x, (unsigned)parser.problem_mark.line + 1, "", "YAML syntax: %s%s%s",
-                           parser.problem ? parser.problem : "error", parser.context ? " " : "",
-                           parser.context ? parser.context : "");
+        core_cfg_problem_at(x, (unsigned)parser.problem_mark.line + 1, "", "YAML syntax: %s%s%s",
+                            parser.problem ? parser.problem : "error", parser.context ? " " : "",
+                            parser.context ? parser.context : "");
         goto out;
     }
     have_doc = 1;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (!root) {
-        rp_cfgx_problem_at(x, 1, "", "empty configuration");
+        core_cfg_problem_at(x, 1, "", "empty configuration");
         goto out;
     }
     if (!yaml_emitter_initialize(&w.em)) {
@@ -473,8 +473,8 @@ static struct rp_config *parse(struct rp_cfgx *x, const char *text, size_t len)
     if (x->problems || x->oom)
         goto out;
     if (w.em_failed) {
-        rp_cfgx_problem_at(x, 1, "", "internal: re-emitting the document failed: %s",
-                           w.em.problem ? w.em.problem : "out of memory");
+        core_cfg_problem_at(x, 1, "", "internal: re-emitting the document failed: %s",
+                            w.em.problem ? w.em.problem : "out of memory");
         goto out;
     }
 
@@ -482,17 +482,17 @@ static struct rp_config *parse(struct rp_cfgx *x, const char *text, size_t len)
     const cyaml_config_t ccfg = {
         .log_fn = on_cyaml_log,
         .log_ctx = &cap,
-        .mem_fn = rp_cfgx_cyaml_mem,
+        .mem_fn = core_cfg_cyaml_mem,
         .log_level = CYAML_LOG_ERROR,
         .flags = CYAML_CFG_DEFAULT,
     };
-    cyaml_err_t err = cyaml_load_data(w.out.p, w.out.len, &ccfg, &rp_cfgx_top_schema,
+    cyaml_err_t err = cyaml_load_data(w.out.p, w.out.len, &ccfg, &core_cfg_top_schema,
                                       (cyaml_data_t **)&cfg, NULL);
     if (err != CYAML_OK) {
         if (err == CYAML_ERR_OOM)
             x->oom = 1;
         else
-            rp_cfgx_problem_at(x, 1, "", "libcyaml: %s: %s", cyaml_strerror(err), cap.msg);
+            core_cfg_problem_at(x, 1, "", "libcyaml: %s: %s", cyaml_strerror(err), cap.msg);
         cfg = NULL;
     }
 out:
@@ -506,7 +506,7 @@ out:
 }
 
 /* The file named by x->file, parsed into a configuration (NULL after a reported problem). */
-struct rp_config *rp_cfgx_parse_file(struct rp_cfgx *x)
+struct rp_config *core_cfg_parse_file(struct core_cfg *x)
 {
     size_t len = 0;
     char *text = read_file(x, x->file, &len);

@@ -183,15 +183,15 @@ void ra_dd_poll(struct ra_dd_store *s, struct rp_view txid, struct rp_view domai
                 struct rp_view identity, uint32_t max_wait_ms, ra_dd_fn cb, void *arg);
 
 /* The scripts (deliver_lua.c). */
-extern const char rp_dd_lua_offer[];
-extern const char rp_dd_lua_release[];
-extern const char rp_dd_lua_requeue[];
-extern const char rp_dd_lua_settle[];
-extern const char rp_dd_lua_next[];
-extern const char rp_dd_lua_claim[];
-extern const char rp_dd_lua_extend[];
-extern const char rp_dd_lua_cancel[];
-extern const char rp_dd_lua_finish[];
-extern const char rp_dd_lua_poll[];
+extern const char ra_dd_lua_offer[];
+extern const char ra_dd_lua_release[];
+extern const char ra_dd_lua_requeue[];
+extern const char ra_dd_lua_settle[];
+extern const char ra_dd_lua_next[];
+extern const char ra_dd_lua_claim[];
+extern const char ra_dd_lua_extend[];
+extern const char ra_dd_lua_cancel[];
+extern const char ra_dd_lua_finish[];
+extern const char ra_dd_lua_poll[];
 
 #endif

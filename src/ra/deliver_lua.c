@@ -55,7 +55,7 @@
  *   {2, 0}             queued
  *   {0, retry ms}      direct mode and no room (retry -1: in-flight limit)
  *   {-3, 0}            the queue is full */
-const char rp_dd_lua_offer[] = LUA_NOW LUA_CODES LUA_ROOM
+const char ra_dd_lua_offer[] = LUA_NOW LUA_CODES LUA_ROOM
     "local st = redis.call('HGET', KEYS[5], 'st')\n"
     "if st then\n"
     "  local o = redis.call('HMGET', KEYS[5], 'dom', 'id')\n"
@@ -90,7 +90,7 @@ const char rp_dd_lua_offer[] = LUA_NOW LUA_CODES LUA_ROOM
     "return {2, 0}\n";
 
 /* KEYS f, b; ARGV token, txid -> 1. A request sent directly has its answer (or failed). */
-const char rp_dd_lua_release[] = LUA_DROP_BUSY "redis.call('ZREM', KEYS[1], ARGV[1])\n"
+const char ra_dd_lua_release[] = LUA_DROP_BUSY "redis.call('ZREM', KEYS[1], ARGV[1])\n"
                                                "drop_busy(KEYS[2], ARGV[2])\n"
                                                "return 1\n";
 
@@ -100,7 +100,7 @@ const char rp_dd_lua_release[] = LUA_DROP_BUSY "redis.call('ZREM', KEYS[1], ARGV
  * goes).
  * A request the CA did not take (not sent, or answered 5xx): back in the queue — a
  * dispatched one at its old place (the front), a direct one as a new record. */
-const char rp_dd_lua_requeue[] = LUA_NOW LUA_CODES LUA_DROP_BUSY
+const char ra_dd_lua_requeue[] = LUA_NOW LUA_CODES LUA_DROP_BUSY
     "redis.call('ZREM', KEYS[3], ARGV[2])\n"
     "local st = redis.call('HGET', KEYS[4], 'st')\n"
     "if st == 'sending' then\n"
@@ -136,7 +136,7 @@ const char rp_dd_lua_requeue[] = LUA_NOW LUA_CODES LUA_DROP_BUSY
  * request must be in the queue. Whatever the late command did is settled: a record it made
  * (or joined) stands; a lease it took for a request the caller never sent goes back, and
  * the request is queued instead; when it never ran (the connection went), it is queued. */
-const char rp_dd_lua_settle[] = LUA_NOW
+const char ra_dd_lua_settle[] = LUA_NOW
     "redis.call('ZREM', KEYS[2], ARGV[2])\n"
     "if redis.call('EXISTS', KEYS[3]) == 1 then return 1 end\n"
     "if ARGV[4] == '1' then\n"
@@ -154,7 +154,7 @@ const char rp_dd_lua_settle[] = LUA_NOW
  * {1, 0, txid} the oldest waiting request is this dispatcher's to claim (lease and rate
  * token taken) | {0, 0} none waiting | {0, -1} in-flight limit | {0, retry ms} rate.
  * A reservation not claimed in time (its dispatcher died) goes back to the front. */
-const char rp_dd_lua_next[] = LUA_NOW LUA_ROOM
+const char ra_dd_lua_next[] = LUA_NOW LUA_ROOM
     "local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 64)\n"
     "for _, m in ipairs(stale) do\n"
     "  redis.call('ZREM', KEYS[2], m)\n"
@@ -177,7 +177,7 @@ const char rp_dd_lua_next[] = LUA_NOW LUA_ROOM
  *                                             and another took it), or not waiting
  * Only a queued record reserved by this dispatcher is claimed, so a request reaches the CA
  * at most once. */
-const char rp_dd_lua_claim[] =
+const char ra_dd_lua_claim[] =
     LUA_NOW LUA_CODES "local mine = redis.call('ZREM', KEYS[1], ARGV[1]) == 1\n"
                       "local st = redis.call('HGET', KEYS[3], 'st')\n"
                       "if not mine or st ~= 'queued' then\n"
@@ -199,7 +199,7 @@ const char rp_dd_lua_claim[] =
 /* KEYS f, t; ARGV txid, lease ms, token -> {1, 2} the lease runs lease ms from now: send it |
  * {0, state} not to be sent (lost: its lease ended before it was handed to the CA — marked
  * so here when no poll did — or no record). */
-const char rp_dd_lua_extend[] =
+const char ra_dd_lua_extend[] =
     LUA_NOW LUA_CODES "local r = redis.call('HMGET', KEYS[2], 'st', 'exp')\n"
                       "if r[1] ~= 'sending' then return {0, code(r[1])} end\n"
                       "if tonumber(r[2]) < now then\n"
@@ -215,7 +215,7 @@ const char rp_dd_lua_extend[] =
 /* KEYS q, t, b; ARGV txid, domain, identity -> {1, 1} cancelled | {0, state} not (not
  * queued, or another requester's). A reservation a dispatcher holds for it finds no record
  * at its claim and gives its lease back. */
-const char rp_dd_lua_cancel[] =
+const char ra_dd_lua_cancel[] =
     LUA_CODES LUA_DROP_BUSY "local r = redis.call('HMGET', KEYS[2], 'st', 'dom', 'id')\n"
                             "if r[2] ~= ARGV[2] or r[3] ~= ARGV[3] then return {0, 0} end\n"
                             "if r[1] ~= 'queued' then return {0, code(r[1])} end\n"
@@ -229,7 +229,7 @@ const char rp_dd_lua_cancel[] =
  * device's poll, the lease and the device's marker go. A record no longer sending (a poll
  * found its lease ended and told its device: lost) keeps its state: its device may have
  * started again, and an answer now would make two requests of one device at the CA. */
-const char rp_dd_lua_finish[] =
+const char ra_dd_lua_finish[] =
     LUA_DROP_BUSY "if redis.call('HGET', KEYS[2], 'st') == 'sending' then\n"
                   "  redis.call('HSET', KEYS[2], 'st', ARGV[2])\n"
                   "  if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'ans', ARGV[3]) end\n"
@@ -246,7 +246,7 @@ const char rp_dd_lua_finish[] =
  * sending record whose lease ended is lost (its dispatcher died: never resent), a queued one past
  * max wait expired (and leaves the queue); domain and identity come with those so that the caller
  * can drop the device's marker. */
-const char rp_dd_lua_poll[] = LUA_NOW LUA_CODES
+const char ra_dd_lua_poll[] = LUA_NOW LUA_CODES
     "local r = redis.call('HMGET', KEYS[1], 'st', 'exp', 't0', 'ans', 'dom', 'id')\n"
     "local st = r[1]\n"
     "if not st then return {0, ''} end\n"

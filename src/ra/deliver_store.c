@@ -500,16 +500,16 @@ int ra_dd_store_new(struct ra_dd_store **out, struct rp_redis *redis, struct ra_
             return RP_E_CONFIG;
         }
         strcpy(s->prefix, p);
-        if (rp_redis_script(redis, rp_dd_lua_offer, &s->sc_offer) ||
-            rp_redis_script(redis, rp_dd_lua_release, &s->sc_release) ||
-            rp_redis_script(redis, rp_dd_lua_requeue, &s->sc_requeue) ||
-            rp_redis_script(redis, rp_dd_lua_settle, &s->sc_settle) ||
-            rp_redis_script(redis, rp_dd_lua_next, &s->sc_next) ||
-            rp_redis_script(redis, rp_dd_lua_claim, &s->sc_claim) ||
-            rp_redis_script(redis, rp_dd_lua_extend, &s->sc_extend) ||
-            rp_redis_script(redis, rp_dd_lua_cancel, &s->sc_cancel) ||
-            rp_redis_script(redis, rp_dd_lua_finish, &s->sc_finish) ||
-            rp_redis_script(redis, rp_dd_lua_poll, &s->sc_poll)) {
+        if (rp_redis_script(redis, ra_dd_lua_offer, &s->sc_offer) ||
+            rp_redis_script(redis, ra_dd_lua_release, &s->sc_release) ||
+            rp_redis_script(redis, ra_dd_lua_requeue, &s->sc_requeue) ||
+            rp_redis_script(redis, ra_dd_lua_settle, &s->sc_settle) ||
+            rp_redis_script(redis, ra_dd_lua_next, &s->sc_next) ||
+            rp_redis_script(redis, ra_dd_lua_claim, &s->sc_claim) ||
+            rp_redis_script(redis, ra_dd_lua_extend, &s->sc_extend) ||
+            rp_redis_script(redis, ra_dd_lua_cancel, &s->sc_cancel) ||
+            rp_redis_script(redis, ra_dd_lua_finish, &s->sc_finish) ||
+            rp_redis_script(redis, ra_dd_lua_poll, &s->sc_poll)) {
             free(s);
             return RP_E_NOMEM;
         }

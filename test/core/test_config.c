@@ -1193,7 +1193,7 @@ struct schema_tally {
     unsigned strings, files;
 };
 
-static void on_string_kind(void *ctx, const struct rp_cfgx_field *f)
+static void on_string_kind(void *ctx, const struct core_cfg_field *f)
 {
     struct schema_tally *t = ctx;
     if (f->kind != RP_CFGX_K_STRING && f->kind != RP_CFGX_K_STRINGS)
@@ -1211,7 +1211,7 @@ static void on_string_kind(void *ctx, const struct rp_cfgx_field *f)
 Test(config_schema, every_string_key_says_whether_it_names_a_file)
 {
     struct schema_tally t = {0};
-    rp_cfgx_visit(NULL, on_string_kind, &t);
+    core_cfg_visit(NULL, on_string_kind, &t);
     cr_assert_gt(t.strings, 50, "the walk met %u string keys", t.strings);
     cr_assert_gt(t.files, 20, "the walk met %u file keys", t.files);
 }
@@ -1235,7 +1235,7 @@ static bool last_word_in(const char *key, const char *const *words, size_t n)
     return false;
 }
 
-static void on_named_like_a_file(void *ctx, const struct rp_cfgx_field *f)
+static void on_named_like_a_file(void *ctx, const struct core_cfg_field *f)
 {
     unsigned *named = ctx;
     if (f->kind != RP_CFGX_K_STRING && f->kind != RP_CFGX_K_STRINGS)
@@ -1251,17 +1251,17 @@ static void on_named_like_a_file(void *ctx, const struct rp_cfgx_field *f)
 Test(config_schema, keys_named_like_files_are_files)
 {
     unsigned named = 0;
-    rp_cfgx_visit(NULL, on_named_like_a_file, &named);
+    core_cfg_visit(NULL, on_named_like_a_file, &named);
     cr_assert_gt(named, 20, "the rule matched %u keys", named);
 }
 
 struct find_key {
     const char *pattern;
     bool found;
-    enum rp_cfgx_kind kind;
+    enum core_cfg_kind kind;
 };
 
-static void on_find_key(void *ctx, const struct rp_cfgx_field *f)
+static void on_find_key(void *ctx, const struct core_cfg_field *f)
 {
     struct find_key *k = ctx;
     if (strcmp(f->pattern, k->pattern) == 0) {
@@ -1273,11 +1273,11 @@ static void on_find_key(void *ctx, const struct rp_cfgx_field *f)
 /* A default whose key path is misspelt would silently never apply. */
 Test(config_schema, every_default_names_a_key_of_its_type)
 {
-    cr_assert_gt(rp_cfgx_defaults_count, 40);
-    for (size_t i = 0; i < rp_cfgx_defaults_count; i++) {
-        const struct rp_cfgx_default *d = &rp_cfgx_defaults[i];
+    cr_assert_gt(core_cfg_defaults_count, 40);
+    for (size_t i = 0; i < core_cfg_defaults_count; i++) {
+        const struct core_cfg_default *d = &core_cfg_defaults[i];
         struct find_key k = {.pattern = d->key};
-        rp_cfgx_visit(NULL, on_find_key, &k);
+        core_cfg_visit(NULL, on_find_key, &k);
         cr_expect(k.found, "default for %s: no such key", d->key);
         if (d->str)
             cr_expect_eq(k.kind, RP_CFGX_K_STRING, "%s: a string default", d->key);
@@ -1295,7 +1295,7 @@ struct file_patterns {
     const char *dir; /* with a config: the directory its files must be resolved against */
 };
 
-static void on_file_value(void *ctx, const struct rp_cfgx_field *f)
+static void on_file_value(void *ctx, const struct core_cfg_field *f)
 {
     struct file_patterns *s = ctx;
     if (!f->file || (f->value && !*(char **)f->value))
@@ -1324,8 +1324,8 @@ Test(config_schema, every_file_key_is_resolved_against_the_config_directory)
     static struct file_patterns in_schema, in_config;
     in_schema.n = in_config.n = 0;
     in_config.dir = dir;
-    rp_cfgx_visit(NULL, on_file_value, &in_schema);
-    rp_cfgx_visit(cfg, on_file_value, &in_config);
+    core_cfg_visit(NULL, on_file_value, &in_schema);
+    core_cfg_visit(cfg, on_file_value, &in_config);
     for (size_t i = 0; i < in_schema.n; i++) {
         size_t j = 0;
         while (j < in_config.n && strcmp(in_schema.pattern[i], in_config.pattern[j]) != 0)
@@ -1354,7 +1354,7 @@ static const char *const not_read_at_load[] = {
     "listeners[].tls.pkcs11.module", "listeners[].tls.pkcs11.pin_file", "ra.pkcs11.module",
     "ra.pkcs11.pin_file", "domains[].allowlist_state"};
 
-static void on_file_checked(void *ctx, const struct rp_cfgx_field *f)
+static void on_file_checked(void *ctx, const struct core_cfg_field *f)
 {
     unsigned *checked = ctx;
     if (!f->file || !*(char **)f->value)
@@ -1380,7 +1380,7 @@ Test(config_schema, every_file_key_is_checked_at_load)
     cr_assert_eq(rp_config_load_opts(path, &loaded, NULL, RP_CONFIG_NO_FILE_CHECKS), 0);
     free(path);
     unsigned checked = 0;
-    rp_cfgx_visit(loaded, on_file_checked, &checked);
+    core_cfg_visit(loaded, on_file_checked, &checked);
     rp_config_free(loaded);
     cr_assert_gt(checked, 20, "%u files checked", checked);
 }
