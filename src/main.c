@@ -46,6 +46,7 @@ struct app {
     bool draining;
     struct rp_workers *workers;
     struct rp_limiter *limiter;
+    struct rp_server *server; /* what the loops share: workers, limiter, delayed queue */
 };
 
 static void usage(FILE *out)
@@ -191,13 +192,14 @@ static int run(struct app *a)
     if (rc == RP_OK)
         rc = rp_limiter_new(&a->limiter, NULL);
     if (rc == RP_OK)
-        rc = rp_server_init(a->workers, a->limiter);
+        rc = rp_server_new(&a->server,
+                           &(struct rp_server_opts){.workers = a->workers, .limiter = a->limiter});
     for (unsigned i = 0; i < n && rc == RP_OK; i++) {
         struct rp_loop_opts o = {
             .index = i,
             .snap = a->snap,
             .on_exchange = rp_server_on_exchange,
-            .workers = a->workers,
+            .ctx = a->server,
             .admin = i == 0,
             .on_snapshot = rp_server_on_snapshot,
             .on_stop = rp_server_on_stop,
@@ -225,7 +227,7 @@ static int run(struct app *a)
         rp_workers_stop(a->workers);
     if (a->limiter)
         rp_limiter_free(a->limiter);
-    rp_server_fini();
+    rp_server_free(a->server);
     uv_loop_close(&a->uv);
     rp_sig_thread_cleanup();
     rp_snapshot_unref(a->snap);

@@ -1,6 +1,7 @@
 /* An I/O loop: one thread, one libuv loop, its own listeners (SO_REUSEPORT), client
- * connections, upstream pool and admin server (loop 0 only). Everything on it runs on
- * its thread; other threads talk to it only through the functions marked thread-safe. */
+ * connections, the CA pool the application builds for it and admin server (loop 0 only). Everything
+ * on it runs on its thread; other threads talk to it only through the functions marked thread-safe.
+ */
 #ifndef RAPROXY_LOOP_H
 #define RAPROXY_LOOP_H
 
@@ -13,20 +14,21 @@
 struct rp_loop;
 struct rp_snapshot;
 struct rp_upstream;
-struct rp_workers;
 
 struct rp_loop_opts {
     unsigned index;
     struct rp_snapshot *snap;   /* initial snapshot (a reference is taken) */
     rp_exchange_fn on_exchange; /* the application handler for CMP listeners */
-    struct rp_workers *workers; /* may be NULL */
+    void *ctx;                  /* the application's process-wide context (rp_loop_ctx) */
     bool admin;                 /* run the admin listener on this loop */
-    /* Lets the application attach per-loop state (e.g. a Redis client): once in
-     * rp_loop_start before the loop thread starts (an error fails the start: the
-     * application's state must never be silently missing), then on the loop thread whenever
-     * a new snapshot is installed (an error is logged, the loop keeps its state). */
+    /* Builds the application's per-loop resources from the snapshot (its CA pool, given to
+     * the loop with rp_loop_set_upstream; a Redis client, …): once in rp_loop_start before
+     * the loop thread starts (an error fails the start: the application's state must never
+     * be silently missing), then on the loop thread whenever a new snapshot is installed
+     * (an error is logged, the loop keeps its resources). */
     int (*on_snapshot)(struct rp_loop *l, struct rp_snapshot *s);
-    void (*on_stop)(struct rp_loop *l); /* loop thread, once the loop drained */
+    /* loop thread, once the loop drained (or when rp_loop_start fails after on_snapshot) */
+    void (*on_stop)(struct rp_loop *l);
     /* /readyz asks this too (loop thread); NULL = ready. E.g. Redis connected. */
     bool (*ready)(struct rp_loop *l);
     /* /readyz appends what this writes (loop thread; NUL-terminated lines) to its answer,
@@ -49,9 +51,13 @@ void rp_loop_join(struct rp_loop *l);
 uv_loop_t *rp_loop_uv(struct rp_loop *l);
 unsigned rp_loop_index(const struct rp_loop *l);
 struct rp_snapshot *rp_loop_snapshot(struct rp_loop *l);
+/* The CA pool, or NULL (none built, or closed when the drain's grace period ended). */
 struct rp_upstream *rp_loop_upstream(struct rp_loop *l);
-struct rp_workers *rp_loop_workers(struct rp_loop *l);
-struct rp_job_port *rp_loop_job_port(struct rp_loop *l);
+/* The application's CA pool built from the snapshot (on_snapshot). The loop holds it for
+ * /readyz and the drain, and closes it when the grace period ends or the loop stops; the
+ * pool it replaces is retired: the requests it accepted finish on it, none is sent again. */
+void rp_loop_set_upstream(struct rp_loop *l, struct rp_upstream *u);
+void *rp_loop_ctx(struct rp_loop *l);
 void *rp_loop_app(struct rp_loop *l);
 void rp_loop_set_app(struct rp_loop *l, void *app);
 

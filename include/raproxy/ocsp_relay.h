@@ -6,8 +6,9 @@
  * unverifiable gives the device tryLater (OCSPResponse status 3), never a hang and never
  * the unverified bytes.
  *
- * Each loop has its own upstream pool to the VA, created on the loop thread by the first
- * request and rebuilt when a new snapshot changes the `validation` section. */
+ * Each loop has its own upstream pool to the VA, built with the loop's other resources when
+ * a snapshot is installed (src/ra/resources.c) and replaced when a new snapshot changes the
+ * `validation` section; the responder certificates are loaded with the snapshot. */
 #ifndef RAPROXY_OCSP_RELAY_H
 #define RAPROXY_OCSP_RELAY_H
 
@@ -17,7 +18,6 @@
 
 struct rp_config;
 struct rp_exchange;
-struct rp_loop;
 
 #define RP_OCSP_REQUEST_TYPE  "application/ocsp-request"
 #define RP_OCSP_RESPONSE_TYPE "application/ocsp-response"
@@ -28,7 +28,5 @@ bool rp_ocsp_route(const struct rp_config *cfg, struct rp_view path);
 /* The exchange handler for routed paths: POST application/ocsp-request, GET
  * <path>/<base64 (URL-escaped) DER request>. Answers exactly once. Loop thread. */
 void rp_ocsp_handle(struct rp_exchange *ex);
-/* From the loop's on_stop (loop thread): closes this loop's VA pool. Idempotent. */
-void rp_ocsp_loop_stop(struct rp_loop *l);
 
 #endif

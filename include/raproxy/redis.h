@@ -93,6 +93,9 @@ int rp_redis_evalsha(struct rp_redis *r, unsigned script_id, int nkeys, int argc
                      const size_t *argvlen, rp_redis_reply_fn cb, void *arg);
 /* Connected, authenticated and scripts loaded. */
 bool rp_redis_ready(const struct rp_redis *r);
+/* No callback owed: every command sent has had its reply, error or deadline (a client a
+ * reload replaced is closed once idle, so no caller sees RP_E_SHUTDOWN for it). */
+bool rp_redis_idle(const struct rp_redis *r);
 const char *rp_redis_key_prefix(const struct rp_redis *r);
 
 #endif

@@ -19,17 +19,28 @@ int rp_server_snapshot(struct rp_config *cfg, struct rp_snapshot **out, FILE *er
 
 struct rp_workers;
 struct rp_limiter;
+struct rp_server;
 
-/* Process-wide: the crypto workers and the in-process limiter every loop shares; the
- * in-process delayed-delivery queue is made here. RP_OK or RP_E_NOMEM. */
-int rp_server_init(struct rp_workers *workers, struct rp_limiter *limiter);
-/* After the loops are gone: frees what rp_server_init made. */
-void rp_server_fini(void);
+/* What every loop of the process shares (main.c makes them). */
+struct rp_server_opts {
+    struct rp_workers *workers; /* the crypto workers; required */
+    struct rp_limiter *limiter; /* the in-process limiter (no Redis, or Redis down); required */
+};
+
+/* The process-wide context of the RA (given to each loop as rp_loop_opts.ctx): the options'
+ * workers and limiter, and the in-process delayed-delivery queue made here. RP_OK, RP_E_INVAL
+ * (no workers or limiter) or RP_E_NOMEM. */
+int rp_server_new(struct rp_server **out, const struct rp_server_opts *o);
+/* After the loops are gone. */
+void rp_server_free(struct rp_server *srv);
 /* The handler of CMP listeners (rp_loop_opts.on_exchange). */
 void rp_server_on_exchange(struct rp_exchange *ex);
-/* Loop hooks (rp_loop_opts.on_snapshot / on_stop): per-loop Redis client, admission and
- * the port where worker jobs come back. rp_server_init must have run: without workers or
- * this state the RA cannot judge requests, so the loop does not start. */
+/* Loop hooks (rp_loop_opts.on_snapshot / on_stop), with rp_loop_opts.ctx a struct
+ * rp_server: the loop's resources built from the snapshot — the CA pool, the VA pool, the
+ * Redis client, admission and delayed delivery — and the port where worker jobs come back
+ * (src/ra/ra.h, struct ra_loop). Without them the RA cannot judge requests, so a loop whose
+ * first on_snapshot fails does not start; a later failure is logged and the loop keeps what
+ * it had. */
 int rp_server_on_snapshot(struct rp_loop *l, struct rp_snapshot *s);
 void rp_server_on_stop(struct rp_loop *l);
 /* /readyz (rp_loop_opts.ready): false only while Redis is down and some domain refuses

@@ -16,6 +16,7 @@ struct rp_snapshot {
     struct rp_config *cfg;
     struct rp_tls_ctx **listener_tls; /* [cfg->listeners_count]; NULL for `tls: off` */
     struct rp_tls_ctx *upstream_tls;  /* NULL for http:// upstreams */
+    struct rp_tls_ctx *va_tls;        /* validation.url over https; NULL otherwise */
     void *ra;                         /* the RA layer's state (domains, keys, anchors) */
     void (*ra_free)(void *ra);
     /* Releases what the layers above core built (TLS contexts); set by the builder. */

@@ -135,9 +135,17 @@ struct rp_upstream *rp_loop_upstream(struct rp_loop *l)
     return l->upstream;
 }
 
-struct rp_workers *rp_loop_workers(struct rp_loop *l)
+void rp_loop_set_upstream(struct rp_loop *l, struct rp_upstream *u)
 {
-    return l->workers;
+    struct rp_upstream *old = l->upstream;
+    l->upstream = u;
+    if (old)
+        rp_upstream_retire(old); /* its requests finish on it: none is sent twice */
+}
+
+void *rp_loop_ctx(struct rp_loop *l)
+{
+    return l->ctx;
 }
 
 void *rp_loop_app(struct rp_loop *l)
@@ -312,20 +320,6 @@ static void start_drain(struct rp_loop *l, uint32_t grace_ms)
     check_drained(l);
 }
 
-static int make_upstream(struct rp_loop *l, struct rp_snapshot *s)
-{
-    return rp_upstream_new(&l->upstream, &l->uv, &s->cfg->upstream, s->upstream_tls);
-}
-
-static bool same_upstream(const struct rp_snapshot *a, const struct rp_snapshot *b)
-{
-    const struct rp_cfg_upstream *x = &a->cfg->upstream, *y = &b->cfg->upstream;
-    return strcmp(x->url, y->url) == 0 && x->timeout_ms == y->timeout_ms &&
-           x->connect_timeout_ms == y->connect_timeout_ms &&
-           x->max_connections == y->max_connections && x->max_queue == y->max_queue &&
-           x->keep_alive == y->keep_alive && a->upstream_tls == b->upstream_tls;
-}
-
 static void set_caps(struct rp_loop *l, const struct rp_snapshot *s)
 {
     unsigned loops = s->cfg->loops ? s->cfg->loops : 1;
@@ -337,14 +331,6 @@ static void install_snapshot(struct rp_loop *l, struct rp_snapshot *s)
 {
     struct rp_snapshot *old = l->snap;
     l->snap = s;
-    if (l->upstream && !same_upstream(old, s)) {
-        /* in-flight requests finish on the old pool; new ones use the new pool */
-        struct rp_upstream *u = l->upstream;
-        l->upstream = NULL;
-        rp_upstream_retire(u);
-        if (make_upstream(l, s) != RP_OK)
-            rp_log_error("reload", "loop %u: cannot create the upstream pool", l->index);
-    }
     set_caps(l, s);
     rp_listeners_update(l);
     if (l->on_snapshot && l->on_snapshot(l, s) != RP_OK)
@@ -495,7 +481,7 @@ int rp_loop_start(struct rp_loop **out, const struct rp_loop_opts *o)
     l->on_stop = o->on_stop;
     l->ready = o->ready;
     l->ready_detail = o->ready_detail;
-    l->workers = o->workers;
+    l->ctx = o->ctx;
     l->admin = o->admin;
     l->snap = rp_snapshot_ref(o->snap);
     set_caps(l, l->snap);
@@ -522,8 +508,6 @@ int rp_loop_start(struct rp_loop **out, const struct rp_loop_opts *o)
     rp_list_init(&l->deferred);
     rp_list_init(&l->conns);
     int rc = bind_all(l, o->admin);
-    if (rc == RP_OK)
-        rc = make_upstream(l, l->snap);
     /* before the thread exists: the loop is not running yet, so this thread may touch it */
     if (rc == RP_OK && l->on_snapshot)
         rc = l->on_snapshot(l, l->snap);
@@ -531,6 +515,8 @@ int rp_loop_start(struct rp_loop **out, const struct rp_loop_opts *o)
         rc = RP_E_IO;
     if (rc != RP_OK) {
         l->stopped = true;
+        if (l->on_stop)
+            l->on_stop(l); /* what on_snapshot attached, if it got that far */
         rp_listeners_close(l);
         if (l->upstream)
             rp_upstream_close(l->upstream);

@@ -81,8 +81,8 @@ struct rp_loop {
     bool (*ready)(struct rp_loop *l);
     void (*ready_detail)(struct rp_loop *l, char *buf, size_t cap);
     struct rp_snapshot *snap;
-    struct rp_workers *workers;
-    struct rp_upstream *upstream;
+    struct rp_upstream *upstream; /* the CA pool the application built (on_snapshot) */
+    void *ctx;                    /* rp_loop_opts.ctx */
     void *app;
 
     struct rp_listener *listeners;

@@ -705,3 +705,8 @@ const char *rp_redis_key_prefix(const struct rp_redis *r)
 {
     return r->prefix;
 }
+
+bool rp_redis_idle(const struct rp_redis *r)
+{
+    return !r || rp_list_empty(&r->waiting);
+}

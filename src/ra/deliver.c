@@ -67,6 +67,7 @@ struct ra_deliver {
     struct ra_dd_store *store;
     struct rp_loop_timer *timer;
     enum dispatch_state state;
+    bool retired;           /* a reload replaced it: no new delivery, the started ones end */
     unsigned active;        /* deliveries of this loop */
     uint32_t backoff_ms;    /* 0: the CA took the last request */
     uint64_t ca_down_until; /* loop ms: until then new requests are queued without trying */
@@ -918,7 +919,7 @@ static void on_timer(void *arg)
 
 static void arm(struct ra_deliver *d, uint64_t ms)
 {
-    if (d->state != DISPATCH_CLOSED)
+    if (d->state != DISPATCH_CLOSED && !d->retired)
         rp_loop_timer_start(d->timer, ms);
 }
 
@@ -928,6 +929,8 @@ static void on_next(void *arg, const struct ra_dd_result *r)
     if (d->state == DISPATCH_CLOSED)
         return;
     d->state = DISPATCH_IDLE;
+    if (d->retired)
+        return; /* what it reserved comes back to the queue when the reservation ends */
     if (r->err != RP_OK) {
         if (r->err != RP_E_SHUTDOWN)
             arm(d, ERROR_RETRY_MS);
@@ -946,7 +949,7 @@ static void on_next(void *arg, const struct ra_dd_result *r)
 /* Take the oldest waiting request when this loop and the CA have room. */
 static void pump(struct ra_deliver *d)
 {
-    if (!d || d->state != DISPATCH_IDLE)
+    if (!d || d->state != DISPATCH_IDLE || d->retired)
         return;
     struct rp_loop *loop = d->rl->loop;
     const struct rp_cfg_upstream *u = upstream_cfg(rp_loop_snapshot(loop));
@@ -973,13 +976,14 @@ static int dd_timer_new(void *ctx, rp_loop_timer_fn cb, void *arg, struct rp_loo
     return rp_loop_timer_new(ctx, cb, arg, out);
 }
 
-int ra_deliver_new(struct ra_deliver **out, struct ra_loop *rl, struct ra_dd_mem *mem)
+int ra_deliver_new(struct ra_deliver **out, struct ra_loop *rl, struct rp_redis *redis,
+                   struct ra_dd_mem *mem)
 {
     *out = NULL;
     struct ra_deliver *d = calloc(1, sizeof *d);
     if (!d)
         return RP_E_NOMEM;
-    int rc = ra_dd_store_new(&d->store, rl->redis, mem, dd_timer_new, rl->loop);
+    int rc = ra_dd_store_new(&d->store, redis, mem, dd_timer_new, rl->loop);
     if (rc != RP_OK) {
         free(d);
         return rc;
@@ -998,6 +1002,19 @@ int ra_deliver_new(struct ra_deliver **out, struct ra_loop *rl, struct ra_dd_mem
     /* requests another replica (or this one before a restart) queued are dispatched too */
     arm(d, 0);
     return RP_OK;
+}
+
+void ra_deliver_retire(struct ra_deliver *d)
+{
+    if (!d)
+        return;
+    d->retired = true;
+    rp_loop_timer_stop(d->timer);
+}
+
+bool ra_deliver_idle(const struct ra_deliver *d)
+{
+    return !d || (d->active == 0 && d->state != DISPATCH_ASKING);
 }
 
 static void on_timer_closed(void *arg)

@@ -34,20 +34,6 @@
 #define OCSP_ADMIT_NAME ":ocsp"
 #define RETRY_HDR_MAX   48
 
-/* One loop's link to the VA, rebuilt when the snapshot generation changes. */
-struct loop_state {
-    struct rp_loop *loop;
-    uint64_t generation;
-    const struct rp_cfg_validation *cfg; /* owned by that generation's snapshot */
-    struct rp_upstream *pool;
-    struct rp_tls_ctx *tls;
-    struct rp_ocsp_trust *trust; /* NULL when the certificates could not be loaded */
-    struct rp_ocsp_cache *cache;
-};
-
-/* Slot i belongs to loop index i and is only touched on that loop's thread. */
-static struct loop_state g_loops[RP_CFG_LOOPS_MAX];
-
 /* Per-exchange state, in the exchange's arena. */
 struct ocsp_exchange {
     struct rp_exchange *ex;
@@ -126,35 +112,19 @@ static void answer_status(struct rp_exchange *ex, enum rp_ocsp_resp_status s, co
     answer_ocsp(ex, rp_view_make(der, sizeof der), result);
 }
 
-/* ---- per-loop state ------------------------------------------------------------------- */
+/* ---- per-loop resources (built by resources.c from the snapshot) ---------------------- */
 
-static void state_release(struct loop_state *st, bool retire_pool)
+bool ra_ocsp_pool_same(const struct rp_snapshot *a, const struct rp_snapshot *b)
 {
-    if (st->pool) {
-        if (retire_pool)
-            rp_upstream_retire(st->pool);
-        else
-            rp_upstream_close(st->pool);
-    }
-    rp_tls_ctx_unref(st->tls);
-    rp_ocsp_trust_unref(st->trust);
-    *st = (struct loop_state){0};
+    const struct rp_cfg_validation *x = a->cfg->validation, *y = b->cfg->validation;
+    if (!x || !y)
+        return !x && !y;
+    return strcmp(x->url, y->url) == 0 && x->timeout_ms == y->timeout_ms && a->va_tls == b->va_tls;
 }
 
-static bool same_va(const struct rp_cfg_validation *a, const struct rp_cfg_validation *b)
+int ra_ocsp_pool_new(struct rp_loop *l, const struct rp_snapshot *s, struct rp_upstream **out)
 {
-    return strcmp(a->url, b->url) == 0 && a->timeout_ms == b->timeout_ms &&
-           (a->ca == b->ca || (a->ca && b->ca && strcmp(a->ca, b->ca) == 0));
-}
-
-static int open_pool(struct loop_state *st, const struct rp_cfg_validation *v)
-{
-    struct rp_http_url url;
-    int rc = rp_http_url_parse(v->url, &url);
-    if (rc == RP_OK && url.tls) {
-        struct rp_tls_client_opts o = {.ca_file = v->ca, .sni = url.host};
-        rc = rp_tls_ctx_client(&st->tls, &o);
-    }
+    const struct rp_cfg_validation *v = s->cfg->validation;
     struct rp_cfg_upstream uc = {
         .url = v->url,
         .timeout_ms = v->timeout_ms,
@@ -164,54 +134,25 @@ static int open_pool(struct loop_state *st, const struct rp_cfg_validation *v)
         .max_queue = RP_DEF_UPSTREAM_QUEUE,
         .keep_alive = true,
     };
-    if (rc == RP_OK)
-        rc = rp_upstream_new(&st->pool, rp_loop_uv(st->loop), &uc, st->tls);
-    return rc;
+    return rp_upstream_new(out, rp_loop_uv(l), &uc, s->va_tls);
 }
 
-/* The state for this exchange's loop and snapshot, built or rebuilt on the loop thread. */
-static struct loop_state *loop_state(struct rp_exchange *ex)
+struct rp_ocsp_cache *ra_ocsp_cache_for(const struct rp_snapshot *s)
 {
-    unsigned idx = rp_loop_index(ex->loop);
-    const struct rp_cfg_validation *v = ex->snap->cfg->validation;
-    if (idx >= RP_CFG_LOOPS_MAX)
+    const struct rp_cfg_validation *v = s->cfg->validation;
+    if (!v)
         return NULL;
-    struct loop_state *st = &g_loops[idx];
-    if (st->loop == ex->loop && st->generation == ex->snap->generation)
-        return st;
-    struct loop_state old = *st, fresh = {.loop = ex->loop, .generation = ex->snap->generation};
-    fresh.cfg = v;
-    if (old.pool && same_va(old.cfg, v)) { /* same VA: keep the pool and its connections */
-        fresh.pool = old.pool;
-        fresh.tls = old.tls;
-        old.pool = NULL;
-        old.tls = NULL;
-    } else if (open_pool(&fresh, v) != RP_OK) {
-        rp_log_error("ocsp", "cannot set up the VA connection pool for %s", v->url);
-    }
-    state_release(&old, true);
-    if (rp_ocsp_trust_load(&fresh.trust, v->responder_cert, v->trust_anchors,
-                           v->trust_anchors_count) != RP_OK)
-        rp_log_error("ocsp", "validation certificates not loaded: every answer is tryLater");
-    fresh.cache = rp_ocsp_cache_shared(v->cache.max_entries, v->cache.max_age_s);
+    struct rp_ocsp_cache *c = rp_ocsp_cache_shared(v->cache.max_entries, v->cache.max_age_s);
     /* a reload may change the trusted responders: answers verified under the old ones go
      * (once per new generation, whichever loop sees it first) */
     static _Atomic uint64_t cache_generation;
     uint64_t seen = atomic_load(&cache_generation);
-    while (seen < ex->snap->generation &&
-           !atomic_compare_exchange_weak(&cache_generation, &seen, ex->snap->generation))
+    while (seen < s->generation &&
+           !atomic_compare_exchange_weak(&cache_generation, &seen, s->generation))
         ;
-    if (seen != 0 && seen < ex->snap->generation && fresh.cache)
-        rp_ocsp_cache_clear(fresh.cache);
-    *st = fresh;
-    return st;
-}
-
-void rp_ocsp_loop_stop(struct rp_loop *l)
-{
-    unsigned idx = rp_loop_index(l);
-    if (idx < RP_CFG_LOOPS_MAX && g_loops[idx].loop == l)
-        state_release(&g_loops[idx], false);
+    if (seen != 0 && seen < s->generation && c)
+        rp_ocsp_cache_clear(c);
+    return c;
 }
 
 /* ---- request ------------------------------------------------------------------------- */
@@ -366,15 +307,14 @@ static void on_verified(struct rp_job *j)
  * runs here (tests and tools without workers). Returns true when the answer is pending. */
 static bool verify_async(struct ocsp_exchange *ox)
 {
-    struct rp_workers *w = rp_loop_workers(ox->ex->loop);
     struct ra_loop *rl = rp_loop_app(ox->ex->loop);
-    if (!w || !rl || !rl->port_open) {
+    if (!rl || !rl->workers || !rl->port_open) {
         verify(ox);
         return false;
     }
     ox->job.run = run_verify;
     ox->job.done = on_verified;
-    if (rp_workers_submit(w, &ox->job, &rl->port) == RP_OK)
+    if (rp_workers_submit(rl->workers, &ox->job, &rl->port) == RP_OK)
         return true;
     rp_metrics_count("raproxy_worker_rejected_total", NULL);
     ox->verdict = RP_E_QUEUE_FULL;
@@ -429,7 +369,7 @@ static void on_upstream(struct rp_upstream_req *up)
     answer_status(ex, RP_OCSP_TRY_LATER, "ocsp-trylater");
 }
 
-static void forward(struct ocsp_exchange *ox, struct loop_state *st)
+static void forward(struct ocsp_exchange *ox, struct rp_upstream *pool)
 {
     ox->up.path = NULL;
     ox->up.content_type = RP_OCSP_REQUEST_TYPE;
@@ -437,7 +377,7 @@ static void forward(struct ocsp_exchange *ox, struct loop_state *st)
     ox->up.len = ox->der.len;
     ox->up.cb = on_upstream;
     ox->up.arg = ox;
-    int rc = st->pool ? rp_upstream_send(st->pool, &ox->up) : RP_E_UPSTREAM_CONNECT;
+    int rc = pool ? rp_upstream_send(pool, &ox->up) : RP_E_UPSTREAM_CONNECT;
     if (rc != RP_OK) {
         va_error(rc == RP_E_UPSTREAM_QUEUE_FULL ? "queue_full" : "unreachable");
         finish(ox);
@@ -504,13 +444,15 @@ static void on_admitted(void *arg, const struct rp_admit_result *res)
                     hdr);
         return;
     }
-    struct loop_state *st = loop_state(ex);
-    if (!st || !st->trust) {
+    /* the trust came with the exchange's snapshot; the pool and cache are the loop's */
+    const struct ra_state *ra = ex->snap->ra;
+    struct ra_loop *rl = rp_loop_app(ex->loop);
+    if (!ra || !ra->ocsp_trust || !rl) {
         answer_status(ex, RP_OCSP_TRY_LATER, "ocsp-trylater");
         return;
     }
-    ox->trust = rp_ocsp_trust_ref(st->trust);
-    ox->cache = st->cache;
+    ox->trust = rp_ocsp_trust_ref(ra->ocsp_trust);
+    ox->cache = rl->ocsp_cache;
     if (rp_view_present(ox->req.nonce)) {
         rp_metric_inc(m.bypass);
     } else if (cache_key(ox) == RP_OK && ox->cache) {
@@ -523,5 +465,5 @@ static void on_admitted(void *arg, const struct rp_admit_result *res)
         }
         rp_metric_inc(m.misses);
     }
-    forward(ox, st);
+    forward(ox, rl->va);
 }

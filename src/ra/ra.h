@@ -26,7 +26,10 @@
 #endif
 
 struct rp_allowlist;
+struct rp_ocsp_cache;
+struct rp_ocsp_trust;
 struct rp_privkey;
+struct rp_snapshot;
 struct rp_admit;
 struct rp_redis;
 struct rp_limiter;
@@ -117,6 +120,9 @@ struct ra_state {
     struct ra_domain ca;
     char *const *ca_signers; /* upstream.ca_signers (config strings) */
     unsigned n_ca_signers;
+    /* validation: who may sign the VA's answers (responder_cert, trust_anchors), loaded
+     * with the snapshot (a file that does not load rejects it); NULL without validation */
+    struct rp_ocsp_trust *ocsp_trust;
 };
 
 int ra_state_build(const struct rp_config *cfg, struct ra_state **out, FILE *errs);
@@ -242,15 +248,44 @@ struct ra_exchange {
 };
 
 struct ra_deliver;
+struct ra_redis_set;
 
+/* A loop's resources (resources.c), built by rp_server_on_snapshot from the configuration
+ * snapshot on the loop thread — never on the request path — and replaced the same way. What
+ * can fail to load (certificate files, TLS contexts, the OCSP trust) was loaded when the
+ * snapshot was built, so a bad configuration is refused whole before it gets here.
+ *
+ * Ownership:
+ * - for the loop's life: this struct (exchanges and deliveries point to it), the job port
+ *   (worker jobs come back here whatever was reloaded meanwhile), the crypto workers and
+ *   the in-process limiter and delayed-delivery queue (process-wide, from struct
+ *   rp_server);
+ * - following the snapshot, rebuilt when a new snapshot changes what they are made of:
+ *   - the CA pool (upstream.*): held by the net loop for /readyz and the drain
+ *     (rp_loop_upstream); the one it replaces is retired: requests it accepted finish on
+ *     it, never sent again;
+ *   - the VA pool (validation.*), retired the same way;
+ *   - the Redis set (redis.*): client, admission and delayed delivery (`dd`: the CA's
+ *     budget and the dispatcher, whose store is that Redis). A replaced set stops taking
+ *     new work: its dispatcher stops, its deliveries in flight finish on it (they hold
+ *     it), and it is closed once nothing waits on it (no delivery, no Redis reply owed).
+ * Exchanges read redis/admit/dd at each step: one that straddles a reload takes its next
+ * step with the new set. */
 struct ra_loop {
     struct rp_loop *loop;
     struct rp_job_port port;
     bool port_open;
     struct rp_workers *workers;
-    struct rp_redis *redis;
+    struct rp_limiter *limiter;
+    struct ra_dd_mem *dd_mem;
+    struct rp_snapshot *snap; /* what the resources below were built from (a reference) */
+    struct rp_redis *redis;   /* NULL without a redis section */
     struct rp_admit *admit;
     struct ra_deliver *dd; /* the CA's budget, delayed delivery, the dispatcher (deliver.c) */
+    struct ra_redis_set *retired;       /* replaced Redis sets still finishing their work */
+    struct rp_loop_timer *retire_timer; /* looks whether they are done */
+    struct rp_upstream *va;             /* the OCSP relay's pool to the VA, or NULL */
+    struct rp_ocsp_cache *ocsp_cache;   /* the relay's shared cache, or NULL */
 };
 
 /* verify.c — on a worker */
@@ -352,8 +387,14 @@ void ra_claim_settle(struct ra_loop *rl, const struct rp_cfg_domain *d, struct r
                      uint32_t keep_ms);
 
 /* deliver.c — the CA's budget and delayed delivery (deliver.h, README "Delayed delivery") */
-int ra_deliver_new(struct ra_deliver **out, struct ra_loop *rl, struct ra_dd_mem *mem);
-/* The loop stops: no new work (every delivery has ended: they hold the loop). */
+/* One per Redis set of the loop (resources.c): its store is `redis` (NULL: `mem`). */
+int ra_deliver_new(struct ra_deliver **out, struct ra_loop *rl, struct rp_redis *redis,
+                   struct ra_dd_mem *mem);
+/* A reload replaced it: its dispatcher takes no new request; its deliveries finish. */
+void ra_deliver_retire(struct ra_deliver *d);
+/* No delivery in flight and no store call of the dispatcher pending: it may be closed. */
+bool ra_deliver_idle(const struct ra_deliver *d);
+/* No new work; every delivery has ended (the loop stops: they hold it; or it is idle). */
 void ra_deliver_close(struct ra_deliver *d);
 /* After recording, instead of forwarding: a request that opens a transaction asks the CA's
  * budget; it goes now, is kept for later (answered waiting), joins its delayed transaction,
@@ -371,6 +412,15 @@ bool ra_deliver_poll_unchecked(struct ra_exchange *rx);
 bool ra_deliver_not_taken(struct ra_exchange *rx, int err, bool sent, int status);
 /* The CA is done with a request sent at once: its lease and its identity's marker go. */
 void ra_deliver_answered(struct ra_exchange *rx);
+
+/* ocsp.c — the OCSP relay's per-loop resources (resources.c builds them) */
+/* The VA pool for snapshot s on loop l (s has a validation section). */
+int ra_ocsp_pool_new(struct rp_loop *l, const struct rp_snapshot *s, struct rp_upstream **out);
+/* Whether a VA pool built for a serves b (same URL, deadline and TLS context). */
+bool ra_ocsp_pool_same(const struct rp_snapshot *a, const struct rp_snapshot *b);
+/* The shared OCSP cache, sized for s; the first loop to see a new generation empties it (a
+ * reload may change the trusted responders). NULL without validation. */
+struct rp_ocsp_cache *ra_ocsp_cache_for(const struct rp_snapshot *s);
 
 /* answer.c — the CA's answer */
 /* A CA answer of type resp may answer a request of type req. */

@@ -6,6 +6,7 @@
 #include "raproxy/http.h"
 #include "raproxy/log.h"
 #include "raproxy/loop.h"
+#include "raproxy/ocsp.h"
 #include "raproxy/server.h"
 #include "raproxy/sig.h"
 #include "raproxy/snapshot.h"
@@ -28,6 +29,8 @@ static void release_tls(struct rp_snapshot *s)
     }
     if (s->upstream_tls)
         rp_tls_ctx_unref(s->upstream_tls);
+    if (s->va_tls)
+        rp_tls_ctx_unref(s->va_tls);
 }
 
 static int tls_min_version(const char *v)
@@ -146,6 +149,37 @@ static int build_tls(struct rp_snapshot *s, FILE *errs)
     return RP_OK;
 }
 
+/* The OCSP relay's files: the VA's TLS context and who may sign its answers. Loaded here,
+ * off the loops and before the snapshot is published: a file that does not load rejects the
+ * configuration (a reload keeps the running one) instead of turning every answer tryLater. */
+static int build_validation(struct rp_snapshot *s, struct ra_state *ra, FILE *errs)
+{
+    const struct rp_cfg_validation *v = s->cfg->validation;
+    const char *src = s->cfg->source ? s->cfg->source : "config";
+    if (!v)
+        return RP_OK;
+    struct rp_http_url url;
+    int rc = rp_http_url_parse(v->url, &url);
+    if (rc == RP_OK && url.tls) {
+        struct rp_tls_client_opts o = {.ca_file = v->ca, .sni = url.host};
+        rc = rp_tls_ctx_client(&s->va_tls, &o);
+    }
+    if (rc != RP_OK) {
+        if (errs)
+            fprintf(errs, "%s: validation: cannot set up the VA connection (%s)\n", src,
+                    rp_err_msg(rc));
+        return rc;
+    }
+    rc = rp_ocsp_trust_load(&ra->ocsp_trust, v->responder_cert, v->trust_anchors,
+                            v->trust_anchors_count);
+    if (rc != RP_OK && errs)
+        fprintf(errs,
+                "%s: validation: cannot load the responder_cert or trust_anchors "
+                "certificates (%s)\n",
+                src, rp_err_msg(rc));
+    return rc;
+}
+
 /* /readyz: a snapshot whose RA key (or a listener key) sits in a token that is down
  * cannot serve; it turns ready again once the token is reconnected. */
 static const char *snapshot_unready(const struct rp_snapshot *s)
@@ -178,6 +212,7 @@ int rp_server_snapshot(struct rp_config *cfg, struct rp_snapshot **out, FILE *er
     if (rc == RP_OK) {
         s->ra = ra;
         s->ra_free = ra_state_free;
+        rc = build_validation(s, ra, errs);
     }
     if (rc != RP_OK) {
         rp_snapshot_unref(s);

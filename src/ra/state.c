@@ -9,6 +9,7 @@
 #include "raproxy/file.h"
 #include "raproxy/log.h"
 #include "raproxy/metrics.h"
+#include "raproxy/ocsp.h"
 #include "raproxy/sig.h"
 
 #include <wolfssl/options.h>
@@ -456,6 +457,7 @@ void ra_state_free(void *state)
     free(s->domains);
     if (s->has_ca_trust)
         free_domain(&s->ca);
+    rp_ocsp_trust_unref(s->ocsp_trust);
     rp_privkey_free(s->ra.key);
     list_free(&s->ra.certs);
     free(s->ra.extra);

@@ -113,21 +113,17 @@ struct rp_opts {
     bool one_upstream; /* keep_alive off, one connection: openssl's mock CA */
 };
 
-static void rpx_start(struct rp *x, const char *name, const struct rp_opts *o)
+/* x's configuration file from o (no `redis` section when o->redis is NULL). */
+static void rpx_write_config(struct rp *x, const struct rp_opts *o)
 {
-    memset(x, 0, sizeof *x);
-    snprintf(x->dir, sizeof x->dir, "%s/%s", g_dir, name);
-    cr_assert_eq(mkdir(x->dir, 0755), 0);
-    x->port = rpt_free_port();
-    x->admin = rpt_free_port();
-    char tls[1200] = "";
-    if (o->tls) {
-        x->tls_port = rpt_free_port();
+    char tls[1200] = "", redis[300] = "";
+    if (o->tls)
         snprintf(tls, sizeof tls,
                  "  - address: 127.0.0.1:%d\n"
                  "    tls: {cert: %s/tls/server.pem, key: %s/tls/server.key}\n",
                  x->tls_port, g_pki, g_pki);
-    }
+    if (o->redis)
+        snprintf(redis, sizeof redis, "redis: {url: \"%s\", timeout_ms: 200}\n", o->redis->url);
     char cfg[8192], path[700];
     snprintf(cfg, sizeof cfg,
              "listeners:\n  - address: 127.0.0.1:%d\n    tls: off\n%s"
@@ -135,7 +131,7 @@ static void rpx_start(struct rp *x, const char *name, const struct rp_opts *o)
              "upstream: {url: \"http://127.0.0.1:%d/pkix/\", connect_timeout_ms: 500%s}\n"
              "ra: {cert: %s/operator/ra.pem, key: %s/operator/ra.key, "
              "chain: %s/operator/ra.chain.pem}\n"
-             "redis: {url: \"%s\", timeout_ms: 200}\n"
+             "%s"
              "domains:\n"
              "  - name: manufacturer\n"
              "    trust_anchors: [%s/vendor/root.pem]\n"
@@ -145,10 +141,24 @@ static void rpx_start(struct rp *x, const char *name, const struct rp_opts *o)
              "%s",
              x->port, tls, x->admin, o->upstream,
              o->one_upstream ? ", keep_alive: false, max_connections: 1, timeout_ms: 20000" : "",
-             g_pki, g_pki, g_pki, o->redis->url, g_pki, o->on_failure ? o->on_failure : "open",
+             g_pki, g_pki, g_pki, redis, g_pki, o->on_failure ? o->on_failure : "open",
              o->limits ? o->limits : "{}", o->domain_extra ? o->domain_extra : "");
     snprintf(path, sizeof path, "%s/raproxy.yaml", x->dir);
     cr_assert_eq(rpt_write_file(path, cfg, strlen(cfg)), 0);
+}
+
+static void rpx_start(struct rp *x, const char *name, const struct rp_opts *o)
+{
+    memset(x, 0, sizeof *x);
+    snprintf(x->dir, sizeof x->dir, "%s/%s", g_dir, name);
+    cr_assert_eq(mkdir(x->dir, 0755), 0);
+    x->port = rpt_free_port();
+    x->admin = rpt_free_port();
+    if (o->tls)
+        x->tls_port = rpt_free_port();
+    rpx_write_config(x, o);
+    char path[700];
+    snprintf(path, sizeof path, "%s/raproxy.yaml", x->dir);
     cr_assert_eq(rpt_raproxy_start(&x->p, x->dir, path, x->port), 0, "see %s", x->p.log);
     track(x->p.pid);
     if (o->tls)
@@ -524,6 +534,81 @@ Test(admission, two_processes_on_one_redis_share_one_budget)
     rpx_stop(&x[0]);
     rpx_stop(&x[1]);
     rpt_stop(&rd.p, SIGKILL, WAIT_MS);
+}
+
+/* ---- reload ------------------------------------------------------------------------------ */
+
+/* Send SIGHUP and wait (bounded) until raproxy says it loaded generation `gen`. */
+static void reload_to(struct rp *x, const struct rp_opts *o, int gen)
+{
+    rpx_write_config(x, o);
+    cr_assert_eq(kill(x->p.pid, SIGHUP), 0);
+    char want[64];
+    snprintf(want, sizeof want, "loaded (generation %d)", gen);
+    long t0 = rpt_mono_ms();
+    while (rpt_file_count(x->p.log, want) == 0 && rpt_mono_ms() - t0 < WAIT_MS)
+        rpt_sleep_ms(POLL_MS);
+    cr_assert_eq(rpt_file_count(x->p.log, want), 1, "reload not loaded, see %s", x->p.log);
+}
+
+/* Post fresh requests (bounded) until r holds the per-address bucket: admission uses r. */
+static bool bucket_appears(const struct rp *x, const struct rpt_redis *r)
+{
+    const char *exists[] = {"EXISTS", "raproxy:rl:{ip:127.0.0.1}:manufacturer", NULL};
+    long t0 = rpt_mono_ms();
+    while (rpt_mono_ms() - t0 < WAIT_MS) {
+        cr_expect_eq(post_fresh(x->port), V_ADMITTED);
+        if (redis_int(r, exists) == 1)
+            return true;
+        rpt_sleep_ms(POLL_MS);
+    }
+    return false;
+}
+
+/* A reload that adds, changes or removes the redis section takes effect: each loop builds
+ * a client for the new URL from the new snapshot and retires the old one (which then gets
+ * nothing more). Before, the client made at start was kept for the process's life. */
+Test(admission, reload_adds_moves_and_removes_redis)
+{
+    struct rpt_redis a = {0}, b = {0};
+    redis_start(&a);
+    redis_start(&b);
+    struct rp x;
+    /* a bucket that outlives the checks: each request fills it by a minute */
+    struct rp_opts o = {.upstream = rpt_free_port(),
+                        .limits = "{per_ip: {rate: 1/min, burst: 1000}}"};
+    rpx_start(&x, "rp", &o);
+    cr_expect_eq(post_fresh(x.port), V_ADMITTED, "in process, without Redis");
+    const char *dbsize[] = {"DBSIZE", NULL}, *flush[] = {"FLUSHALL", NULL};
+    cr_expect_eq(redis_int(&a, dbsize), 0);
+
+    o.redis = &a; /* added */
+    reload_to(&x, &o, 2);
+    cr_assert(bucket_appears(&x, &a), "admission never used the Redis the reload added");
+
+    o.redis = &b; /* moved */
+    reload_to(&x, &o, 3);
+    cr_assert(bucket_appears(&x, &b), "admission never moved to the new Redis");
+    cr_assert_eq(redis_int(&a, flush), 0);
+    for (int i = 0; i < 3; i++)
+        cr_expect_eq(post_fresh(x.port), V_ADMITTED);
+    cr_expect_eq(redis_int(&a, dbsize), 0, "the old Redis still gets admissions");
+    /* the retired client was closed once idle: one client per loop is up */
+    long t0 = rpt_mono_ms();
+    while (metric(x.admin, "raproxy_redis_up") != 1 && rpt_mono_ms() - t0 < WAIT_MS)
+        rpt_sleep_ms(POLL_MS);
+    cr_expect_eq(metric(x.admin, "raproxy_redis_up"), 1);
+
+    o.redis = NULL; /* removed */
+    reload_to(&x, &o, 4);
+    cr_expect_geq(wait_redis_up(x.admin, 0), 0, "the removed Redis's client stays up");
+    cr_assert_eq(redis_int(&b, flush), 0);
+    for (int i = 0; i < 3; i++)
+        cr_expect_eq(post_fresh(x.port), V_ADMITTED, "in process again");
+    cr_expect_eq(redis_int(&b, dbsize), 0, "the removed Redis still gets admissions");
+    rpx_stop(&x);
+    rpt_stop(&a.p, SIGKILL, WAIT_MS);
+    rpt_stop(&b.p, SIGKILL, WAIT_MS);
 }
 
 /* ---- replay and transactions -------------------------------------------------------------- */

@@ -453,3 +453,56 @@ Test(ocsp_config, domain_ocsp_path_needs_validation_and_env_overrides_the_va)
     rp_config_free(c);
     unsetenv("RAPROXY_VALIDATION_URL");
 }
+
+/* Write e's configuration `cfg` (as env_up wrote it) with `line` added under its validation
+ * section and send SIGHUP; waits (bounded) until raproxy logged `want` for it. */
+static void reload_with(struct env *e, const char *cfg, const char *line, const char *want)
+{
+    const char *at = strstr(cfg, "  timeout_ms: 3000\n");
+    cr_assert_not_null(at);
+    char buf[8192];
+    int len = snprintf(buf, sizeof buf, "%.*s%s\n%s", (int)(at - cfg), cfg, line, at);
+    cr_assert(len > 0 && (size_t)len < sizeof buf);
+    cr_assert_eq(rpt_write_file(e->cfg, buf, (size_t)len), 0);
+    int before = rpt_file_count(e->rp.log, want);
+    cr_assert_eq(kill(e->rp.pid, SIGHUP), 0);
+    for (int i = 0; i < 500 && rpt_file_count(e->rp.log, want) == before; i++)
+        usleep(20000);
+    cr_assert_eq(rpt_file_count(e->rp.log, want), before + 1, "no '%s', see %s", want, e->rp.log);
+}
+
+/* dev1 through the relay, past the cache (nonce): good, and verified by the device. */
+static void expect_good(struct env *e, const char *name)
+{
+    char log[700];
+    logpath(e, log, sizeof log, name);
+    cr_assert_eq(device(e, "dev1", true, log), 0, "openssl ocsp failed, see %s", log);
+    cr_assert_eq(rpt_file_count(log, ".pem: good"), 1, "see %s", log);
+    cr_assert_eq(rpt_file_count(log, "Response verify OK"), 1, "see %s", log);
+}
+
+/* The responder certificate is loaded with the snapshot, off the loops: a reload naming a
+ * file that is not a certificate is refused whole and the running configuration keeps
+ * answering (before, the reload went through and every answer became tryLater). A reload
+ * naming the genuine responder is the control: loaded, and answers still verify. */
+Test(ocsp_relay, reload_with_an_unloadable_responder_cert_is_refused, .timeout = 120, .fini = reap)
+{
+    struct env e;
+    env_up(&e, VA_GENUINE);
+    expect_good(&e, "before");
+    size_t n = 0;
+    char *cfg = (char *)rpt_read_file(e.cfg, &n), bad[700], line[800];
+    cr_assert_not_null(cfg);
+    snprintf(bad, sizeof bad, "%s/not-a-cert.pem", e.dir);
+    static const char junk[] = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n"
+                               "-----END CERTIFICATE-----\n";
+    cr_assert_eq(rpt_write_file(bad, junk, strlen(junk)), 0);
+    snprintf(line, sizeof line, "  responder_cert: %s", bad);
+    reload_with(&e, cfg, line, "configuration rejected, keeping the running one");
+    expect_good(&e, "after-refused");
+    snprintf(line, sizeof line, "  responder_cert: %s/resp.pem", e.dir);
+    reload_with(&e, cfg, line, "loaded (generation");
+    expect_good(&e, "after-loaded");
+    free(cfg);
+    env_down(&e);
+}
