@@ -266,9 +266,11 @@ struct ra_redis_set;
  *     it, never sent again;
  *   - the VA pool (validation.*), retired the same way;
  *   - the Redis set (redis.*): client, admission and delayed delivery (`dd`: the CA's
- *     budget and the dispatcher, whose store is that Redis). A replaced set stops taking
- *     new work: its dispatcher stops, its deliveries in flight finish on it (they hold
- *     it), and it is closed once nothing waits on it (no delivery, no Redis reply owed).
+ *     budget and the dispatcher, whose store is that Redis). A new set is staged until
+ *     its client is connected (at most STAGE_MAX_MS), the running one serving meanwhile.
+ *     A replaced set stops taking new work: its dispatcher stops, its deliveries in
+ *     flight finish on it (they hold it), and it is closed once nothing waits on it (no
+ *     delivery, no Redis reply owed).
  * Exchanges read redis/admit/dd at each step: one that straddles a reload takes its next
  * step with the new set. */
 struct ra_loop {
@@ -281,11 +283,13 @@ struct ra_loop {
     struct rp_snapshot *snap; /* what the resources below were built from (a reference) */
     struct rp_redis *redis;   /* NULL without a redis section */
     struct rp_admit *admit;
-    struct ra_deliver *dd; /* the CA's budget, delayed delivery, the dispatcher (deliver.c) */
-    struct ra_redis_set *retired;       /* replaced Redis sets still finishing their work */
-    struct rp_loop_timer *retire_timer; /* looks whether they are done */
-    struct rp_upstream *va;             /* the OCSP relay's pool to the VA, or NULL */
-    struct rp_ocsp_cache *ocsp_cache;   /* the relay's shared cache, or NULL */
+    struct ra_deliver *dd;       /* the CA's budget, delayed delivery, the dispatcher (deliver.c) */
+    struct ra_redis_set *staged; /* the next set, until its Redis client is connected */
+    uint64_t staged_until;       /* loop ms: then it takes over, connected or not */
+    struct ra_redis_set *retired;     /* replaced sets still finishing their work */
+    struct rp_loop_timer *sets_timer; /* promotes the staged set, closes retired ones */
+    struct rp_upstream *va;           /* the OCSP relay's pool to the VA, or NULL */
+    struct rp_ocsp_cache *ocsp_cache; /* the relay's shared cache, or NULL */
 };
 
 /* verify.c — on a worker */

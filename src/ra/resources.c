@@ -20,6 +20,10 @@
 
 /* A replaced Redis set is looked at this often until nothing waits on it. */
 #define RETIRE_POLL_MS 100u
+/* A new Redis client is looked at this often until it is connected … */
+#define STAGE_POLL_MS 10u
+/* … and takes over after this at the latest. */
+#define STAGE_MAX_MS 2000u
 
 struct rp_server {
     struct rp_workers *workers;
@@ -115,9 +119,40 @@ static bool same_redis(const struct rp_cfg_redis *a, const struct rp_cfg_redis *
            same_str(a->key_prefix, b->key_prefix);
 }
 
-static void on_retire_check(void *arg)
+/* A set no longer used for new work: its dispatcher stops, and it is closed once no delivery
+ * runs and no Redis reply is owed, so that nothing it accepted is cut short. */
+static void retire(struct ra_loop *rl, struct ra_redis_set *set)
 {
-    struct ra_loop *rl = arg;
+    if (!set->admit) {
+        free(set);
+        return;
+    }
+    ra_deliver_retire(set->dd);
+    set->next = rl->retired;
+    rl->retired = set;
+}
+
+/* The staged set becomes the loop's: new exchanges and steps use it from now on. */
+static void promote(struct ra_loop *rl)
+{
+    struct ra_redis_set *set = rl->staged;
+    struct ra_redis_set *cur = malloc(sizeof *cur);
+    rl->staged = NULL;
+    if (cur) {
+        *cur = (struct ra_redis_set){rl->redis, rl->admit, rl->dd, NULL};
+        retire(rl, cur);
+    } else {
+        struct ra_redis_set now = {rl->redis, rl->admit, rl->dd, NULL};
+        redis_set_close(&now); /* out of memory: what it has in flight fails (RP_E_SHUTDOWN) */
+    }
+    rl->redis = set->redis;
+    rl->admit = set->admit;
+    rl->dd = set->dd;
+    free(set);
+}
+
+static void close_idle_retired(struct ra_loop *rl)
+{
     struct ra_redis_set **pp = &rl->retired;
     while (*pp) {
         struct ra_redis_set *set = *pp;
@@ -129,31 +164,39 @@ static void on_retire_check(void *arg)
             pp = &set->next;
         }
     }
-    if (rl->retired)
-        rp_loop_timer_start(rl->retire_timer, RETIRE_POLL_MS);
 }
 
-/* The loop's current set is replaced: it takes no new work (new exchanges and steps use
- * the new set), and is closed once its deliveries and Redis replies are done, so nothing
- * it accepted is cut short by the reload. */
-static void retire_current(struct ra_loop *rl)
+static void on_sets_timer(void *arg)
 {
-    struct ra_redis_set cur = {rl->redis, rl->admit, rl->dd, NULL};
-    rl->redis = NULL;
-    rl->admit = NULL;
-    rl->dd = NULL;
-    if (!cur.admit)
-        return;
-    struct ra_redis_set *old = malloc(sizeof *old);
-    if (!old) {
-        redis_set_close(&cur); /* what it has in flight fails with RP_E_SHUTDOWN */
-        return;
-    }
-    *old = cur;
-    ra_deliver_retire(old->dd);
-    old->next = rl->retired;
-    rl->retired = old;
-    rp_loop_timer_start(rl->retire_timer, RETIRE_POLL_MS);
+    struct ra_loop *rl = arg;
+    if (rl->staged &&
+        (rp_redis_ready(rl->staged->redis) || rp_loop_now_ms(rl->loop) >= rl->staged_until))
+        promote(rl);
+    close_idle_retired(rl);
+    if (rl->staged)
+        rp_loop_timer_start(rl->sets_timer, STAGE_POLL_MS);
+    else if (rl->retired)
+        rp_loop_timer_start(rl->sets_timer, RETIRE_POLL_MS);
+}
+
+/* A new set replaces the loop's. A new Redis client starts connecting now: until it is
+ * ready (or STAGE_MAX_MS passed: the reload must take effect, and the domains'
+ * on_redis_failure decides meanwhile) the running set goes on serving, so that moving Redis
+ * costs no request the connection time. */
+static int replace_set(struct ra_loop *rl, const struct ra_redis_set *fresh)
+{
+    struct ra_redis_set *set = malloc(sizeof *set);
+    if (!set)
+        return RP_E_NOMEM;
+    *set = *fresh;
+    if (rl->staged)
+        retire(rl, rl->staged); /* a reload before the last one's Redis came up */
+    rl->staged = set;
+    rl->staged_until = rp_loop_now_ms(rl->loop) + STAGE_MAX_MS;
+    if (!rl->admit || !set->redis || rp_redis_ready(set->redis))
+        promote(rl);
+    on_sets_timer(rl);
+    return RP_OK;
 }
 
 /* ---- pools --------------------------------------------------------------------------- */
@@ -204,8 +247,16 @@ static int build(struct ra_loop *rl, struct rp_snapshot *s, struct changes *c)
 }
 
 /* Swap in what was built; what it replaces finishes the work it accepted. */
-static void install(struct ra_loop *rl, struct rp_snapshot *s, struct changes *c)
+static int install(struct ra_loop *rl, struct rp_snapshot *s, struct changes *c)
 {
+    if (c->redis && replace_set(rl, &c->set) != RP_OK) {
+        if (c->ca_pool)
+            rp_upstream_close(c->ca_pool);
+        if (c->va_pool)
+            rp_upstream_close(c->va_pool);
+        redis_set_close(&c->set);
+        return RP_E_NOMEM;
+    }
     if (c->ca)
         rp_loop_set_upstream(rl->loop, c->ca_pool);
     if (c->va) {
@@ -213,15 +264,10 @@ static void install(struct ra_loop *rl, struct rp_snapshot *s, struct changes *c
             rp_upstream_retire(rl->va);
         rl->va = c->va_pool;
     }
-    if (c->redis) {
-        retire_current(rl);
-        rl->redis = c->set.redis;
-        rl->admit = c->set.admit;
-        rl->dd = c->set.dd;
-    }
     rl->ocsp_cache = ra_ocsp_cache_for(s);
     rp_snapshot_unref(rl->snap);
     rl->snap = rp_snapshot_ref(s);
+    return RP_OK;
 }
 
 /* ---- the loop ------------------------------------------------------------------------ */
@@ -235,6 +281,8 @@ static void on_port_closed(struct rp_job_port *p)
 /* The loop stopped: every exchange and delivery has ended (they hold the loop). */
 static void loop_free(struct ra_loop *rl)
 {
+    if (rl->staged)
+        retire(rl, rl->staged);
     while (rl->retired) {
         struct ra_redis_set *set = rl->retired;
         rl->retired = set->next;
@@ -245,7 +293,7 @@ static void loop_free(struct ra_loop *rl)
     redis_set_close(&cur);
     if (rl->va)
         rp_upstream_close(rl->va);
-    rp_loop_timer_free(rl->retire_timer, NULL, NULL);
+    rp_loop_timer_free(rl->sets_timer, NULL, NULL);
     rp_snapshot_unref(rl->snap);
     if (rl->port_open)
         rp_job_port_close(&rl->port, on_port_closed);
@@ -267,7 +315,7 @@ static int loop_new(struct rp_loop *l, struct ra_loop **out)
     rl->workers = srv->workers;
     rl->limiter = srv->limiter;
     rl->dd_mem = srv->dd_mem;
-    int rc = rp_loop_timer_new(l, on_retire_check, rl, &rl->retire_timer);
+    int rc = rp_loop_timer_new(l, on_sets_timer, rl, &rl->sets_timer);
     if (rc == RP_OK && (rc = rp_job_port_init(&rl->port, rp_loop_uv(l))) == RP_OK) {
         rl->port.data = rl;
         rl->port_open = true;
@@ -294,7 +342,12 @@ int rp_server_on_snapshot(struct rp_loop *l, struct rp_snapshot *s)
             loop_free(rl);
         return rc;
     }
-    install(rl, s, &c);
+    rc = install(rl, s, &c);
+    if (rc != RP_OK) {
+        if (first)
+            loop_free(rl);
+        return rc;
+    }
     if (first)
         rp_loop_set_app(l, rl);
     return RP_OK;

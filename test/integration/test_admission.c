@@ -677,6 +677,89 @@ static void *load_client(void *arg)
     return NULL;
 }
 
+/* A reload that names a Redis not up yet: the running one keeps deciding (on_redis_failure:
+ * closed would refuse every request while the new client connects) until the new one is
+ * up, then the new one takes over. */
+Test(admission, the_running_redis_decides_until_the_new_one_is_up)
+{
+    struct rpt_redis a = {0}, b = {0};
+    redis_start(&a);
+    b.port = rpt_free_port();
+    snprintf(b.url, sizeof b.url, "redis://127.0.0.1:%d", b.port);
+    struct rp x;
+    struct rp_opts o = {.redis = &a,
+                        .upstream = rpt_free_port(),
+                        .limits = "{per_ip: {rate: 1/min, burst: 1000}}",
+                        .on_failure = "closed"};
+    rpx_start(&x, "rp", &o);
+    cr_assert_geq(wait_redis_up(x.admin, 1), 0);
+    o.redis = &b; /* nothing listens there yet */
+    reload_to(&x, &o, 2);
+    for (int i = 0; i < 3; i++)
+        cr_expect_eq(post_fresh(x.port), V_ADMITTED, "request %d while the new Redis is down", i);
+    redis_start(&b);
+    cr_assert(bucket_appears(&x, &b), "the new Redis never took over");
+    rpx_stop(&x);
+    rpt_stop(&a.p, SIGKILL, WAIT_MS);
+    rpt_stop(&b.p, SIGKILL, WAIT_MS);
+}
+
+/* Requests keep coming while reloads move Redis back and forth under on_redis_failure:
+ * closed. Each is decided by one Redis or the other: none is refused because the client it
+ * was using was swapped or closed under it, nor while the new client was still connecting
+ * (the running one serves until the new one is up; a retired one is closed only once no
+ * reply is owed). */
+Test(admission, requests_across_redis_moves_are_all_decided)
+{
+    struct rpt_redis rd[2];
+    memset(rd, 0, sizeof rd);
+    redis_start(&rd[0]);
+    redis_start(&rd[1]);
+    /* two clients: 50 refusals a second, within the signing budget (RP_ADMIT_ERRSIG_RATE),
+     * so that every answer is a signed one telling how admission decided */
+    enum { MOVE_CLIENTS = 2 };
+    struct rp x;
+    struct rp_opts o = {.redis = &rd[0],
+                        .upstream = rpt_free_port(),
+                        .limits = "{per_ip: {rate: 10000, burst: 10000}}",
+                        .on_failure = "closed"};
+    rpx_start(&x, "rp", &o);
+    cr_assert_geq(wait_redis_up(x.admin, 1), 0);
+    static struct load l[MOVE_CLIENTS];
+    pthread_t th[MOVE_CLIENTS];
+    for (int c = 0; c < MOVE_CLIENTS; c++) {
+        l[c].port = x.port;
+        for (int i = 0; i < LOAD_EACH; i++)
+            l[c].msgs[i] = fresh_ir();
+    }
+    for (int c = 0; c < MOVE_CLIENTS; c++)
+        cr_assert_eq(pthread_create(&th[c], NULL, load_client, &l[c]), 0);
+    enum { MOVES = 4 };
+    for (int k = 0; k < MOVES; k++) {
+        rpt_sleep_ms(LOAD_EACH * LOAD_GAP_MS / (MOVES + 1));
+        o.redis = &rd[(k + 1) % 2];
+        reload_to(&x, &o, k + 2);
+    }
+    int admitted = 0;
+    for (int c = 0; c < MOVE_CLIENTS; c++) {
+        pthread_join(th[c], NULL);
+        for (int i = 0; i < LOAD_EACH; i++) {
+            cr_expect_eq(l[c].v[i], V_ADMITTED, "client %d request %d: %s", c, i,
+                         verdict_name(l[c].v[i]));
+            admitted += l[c].v[i] == V_ADMITTED;
+            free(l[c].msgs[i].p);
+        }
+    }
+    const char *dbsize[] = {"DBSIZE", NULL};
+    cr_log_info("%d of %d requests decided across %d Redis moves; keys: %ld and %ld", admitted,
+                MOVE_CLIENTS * LOAD_EACH, MOVES, redis_int(&rd[0], dbsize),
+                redis_int(&rd[1], dbsize));
+    cr_expect_geq(redis_int(&rd[1], dbsize), 1, "the second Redis was never used");
+    rpx_stop(&x);
+    rpt_stop(&rd[0].p, SIGKILL, WAIT_MS);
+    rpt_stop(&rd[1].p, SIGKILL, WAIT_MS);
+}
+
 Test(admission, redis_killed_under_load_open_admits_closed_refuses_then_back)
 {
     struct rpt_redis rd = {0};
