@@ -120,7 +120,7 @@ static void readyz(struct rp_exchange *ex)
     ready(ex, 200, "ready\n");
 }
 
-void rp_admin_handle(struct rp_exchange *ex)
+void net_admin_handle(struct rp_exchange *ex)
 {
     const struct rp_http_req *r = ex->req;
     if (r->method != HTTP_GET && r->method != HTTP_HEAD) {

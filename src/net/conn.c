@@ -64,7 +64,7 @@ static const struct rp_cfg_http *http_cfg(const struct rp_conn *c)
     return &c->loop->snap->cfg->http;
 }
 
-static struct rp_conn *conn_of(struct rp_stream *s)
+static struct rp_conn *conn_of(struct net_stream *s)
 {
     return container_of(s, struct rp_conn, s);
 }
@@ -77,7 +77,7 @@ static void handshake_over(struct rp_conn *c)
     c->handshaking = false;
     c->loop->handshakes--;
     if (c->loop->handshakes + 1 == c->loop->max_handshakes)
-        rp_listeners_update(c->loop);
+        net_listeners_update(c->loop);
 }
 
 /* Off the loop's books: no longer counted against the caps, nor drained. */
@@ -86,18 +86,18 @@ static void conn_detach(struct rp_conn *c)
     if (!rp_list_linked(&c->link))
         return;
     rp_list_unlink(&c->link);
-    rp_loop_defer_cancel(&c->resume);
+    net_loop_defer_cancel(&c->resume);
     handshake_over(c);
-    rp_ipcap_release(c->ipcap);
+    net_ipcap_release(c->ipcap);
     c->ipcap = NULL;
     if (c->device) {
         c->loop->nconns--;
         rp_metric_add(m_open, -1);
-        rp_listeners_update(c->loop);
+        net_listeners_update(c->loop);
     }
 }
 
-void rp_conn_close(struct rp_conn *c)
+void net_conn_close(struct rp_conn *c)
 {
     if (c->state == RP_CONN_CLOSED)
         return;
@@ -105,15 +105,15 @@ void rp_conn_close(struct rp_conn *c)
     if (c->ex)
         c->ex->aborted = true; /* the exchange lives on; its end releases the stream */
     conn_detach(c);
-    rp_stream_close(&c->s);
+    net_stream_close(&c->s);
 }
 
 /* The last answer is queued: send it, then close. */
 static void conn_finish(struct rp_conn *c)
 {
     c->state = RP_CONN_LAST;
-    rp_loop_defer_cancel(&c->resume);
-    rp_stream_close_after_flush(&c->s, CONN_LAST_WRITE_MS);
+    net_loop_defer_cancel(&c->resume);
+    net_stream_close_after_flush(&c->s, CONN_LAST_WRITE_MS);
 }
 
 /* Read while a request is wanted; while one is being answered only a little ahead, and
@@ -133,9 +133,9 @@ static void update_reading(struct rp_conn *c)
     default:
         break;
     }
-    if (rp_stream_unsent(&c->s) > c->s.max_unsent)
+    if (net_stream_unsent(&c->s) > c->s.max_unsent)
         want = false;
-    rp_stream_read_pause(&c->s, !want);
+    net_stream_read_pause(&c->s, !want);
 }
 
 /* An HTTP-level refusal straight from the connection (malformed, too large, too slow):
@@ -148,7 +148,7 @@ static void refuse(struct rp_conn *c, int err)
     const char *msg = rp_err_msg(err);
     if (rp_http_write_response(&out, status, "text/plain", (const uint8_t *)msg, strlen(msg), false,
                                NULL) == RP_OK)
-        (void)rp_stream_write(&c->s, rp_buf_head(&out), rp_buf_avail(&out));
+        (void)net_stream_write(&c->s, rp_buf_head(&out), rp_buf_avail(&out));
     rp_buf_free(&out);
     char lbl[32];
     snprintf(lbl, sizeof lbl, "code=\"%d\"", status);
@@ -191,8 +191,8 @@ static void start_exchange(struct rp_conn *c, struct rp_http_req *req)
         rp_tls_peer_cert(c->s.tls, &ex->client_cert);
     c->ex = ex;
     c->state = RP_CONN_EXCHANGE;
-    rp_stream_hold(&c->s); /* the memory stays until the exchange ends */
-    rp_stream_timer_stop(&c->s);
+    net_stream_hold(&c->s); /* the memory stays until the exchange ends */
+    net_stream_timer_stop(&c->s);
     if (!req->keep_alive || c->loop->draining)
         c->close_after_write = true;
     update_reading(c);
@@ -218,17 +218,17 @@ static void process_input(struct rp_conn *c)
         return;
     }
     if (c->peer_eof) { /* half a request and nothing more to come */
-        rp_conn_close(c);
+        net_conn_close(c);
         return;
     }
-    rp_stream_shrink(&c->s); /* all of it is in the parser: a slow client holds no buffer */
+    net_stream_shrink(&c->s); /* all of it is in the parser: a slow client holds no buffer */
     /* Each phase's timeout runs from the phase's start: a trickling client can't extend it. */
     enum rp_http_phase now = rp_http_server_phase(&c->http);
     if (now != before) {
         if (now == RP_HTTP_HEADERS)
-            rp_stream_timer(&c->s, http_cfg(c)->header_timeout_ms);
+            net_stream_timer(&c->s, http_cfg(c)->header_timeout_ms);
         else if (now == RP_HTTP_BODY)
-            rp_stream_timer(&c->s, http_cfg(c)->body_timeout_ms);
+            net_stream_timer(&c->s, http_cfg(c)->body_timeout_ms);
     }
     update_reading(c);
 }
@@ -246,24 +246,24 @@ static void on_resume(struct rp_defer *d)
         conn_finish(c);
         return;
     }
-    int rc = rp_stream_pump(&c->s); /* records that arrived while the exchange ran */
+    int rc = net_stream_pump(&c->s); /* records that arrived while the exchange ran */
     if (rc == RP_E_TLS_CLOSED)
         c->peer_eof = true;
     else if (rc != RP_OK) {
-        rp_conn_close(c);
+        net_conn_close(c);
         return;
     }
     if (rp_buf_avail(&c->s.in) == 0) {
         if (c->peer_eof) {
-            rp_conn_close(c);
+            net_conn_close(c);
             return;
         }
-        rp_stream_timer(&c->s, http_cfg(c)->idle_timeout_ms);
-        rp_stream_shrink(&c->s); /* idle keep-alive connections hold no buffer */
+        net_stream_timer(&c->s, http_cfg(c)->idle_timeout_ms);
+        net_stream_shrink(&c->s); /* idle keep-alive connections hold no buffer */
         update_reading(c);
         return;
     }
-    rp_stream_timer(&c->s, http_cfg(c)->header_timeout_ms);
+    net_stream_timer(&c->s, http_cfg(c)->header_timeout_ms);
     process_input(c);
 }
 
@@ -325,18 +325,18 @@ int rp_exchange_respond(struct rp_exchange *ex, int status, const char *content_
         rp_buf_init(&out, 0);
         if (rp_http_write_response(&out, status, content_type, body, len, !c->close_after_write,
                                    extra_headers) == RP_OK)
-            sent = rp_stream_write(&c->s, rp_buf_head(&out), rp_buf_avail(&out)) == RP_OK;
+            sent = net_stream_write(&c->s, rp_buf_head(&out), rp_buf_avail(&out)) == RP_OK;
         rp_buf_free(&out);
     }
     c->ex = NULL;
     exchange_free(ex);
     if (c->state == RP_CONN_CLOSED) {
-        rp_stream_release(&c->s); /* may free c */
+        net_stream_release(&c->s); /* may free c */
         return RP_OK;
     }
-    rp_stream_release(&c->s);
+    net_stream_release(&c->s);
     if (!sent) {
-        rp_conn_close(c);
+        net_conn_close(c);
         return RP_OK;
     }
     if (c->close_after_write) {
@@ -344,17 +344,17 @@ int rp_exchange_respond(struct rp_exchange *ex, int status, const char *content_
         return RP_OK;
     }
     c->state = RP_CONN_ANSWERED;
-    if (rp_stream_unsent(&c->s) <= c->s.max_unsent)
-        rp_loop_defer(c->loop, &c->resume);
+    if (net_stream_unsent(&c->s) <= c->s.max_unsent)
+        net_loop_defer(c->loop, &c->resume);
     else
-        rp_stream_timer(&c->s, http_cfg(c)->idle_timeout_ms); /* the peer must read */
+        net_stream_timer(&c->s, http_cfg(c)->idle_timeout_ms); /* the peer must read */
     update_reading(c);
     return RP_OK;
 }
 
 /* ---- stream events ---------------------------------------------------------------- */
 
-static void on_read(struct rp_stream *s)
+static void on_read(struct net_stream *s)
 {
     struct rp_conn *c = conn_of(s);
     if (c->state == RP_CONN_READING)
@@ -363,27 +363,27 @@ static void on_read(struct rp_stream *s)
         update_reading(c);
 }
 
-static void on_open(struct rp_stream *s)
+static void on_open(struct net_stream *s)
 {
     struct rp_conn *c = conn_of(s);
     if (c->state != RP_CONN_HANDSHAKE)
         return;
     handshake_over(c);
     c->state = RP_CONN_READING;
-    rp_stream_timer(&c->s, http_cfg(c)->header_timeout_ms);
-    rp_stream_shrink(&c->s); /* the handshake's buffers (plaintext may follow in on_read) */
+    net_stream_timer(&c->s, http_cfg(c)->header_timeout_ms);
+    net_stream_shrink(&c->s); /* the handshake's buffers (plaintext may follow in on_read) */
 }
 
-static void on_eof(struct rp_stream *s, int err)
+static void on_eof(struct net_stream *s, int err)
 {
     struct rp_conn *c = conn_of(s);
     c->peer_eof = true;
     /* a half-closed peer still gets the answers to what it sent; nothing else waits */
     if (err != RP_OK || c->state == RP_CONN_HANDSHAKE || c->state == RP_CONN_READING)
-        rp_conn_close(c);
+        net_conn_close(c);
 }
 
-static void on_drain(struct rp_stream *s)
+static void on_drain(struct net_stream *s)
 {
     struct rp_conn *c = conn_of(s);
     if (c->state == RP_CONN_ANSWERED && !rp_list_linked(&c->resume.link))
@@ -392,18 +392,18 @@ static void on_drain(struct rp_stream *s)
         update_reading(c);
 }
 
-static void on_timer(struct rp_stream *s)
+static void on_timer(struct net_stream *s)
 {
     struct rp_conn *c = conn_of(s);
     switch (c->state) {
     case RP_CONN_HANDSHAKE:
         rp_metrics_count("raproxy_timeouts_total", "phase=\"handshake\"");
-        rp_conn_close(c);
+        net_conn_close(c);
         break;
     case RP_CONN_READING: {
         enum rp_http_phase ph = rp_http_server_phase(&c->http);
         if (ph == RP_HTTP_IDLE && rp_buf_avail(&c->s.in) == 0) {
-            rp_conn_close(c); /* idle keep-alive: a quiet close */
+            net_conn_close(c); /* idle keep-alive: a quiet close */
             break;
         }
         rp_metrics_count("raproxy_timeouts_total",
@@ -413,24 +413,24 @@ static void on_timer(struct rp_stream *s)
     }
     case RP_CONN_ANSWERED: /* answers left unread for the whole idle timeout */
         rp_metrics_count("raproxy_timeouts_total", "phase=\"send\"");
-        rp_conn_close(c);
+        net_conn_close(c);
         break;
     default:
         break;
     }
 }
 
-static void on_free(struct rp_stream *s)
+static void on_free(struct net_stream *s)
 {
     struct rp_conn *c = conn_of(s);
     struct rp_loop *l = c->loop;
     conn_detach(c);
     rp_http_server_free(&c->http);
     free(c);
-    rp_loop_conn_closed(l);
+    net_loop_conn_closed(l);
 }
 
-static const struct rp_stream_ops conn_ops = {
+static const struct net_stream_ops conn_ops = {
     .on_read = on_read,
     .on_open = on_open,
     .on_eof = on_eof,
@@ -455,25 +455,25 @@ static void peer_text(const struct sockaddr *sa, char *addr, size_t cap, uint16_
 }
 
 /* Cheap admission first: the per-address cap is checked before any memory or TLS work. */
-void rp_conn_accept(struct rp_listener *ls, int fd, const struct sockaddr *peer)
+void net_conn_accept(struct net_listener *ls, int fd, const struct sockaddr *peer)
 {
     metrics_once();
     struct rp_loop *l = ls->loop;
     const struct rp_cfg_http *hc = &l->snap->cfg->http;
-    struct rp_ipcap_entry *ipcap = NULL;
+    struct net_ipcap_entry *ipcap = NULL;
     if (ls->device) {
-        int rc = rp_ipcap_acquire(peer, hc->max_connections_per_ip, &ipcap);
+        int rc = net_ipcap_acquire(peer, hc->max_connections_per_ip, &ipcap);
         if (rc != RP_OK) {
             close(fd);
-            rp_loop_refused(l, rc == RP_E_HTTP_OVERLOADED ? RP_REFUSED_PER_IP : RP_REFUSED_NOMEM);
+            net_loop_refused(l, rc == RP_E_HTTP_OVERLOADED ? RP_REFUSED_PER_IP : RP_REFUSED_NOMEM);
             return;
         }
     }
     struct rp_conn *c = calloc(1, sizeof *c);
     if (!c) {
         close(fd);
-        rp_ipcap_release(ipcap);
-        rp_loop_refused(l, RP_REFUSED_NOMEM);
+        net_ipcap_release(ipcap);
+        net_loop_refused(l, RP_REFUSED_NOMEM);
         return;
     }
     c->loop = l;
@@ -484,9 +484,9 @@ void rp_conn_accept(struct rp_listener *ls, int fd, const struct sockaddr *peer)
     c->ipcap = ipcap;
     c->resume.cb = on_resume;
     peer_text(peer, c->addr, sizeof c->addr, &c->port);
-    rp_stream_init(&c->s, &l->uv, &conn_ops,
-                   (size_t)hc->max_header_bytes + hc->max_body_bytes + CONN_IN_SLACK,
-                   hc->max_unsent_bytes);
+    net_stream_init(&c->s, &l->uv, &conn_ops,
+                    (size_t)hc->max_header_bytes + hc->max_body_bytes + CONN_IN_SLACK,
+                    hc->max_unsent_bytes);
     struct rp_http_limits lim = {hc->max_header_bytes, hc->max_body_bytes};
     rp_http_server_init(&c->http, &lim);
     rp_list_push(&l->conns, &c->link);
@@ -498,8 +498,8 @@ void rp_conn_accept(struct rp_listener *ls, int fd, const struct sockaddr *peer)
         rp_metric_add(m_open, 1);
     }
     l->conns_alive++;
-    if (rp_stream_open_fd(&c->s, fd) != RP_OK) {
-        rp_conn_close(c);
+    if (net_stream_open_fd(&c->s, fd) != RP_OK) {
+        net_conn_close(c);
         return;
     }
     struct rp_tls_ctx *tctx = NULL;
@@ -509,27 +509,27 @@ void rp_conn_accept(struct rp_listener *ls, int fd, const struct sockaddr *peer)
     if (tctx) {
         struct rp_tls *tls = NULL;
         if (rp_tls_new(&tls, tctx) != RP_OK) {
-            rp_loop_refused(l, RP_REFUSED_TLS);
-            rp_conn_close(c);
+            net_loop_refused(l, RP_REFUSED_TLS);
+            net_conn_close(c);
             return;
         }
-        rp_stream_set_tls(&c->s, tls);
+        net_stream_set_tls(&c->s, tls);
         c->state = RP_CONN_HANDSHAKE;
         c->handshaking = true;
         l->handshakes++;
     }
     if (c->device)
-        rp_listeners_update(l); /* the caps may be reached now */
-    rp_stream_timer(&c->s, tctx ? hc->handshake_timeout_ms : hc->header_timeout_ms);
-    if (rp_stream_start(&c->s) != RP_OK)
-        rp_conn_close(c);
+        net_listeners_update(l); /* the caps may be reached now */
+    net_stream_timer(&c->s, tctx ? hc->handshake_timeout_ms : hc->header_timeout_ms);
+    if (net_stream_start(&c->s) != RP_OK)
+        net_conn_close(c);
 }
 
-void rp_conn_drain(struct rp_conn *c)
+void net_conn_drain(struct rp_conn *c)
 {
     c->close_after_write = true;
     if (c->state == RP_CONN_HANDSHAKE ||
         (c->state == RP_CONN_READING && rp_http_server_phase(&c->http) == RP_HTTP_IDLE &&
          rp_buf_avail(&c->s.in) == 0))
-        rp_conn_close(c);
+        net_conn_close(c);
 }

@@ -16,14 +16,14 @@
 #define IPCAP_BUCKETS_MIN 1024u
 #define IPCAP_ADDR_LEN    16u /* IPv4 as v4-mapped IPv6 */
 
-struct rp_ipcap_entry {
+struct net_ipcap_entry {
     uint8_t addr[IPCAP_ADDR_LEN];
     unsigned count;
-    struct rp_ipcap_entry *next;
+    struct net_ipcap_entry *next;
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct rp_ipcap_entry **buckets;
+static struct net_ipcap_entry **buckets;
 static size_t nbuckets, nentries;
 static uint64_t seed;
 
@@ -54,13 +54,13 @@ static size_t slot(const uint8_t key[IPCAP_ADDR_LEN], size_t n)
 static int grow(void)
 {
     size_t n = nbuckets ? nbuckets * 2 : IPCAP_BUCKETS_MIN;
-    struct rp_ipcap_entry **nb = calloc(n, sizeof *nb);
+    struct net_ipcap_entry **nb = calloc(n, sizeof *nb);
     if (!nb)
         return RP_E_NOMEM;
     if (!nbuckets && getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
         seed = (uint64_t)(uintptr_t)nb ^ 0xcbf29ce484222325ull;
     for (size_t i = 0; i < nbuckets; i++) {
-        for (struct rp_ipcap_entry *e = buckets[i], *nx; e; e = nx) {
+        for (struct net_ipcap_entry *e = buckets[i], *nx; e; e = nx) {
             nx = e->next;
             size_t s = slot(e->addr, n);
             e->next = nb[s];
@@ -73,7 +73,7 @@ static int grow(void)
     return RP_OK;
 }
 
-int rp_ipcap_acquire(const struct sockaddr *sa, unsigned cap, struct rp_ipcap_entry **out)
+int net_ipcap_acquire(const struct sockaddr *sa, unsigned cap, struct net_ipcap_entry **out)
 {
     uint8_t key[IPCAP_ADDR_LEN];
     addr_key(sa, key);
@@ -84,7 +84,7 @@ int rp_ipcap_acquire(const struct sockaddr *sa, unsigned cap, struct rp_ipcap_en
         goto out;
     }
     size_t s = slot(key, nbuckets);
-    struct rp_ipcap_entry *e = buckets[s];
+    struct net_ipcap_entry *e = buckets[s];
     while (e && memcmp(e->addr, key, IPCAP_ADDR_LEN) != 0)
         e = e->next;
     if (e && cap && e->count >= cap) {
@@ -109,13 +109,13 @@ out:
     return rc;
 }
 
-void rp_ipcap_release(struct rp_ipcap_entry *e)
+void net_ipcap_release(struct net_ipcap_entry *e)
 {
     if (!e)
         return;
     pthread_mutex_lock(&lock);
     if (--e->count == 0) {
-        struct rp_ipcap_entry **pp = &buckets[slot(e->addr, nbuckets)];
+        struct net_ipcap_entry **pp = &buckets[slot(e->addr, nbuckets)];
         while (*pp != e)
             pp = &(*pp)->next;
         *pp = e->next;

@@ -52,7 +52,7 @@ static int split_address(const char *address, char *host, size_t hcap, char *por
     return RP_OK;
 }
 
-int rp_listener_bind(const char *address, int *fd_out)
+int net_listener_bind(const char *address, int *fd_out)
 {
     char host[ADDR_HOST_MAX], port[16];
     if (split_address(address, host, sizeof host, port, sizeof port))
@@ -90,14 +90,14 @@ int rp_listener_bind(const char *address, int *fd_out)
 
 static void on_listener_closed(uv_handle_t *h)
 {
-    struct rp_listener *ls = h->data;
+    struct net_listener *ls = h->data;
     close(ls->fd);
     free(ls);
 }
 
 /* Out of descriptors: give the reserved one up to accept the waiting connection, close it
  * (the client sees a close, not a silent hang), take the reserve back. */
-static void shed_with_reserve(struct rp_listener *ls)
+static void shed_with_reserve(struct net_listener *ls)
 {
     struct rp_loop *l = ls->loop;
     if (l->reserve_fd >= 0) {
@@ -107,14 +107,14 @@ static void shed_with_reserve(struct rp_listener *ls)
     int fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
         close(fd);
-        rp_loop_refused(l, RP_REFUSED_FD_LIMIT);
+        net_loop_refused(l, RP_REFUSED_FD_LIMIT);
     }
-    rp_loop_reserve_fd(l);
+    net_loop_reserve_fd(l);
 }
 
 static void on_acceptable(uv_poll_t *p, int status, int events)
 {
-    struct rp_listener *ls = p->data;
+    struct net_listener *ls = p->data;
     struct rp_loop *l = ls->loop;
     (void)events;
     if (status < 0)
@@ -137,16 +137,16 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
         /* the last descriptors are for the CA, Redis and the admin listener */
         if (ls->device && (rlim_t)fd + LISTEN_FD_HEADROOM >= l->fd_limit) {
             close(fd);
-            rp_loop_refused(l, RP_REFUSED_FD_LIMIT);
+            net_loop_refused(l, RP_REFUSED_FD_LIMIT);
             continue;
         }
-        rp_conn_accept(ls, fd, (const struct sockaddr *)&ss);
+        net_conn_accept(ls, fd, (const struct sockaddr *)&ss);
     }
 }
 
-int rp_listener_start(struct rp_loop *l, int fd, const struct rp_listener *proto)
+int net_listener_start(struct rp_loop *l, int fd, const struct net_listener *proto)
 {
-    struct rp_listener *ls = calloc(1, sizeof *ls);
+    struct net_listener *ls = calloc(1, sizeof *ls);
     if (!ls)
         return RP_E_NOMEM;
     *ls = *proto;
@@ -159,11 +159,11 @@ int rp_listener_start(struct rp_loop *l, int fd, const struct rp_listener *proto
     ls->poll.data = ls;
     ls->next = l->listeners;
     l->listeners = ls;
-    rp_listeners_update(l);
+    net_listeners_update(l);
     return RP_OK;
 }
 
-static bool listener_is_tls(const struct rp_loop *l, const struct rp_listener *ls)
+static bool listener_is_tls(const struct rp_loop *l, const struct net_listener *ls)
 {
     return ls->tls_index >= 0 && l->snap->listener_tls && l->snap->listener_tls[ls->tls_index];
 }
@@ -171,12 +171,12 @@ static bool listener_is_tls(const struct rp_loop *l, const struct rp_listener *l
 /* Device listeners stop accepting at the connection cap, TLS ones also at the handshake
  * cap: new connections wait in the kernel backlog instead of being accepted and dropped.
  * The admin listener always accepts. */
-void rp_listeners_update(struct rp_loop *l)
+void net_listeners_update(struct rp_loop *l)
 {
     bool at_cap = l->nconns >= l->max_conns;
     bool hs_cap = l->handshakes >= l->max_handshakes;
-    rp_loop_set_at_cap(l, at_cap);
-    for (struct rp_listener *ls = l->listeners; ls; ls = ls->next) {
+    net_loop_set_at_cap(l, at_cap);
+    for (struct net_listener *ls = l->listeners; ls; ls = ls->next) {
         if (ls->closed)
             continue;
         bool want = !ls->device || (!at_cap && !(hs_cap && listener_is_tls(l, ls)));
@@ -195,11 +195,11 @@ void rp_listeners_update(struct rp_loop *l)
 
 /* Closes the device listeners only; the admin listener lives until the loop stops so that
  * /readyz can answer 503 during the drain. */
-void rp_listeners_close(struct rp_loop *l)
+void net_listeners_close(struct rp_loop *l)
 {
-    struct rp_listener **pp = &l->listeners;
+    struct net_listener **pp = &l->listeners;
     while (*pp) {
-        struct rp_listener *ls = *pp;
+        struct net_listener *ls = *pp;
         if (ls->device || l->stopped) {
             *pp = ls->next;
             ls->closed = true;

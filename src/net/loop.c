@@ -182,7 +182,7 @@ static void on_defer_idle(uv_idle_t *h)
         uv_idle_stop(&l->defer_idle);
 }
 
-void rp_loop_defer(struct rp_loop *l, struct rp_defer *d)
+void net_loop_defer(struct rp_loop *l, struct rp_defer *d)
 {
     if (rp_list_linked(&d->link) || l->stopped)
         return;
@@ -191,7 +191,7 @@ void rp_loop_defer(struct rp_loop *l, struct rp_defer *d)
     rp_list_push(&l->deferred, &d->link);
 }
 
-void rp_loop_defer_cancel(struct rp_defer *d)
+void net_loop_defer_cancel(struct rp_defer *d)
 {
     rp_list_unlink(&d->link);
 }
@@ -203,7 +203,7 @@ static void stop_loop(struct rp_loop *l)
     l->stopped = true;
     if (l->on_stop)
         l->on_stop(l);
-    rp_listeners_close(l); /* now the admin listener too */
+    net_listeners_close(l); /* now the admin listener too */
     if (l->upstream) {
         rp_upstream_close(l->upstream);
         l->upstream = NULL;
@@ -234,23 +234,23 @@ bool rp_loop_draining(const struct rp_loop *l)
     return l->draining;
 }
 
-void rp_loop_conn_closed(struct rp_loop *l)
+void net_loop_conn_closed(struct rp_loop *l)
 {
     l->conns_alive--;
     l->closed_since_trim++;
     if (l->draining)
         check_drained(l);
     else if (l->reserve_fd < 0)
-        rp_loop_reserve_fd(l); /* a descriptor came free: take the reserve back first */
+        net_loop_reserve_fd(l); /* a descriptor came free: take the reserve back first */
 }
 
-void rp_loop_reserve_fd(struct rp_loop *l)
+void net_loop_reserve_fd(struct rp_loop *l)
 {
     if (l->reserve_fd < 0)
         l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-void rp_loop_refused(struct rp_loop *l, enum rp_refused why)
+void net_loop_refused(struct rp_loop *l, enum rp_refused why)
 {
     rp_metric_inc(m_refused[why]);
     uint64_t now = rp_clock_ns();
@@ -271,7 +271,7 @@ void rp_loop_refused(struct rp_loop *l, enum rp_refused why)
     l->refused_unlogged = 0;
 }
 
-void rp_loop_set_at_cap(struct rp_loop *l, bool at_cap)
+void net_loop_set_at_cap(struct rp_loop *l, bool at_cap)
 {
     if (at_cap == l->at_cap)
         return;
@@ -298,7 +298,7 @@ static void on_grace(uv_timer_t *t)
     rp_log_warn("drain", "loop %u: grace period over, closing %u connections", l->index, l->nconns);
     struct rp_list_node *n, *nx;
     for (RP_LIST_EACH(n, nx, &l->conns))
-        rp_conn_close(container_of(n, struct rp_conn, link));
+        net_conn_close(container_of(n, struct rp_conn, link));
     /* Exchanges still waiting for the CA end when the pool is closed (RP_E_SHUTDOWN). */
     if (l->upstream) {
         rp_upstream_close(l->upstream);
@@ -312,10 +312,10 @@ static void start_drain(struct rp_loop *l, uint32_t grace_ms)
     if (l->draining)
         return;
     l->draining = true;
-    rp_listeners_close(l);
+    net_listeners_close(l);
     struct rp_list_node *n, *nx;
     for (RP_LIST_EACH(n, nx, &l->conns))
-        rp_conn_drain(container_of(n, struct rp_conn, link));
+        net_conn_drain(container_of(n, struct rp_conn, link));
     uv_timer_start(&l->grace, on_grace, grace_ms, 0);
     check_drained(l);
 }
@@ -332,7 +332,7 @@ static void install_snapshot(struct rp_loop *l, struct rp_snapshot *s)
     struct rp_snapshot *old = l->snap;
     l->snap = s;
     set_caps(l, s);
-    rp_listeners_update(l);
+    net_listeners_update(l);
     if (l->on_snapshot && l->on_snapshot(l, s) != RP_OK)
         rp_log_error("reload", "loop %u: cannot attach the new snapshot's per-loop state",
                      l->index);
@@ -430,25 +430,25 @@ static int bind_all(struct rp_loop *l, bool admin)
 {
     const struct rp_config *cfg = l->snap->cfg;
     for (unsigned i = 0; i < cfg->listeners_count; i++) {
-        struct rp_listener proto = {
+        struct net_listener proto = {
             .handler = l->on_exchange ? l->on_exchange : no_handler,
             .tls_index = (int)i, /* the snapshot has no context for a plain listener */
             .index = i,
             .device = true,
         };
         int fd;
-        int rc = rp_listener_bind(cfg->listeners[i].address, &fd);
+        int rc = net_listener_bind(cfg->listeners[i].address, &fd);
         if (rc == RP_OK)
-            rc = rp_listener_start(l, fd, &proto);
+            rc = net_listener_start(l, fd, &proto);
         if (rc != RP_OK)
             return rc;
     }
     if (admin && cfg->admin.address) {
-        struct rp_listener proto = {.handler = rp_admin_handle, .tls_index = -1};
+        struct net_listener proto = {.handler = net_admin_handle, .tls_index = -1};
         int fd;
-        int rc = rp_listener_bind(cfg->admin.address, &fd);
+        int rc = net_listener_bind(cfg->admin.address, &fd);
         if (rc == RP_OK)
-            rc = rp_listener_start(l, fd, &proto);
+            rc = net_listener_start(l, fd, &proto);
         if (rc != RP_OK)
             return rc;
     }
@@ -464,7 +464,7 @@ static void free_loop(struct rp_loop *l)
         rp_snapshot_unref(l->pending_snap);
     if (l->reserve_fd >= 0)
         close(l->reserve_fd);
-    rp_loop_set_at_cap(l, false);
+    net_loop_set_at_cap(l, false);
     pthread_mutex_destroy(&l->lock);
     free(l);
 }
@@ -490,7 +490,7 @@ int rp_loop_start(struct rp_loop **out, const struct rp_loop_opts *o)
                       ? (uint64_t)nofile.rlim_cur
                       : UINT64_MAX;
     l->reserve_fd = -1;
-    rp_loop_reserve_fd(l);
+    net_loop_reserve_fd(l);
     pthread_mutex_init(&l->lock, NULL);
     if (uv_loop_init(&l->uv) != 0) {
         rp_snapshot_unref(l->snap);
@@ -517,7 +517,7 @@ int rp_loop_start(struct rp_loop **out, const struct rp_loop_opts *o)
         l->stopped = true;
         if (l->on_stop)
             l->on_stop(l); /* what on_snapshot attached, if it got that far */
-        rp_listeners_close(l);
+        net_listeners_close(l);
         if (l->upstream)
             rp_upstream_close(l->upstream);
         close_handles(l);

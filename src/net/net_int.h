@@ -21,7 +21,7 @@ struct rp_tls_ctx;
 struct rp_metric;
 
 /* A listening socket and what its connections are for. */
-struct rp_listener {
+struct net_listener {
     struct rp_loop *loop;
     rp_exchange_fn handler; /* answers every request of its connections */
     int tls_index;          /* index in snap->listener_tls, -1: plain HTTP */
@@ -31,7 +31,7 @@ struct rp_listener {
     uv_poll_t poll;
     bool polling;
     bool closed;
-    struct rp_listener *next;
+    struct net_listener *next;
 };
 
 /* Work the loop runs on its next turn, never on the stack that asked for it. */
@@ -52,9 +52,9 @@ enum rp_conn_state {
 /* A device (or admin) connection: HTTP/1.1 server over a stream, one exchange at a time so
  * pipelined requests are answered in order. */
 struct rp_conn {
-    struct rp_stream s;
+    struct net_stream s;
     struct rp_loop *loop;
-    struct rp_listener *listener; /* NULL once the listener is gone */
+    struct net_listener *listener; /* NULL once the listener is gone */
     rp_exchange_fn handler;
     unsigned listener_index;
     bool device;
@@ -65,8 +65,8 @@ struct rp_conn {
     struct rp_list_node link;
     bool close_after_write; /* answer then close (Connection: close, drain) */
     bool peer_eof;
-    bool handshaking;             /* counted in the loop's handshakes in flight */
-    struct rp_ipcap_entry *ipcap; /* this connection's place in its address's count */
+    bool handshaking;              /* counted in the loop's handshakes in flight */
+    struct net_ipcap_entry *ipcap; /* this connection's place in its address's count */
     char addr[48];
     uint16_t port;
 };
@@ -85,7 +85,7 @@ struct rp_loop {
     void *ctx;                    /* rp_loop_opts.ctx */
     void *app;
 
-    struct rp_listener *listeners;
+    struct net_listener *listeners;
     struct rp_list_node conns;
     unsigned nconns;      /* open connections (the accept cap counts these) */
     unsigned conns_alive; /* connection memory not yet freed (drain waits for these) */
@@ -128,35 +128,35 @@ enum rp_refused {
 };
 
 /* conn.c */
-void rp_conn_accept(struct rp_listener *ls, int fd, const struct sockaddr *peer);
-void rp_conn_drain(struct rp_conn *c);
-void rp_conn_close(struct rp_conn *c);
+void net_conn_accept(struct net_listener *ls, int fd, const struct sockaddr *peer);
+void net_conn_drain(struct rp_conn *c);
+void net_conn_close(struct rp_conn *c);
 
 /* listener.c */
-int rp_listener_bind(const char *address, int *fd_out);
-int rp_listener_start(struct rp_loop *l, int fd, const struct rp_listener *proto);
+int net_listener_bind(const char *address, int *fd_out);
+int net_listener_start(struct rp_loop *l, int fd, const struct net_listener *proto);
 /* Start or stop accepting on each listener after the caps or counts changed. */
-void rp_listeners_update(struct rp_loop *l);
-void rp_listeners_close(struct rp_loop *l);
+void net_listeners_update(struct rp_loop *l);
+void net_listeners_close(struct rp_loop *l);
 
 /* ipcap.c: device connections per client address, process-wide */
-struct rp_ipcap_entry;
+struct net_ipcap_entry;
 /* RP_OK (*out counts this connection), RP_E_HTTP_OVERLOADED at the cap (0 = none), NOMEM. */
-int rp_ipcap_acquire(const struct sockaddr *peer, unsigned cap, struct rp_ipcap_entry **out);
-void rp_ipcap_release(struct rp_ipcap_entry *e);
+int net_ipcap_acquire(const struct sockaddr *peer, unsigned cap, struct net_ipcap_entry **out);
+void net_ipcap_release(struct net_ipcap_entry *e);
 
 /* admin.c */
-void rp_admin_handle(struct rp_exchange *ex);
+void net_admin_handle(struct rp_exchange *ex);
 
 /* loop.c */
-void rp_loop_conn_closed(struct rp_loop *l);
+void net_loop_conn_closed(struct rp_loop *l);
 /* Count (and log, at most once a second) a connection closed at accept. */
-void rp_loop_refused(struct rp_loop *l, enum rp_refused why);
+void net_loop_refused(struct rp_loop *l, enum rp_refused why);
 /* (Re)open the reserved descriptor if it is not held. */
-void rp_loop_reserve_fd(struct rp_loop *l);
-void rp_loop_set_at_cap(struct rp_loop *l, bool at_cap);
+void net_loop_reserve_fd(struct rp_loop *l);
+void net_loop_set_at_cap(struct rp_loop *l, bool at_cap);
 /* Run d->cb on the loop's next turn (once, however often asked); cancel unlinks it. */
-void rp_loop_defer(struct rp_loop *l, struct rp_defer *d);
-void rp_loop_defer_cancel(struct rp_defer *d);
+void net_loop_defer(struct rp_loop *l, struct rp_defer *d);
+void net_loop_defer_cancel(struct rp_defer *d);
 
 #endif

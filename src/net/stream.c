@@ -34,10 +34,10 @@ static uint8_t *read_chunk(void)
     return p;
 }
 
-static void update_reading(struct rp_stream *s);
-static void flush(struct rp_stream *s);
+static void update_reading(struct net_stream *s);
+static void flush(struct net_stream *s);
 
-static void maybe_free(struct rp_stream *s)
+static void maybe_free(struct net_stream *s)
 {
     if (s->handles > 0 || s->wmem || s->shutting || s->holds > 0)
         return;
@@ -50,13 +50,13 @@ static void maybe_free(struct rp_stream *s)
 
 static void on_handle_closed(uv_handle_t *h)
 {
-    struct rp_stream *s = h->data;
+    struct net_stream *s = h->data;
     s->handles--;
     maybe_free(s);
 }
 
-void rp_stream_init(struct rp_stream *s, uv_loop_t *loop, const struct rp_stream_ops *ops,
-                    size_t in_max, size_t max_unsent)
+void net_stream_init(struct net_stream *s, uv_loop_t *loop, const struct net_stream_ops *ops,
+                     size_t in_max, size_t max_unsent)
 {
     memset(s, 0, sizeof *s);
     s->ops = ops;
@@ -67,11 +67,11 @@ void rp_stream_init(struct rp_stream *s, uv_loop_t *loop, const struct rp_stream
     uv_timer_init(loop, &s->timer);
     s->tcp.data = s->timer.data = s->wreq.data = s->sreq.data = s;
     s->handles = 2;
-    s->paused = true; /* until rp_stream_start */
+    s->paused = true; /* until net_stream_start */
     s->state = RP_STREAM_OPEN;
 }
 
-int rp_stream_open_fd(struct rp_stream *s, int fd)
+int net_stream_open_fd(struct net_stream *s, int fd)
 {
     if (uv_tcp_open(&s->tcp, fd) != 0) {
         close(fd);
@@ -81,24 +81,24 @@ int rp_stream_open_fd(struct rp_stream *s, int fd)
     return RP_OK;
 }
 
-void rp_stream_set_tls(struct rp_stream *s, struct rp_tls *tls)
+void net_stream_set_tls(struct net_stream *s, struct rp_tls *tls)
 {
     s->tls = tls;
 }
 
-void rp_stream_hold(struct rp_stream *s)
+void net_stream_hold(struct net_stream *s)
 {
     s->holds++;
 }
 
-void rp_stream_release(struct rp_stream *s)
+void net_stream_release(struct net_stream *s)
 {
     s->holds--;
     if (s->state == RP_STREAM_CLOSING)
         maybe_free(s);
 }
 
-void rp_stream_close(struct rp_stream *s)
+void net_stream_close(struct net_stream *s)
 {
     if (s->state == RP_STREAM_CLOSING)
         return;
@@ -108,12 +108,12 @@ void rp_stream_close(struct rp_stream *s)
     uv_close((uv_handle_t *)&s->timer, on_handle_closed);
 }
 
-size_t rp_stream_unsent(const struct rp_stream *s)
+size_t net_stream_unsent(const struct net_stream *s)
 {
     return s->tcp.write_queue_size + rp_buf_avail(&s->out);
 }
 
-void rp_stream_shrink(struct rp_stream *s)
+void net_stream_shrink(struct net_stream *s)
 {
     if (rp_buf_avail(&s->in) == 0)
         rp_buf_free(&s->in);
@@ -125,20 +125,20 @@ void rp_stream_shrink(struct rp_stream *s)
 
 static void on_timer(uv_timer_t *t)
 {
-    struct rp_stream *s = t->data;
+    struct net_stream *s = t->data;
     if (s->state == RP_STREAM_OPEN)
         s->ops->on_timer(s);
     else
-        rp_stream_close(s); /* flushing or lingering took too long */
+        net_stream_close(s); /* flushing or lingering took too long */
 }
 
-void rp_stream_timer(struct rp_stream *s, uint32_t ms)
+void net_stream_timer(struct net_stream *s, uint32_t ms)
 {
     if (s->state == RP_STREAM_OPEN)
         uv_timer_start(&s->timer, on_timer, ms, 0);
 }
 
-void rp_stream_timer_stop(struct rp_stream *s)
+void net_stream_timer_stop(struct net_stream *s)
 {
     if (s->state == RP_STREAM_OPEN)
         uv_timer_stop(&s->timer);
@@ -147,10 +147,10 @@ void rp_stream_timer_stop(struct rp_stream *s)
 /* ---- output --------------------------------------------------------------------- */
 
 /* A failure found outside any owner call (a write completion): reported as on_eof. */
-static void fail_async(struct rp_stream *s, int err)
+static void fail_async(struct net_stream *s, int err)
 {
     if (s->state != RP_STREAM_OPEN) {
-        rp_stream_close(s);
+        net_stream_close(s);
         return;
     }
     s->eof = true;
@@ -160,7 +160,7 @@ static void fail_async(struct rp_stream *s, int err)
 
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
-    struct rp_stream *s = req->data;
+    struct net_stream *s = req->data;
     (void)status;
     s->shutting = false;
     if (s->state == RP_STREAM_CLOSING) {
@@ -168,18 +168,18 @@ static void on_shutdown(uv_shutdown_t *req, int status)
         return;
     }
     if (s->eof)
-        rp_stream_close(s);
+        net_stream_close(s);
 }
 
 /* Everything is out: FIN, then discard input until the peer's EOF or the linger time. */
-static void start_linger(struct rp_stream *s)
+static void start_linger(struct net_stream *s)
 {
     s->state = RP_STREAM_LINGER;
     uint64_t left = uv_timer_get_due_in(&s->timer);
     uv_timer_start(&s->timer, on_timer, left && left < STREAM_LINGER_MS ? left : STREAM_LINGER_MS,
                    0);
     if (s->eof || uv_shutdown(&s->sreq, (uv_stream_t *)&s->tcp, on_shutdown) != 0) {
-        rp_stream_close(s);
+        net_stream_close(s);
         return;
     }
     s->shutting = true;
@@ -189,7 +189,7 @@ static void start_linger(struct rp_stream *s)
 
 static void on_write(uv_write_t *req, int status)
 {
-    struct rp_stream *s = req->data;
+    struct net_stream *s = req->data;
     free(s->wmem);
     s->wmem = NULL;
     if (s->state == RP_STREAM_CLOSING) {
@@ -204,18 +204,18 @@ static void on_write(uv_write_t *req, int status)
     if (s->state == RP_STREAM_CLOSING)
         return;
     if (s->state == RP_STREAM_FLUSHING) {
-        if (rp_stream_unsent(s) == 0)
+        if (net_stream_unsent(s) == 0)
             start_linger(s);
         return;
     }
-    if (s->state == RP_STREAM_OPEN && rp_stream_unsent(s) <= s->max_unsent && s->ops->on_drain)
+    if (s->state == RP_STREAM_OPEN && net_stream_unsent(s) <= s->max_unsent && s->ops->on_drain)
         s->ops->on_drain(s);
 }
 
 /* Hand the queued output to the kernel: directly when it takes it all, else lend the
  * buffer to one uv_write. Errors close the stream on the next write completion path; here
  * they are returned. */
-static int flush_now(struct rp_stream *s)
+static int flush_now(struct net_stream *s)
 {
     if (s->wmem || rp_buf_avail(&s->out) == 0 || s->state == RP_STREAM_CLOSING)
         return RP_OK;
@@ -241,14 +241,14 @@ static int flush_now(struct rp_stream *s)
     return RP_OK;
 }
 
-static void flush(struct rp_stream *s)
+static void flush(struct net_stream *s)
 {
     if (flush_now(s) != RP_OK)
         fail_async(s, RP_E_IO);
 }
 
 /* Ciphertext the TLS session produced joins the queue (a pointer swap when it is empty). */
-static int take_tls_output(struct rp_stream *s)
+static int take_tls_output(struct net_stream *s)
 {
     struct rp_buf *o = rp_tls_out(s->tls);
     if (rp_buf_avail(o) == 0)
@@ -265,7 +265,7 @@ static int take_tls_output(struct rp_stream *s)
     return rc;
 }
 
-int rp_stream_write(struct rp_stream *s, const uint8_t *p, size_t n)
+int net_stream_write(struct net_stream *s, const uint8_t *p, size_t n)
 {
     if (s->state != RP_STREAM_OPEN)
         return RP_E_IO;
@@ -280,7 +280,7 @@ int rp_stream_write(struct rp_stream *s, const uint8_t *p, size_t n)
     return rc == RP_OK ? flush_now(s) : rc;
 }
 
-void rp_stream_close_after_flush(struct rp_stream *s, uint32_t timeout_ms)
+void net_stream_close_after_flush(struct net_stream *s, uint32_t timeout_ms)
 {
     if (s->state != RP_STREAM_OPEN)
         return;
@@ -290,13 +290,13 @@ void rp_stream_close_after_flush(struct rp_stream *s, uint32_t timeout_ms)
     s->paused = true;
     update_reading(s);
     uv_timer_start(&s->timer, on_timer, timeout_ms, 0);
-    if (rp_stream_unsent(s) == 0 && !s->wmem)
+    if (net_stream_unsent(s) == 0 && !s->wmem)
         start_linger(s);
 }
 
 /* ---- input ---------------------------------------------------------------------- */
 
-static size_t read_room(const struct rp_stream *s)
+static size_t read_room(const struct net_stream *s)
 {
     if (s->state == RP_STREAM_LINGER)
         return STREAM_READ_CHUNK;
@@ -313,7 +313,7 @@ static size_t read_room(const struct rp_stream *s)
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    struct rp_stream *s = h->data;
+    struct net_stream *s = h->data;
     (void)suggested;
     size_t room = read_room(s);
     uint8_t *p = room ? read_chunk() : NULL;
@@ -322,7 +322,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void on_uv_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf);
 
-static void update_reading(struct rp_stream *s)
+static void update_reading(struct net_stream *s)
 {
     bool want;
     if (s->state == RP_STREAM_LINGER)
@@ -339,7 +339,7 @@ static void update_reading(struct rp_stream *s)
     s->reading = want;
 }
 
-void rp_stream_read_pause(struct rp_stream *s, bool paused)
+void net_stream_read_pause(struct net_stream *s, bool paused)
 {
     s->paused = paused;
     update_reading(s);
@@ -347,7 +347,7 @@ void rp_stream_read_pause(struct rp_stream *s, bool paused)
 
 /* Decrypt what fits into `in` and send what the session produced (handshake flights,
  * alerts). Returns the session's verdict. */
-static int tls_step(struct rp_stream *s, bool *opened)
+static int tls_step(struct net_stream *s, bool *opened)
 {
     bool was_open = rp_tls_handshake_done(s->tls);
     int rc = rp_tls_process(s->tls, &s->in);
@@ -362,7 +362,7 @@ static int tls_step(struct rp_stream *s, bool *opened)
     return rc;
 }
 
-int rp_stream_pump(struct rp_stream *s)
+int net_stream_pump(struct net_stream *s)
 {
     if (!s->tls || s->state != RP_STREAM_OPEN || !rp_tls_pending(s->tls))
         return RP_OK;
@@ -375,7 +375,7 @@ int rp_stream_pump(struct rp_stream *s)
     return rc;
 }
 
-int rp_stream_start(struct rp_stream *s)
+int net_stream_start(struct net_stream *s)
 {
     s->paused = false;
     if (s->tls) {
@@ -388,7 +388,7 @@ int rp_stream_start(struct rp_stream *s)
     return RP_OK;
 }
 
-static void deliver_eof(struct rp_stream *s, int err)
+static void deliver_eof(struct net_stream *s, int err)
 {
     s->eof = true;
     update_reading(s);
@@ -398,7 +398,7 @@ static void deliver_eof(struct rp_stream *s, int err)
 
 static void on_uv_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 {
-    struct rp_stream *s = h->data;
+    struct net_stream *s = h->data;
     if (s->state == RP_STREAM_CLOSING)
         return;
     if (nread == UV_ENOBUFS) { /* no room offered: wait for the owner to consume */
@@ -410,7 +410,7 @@ static void on_uv_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
             s->eof = true;
             update_reading(s);
             if (!s->shutting)
-                rp_stream_close(s);
+                net_stream_close(s);
             return;
         }
         deliver_eof(s, nread == UV_EOF ? RP_OK : RP_E_IO);

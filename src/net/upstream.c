@@ -36,7 +36,7 @@ enum uc_state { UC_RESOLVING, UC_CONNECTING, UC_HANDSHAKE, UC_IDLE, UC_BUSY, UC_
 enum req_state { REQ_QUEUED, REQ_ACTIVE, REQ_DONE };
 
 struct rp_upstream_conn {
-    struct rp_stream s; /* socket, timer, TLS, response bytes, write accounting */
+    struct net_stream s; /* socket, timer, TLS, response bytes, write accounting */
     uv_getaddrinfo_t gai;
     uv_connect_t creq;
     struct rp_upstream *u;
@@ -168,7 +168,7 @@ static void on_deadline(uv_timer_t *t)
 
 /* ---- connections ---------------------------------------------------------------- */
 
-static struct rp_upstream_conn *uc_of(struct rp_stream *s)
+static struct rp_upstream_conn *uc_of(struct net_stream *s)
 {
     return container_of(s, struct rp_upstream_conn, s);
 }
@@ -193,7 +193,7 @@ static void conn_close(struct rp_upstream_conn *uc)
     }
     if (uc->gai_pending)
         uv_cancel((uv_req_t *)&uc->gai);
-    rp_stream_close(&uc->s);
+    net_stream_close(&uc->s);
     dispatch(u);
 }
 
@@ -216,7 +216,7 @@ static void connect_failed(struct rp_upstream_conn *uc, const char *why)
     conn_close(uc);
 }
 
-static void on_uc_timer(struct rp_stream *s)
+static void on_uc_timer(struct net_stream *s)
 {
     struct rp_upstream_conn *uc = uc_of(s);
     if (uc->state == UC_IDLE)
@@ -234,13 +234,13 @@ static void start_request(struct rp_upstream_conn *uc, struct rp_upstream_req *r
     uc->req = r;
     r->uc = uc;
     r->state = REQ_ACTIVE;
-    rp_stream_timer_stop(&uc->s);
+    net_stream_timer_stop(&uc->s);
     int rc = rp_http_write_request(&out, "POST", u->host_header, r->path ? r->path : u->url.path,
                                    r->content_type ? r->content_type : "application/pkixcmp",
                                    r->body, r->len, u->keep_alive);
     if (rc == RP_OK) {
         r->sent = true; /* from here on the CA may see it: no retry */
-        rc = rp_stream_write(&uc->s, rp_buf_head(&out), rp_buf_avail(&out));
+        rc = net_stream_write(&uc->s, rp_buf_head(&out), rp_buf_avail(&out));
     }
     rp_buf_free(&out);
     if (rc != RP_OK)
@@ -260,7 +260,7 @@ static void conn_ready(struct rp_upstream_conn *uc)
         conn_close(uc);
         return;
     }
-    rp_stream_timer(&uc->s, UPSTREAM_IDLE_MS);
+    net_stream_timer(&uc->s, UPSTREAM_IDLE_MS);
 }
 
 static void on_response(struct rp_upstream_conn *uc, struct rp_http_resp *resp)
@@ -306,7 +306,7 @@ static void process_in(struct rp_upstream_conn *uc)
         rp_buf_compact(in);
 }
 
-static void on_uc_eof(struct rp_stream *s, int err)
+static void on_uc_eof(struct net_stream *s, int err)
 {
     struct rp_upstream_conn *uc = uc_of(s);
     if (uc->state == UC_BUSY && uc->req && err == RP_OK) {
@@ -336,21 +336,21 @@ static void conn_up(struct rp_upstream_conn *uc)
     conn_ready(uc);
 }
 
-static void on_uc_open(struct rp_stream *s)
+static void on_uc_open(struct net_stream *s)
 {
     struct rp_upstream_conn *uc = uc_of(s);
     if (uc->state == UC_HANDSHAKE)
         conn_up(uc);
 }
 
-static void on_uc_read(struct rp_stream *s)
+static void on_uc_read(struct net_stream *s)
 {
     struct rp_upstream_conn *uc = uc_of(s);
     if (uc->state == UC_BUSY || uc->state == UC_IDLE)
         process_in(uc);
 }
 
-static void on_uc_free(struct rp_stream *s)
+static void on_uc_free(struct net_stream *s)
 {
     struct rp_upstream_conn *uc = uc_of(s);
     struct rp_upstream *u = uc->u;
@@ -360,7 +360,7 @@ static void on_uc_free(struct rp_stream *s)
     maybe_free_pool(u);
 }
 
-static const struct rp_stream_ops uc_ops = {
+static const struct net_stream_ops uc_ops = {
     .on_read = on_uc_read,
     .on_open = on_uc_open,
     .on_eof = on_uc_eof,
@@ -380,7 +380,7 @@ static void on_connected(uv_connect_t *req, int status)
     uv_tcp_nodelay(&uc->s.tcp, 1);
     if (uc->s.tls)
         uc->state = UC_HANDSHAKE;
-    if (rp_stream_start(&uc->s) != RP_OK) { /* a TLS client sends its ClientHello */
+    if (net_stream_start(&uc->s) != RP_OK) { /* a TLS client sends its ClientHello */
         connect_failed(uc, "cannot start TLS");
         return;
     }
@@ -392,7 +392,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct rp_upstream_conn *uc = req->data;
     uc->gai_pending = false;
-    rp_stream_release(&uc->s);
+    net_stream_release(&uc->s);
     if (uc->state == UC_CLOSING) {
         uv_freeaddrinfo(res);
         return;
@@ -424,24 +424,24 @@ static int conn_open(struct rp_upstream *u)
     uc->state = UC_RESOLVING;
     u->conns_alive++;
     /* the request is bounded by its sender: no limit on what waits for the CA to read */
-    rp_stream_init(&uc->s, u->loop, &uc_ops, UPSTREAM_MAX_HEADER + UPSTREAM_MAX_BODY, SIZE_MAX);
-    rp_stream_set_tls(&uc->s, tls);
+    net_stream_init(&uc->s, u->loop, &uc_ops, UPSTREAM_MAX_HEADER + UPSTREAM_MAX_BODY, SIZE_MAX);
+    net_stream_set_tls(&uc->s, tls);
     struct rp_http_limits lim = {UPSTREAM_MAX_HEADER, UPSTREAM_MAX_BODY};
     rp_http_client_init(&uc->http, &lim);
     rp_list_push(&u->conns, &uc->link);
     u->nconns++;
     u->nconnecting++;
-    rp_stream_timer(&uc->s, u->connect_timeout_ms);
+    net_stream_timer(&uc->s, u->connect_timeout_ms);
     char port[8];
     snprintf(port, sizeof port, "%u", u->url.port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     uc->gai.data = uc;
     uc->gai_pending = true;
-    rp_stream_hold(&uc->s);
+    net_stream_hold(&uc->s);
     int rc = uv_getaddrinfo(u->loop, &uc->gai, on_resolved, u->url.host, port, &hints);
     if (rc != 0) {
         uc->gai_pending = false;
-        rp_stream_release(&uc->s);
+        net_stream_release(&uc->s);
         connect_failed(uc, uv_strerror(rc));
     }
     return RP_OK;
