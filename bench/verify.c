@@ -427,7 +427,7 @@ static void on_run(struct rp_job *j)
         j->result =
             rp_cmp_decode(s->msg[sl->i].p, s->msg[sl->i].len, &sl->ex.arena, &rx->msg, NULL);
         if (j->result == RP_OK) {
-            rx->decoded = true;
+            rx->step = RA_VERIFY;
             ra_verify_request(rx);
             j->result = rx->verdict;
         }

@@ -441,6 +441,7 @@ static void refuse_foreign(struct ra_exchange *rx)
 static void on_gate(void *arg, const struct ra_dd_result *r)
 {
     struct ra_exchange *rx = arg;
+    ra_step_expect(rx, RA_STEP_BIT(RA_GATE));
     if (r->err != RP_OK) {
         count_gate("error");
         if (r->maybe && delayable(rx)) {
@@ -518,13 +519,14 @@ void ra_deliver_to_ca(struct ra_exchange *rx)
                               : ca_known_down(d) ? RA_OFFER_FORCE
                                                  : RA_OFFER_QUEUE;
     struct ra_dd_offer in = offer_of(rx, mode);
-    rx->step = RA_GATE;
+    ra_pipeline_advance(rx, RA_EV_GATE);
     ra_dd_offer(d->store, &in, on_gate, rx);
 }
 
 static void on_polled(void *arg, const struct ra_dd_result *r)
 {
     struct ra_exchange *rx = arg;
+    ra_step_expect(rx, RA_STEP_BIT(RA_DELAYED));
     if (r->err != RP_OK) {
         /* the device keeps polling rather than failing on a store that comes back */
         rp_log_warn("delayed", "txid %s: poll not looked up: %s", rx->ex->log.txid,
@@ -548,7 +550,7 @@ void ra_deliver_poll(struct ra_exchange *rx)
         ra_pipeline_forward(rx);
         return;
     }
-    rx->step = RA_DELAYED;
+    ra_pipeline_advance(rx, RA_EV_LOOKUP);
     ra_dd_poll(d->store, rx->msg.header.transaction_id.val,
                rx->dcfg ? rp_view_str(rx->dcfg->name) : RP_VIEW_NULL, rx->serial, max_wait_ms(u),
                on_polled, rx);
@@ -568,6 +570,7 @@ bool ra_deliver_poll_unchecked(struct ra_exchange *rx)
 static void on_requeued(void *arg, const struct ra_dd_result *r)
 {
     struct ra_exchange *rx = arg;
+    ra_step_expect(rx, RA_STEP_BIT(RA_DELAYED));
     if ((r->err == RP_OK && r->gate == RA_GATE_QUEUED) || (r->err != RP_OK && r->maybe)) {
         if (r->err != RP_OK) { /* the requeue may not have run: make sure */
             struct ra_dd_offer in = offer_of(rx, RA_OFFER_FORCE);
@@ -621,7 +624,7 @@ bool ra_deliver_not_taken(struct ra_exchange *rx, int err, bool sent, int status
     char token[RA_DD_TOKEN_MAX];
     snprintf(token, sizeof token, "%s", rx->ca_lease);
     rx->ca_lease[0] = 0; /* the requeue gives the lease back */
-    rx->step = RA_DELAYED;
+    ra_pipeline_advance(rx, RA_EV_LOOKUP);
     ra_dd_requeue(d->store, &in, token, on_requeued, rx);
     return true;
 }

@@ -483,9 +483,7 @@ int ra_genm_answer(struct ra_exchange *rx)
     rp_arena_free(&scratch);
     if (rc == RP_OK)
         rc = ra_sign_response(rx, body);
-    if (rc == RP_OK)
-        rx->local_answer = true;
-    else if (rc == RP_E_ARENA)
+    if (rc == RP_E_ARENA)
         rp_log_warn("genm", "domain %s: the genp does not fit the exchange memory (large CRLs?)",
                     rx->dcfg->name);
     return rc;

@@ -95,7 +95,7 @@ int ra_nested_verify(struct ra_exchange *rx, const char **why)
         in->dcfg = rx->dcfg;
         in->domain = rx->domain;
         in->msg = q->msgs[i];
-        in->decoded = true;
+        in->step = RA_VERIFY; /* on this worker, with its outer message */
         in->now = rx->now;
         in->inner = true;
         nest->n = i + 1;
@@ -117,7 +117,7 @@ void ra_nested_release_claims(struct ra_exchange *rx)
 }
 
 /* The inner request an inner answer belongs to (same transactionID), or NULL. */
-struct ra_exchange *ra_nested_for(struct ra_exchange *rx, const struct rp_cmp_msg *answer)
+struct ra_exchange *ra_nested_for(const struct ra_exchange *rx, const struct rp_cmp_msg *answer)
 {
     for (size_t i = 0; rx->nested && i < rx->nested->n; i++)
         if (rp_view_eq(rx->nested->inner[i].msg.header.transaction_id.val,

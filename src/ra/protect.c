@@ -244,9 +244,9 @@ int ra_sign_response(struct ra_exchange *rx, struct rp_view body)
     int rc = fresh_nonce(nonce);
     struct rp_view hdr;
     if (rc == RP_OK)
-        rc = rp_cmp_enc_response_header(a, rx->decoded ? &rx->msg : NULL, id->cert.subject,
-                                        id->cert.ski, id->alg_der,
-                                        rp_view_make(nonce, RA_NONCE_LEN), rx->now, &hdr);
+        rc = rp_cmp_enc_response_header(a, ra_answered_request(rx), id->cert.subject, id->cert.ski,
+                                        id->alg_der, rp_view_make(nonce, RA_NONCE_LEN), rx->now,
+                                        &hdr);
     return rc == RP_OK ? sign_and_assemble(rx, hdr, body) : rc;
 }
 

@@ -186,16 +186,47 @@ void ra_chain_cache_put(struct ra_chain_cache *c, const uint8_t key[32], int64_t
 
 /* ---- per exchange ---------------------------------------------------------------- */
 
+/* What an exchange waits for (pipeline.c's table says which event leads where). RA_NONE is
+ * a zeroed exchange, not yet started. */
 enum ra_step {
-    RA_ADMIT,      /* waiting for admission */
-    RA_VERIFY,     /* on a worker: verify and re-protect */
-    RA_RECORD,     /* waiting for the after-verification record */
-    RA_GATE,       /* asking the CA's budget whether the request may go now (deliver.c) */
-    RA_UPSTREAM,   /* waiting for the CA */
-    RA_DELAYED,    /* a delayed transaction: its record, then the RA's answer (deliver.c) */
-    RA_SIGN_ERROR, /* on a worker: signing a refusal */
-    RA_DONE,
+    RA_NONE = 0,
+    RA_START,        /* received: decoding (a refusal here has no request to answer) */
+    RA_CHECK,        /* decoded: the cheap header checks on the loop */
+    RA_ADMIT,        /* waiting for admission */
+    RA_VERIFY,       /* on a worker: verify and re-protect */
+    RA_RECORD,       /* waiting for the after-verification record */
+    RA_RECORD_INNER, /* waiting for the record of a nested request's inner message next_inner */
+    RA_RECORD_LOCAL, /* waiting for the record, then the RA answers itself (genp) */
+    RA_GATE,         /* asking the CA's budget whether the request may go now (deliver.c) */
+    RA_DELAYED,      /* waiting for the delayed-delivery store: a poll, a requeue (deliver.c) */
+    RA_UPSTREAM,     /* waiting for the CA */
+    RA_RELAY,        /* waiting for the CA, relayed unchecked (no trust domain configured) */
+    RA_CA_VERIFY,    /* on a worker: the CA's signature on its answer (upstream.ca_trust) */
+    RA_SIGN_ANSWER,  /* on a worker: the RA's own answer (waiting, a delayed answer) */
+    RA_SIGN_ERROR,   /* on a worker: signing a refusal */
+    RA_DONE,         /* answered */
+    RA_STEP_COUNT,
 };
+
+/* What a step's completion reports; pipeline.c's table turns (step, event) into the next
+ * step. */
+enum ra_event {
+    RA_EV_OK,       /* the step passed: on to the usual next step */
+    RA_EV_LOCAL,    /* verified, and the RA answers itself (genm answered at the edge) */
+    RA_EV_INNER,    /* recorded: a nested request's next inner message is recorded */
+    RA_EV_GATE,     /* the CA's budget is asked (deliver.c) */
+    RA_EV_LOOKUP,   /* the delayed-delivery store is asked (deliver.c) */
+    RA_EV_SEND,     /* the request goes to the CA */
+    RA_EV_RELAY,    /* no trust domain: the request goes to the CA unchecked */
+    RA_EV_CHECK,    /* the CA answered: its signature is checked on a worker */
+    RA_EV_SIGN,     /* the RA signs its own answer on a worker */
+    RA_EV_ANSWERED, /* the device's CMP answer is ready (relayed or signed) */
+    RA_EV_REFUSE,   /* refused: the RA signs a CMP error */
+    RA_EV_FAIL,     /* no CMP answer can be made: an HTTP error */
+    RA_EVENT_COUNT,
+};
+
+#define RA_STEP_BIT(s) (1u << (s))
 
 /* allowlist_consume: whether an exchange claimed its identity's serial (claims.c, admit.c). */
 enum ra_claim {
@@ -211,9 +242,10 @@ struct ra_exchange {
     struct ra_loop *rl;
     const struct rp_cfg_domain *dcfg; /* NULL: default path without a domain */
     struct ra_domain *domain;
-    enum ra_step step;
+    enum ra_step step;       /* read and moved only by pipeline.c's table */
+    enum ra_step refused_at; /* the step a refusal came from (RA_START: nothing decoded) */
+    enum ra_event job_event; /* what a job on a worker found, for its completion */
     struct rp_cmp_msg msg;
-    bool decoded;
     /* results of verification */
     int verdict;                    /* RP_OK or the refusal */
     const char *why;                /* short freeText for a refusal */
@@ -235,9 +267,7 @@ struct ra_exchange {
     int64_t now;
     struct rp_job job;
     struct rp_upstream_req up;
-    const char *extra_headers;
-    int http_status;           /* for refusals that are HTTP-level (429) */
-    bool local_answer;         /* out is the RA's own answer to the device (genp), not for the CA */
+    const char *extra_headers; /* of the answer: Retry-After */
     struct rp_cmp_msg *answer; /* the CA's answer, decoded from a copy in the arena */
     struct rp_view relay;      /* what goes back to the device */
     /* the CA's budget (deliver.c): the lease a request sent at once holds until the CA is
@@ -338,7 +368,7 @@ int ra_nested_verify(struct ra_exchange *rx, const char **why);
 size_t ra_nested_count(const struct ra_exchange *rx);
 struct ra_exchange *ra_nested_inner(struct ra_exchange *rx, size_t i);
 /* The inner request an inner answer belongs to (by transactionID), or NULL. */
-struct ra_exchange *ra_nested_for(struct ra_exchange *rx, const struct rp_cmp_msg *answer);
+struct ra_exchange *ra_nested_for(const struct ra_exchange *rx, const struct rp_cmp_msg *answer);
 /* Gives back what the inner messages claimed (file allowlist_consume). */
 void ra_nested_release_claims(struct ra_exchange *rx);
 /* claims.c — allowlist_consume for a file allowlist, persisted to allowlist_state */
@@ -369,6 +399,23 @@ void ra_key_metrics_init(void);
 /* The RA's answer to the device with `body` (error, genp): a response header for the
  * request's transaction, signed with the RA key, RA certificates in extraCerts. */
 int ra_sign_response(struct ra_exchange *rx, struct rp_view body);
+/* pipeline.c — the exchange's state machine (the table at the top of pipeline.c) */
+/* The step event e leads to from step s; RA_NONE when the table has no such move. */
+enum ra_step ra_step_next(enum ra_step s, enum ra_event e);
+const char *ra_step_name(enum ra_step s);
+const char *ra_event_name(enum ra_event e);
+/* A completion checks it arrives in a step that waits for it (mask of RA_STEP_BIT): one
+ * arriving in another step is a bug that would answer twice or touch a finished exchange,
+ * so it is logged and the process aborts, as libuv does on a broken invariant. */
+void ra_step_expect(const struct ra_exchange *rx, unsigned steps);
+/* Move rx by e (caught like ra_step_expect when the table has no such move) and start the
+ * new step's work; RA_GATE and RA_DELAYED are started by their caller (deliver.c). */
+void ra_pipeline_advance(struct ra_exchange *rx, enum ra_event e);
+/* The request an RA-signed answer answers: NULL when it was refused undecoded. */
+static inline const struct rp_cmp_msg *ra_answered_request(const struct ra_exchange *rx)
+{
+    return rx->refused_at == RA_START ? NULL : &rx->msg;
+}
 /* pipeline.c — what other files of the RA continue an exchange with */
 /* Forward rx->out to the CA now. */
 void ra_pipeline_forward(struct ra_exchange *rx);
@@ -451,9 +498,9 @@ bool ra_domain_issued(const struct ra_domain *d, struct rp_view issuer_name);
 int ra_pki_info_load(const struct rp_cfg_domain *c, struct ra_domain *d, FILE *errs);
 void ra_pki_info_free(struct ra_pki_info *p);
 /* On a worker, after verification: with genm: local, answer a genm whose every InfoType is
- * known here with a genp signed by the RA in rx->out. RP_E_NOT_FOUND when the genm is to
- * be forwarded (other domain mode, an InfoType not answered locally, no InfoType), another
- * RP_E_* to refuse (malformed crlStatusList, arena full). */
+ * known here with a genp signed by the RA in rx->out: RP_OK. RP_E_NOT_FOUND when the genm
+ * is to be forwarded (other domain mode, an InfoType not answered locally, no InfoType),
+ * another RP_E_* to refuse (malformed crlStatusList, arena full). */
 int ra_genm_answer(struct ra_exchange *rx);
 
 #endif

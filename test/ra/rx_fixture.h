@@ -95,7 +95,7 @@ static inline void rfx_load(struct rfx *f, struct rp_view req)
     uint8_t *copy = rp_arena_dup(&f->ex.arena, req.p, req.len);
     cr_assert_not_null(copy);
     cr_assert_eq(rp_cmp_decode(copy, req.len, &f->ex.arena, &f->rx.msg, NULL), RP_OK);
-    f->rx.decoded = true;
+    f->rx.step = RA_VERIFY; /* on a worker: verify and re-protect */
 }
 
 /* `openssl cmp -cmd <cmd>` signed by <pki>/<cert>.pem, in the test's arena. */
