@@ -155,12 +155,15 @@ void ra_step_expect(const struct ra_exchange *rx, unsigned steps)
         caught(rx, "a completion it does not wait for");
 }
 
-/* The table's next step for e; nothing started. */
+/* The table's next step for e; nothing started. At log_level debug every move is a line
+ * (an exchange's path through the pipeline, as test_pipeline follows it). */
 static void move(struct ra_exchange *rx, enum ra_event e)
 {
     enum ra_step next = ra_step_next(rx->step, e);
     if (next == RA_NONE)
         caught(rx, ra_event_name(e));
+    rp_log_debug("step", "txid %s: %s -> %s (%s)", rx->ex ? rx->ex->log.txid : "-",
+                 ra_step_name(rx->step), ra_step_name(next), ra_event_name(e));
     rx->step = next;
 }
 
@@ -1035,6 +1038,7 @@ void rp_server_on_exchange(struct rp_exchange *ex)
     rx->dcfg = domain;
     rx->now = rp_clock_wall_s();
     rx->step = RA_START;
+    rp_log_debug("step", "txid -: none -> start (%s)", domain ? domain->name : "relay");
     ex->app = rx;
     if (!domain) {
         /* no trust domain configured at all: raproxy is a plain relay to the CA */

@@ -2,15 +2,31 @@
  * event → next step) — the paths an accepted request takes, a refusal from every step that
  * can refuse reaching the signed error, the moves the table must not have — and a completion
  * or an event arriving in a step that does not wait for it being caught (the process aborts
- * before it touches the exchange). The whole pipeline with real peers is driven by the
- * integration tests (test_enroll, test_refusals, test_delivery, …). */
+ * before it touches the exchange). Then the pipeline itself, in this process with the mock
+ * CA as its upstream: the path an accepted ir takes, and a refusal at each stage. */
+#include "fixtures.h"
+#include "msgbuild.h"
 #include "ra/ra.h"
+#include "raproxy/arena.h"
+#include "raproxy/cmp.h"
+#include "raproxy/config.h"
 #include "raproxy/err.h"
+#include "raproxy/limiter.h"
+#include "raproxy/log.h"
+#include "raproxy/loop.h"
+#include "raproxy/server.h"
+#include "raproxy/snapshot.h"
+#include "raproxy/worker.h"
+#include "support.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 TestSuite(pipeline_step);
 
@@ -234,4 +250,210 @@ Test(pipeline_step, an_error_answers_the_request_unless_it_was_refused_undecoded
     cr_expect_eq(ra_answered_request(&rx), &rx.msg);
     rx.refused_at = RA_START; /* malformed: no transactionID or nonce to echo */
     cr_expect_null(ra_answered_request(&rx));
+}
+
+/* ---- the pipeline in process ------------------------------------------------------------ */
+
+/* raproxy's loop, workers and admission run in this process (as main.c starts them) with
+ * the mock CA (`openssl cmp -port`) as the upstream; log_level debug makes every move of an
+ * exchange a "step" line, so a test reads the path each request took through the table. */
+
+#define TRACE_MAX    512
+#define WAIT_DONE_MS 10000
+#define GRACE_MS     2000u
+
+struct run {
+    char *dir, log[600];
+    int port, ca, log_fd;
+    long log_off;
+    struct rpt_proc mock;
+    struct rp_workers *workers;
+    struct rp_limiter *limiter;
+    struct rp_server *server;
+    struct rp_snapshot *snap;
+    struct rp_loop *loop;
+    struct rp_arena a;
+};
+
+static struct run g_run;
+
+static void pki_path(char *buf, size_t cap, const char *rel)
+{
+    snprintf(buf, cap, "%s/%s", rpt_pki(), rel);
+}
+
+static void write_config(char *path, size_t cap)
+{
+    const char *p = rpt_pki();
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg,
+             "log_level: debug\n"
+             "listeners:\n  - address: 127.0.0.1:%d\n    tls: off\n"
+             "upstream: {url: \"http://127.0.0.1:%d/pkix/\", keep_alive: false, "
+             "connect_timeout_ms: 500}\n"
+             "ra: {cert: %s/operator/ra.pem, key: %s/operator/ra.key, "
+             "chain: %s/operator/ra.chain.pem}\n"
+             "domains:\n"
+             "  - name: manufacturer\n"
+             "    trust_anchors: [%s/vendor/root.pem]\n"
+             "    allow: [ir, cr, certConf, pollReq, error]\n"
+             "  - name: limited\n"
+             "    trust_anchors: [%s/vendor/root.pem]\n"
+             "    allow: [ir]\n"
+             "    limits: {per_ip: \"1/h\"}\n"
+             "  - name: operator\n"
+             "    trust_anchors: [%s/operator/root.pem]\n"
+             "    allow: [kur, rr]\n",
+             g_run.port, g_run.ca, p, p, p, p, p, p);
+    snprintf(path, cap, "%s/raproxy.yaml", g_run.dir);
+    cr_assert_eq(rpt_write_file(path, cfg, strlen(cfg)), 0);
+}
+
+static void run_setup(void)
+{
+    memset(&g_run, 0, sizeof g_run);
+    cr_assert_not_null(rpt_pki());
+    g_run.dir = rpt_tmpdir();
+    g_run.port = rpt_free_port();
+    g_run.ca = rpt_free_port();
+    char trusted[600], cfg_path[700];
+    pki_path(trusted, sizeof trusted, "operator/root.pem");
+    cr_assert_eq(rpt_mockca_start(&g_run.mock, g_run.dir, g_run.ca, trusted, NULL), 0);
+    snprintf(g_run.log, sizeof g_run.log, "%s/raproxy.log", g_run.dir);
+    g_run.log_fd = open(g_run.log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+    cr_assert_geq(g_run.log_fd, 0);
+    rp_log_set_fd(g_run.log_fd);
+    write_config(cfg_path, sizeof cfg_path);
+    struct rp_config *cfg = NULL;
+    cr_assert_eq(rp_config_load(cfg_path, &cfg, stderr), RP_OK);
+    rp_log_set_level(RP_LOG_DEBUG);
+    cr_assert_eq(rp_server_snapshot(cfg, &g_run.snap, stderr), RP_OK);
+    struct rp_workers_opts wo = {.count = 1};
+    cr_assert_eq(rp_workers_start(&g_run.workers, &wo), RP_OK);
+    cr_assert_eq(rp_limiter_new(&g_run.limiter, NULL), RP_OK);
+    struct rp_server_opts so = {.workers = g_run.workers, .limiter = g_run.limiter};
+    cr_assert_eq(rp_server_new(&g_run.server, &so), RP_OK);
+    struct rp_loop_opts o = {
+        .snap = g_run.snap,
+        .on_exchange = rp_server_on_exchange,
+        .ctx = g_run.server,
+        .on_snapshot = rp_server_on_snapshot,
+        .on_stop = rp_server_on_stop,
+    };
+    cr_assert_eq(rp_loop_start(&g_run.loop, &o), RP_OK);
+    cr_assert_eq(rp_arena_new(&g_run.a, 1u << 20), RP_OK);
+}
+
+static void run_teardown(void)
+{
+    rp_loop_drain(g_run.loop, GRACE_MS);
+    rp_loop_join(g_run.loop);
+    rp_workers_stop(g_run.workers);
+    rp_limiter_free(g_run.limiter);
+    rp_server_free(g_run.server);
+    rp_snapshot_unref(g_run.snap);
+    rp_log_set_fd(1);
+    close(g_run.log_fd);
+    rpt_stop(&g_run.mock, SIGTERM, 5000);
+    rp_arena_free(&g_run.a);
+    rpt_rmdir(g_run.dir);
+    free(g_run.dir);
+}
+
+TestSuite(pipeline_run, .init = run_setup, .fini = run_teardown, .timeout = 120);
+
+/* The steps of the exchanges logged since the last call, "start>check>…>done" (one
+ * exchange at a time); waits until the last one is done. */
+static void trace(char *out, size_t cap)
+{
+    long t0 = rpt_mono_ms();
+    size_t len = 0;
+    char *s = NULL;
+    for (;;) {
+        free(s);
+        s = (char *)rpt_read_file(g_run.log, &len);
+        cr_assert_not_null(s);
+        if (strstr(s + g_run.log_off, "-> done") || rpt_mono_ms() - t0 > WAIT_DONE_MS)
+            break;
+        rpt_sleep_ms(20);
+    }
+    out[0] = '\0';
+    size_t n = 0;
+    for (char *l = s + g_run.log_off; (l = strstr(l, "\"event\":\"step\"")) != NULL;) {
+        char *arrow = strstr(l, " -> ");
+        char *end = arrow ? strpbrk(arrow + 4, " \"") : NULL;
+        cr_assert_not_null(end);
+        const char *to = arrow + 4;
+        n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%.*s", n ? ">" : "",
+                              (int)(end - to), to);
+        l = end;
+    }
+    g_run.log_off = (long)len;
+    free(s);
+}
+
+/* POSTs req to path; the CMP answer's body type (-1: not a CMP answer) and its path. */
+static int post(const char *path, struct rp_view req, char *steps, size_t cap)
+{
+    struct rp_cmp_msg m;
+    int status = rpt_post_cmp(g_run.port, path, req, &g_run.a, &m);
+    trace(steps, cap);
+    return status == 200 ? (int)m.body.type : -1;
+}
+
+static struct rp_view device_ir(const char *dev)
+{
+    size_t len = 0;
+    uint8_t *der = rpt_capture_device(g_run.dir, rpt_pki(), "ir", dev, &len);
+    cr_assert_not_null(der, "openssl cmp -reqout wrote no request");
+    struct rp_view v = rp_view_make(rp_arena_dup(&g_run.a, der, len), len);
+    free(der);
+    return v;
+}
+
+#define MANUF "/.well-known/cmp/p/manufacturer"
+
+Test(pipeline_run, an_accepted_ir_goes_admit_verify_record_upstream_and_is_relayed)
+{
+    char steps[TRACE_MAX];
+    cr_assert_eq(post(MANUF, device_ir("vendor/dev1"), steps, sizeof steps), RP_CMP_IP, "%s",
+                 steps);
+    /* gate: a certificate request asks the CA's budget (one at a time per device) */
+    cr_expect_str_eq(steps, "start>check>admit>verify>record>gate>upstream>done");
+}
+
+Test(pipeline_run, a_refusal_at_each_stage_reaches_the_signed_error)
+{
+    char steps[TRACE_MAX];
+    static const uint8_t junk[] = "\x30\x03\x02\x01\x02 not CMP";
+    cr_expect_eq(post(MANUF, rp_view_make(junk, sizeof junk - 1), steps, sizeof steps),
+                 RP_CMP_ERROR);
+    cr_expect_str_eq(steps, "start>sign_error>done", "undecodable");
+
+    struct rp_view ir = device_ir("vendor/dev1");
+    cr_expect_eq(post("/.well-known/cmp/p/operator", ir, steps, sizeof steps), RP_CMP_ERROR);
+    cr_expect_str_eq(steps, "start>check>sign_error>done", "ir is not allowed there");
+
+    char key[600];
+    pki_path(key, sizeof key, "vendor/dev1.key");
+    struct rpt_mut flip = {.key_file = key, .flip_protection = true};
+    struct rp_view forged = rpt_rebuild(&g_run.a, ir.p, ir.len, &flip);
+    cr_assert(rp_view_present(forged));
+    cr_expect_eq(post(MANUF, forged, steps, sizeof steps), RP_CMP_ERROR);
+    cr_expect_str_eq(steps, "start>check>admit>verify>sign_error>done", "bad signature");
+
+    cr_expect_eq(post(MANUF, ir, steps, sizeof steps), RP_CMP_IP, "the genuine one: %s", steps);
+    cr_expect_eq(post(MANUF, ir, steps, sizeof steps), RP_CMP_ERROR);
+    cr_expect_str_eq(steps, "start>check>admit>verify>record>sign_error>done", "replayed nonce");
+
+    struct rp_view ir2 = device_ir("vendor/dev2");
+    cr_expect_eq(post("/.well-known/cmp/p/limited", ir2, steps, sizeof steps), RP_CMP_IP, "%s",
+                 steps);
+    cr_expect_eq(post("/.well-known/cmp/p/limited", ir2, steps, sizeof steps), RP_CMP_ERROR);
+    cr_expect_str_eq(steps, "start>check>admit>sign_error>done", "over per_ip");
+
+    rpt_stop(&g_run.mock, SIGTERM, 5000); /* openssl ends by the signal */
+    cr_expect_eq(post(MANUF, device_ir("vendor/dev2"), steps, sizeof steps), RP_CMP_ERROR);
+    cr_expect_str_eq(steps, "start>check>admit>verify>record>gate>upstream>sign_error>done",
+                     "the CA is down");
 }
