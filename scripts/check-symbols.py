@@ -24,8 +24,9 @@ import sys
 
 PREFIX = {"rp_core": "core_", "rp_cmp": "cmp_", "rp_proto": "proto_", "rp_net": "net_",
           "rp_ra": "ra_", "rp_tools": "tool_"}
-# Third-party code compiled into a layer keeps its own names (llhttp's C sources in proto).
-FOREIGN = re.compile(r"^(llhttp_|llhttp__)")
+# Names not ours: third-party code compiled into a layer (llhttp's C sources in proto) and
+# what compilers and sanitizers generate (__odr_asan.*, __asan_*, __sancov_*, …).
+FOREIGN = re.compile(r"^(llhttp_|__)")
 
 
 def read_libs(path):
