@@ -958,8 +958,12 @@ static void decode(struct ra_exchange *rx)
     const struct rp_cmp_header *h = &rx->msg.header;
     snprintf(ex->log.body, sizeof ex->log.body, "%s", rp_cmp_body_name(rx->msg.body.type));
     size_t n = h->transaction_id.val.len < 16 ? h->transaction_id.val.len : 16;
-    for (size_t i = 0; i < n; i++)
-        snprintf(ex->log.txid + 2 * i, 3, "%02x", h->transaction_id.val.p[i]);
+    static const char hexd[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        ex->log.txid[2 * i] = hexd[h->transaction_id.val.p[i] >> 4];
+        ex->log.txid[2 * i + 1] = hexd[h->transaction_id.val.p[i] & 15];
+    }
+    ex->log.txid[2 * n] = '\0';
     if (rc == RP_E_CMP_VERSION) {
         move(rx, RA_EV_OK); /* decoded: the error answers it */
         refuse(rx, rc, "pvno must be 2 or 3");

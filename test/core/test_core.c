@@ -237,3 +237,53 @@ Test(url_path, under_stops_at_a_segment_and_gives_the_rest)
     cr_assert(rp_view_eq(rest, vp("anything/at/all")));
     cr_assert_not(rp_url_path_under(vp("relative"), "/", NULL));
 }
+
+/* Numbers and the time stamp are formatted without printf on the exchange path: the same
+ * text as printf's "%lld", "%.3f" and the ISO time it used to write. */
+Test(log, numbers_and_time_read_as_printf_wrote_them)
+{
+    char path[] = "/tmp/rp-log-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    rp_log_set_fd(fd);
+    rp_log_set_level(RP_LOG_INFO);
+    const int64_t ints[] = {0, 7, -7, 1234567890123LL, INT64_MAX, INT64_MIN};
+    const double dbls[] = {0.0,        0.0004, 1.0,     5.461,        0.436, 282.308,
+                           123456.789, -2.25,  -0.0004, 1e11 + 0.125, 1e13,  -1e13};
+    struct rp_logline l;
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        cr_assert(rp_log_begin(&l, RP_LOG_INFO, "n"));
+        rp_log_int(&l, "v", ints[i]);
+        rp_log_end(&l);
+    }
+    for (size_t i = 0; i < sizeof dbls / sizeof dbls[0]; i++) {
+        cr_assert(rp_log_begin(&l, RP_LOG_INFO, "d"));
+        rp_log_dbl(&l, "v", dbls[i]);
+        rp_log_end(&l);
+    }
+    rp_log_set_fd(1);
+    char buf[8192] = "";
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    unlink(path);
+    cr_assert_gt(n, 0);
+    char *line = buf;
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0] + sizeof dbls / sizeof dbls[0]; i++) {
+        char *nl = strchr(line, '\n');
+        cr_assert_not_null(nl);
+        *nl = 0;
+        int y, mo, d, h, mi, s, ms;
+        char z;
+        cr_expect_eq(sscanf(line, "{\"ts\":\"%4d-%2d-%2dT%2d:%2d:%2d.%3d%c\"", &y, &mo, &d, &h, &mi,
+                            &s, &ms, &z),
+                     8, "%s", line);
+        cr_expect(z == 'Z' && line[31] == '"' && y >= 2024 && ms >= 0 && ms < 1000, "%s", line);
+        char want[64];
+        if (i < sizeof ints / sizeof ints[0])
+            snprintf(want, sizeof want, "\"v\":%lld}", (long long)ints[i]);
+        else
+            snprintf(want, sizeof want, "\"v\":%.3f}", dbls[i - sizeof ints / sizeof ints[0]]);
+        cr_expect_not_null(strstr(line, want), "%s lacks %s", line, want);
+        line = nl + 1;
+    }
+}
