@@ -179,25 +179,39 @@ Test(file, reads_a_short_file_under_a_small_cap)
     unlink(path);
 }
 
-Test(log, record_lines_pass_every_level_but_off)
+/* The log goes to a fresh file at `lvl`; log_read gives its text back (and the log stdout). */
+static int log_to_file(char path[19], enum rp_log_level lvl)
 {
-    char path[] = "/tmp/rp-log-XXXXXX";
+    memcpy(path, "/tmp/rp-log-XXXXXX", 19);
     int fd = mkstemp(path);
     cr_assert_geq(fd, 0);
     rp_log_set_fd(fd);
-    rp_log_set_level(RP_LOG_WARN);
+    rp_log_set_level(lvl);
+    return fd;
+}
+
+static ssize_t log_read(int fd, const char *path, char *buf, size_t cap)
+{
+    rp_log_set_fd(1);
+    ssize_t n = pread(fd, buf, cap - 1, 0);
+    close(fd);
+    unlink(path);
+    buf[n > 0 ? n : 0] = '\0';
+    return n;
+}
+
+Test(log, record_lines_pass_every_level_but_off)
+{
+    char path[19];
+    int fd = log_to_file(path, RP_LOG_WARN);
     struct rp_logline l;
     cr_expect_eq(rp_log_begin(&l, RP_LOG_INFO, "event"), 0, "info filtered at warn");
     cr_assert_neq(rp_log_begin_record(&l, "exchange"), 0, "a record is written at warn");
     rp_log_end(&l);
     rp_log_set_level(RP_LOG_OFF);
     cr_expect_eq(rp_log_begin_record(&l, "exchange"), 0, "nothing when logging is off");
-    rp_log_set_fd(1);
-    char buf[512] = "";
-    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-    close(fd);
-    unlink(path);
-    cr_assert_gt(n, 0);
+    char buf[512];
+    cr_assert_gt(log_read(fd, path, buf, sizeof buf), 0);
     cr_expect(strstr(buf, "\"level\":\"info\",\"event\":\"exchange\""), "%s", buf);
 }
 
@@ -242,11 +256,8 @@ Test(url_path, under_stops_at_a_segment_and_gives_the_rest)
  * text as printf's "%lld", "%.3f" and the ISO time it used to write. */
 Test(log, numbers_and_time_read_as_printf_wrote_them)
 {
-    char path[] = "/tmp/rp-log-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
-    rp_log_set_fd(fd);
-    rp_log_set_level(RP_LOG_INFO);
+    char path[19];
+    int fd = log_to_file(path, RP_LOG_INFO);
     const int64_t ints[] = {0, 7, -7, 1234567890123LL, INT64_MAX, INT64_MIN};
     const double dbls[] = {0.0,        0.0004, 1.0,     5.461,        0.436, 282.308,
                            123456.789, -2.25,  -0.0004, 1e11 + 0.125, 1e13,  -1e13};
@@ -261,12 +272,8 @@ Test(log, numbers_and_time_read_as_printf_wrote_them)
         rp_log_dbl(&l, "v", dbls[i]);
         rp_log_end(&l);
     }
-    rp_log_set_fd(1);
-    char buf[8192] = "";
-    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-    close(fd);
-    unlink(path);
-    cr_assert_gt(n, 0);
+    char buf[8192];
+    cr_assert_gt(log_read(fd, path, buf, sizeof buf), 0);
     char *line = buf;
     for (size_t i = 0; i < sizeof ints / sizeof ints[0] + sizeof dbls / sizeof dbls[0]; i++) {
         char *nl = strchr(line, '\n');
