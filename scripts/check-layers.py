@@ -15,7 +15,11 @@ What must hold:
   - a third-party header (<uv.h>, <hiredis/...>, <wolfssl/...>, <llhttp.h>, <yaml.h>,
     <cyaml/...>) only where its group's USES names the library ("*": not checked);
   - a layer's library refers to no symbol that a later layer's library defines, and to no
-    third-party library its USES does not name.
+    third-party library its USES does not name;
+  - names say who may call them: every global symbol a layer's library defines is either
+    rp_<module>_<verb>, declared in a header of include/raproxy/ (the layer's API), or carries
+    the layer's own prefix (core_, cmp_, proto_, net_, ra_, tool_: its internals, declared in
+    its private header); no library uses another layer's internals.
 Exit 0 when all holds, 1 with one line per breach otherwise.
 """
 import os
@@ -39,6 +43,12 @@ SYMBOLS = [
     ("llhttp", re.compile(r"^llhttp_")),
     ("yaml", re.compile(r"^(yaml_|cyaml_)")),
 ]
+# The internal prefix of each layer's library (README "Layout").
+INTERNAL = {"rp_core": "core_", "rp_cmp": "cmp_", "rp_proto": "proto_", "rp_net": "net_",
+            "rp_ra": "ra_", "rp_tools": "tool_"}
+# Names not ours: third-party code compiled into a layer (llhttp's C sources in proto) and
+# what compilers and sanitizers generate (__odr_asan.*, __asan_*, …).
+FOREIGN = re.compile(r"^(llhttp_|__)")
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')
 CHECKED_DIRS = ["src", "include/raproxy", "test", "bench"]
 
@@ -172,6 +182,37 @@ def check_symbols(groups, order, problems):
                             f"{', '.join(syms[:3])}{more}")
 
 
+def public_names(src):
+    names = set()
+    inc = os.path.join(src, "include", "raproxy")
+    for f in os.listdir(inc):
+        if f.endswith(".h"):
+            with open(os.path.join(inc, f)) as h:
+                names.update(re.findall(r"\brp_\w+", h.read()))
+    return names
+
+
+def check_names(groups, src, problems):
+    public = public_names(src)
+    for name, own in INTERNAL.items():
+        lib = groups.get(name, {}).get("lib")
+        if not lib:
+            continue
+        for s in sorted(nm(["-g", "--defined-only"], lib)):
+            if FOREIGN.match(s):
+                continue
+            if s.startswith("rp_") and s not in public:
+                problems.append(f"{name}: {s} looks like API but no header of include/raproxy/ "
+                                f"declares it: call it {own}... (internal) or declare it")
+            elif not s.startswith("rp_") and not s.startswith(own):
+                problems.append(f"{name}: {s} is global without rp_ (API) or {own} (internal): "
+                                f"rename it, or make it static")
+        others = tuple(p for n, p in INTERNAL.items() if n != name)
+        for s in sorted(nm(["-u"], lib)):
+            if s.startswith(others):
+                problems.append(f"{name}: uses {s}, internal to another layer")
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -181,6 +222,7 @@ def main():
     check_membership(src, owner, problems)
     check_includes(src, groups, order, owner, problems)
     check_symbols(groups, order, problems)
+    check_names(groups, src, problems)
     for p in problems:
         print(p)
     layers = " < ".join(order)
