@@ -33,4 +33,15 @@ static inline int rp_view_eq(struct rp_view a, struct rp_view b)
     return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
 }
 
+/* The bytes of v in lowercase hex at out: 2 * v.len characters, then a NUL. */
+static inline void rp_view_hex(struct rp_view v, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < v.len; i++) {
+        out[2 * i] = digits[v.p[i] >> 4];
+        out[2 * i + 1] = digits[v.p[i] & 15];
+    }
+    out[2 * v.len] = '\0';
+}
+
 #endif

@@ -22,6 +22,7 @@
 #include "raproxy/list.h"
 #include "raproxy/log.h"
 #include "raproxy/metrics.h"
+#include "raproxy/view.h"
 
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
@@ -605,14 +606,9 @@ int rp_redis_command(struct rp_redis *r, rp_redis_reply_fn cb, void *arg, int ar
 
 static void sha1_hex(const char *s, char out[SHA1_HEX_LEN + 1])
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char d[SHA1_HEX_LEN / 2];
     wc_ShaHash((const unsigned char *)s, (word32)strlen(s), d);
-    for (size_t i = 0; i < sizeof d; i++) {
-        out[2 * i] = hex[d[i] >> 4];
-        out[2 * i + 1] = hex[d[i] & 15];
-    }
-    out[SHA1_HEX_LEN] = '\0';
+    rp_view_hex(rp_view_make(d, sizeof d), out);
 }
 
 int rp_redis_script(struct rp_redis *r, const char *lua, unsigned *script_id)

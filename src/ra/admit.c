@@ -14,6 +14,7 @@
 #include "raproxy/metrics.h"
 #include "raproxy/pool.h"
 #include "raproxy/redis.h"
+#include "raproxy/view.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -641,12 +642,7 @@ static void on_slot_reply(void *arg, int err, const struct rp_redis_reply *rep)
 /* The claim's token: the transactionID in hex. */
 static void hex_token(const struct admit_req *req, char *out)
 {
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < req->txid_len; i++) {
-        out[2 * i] = hex[req->txid[i] >> 4];
-        out[2 * i + 1] = hex[req->txid[i] & 15];
-    }
-    out[2 * req->txid_len] = '\0';
+    rp_view_hex(rp_view_make(req->txid, req->txid_len), out);
 }
 
 static int send_settle(struct admit_req *req, enum rp_admit_settle how, rp_redis_reply_fn cb,

@@ -18,6 +18,7 @@
 #include "raproxy/admit.h"
 #include "raproxy/err.h"
 #include "raproxy/log.h"
+#include "raproxy/view.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,16 +55,6 @@ struct ra_claims {
 
 static pthread_mutex_t g_registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ra_claims *g_open;
-
-static void to_hex(const uint8_t *p, size_t n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hex[p[i] >> 4];
-        out[2 * i + 1] = hex[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
 
 static int from_hex(const char *s, uint8_t *out, size_t cap, size_t *n)
 {
@@ -158,7 +149,7 @@ static int append(struct ra_claims *c, const char *what, struct rp_view id, cons
                   bool sync)
 {
     char line[LINE_MAX_], idhex[ID_HEX_MAX];
-    to_hex(id.p, id.len, idhex);
+    rp_view_hex(id, idhex);
     int n = snprintf(line, sizeof line, "%s %s %s\n", what, idhex, token);
     if (n < 0 || (size_t)n >= sizeof line || write(c->fd, line, (size_t)n) != n ||
         (sync && fdatasync(c->fd) != 0)) {
@@ -310,7 +301,7 @@ int ra_claims_claim(struct ra_claims *c, struct rp_view id, struct rp_view txid,
     char token[TOKEN_MAX];
     if (id.len == 0 || id.len > RP_ADMIT_MAX_SERIAL || txid.len == 0 || txid.len > RP_ADMIT_MAX_ID)
         return RP_E_INVAL;
-    to_hex(txid.p, txid.len, token);
+    rp_view_hex(txid, token);
     pthread_mutex_lock(&c->lock);
     struct claim *e = *find(c, id);
     int rc = RP_OK;
@@ -332,7 +323,7 @@ void ra_claims_settle(struct ra_claims *c, struct rp_view id, struct rp_view txi
     if (id.len == 0 || id.len > RP_ADMIT_MAX_SERIAL || txid.len == 0 ||
         txid.len > RP_ADMIT_MAX_ID || how == RP_ADMIT_KEEP)
         return;
-    to_hex(txid.p, txid.len, token);
+    rp_view_hex(txid, token);
     pthread_mutex_lock(&c->lock);
     struct claim *e = *find(c, id);
     if (e && e->state == CLAIMED && strcmp(e->token, token) == 0) {

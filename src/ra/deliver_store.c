@@ -20,6 +20,7 @@
 #include "raproxy/err.h"
 #include "raproxy/log.h"
 #include "raproxy/redis.h"
+#include "raproxy/view.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -394,16 +395,11 @@ static void record_view(const struct mem_entry *r, struct ra_dd_result *res)
 /* The lease of a dispatched request: "q:<hex txid>". */
 static void dispatch_token(struct rp_view txid, char *out)
 {
-    static const char hex[] = "0123456789abcdef";
     _Static_assert((RA_DD_TOKEN_MAX - 3) / 2 >= TXID_MAX, "a dispatch token holds a whole txid");
     size_t n = txid.len < (RA_DD_TOKEN_MAX - 3) / 2 ? txid.len : (RA_DD_TOKEN_MAX - 3) / 2;
     out[0] = 'q';
     out[1] = ':';
-    for (size_t i = 0; i < n; i++) {
-        out[2 + 2 * i] = hex[txid.p[i] >> 4];
-        out[3 + 2 * i] = hex[txid.p[i] & 15];
-    }
-    out[2 + 2 * n] = 0;
+    rp_view_hex(rp_view_make(txid.p, n), out + 2);
 }
 
 /* The views of a result point into the table, which other loops change once the lock is

@@ -53,6 +53,7 @@
 #include "raproxy/snapshot.h"
 #include "raproxy/upstream.h"
 #include "raproxy/url.h"
+#include "raproxy/view.h"
 
 #include <llhttp.h>
 #include <stdio.h>
@@ -958,12 +959,7 @@ static void decode(struct ra_exchange *rx)
     const struct rp_cmp_header *h = &rx->msg.header;
     snprintf(ex->log.body, sizeof ex->log.body, "%s", rp_cmp_body_name(rx->msg.body.type));
     size_t n = h->transaction_id.val.len < 16 ? h->transaction_id.val.len : 16;
-    static const char hexd[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        ex->log.txid[2 * i] = hexd[h->transaction_id.val.p[i] >> 4];
-        ex->log.txid[2 * i + 1] = hexd[h->transaction_id.val.p[i] & 15];
-    }
-    ex->log.txid[2 * n] = '\0';
+    rp_view_hex(rp_view_make(h->transaction_id.val.p, n), ex->log.txid);
     if (rc == RP_E_CMP_VERSION) {
         move(rx, RA_EV_OK); /* decoded: the error answers it */
         refuse(rx, rc, "pvno must be 2 or 3");

@@ -12,6 +12,7 @@
 #include "raproxy/snapshot.h"
 #include "raproxy/log.h"
 #include "raproxy/sig.h"
+#include "raproxy/view.h"
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -102,18 +103,13 @@ static int cert_identity(struct ra_exchange *rx, const struct rp_cert *signer, c
     }
     if (!ra_is_admin(rx->domain, signer->raw))
         FAIL(RP_E_NOT_AUTHORIZED, "protection certificate has no subject serialNumber");
-    static const char hex[] = "0123456789abcdef";
     uint8_t digest[WC_SHA256_DIGEST_SIZE];
     char *id = rp_arena_alloc(&rx->ex->arena, sizeof RA_ADMIN_ID_PREFIX + 2 * RA_ADMIN_ID_BYTES);
     if (!id || wc_Sha256Hash(signer->raw.p, (word32)signer->raw.len, digest) != 0)
         FAIL(RP_E_ARENA, "out of memory");
     memcpy(id, RA_ADMIN_ID_PREFIX, sizeof RA_ADMIN_ID_PREFIX - 1);
-    char *w = id + sizeof RA_ADMIN_ID_PREFIX - 1;
-    for (size_t i = 0; i < RA_ADMIN_ID_BYTES; i++) {
-        *w++ = hex[digest[i] >> 4];
-        *w++ = hex[digest[i] & 15];
-    }
-    rx->serial = rp_view_make(id, (size_t)(w - id));
+    rp_view_hex(rp_view_make(digest, RA_ADMIN_ID_BYTES), id + sizeof RA_ADMIN_ID_PREFIX - 1);
+    rx->serial = rp_view_make(id, sizeof RA_ADMIN_ID_PREFIX - 1 + 2 * RA_ADMIN_ID_BYTES);
     return RP_OK;
 }
 
