@@ -7,9 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* How much of a bad value a message quotes. */
-#define QUOTE_MAX 60
-
 static const char *env_value(const char *var)
 {
     const char *v = getenv(var);

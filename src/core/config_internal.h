@@ -23,6 +23,9 @@
 /* Longest key path we track ("domains[12].limits.per_device.burst" is 36). */
 #define RP_CFGX_PATH_MAX 256
 
+/* How much of an offending value a problem message quotes. */
+#define QUOTE_MAX 60
+
 /* Marks on a key path, set by the structural walk. */
 #define RP_CFGX_TLS_OFF 1u /* listeners[i].tls was the scalar `off` */
 

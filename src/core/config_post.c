@@ -9,10 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-/* How much of an offending value a message quotes. */
-#define QUOTE_MAX 60
 /* The longest directory a configuration file may sit in (PATH_MAX on Linux). */
 #define DIR_MAX 4096
 
@@ -40,8 +37,7 @@ static void resolve_one(void *ctx, const struct core_cfg_field *f)
 {
     const struct resolve *r = ctx;
     char **p = f->value;
-    if (!f->file || !*p || !**p || **p == '/' || strcmp(*p, "redis") == 0 ||
-        strncasecmp(*p, RP_P11_SCHEME, sizeof RP_P11_SCHEME - 1) == 0)
+    if (!f->file || !*p || !**p || **p == '/' || strcmp(*p, "redis") == 0 || rp_p11_is_uri(*p))
         return;
     size_t n = strlen(r->dir) + 1 + strlen(*p) + 1;
     char *abs = malloc(n);

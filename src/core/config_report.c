@@ -33,11 +33,9 @@ struct core_cfg_ent *core_cfg_add(struct core_cfg *x, const char *path, unsigned
         x->ents = n;
         x->cap_ents = cap;
     }
-    char *p = strdup(path);
-    if (!p) {
-        x->oom = 1;
+    char *p = core_cfg_strdup(x, path);
+    if (!p)
         return NULL;
-    }
     e = &x->ents[x->n_ents++];
     *e = (struct core_cfg_ent){.path = p, .line = line};
     return e;

@@ -22,8 +22,6 @@
 #define MAX_NODES 100000u
 /* Room for libcyaml's own messages, should it still refuse a walked document. */
 #define CYAML_LOG_CAPTURE 1024
-/* How much of an offending scalar a message quotes. */
-#define QUOTE_MAX 60
 
 struct outbuf {
     unsigned char *p;
