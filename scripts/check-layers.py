@@ -22,6 +22,7 @@ What must hold:
     its private header); no library uses another layer's internals.
 Exit 0 when all holds, 1 with one line per breach otherwise.
 """
+import functools
 import os
 import re
 import subprocess
@@ -147,8 +148,9 @@ def check_includes(src, groups, order, owner, problems):
                                     f"header of {tgroup}")
 
 
+@functools.lru_cache(maxsize=None)  # the layer and naming checks read the same libraries
 def nm(args, lib):
-    out = subprocess.run(["nm", "-P"] + args + [lib], capture_output=True, text=True,
+    out = subprocess.run(["nm", "-P", *args, lib], capture_output=True, text=True,
                          check=True).stdout
     syms = set()
     for line in out.splitlines():
@@ -162,14 +164,14 @@ def check_symbols(groups, order, problems):
     defined = {}
     for name, g in groups.items():
         if g["lib"]:
-            for s in nm(["-g", "--defined-only"], g["lib"]):
+            for s in nm(("-g", "--defined-only"), g["lib"]):
                 defined.setdefault(s, name)
     for name, g in groups.items():
         if not g["lib"]:
             continue
         r = rank(groups, order, name)
         breaches = {}  # what is reached -> the symbols that reach it
-        for s in sorted(nm(["-u"], g["lib"])):
+        for s in sorted(nm(("-u",), g["lib"])):
             d = defined.get(s)
             if d and rank(groups, order, d) > r:
                 breaches.setdefault(f"{d}, a later layer", []).append(s)
@@ -198,7 +200,7 @@ def check_names(groups, src, problems):
         lib = groups.get(name, {}).get("lib")
         if not lib:
             continue
-        for s in sorted(nm(["-g", "--defined-only"], lib)):
+        for s in sorted(nm(("-g", "--defined-only"), lib)):
             if FOREIGN.match(s):
                 continue
             if s.startswith("rp_") and s not in public:
@@ -208,7 +210,7 @@ def check_names(groups, src, problems):
                 problems.append(f"{name}: {s} is global without rp_ (API) or {own} (internal): "
                                 f"rename it, or make it static")
         others = tuple(p for n, p in INTERNAL.items() if n != name)
-        for s in sorted(nm(["-u"], lib)):
+        for s in sorted(nm(("-u",), lib)):
             if s.startswith(others):
                 problems.append(f"{name}: uses {s}, internal to another layer")
 

@@ -106,7 +106,7 @@ static char *digits(char *end, uint64_t v)
     return end;
 }
 
-/* d as exactly `width` digits (zero-padded). */
+/* d in decimal, zero-padded to at least `width` digits. */
 static void put_fixed(struct rp_logline *l, uint64_t d, int width)
 {
     char b[24];
@@ -167,14 +167,10 @@ void rp_log_strn(struct rp_logline *l, const char *key, const char *val, size_t 
 
 void rp_log_int(struct rp_logline *l, const char *key, int64_t val)
 {
-    char b[24];
-    char *end = b + sizeof b;
-    uint64_t mag = val < 0 ? 0 - (uint64_t)val : (uint64_t)val;
-    char *p = digits(end, mag);
-    if (val < 0)
-        *--p = '-';
     put_key(l, key);
-    put(l, p, (size_t)(end - p));
+    if (val < 0)
+        put(l, "-", 1);
+    put_fixed(l, val < 0 ? 0 - (uint64_t)val : (uint64_t)val, 1);
 }
 
 /* As printf's "%.3f" (durations in ms on every exchange line), without printf. */
@@ -193,9 +189,7 @@ void rp_log_dbl(struct rp_logline *l, const char *key, double val)
     put_key(l, key);
     if (signbit(val)) /* as printf: -0.0004 is "-0.000" */
         put(l, "-", 1);
-    char b[24];
-    char *end = b + sizeof b, *p = digits(end, mag / 1000u);
-    put(l, p, (size_t)(end - p));
+    put_fixed(l, mag / 1000u, 1);
     put(l, ".", 1);
     put_fixed(l, mag % 1000u, 3);
 }
