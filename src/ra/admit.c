@@ -107,6 +107,12 @@ struct rp_admit {
         sc_claim, sc_settle;
 };
 
+/* A transaction's TTL: the one a keep asks for, else the configured one. */
+static uint32_t txn_ttl_ms(const struct admit_req *req)
+{
+    return req->keep_ms ? req->keep_ms : req->a->txn_ttl_ms;
+}
+
 /* ---- keys --------------------------------------------------------------------------------- */
 
 struct keybuf {
@@ -484,7 +490,7 @@ static void local_slot(struct admit_req *req, struct admit_slot *s, uint64_t now
     case SLOT_TXN:
         rc = rp_limiter_txn(l, rp_view_make(req->txid, req->txid_len),
                             rp_view_make(req->serial, req->serial_len), req->mode, req->body,
-                            req->keep_ms ? req->keep_ms : req->a->txn_ttl_ms, now, &created);
+                            txn_ttl_ms(req), now, &created);
         s->code = rc == RP_OK              ? CODE_OK
                   : rc == RP_E_TXID_IN_USE ? CODE_IN_USE
                   : rc == RP_E_UNKNOWN_TXN ? CODE_UNKNOWN
@@ -652,7 +658,7 @@ static int send_settle(struct admit_req *req, enum rp_admit_settle how, rp_redis
     struct rp_admit *a = req->a;
     char token[2 * RP_ADMIT_MAX_ID + 1], ttl[NUM_MAX];
     hex_token(req, token);
-    fmt_u64(ttl, req->keep_ms ? req->keep_ms : a->txn_ttl_ms);
+    fmt_u64(ttl, txn_ttl_ms(req));
     const char *argv[] = {
         req->key[K_ALLOW], req->key[K_CLAIM], (const char *)req->serial, token, names[how], ttl};
     size_t len[] = {req->keylen[K_ALLOW], req->keylen[K_CLAIM], req->serial_len,
@@ -682,7 +688,7 @@ static int send_slot(struct admit_req *req, struct admit_slot *s)
         return rp_redis_evalsha(a->redis, a->sc_dev, 2, 5, argv, len, on_slot_reply, s);
     }
     case SLOT_TXN: {
-        fmt_u64(ttl, req->keep_ms ? req->keep_ms : a->txn_ttl_ms);
+        fmt_u64(ttl, txn_ttl_ms(req));
         const char *mode = txn_mode_name(req->mode);
         const char *argv[] = {req->key[K_TXN], (const char *)req->serial, mode, req->body, ttl};
         size_t len[] = {req->keylen[K_TXN], req->serial_len, strlen(mode), strlen(req->body),
@@ -864,6 +870,16 @@ int rp_admit_allowlist_key(char *buf, size_t cap, const char *prefix, const char
 }
 
 /* P allow:{dom:<D>} and P claim:{dom:<D>}:<serial> (one hash slot: one script) */
+/* K_TXN: the transaction's key. */
+static int txn_key(struct admit_req *req, struct rp_view txid)
+{
+    struct keybuf k = kb_begin(req, K_TXN);
+    kb_str(&k, "txn:{txn:");
+    kb_hex(&k, txid.p, txid.len);
+    kb_str(&k, "}");
+    return kb_end(req, K_TXN, &k);
+}
+
 static int allow_key(struct admit_req *req, const char *domain, struct rp_view serial)
 {
     int n = rp_admit_allowlist_key(req->key[K_ALLOW], KEY_MAX, req->a->prefix, domain);
@@ -889,11 +905,7 @@ static int verified_keys(struct admit_req *req, const struct rp_admit_verified_i
     kb_str(&k, "}");
     rc |= kb_end(req, K_DEV, &k);
     rc |= nonce_key(req, K_NONCE, in->domain, in->serial, in->nonce);
-    k = kb_begin(req, K_TXN);
-    kb_str(&k, "txn:{txn:");
-    kb_hex(&k, in->txid.p, in->txid.len);
-    kb_str(&k, "}");
-    rc |= kb_end(req, K_TXN, &k);
+    rc |= txn_key(req, in->txid);
     rc |= allow_key(req, in->domain, in->serial);
     return rc ? RP_E_INVAL : RP_OK;
 }
@@ -981,11 +993,7 @@ void rp_admit_txn_keep(struct rp_admit *a, const struct rp_admit_txn_keep_in *in
     struct admit_req *req = req_new(a, ADMIT_TXN_KEEP, NULL, NULL);
     if (!req)
         return;
-    struct keybuf k = kb_begin(req, K_TXN);
-    kb_str(&k, "txn:{txn:");
-    kb_hex(&k, in->txid.p, in->txid.len);
-    kb_str(&k, "}");
-    if (kb_end(req, K_TXN, &k) != RP_OK) {
+    if (txn_key(req, in->txid) != RP_OK) {
         req_free(req);
         return;
     }
