@@ -130,7 +130,6 @@ int ra_dd_store_new(struct ra_dd_store **out, struct rp_redis *redis, struct ra_
 void ra_dd_store_close(struct ra_dd_store *s);
 /* Only with no call pending (close the Redis client first: that fires them all). */
 void ra_dd_store_free(struct ra_dd_store *s);
-bool ra_dd_store_shared(const struct ra_dd_store *s); /* Redis: every replica sees it */
 
 void ra_dd_offer(struct ra_dd_store *s, const struct ra_dd_offer *in, ra_dd_fn cb, void *arg);
 /* A GO request's answer came (or it failed): the lease and the identity's marker go. Fire and

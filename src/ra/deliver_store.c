@@ -519,11 +519,6 @@ void ra_dd_store_free(struct ra_dd_store *s)
     free(s);
 }
 
-bool ra_dd_store_shared(const struct ra_dd_store *s)
-{
-    return s && s->redis;
-}
-
 static void new_token(struct ra_dd_store *s, char *out)
 {
     snprintf(out, RA_DD_TOKEN_MAX, "d:%s:%llu", s->token_base, (unsigned long long)++s->token_seq);
@@ -1158,23 +1153,15 @@ static void give_back(struct redis_call *c)
     eval(s, s->sc_release, r, 2, 4, argv, len);
 }
 
+static void redis_release(struct ra_dd_store *s, const char *token, struct rp_view txid,
+                          struct rp_view domain, struct rp_view identity);
+
+/* The device's marker alone: a release without a lease. */
 static void redis_release_busy(struct ra_dd_store *s, struct rp_view txid, struct rp_view domain,
                                struct rp_view identity)
 {
-    if (!rp_view_present(domain) || !rp_view_present(identity))
-        return;
-    struct keybuf kf, kb, hex = {0};
-    kb_fixed(s, &kf, "f");
-    kb_busy(s, &kb, domain, identity);
-    kb_hex(&hex, txid);
-    struct redis_call *c = call_new(s, CALL_IGNORE, NULL, NULL, txid);
-    if (!c || kb.overflow || hex.overflow) {
-        free(c);
-        return;
-    }
-    const char *argv[] = {kf.p, kb.p, "", hex.p};
-    size_t len[] = {kf.len, kb.len, 0, hex.len};
-    eval(s, s->sc_release, c, 2, 4, argv, len);
+    if (rp_view_present(domain) && rp_view_present(identity))
+        redis_release(s, NULL, txid, domain, identity);
 }
 
 static void redis_offer(struct ra_dd_store *s, const struct ra_dd_offer *in, bool requeue,
