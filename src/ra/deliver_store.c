@@ -16,6 +16,7 @@
  *                                 request in progress; PX = its request's life */
 #include "deliver.h"
 
+#include "raproxy/list.h"
 #include "raproxy/clock.h"
 #include "raproxy/err.h"
 #include "raproxy/log.h"
@@ -56,13 +57,13 @@ enum mem_kind { MEM_RECORD, MEM_BUSY, MEM_LEASE };
 
 struct mem_entry {
     struct mem_entry *hnext;
-    struct mem_entry *qprev, *qnext; /* records in the queue, by t0 */
+    struct rp_list_node qlink; /* records in the queue, by arrival */
     enum mem_kind kind;
     uint64_t hash;
     uint64_t expire_ms; /* 0: never (leases) */
     /* records */
     enum ra_dd_state state;
-    bool in_queue, reserved; /* waiting; handed to a dispatcher by ra_dd_next */
+    bool reserved; /* handed to a dispatcher by ra_dd_next (waiting: linked in the queue) */
     uint64_t t0_ms, lease_end_ms;
     uint64_t seq; /* order of arrival: the queue's order */
     uint8_t *req, *body, *answer;
@@ -79,7 +80,7 @@ struct ra_dd_mem {
     pthread_mutex_t lock;
     struct mem_entry **slots;
     size_t mask, count;
-    struct mem_entry *qhead, *qtail;
+    struct rp_list_node queue; /* records waiting, oldest first */
     size_t queued, reserved;
     unsigned in_flight;
     uint64_t tat_us;
@@ -106,6 +107,7 @@ int ra_dd_mem_new(struct ra_dd_mem **out)
         return RP_E_NOMEM;
     }
     m->mask = MEM_MIN_SLOTS - 1;
+    rp_list_init(&m->queue);
     pthread_mutex_init(&m->lock, NULL);
     *out = m;
     return RP_OK;
@@ -152,38 +154,19 @@ static struct mem_entry *mem_find(struct ra_dd_mem *m, enum mem_kind k, const ui
 
 static void queue_unlink(struct ra_dd_mem *m, struct mem_entry *e)
 {
-    if (!e->in_queue)
+    if (!rp_list_linked(&e->qlink))
         return;
-    if (e->qprev)
-        e->qprev->qnext = e->qnext;
-    else
-        m->qhead = e->qnext;
-    if (e->qnext)
-        e->qnext->qprev = e->qprev;
-    else
-        m->qtail = e->qprev;
-    e->qprev = e->qnext = NULL;
-    e->in_queue = false;
+    rp_list_unlink(&e->qlink);
     m->queued--;
 }
 
 /* By arrival: new records at the tail, a requeued one back at its place (near the head). */
 static void queue_insert(struct ra_dd_mem *m, struct mem_entry *e)
 {
-    struct mem_entry *after = m->qtail;
-    while (after && after->seq > e->seq)
-        after = after->qprev;
-    e->qprev = after;
-    e->qnext = after ? after->qnext : m->qhead;
-    if (e->qnext)
-        e->qnext->qprev = e;
-    else
-        m->qtail = e;
-    if (after)
-        after->qnext = e;
-    else
-        m->qhead = e;
-    e->in_queue = true;
+    struct rp_list_node *after = m->queue.prev;
+    while (after != &m->queue && container_of(after, struct mem_entry, qlink)->seq > e->seq)
+        after = after->prev;
+    rp_list_push(after->next, &e->qlink); /* before after's successor: right after it */
     m->queued++;
 }
 
@@ -462,7 +445,7 @@ struct ra_dd_store {
     struct ra_dd_mem *mem;
     ra_dd_timer_new_fn timer_new;
     void *timer_ctx;
-    struct redis_call *retrying; /* calls waiting for their retry timer */
+    struct rp_list_node retrying; /* calls waiting for their retry timer */
     bool closing;
     char prefix[KEY_MAX / 4];
     unsigned sc_offer, sc_release, sc_requeue, sc_settle, sc_next, sc_claim, sc_extend, sc_cancel,
@@ -484,11 +467,11 @@ int ra_dd_store_new(struct ra_dd_store **out, struct rp_redis *redis, struct ra_
     s->mem = mem;
     s->timer_new = timer_new;
     s->timer_ctx = timer_ctx;
+    rp_list_init(&s->retrying);
     uint8_t rnd[8] = {0};
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
         memcpy(rnd, &s, sizeof s < sizeof rnd ? sizeof s : sizeof rnd);
-    for (size_t i = 0; i < sizeof rnd; i++)
-        snprintf(s->token_base + 2 * i, 3, "%02x", rnd[i]);
+    rp_view_hex(rp_view_make(rnd, sizeof rnd), s->token_base);
     if (redis) {
         const char *p = rp_redis_key_prefix(redis);
         if (strlen(p) >= sizeof s->prefix || strpbrk(p, "{}")) {
@@ -652,7 +635,8 @@ static void mem_next(struct ra_dd_store *s, const struct ra_dd_budget *b, ra_dd_
     uint64_t now = now_ms();
     pthread_mutex_lock(&m->lock);
     mem_sweep(m, now);
-    struct mem_entry *r = m->qhead;
+    struct mem_entry *r =
+        rp_list_empty(&m->queue) ? NULL : container_of(m->queue.next, struct mem_entry, qlink);
     if (r) {
         char token[RA_DD_TOKEN_MAX];
         dispatch_token(rp_view_make(r->key, r->keylen), token);
@@ -865,10 +849,10 @@ struct redis_call {
     int nkeys, argc;
     const char **argv;
     size_t *len;
-    unsigned retries;                  /* left */
-    uint32_t delay_ms;                 /* before the next one */
-    struct rp_loop_timer *timer;       /* once a retry was scheduled (freed with the call) */
-    struct redis_call *rnext, **rprev; /* in s->retrying while its timer runs */
+    unsigned retries;            /* left */
+    uint32_t delay_ms;           /* before the next one */
+    struct rp_loop_timer *timer; /* once a retry was scheduled (freed with the call) */
+    struct rp_list_node rlink;   /* in s->retrying while its timer runs */
 };
 
 static void fmt_u64(char *buf, uint64_t v)
@@ -956,10 +940,7 @@ static void retry_send(struct redis_call *c);
 static void on_retry_timer(void *arg)
 {
     struct redis_call *c = arg;
-    *c->rprev = c->rnext;
-    if (c->rnext)
-        c->rnext->rprev = c->rprev;
-    c->rprev = NULL;
+    rp_list_unlink(&c->rlink);
     retry_send(c);
 }
 
@@ -974,11 +955,7 @@ static bool retry_later(struct redis_call *c, int err)
         return false;
     }
     c->retries--;
-    c->rnext = s->retrying;
-    if (c->rnext)
-        c->rnext->rprev = &c->rnext;
-    c->rprev = &s->retrying;
-    s->retrying = c;
+    rp_list_push(&s->retrying, &c->rlink);
     rp_loop_timer_start(c->timer, c->delay_ms);
     c->delay_ms *= 2;
     rp_log_debug("delayed", "redis %s: retried in a moment", rp_err_name(err));
@@ -1625,9 +1602,9 @@ void ra_dd_store_close(struct ra_dd_store *s)
     if (!s)
         return;
     s->closing = true;
-    while (s->retrying) {
-        struct redis_call *c = s->retrying;
-        s->retrying = c->rnext;
+    struct rp_list_node *n;
+    while ((n = rp_list_shift(&s->retrying)) != NULL) {
+        struct redis_call *c = container_of(n, struct redis_call, rlink);
         rp_loop_timer_stop(c->timer);
         call_free(c);
     }
