@@ -423,7 +423,6 @@ static void refuse_busy(struct ra_exchange *rx, int32_t retry_ms)
         snprintf(hdr, RETRY_HDR_MAX, "Retry-After: %u\r\n", s);
         rx->extra_headers = hdr;
     }
-    ra_pipeline_release_claim(rx);
     ra_pipeline_refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA is at capacity: retry later");
 }
 
@@ -434,7 +433,6 @@ static void refuse_foreign(struct ra_exchange *rx)
 {
     rp_log_warn("delayed", "txid %s: delayed transaction of another device: refused",
                 rx->ex->log.txid);
-    ra_pipeline_release_claim(rx);
     ra_pipeline_refuse(rx, RP_E_TXID_IN_USE, "transactionID in use by another device");
 }
 
@@ -462,7 +460,6 @@ static void on_gate(void *arg, const struct ra_dd_result *r)
             ra_pipeline_forward(rx);
             return;
         }
-        ra_pipeline_release_claim(rx);
         ra_pipeline_refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA's budget cannot be checked now");
         return;
     }
@@ -482,7 +479,6 @@ static void on_gate(void *arg, const struct ra_dd_result *r)
         return;
     case RA_GATE_DUPLICATE:
         count_gate("duplicate");
-        ra_pipeline_release_claim(rx);
         ra_pipeline_refuse(rx, RP_E_TXID_IN_USE,
                            "another certificate request of this device is in progress");
         return;
@@ -492,7 +488,6 @@ static void on_gate(void *arg, const struct ra_dd_result *r)
         return;
     case RA_GATE_FULL:
         count_gate("full");
-        ra_pipeline_release_claim(rx);
         ra_pipeline_refuse(rx, RP_E_SYSTEM_UNAVAIL, "too many requests wait for the CA");
         return;
     case RA_GATE_FOREIGN:
@@ -588,7 +583,6 @@ static void on_requeued(void *arg, const struct ra_dd_result *r)
         refuse_foreign(rx); /* not sent: nothing of it reached the CA */
         return;
     }
-    ra_pipeline_release_claim(rx);
     ra_pipeline_refuse(rx, RP_E_SYSTEM_UNAVAIL,
                        r->err == RP_OK ? "too many requests wait for the CA"
                                        : "the CA is not available");

@@ -298,10 +298,14 @@ static void run_sign_error(struct rp_job *j)
     j->result = ra_protect_error(rx, rx->verdict, rx->why);
 }
 
-/* Answer with an RA-signed CMP error carrying err's failInfo. */
+static void release_own_claim(struct ra_exchange *rx);
+
+/* Answer with an RA-signed CMP error carrying err's failInfo. A refused request gives back
+ * the serial it claimed (allowlist_consume): nothing was issued for it. */
 static void refuse(struct ra_exchange *rx, int err, const char *why)
 {
     struct rp_exchange *ex = rx->ex;
+    release_own_claim(rx);
     rx->refused_at = rx->step;
     move(rx, RA_EV_REFUSE);
     rx->verdict = err;
@@ -363,11 +367,6 @@ static void release_own_claim(struct ra_exchange *rx)
     rx->claim = RA_CLAIM_NONE;
     for (size_t i = 0; i < ra_nested_count(rx); i++)
         release_own_claim(ra_nested_inner(rx, i));
-}
-
-void ra_pipeline_release_claim(struct ra_exchange *rx)
-{
-    release_own_claim(rx);
 }
 
 /* The claims follow what the CA said: for a nested request, each inner answer settles its
@@ -469,7 +468,6 @@ static void on_answer_verified(struct rp_job *j)
     if (j->result != RP_OK) {
         rp_log_warn("upstream", "txid %s: CA answer refused: %s", rx->ex->log.txid,
                     rx->why ? rx->why : rp_err_msg(j->result));
-        release_own_claim(rx);
         refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA's answer is not signed by a trusted CA");
         return;
     }
@@ -480,7 +478,6 @@ static void start_answer_check(struct ra_exchange *rx)
 {
     /* the CA has acted: finish what it started */
     if (submit(rx, run_verify_answer, on_answer_verified, RP_JOB_FINISH) != RP_OK) {
-        release_own_claim(rx);
         refuse(rx, RP_E_SYSTEM_UNAVAIL, "crypto workers busy");
     }
 }
@@ -493,7 +490,6 @@ static void take_answer(struct ra_exchange *rx, struct rp_view resp)
     /* the pool frees its buffer after this callback: keep a copy for the checks */
     uint8_t *copy = rp_arena_dup(&ex->arena, resp.p, resp.len);
     if (!copy) {
-        release_own_claim(rx);
         refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA's answer is too large");
         return;
     }
@@ -501,7 +497,6 @@ static void take_answer(struct ra_exchange *rx, struct rp_view resp)
     check_answer(rx, rp_view_make(copy, resp.len), &ex->arena, &a);
     if (a.bad) {
         rp_log_warn("upstream", "txid %s: CA answer refused: %s", ex->log.txid, a.bad);
-        release_own_claim(rx);
         refuse(rx, RP_E_SYSTEM_UNAVAIL, "the CA's answer does not match the request");
         return;
     }
@@ -556,7 +551,6 @@ static void on_upstream(struct rp_upstream_req *up)
     ra_deliver_answered(rx);
     const char *bad = upstream_problem(rx->ex, up);
     if (bad) {
-        release_own_claim(rx); /* the CA never answered, or not with CMP */
         refuse(rx, RP_E_SYSTEM_UNAVAIL, bad);
         return;
     }
@@ -693,7 +687,6 @@ static void on_inner_recorded(void *arg, const struct rp_admit_result *res)
     if (res->claimed)
         in->claim = RA_CLAIM_CREATED;
     if (res->err != RP_OK) {
-        release_own_claim(rx);
         char *why = rp_arena_alloc(&rx->ex->arena, RETRY_HDR_MAX * 3);
         if (why)
             snprintf(why, RETRY_HDR_MAX * 3, "inner message %zu: %s", rx->next_inner + 1,
@@ -812,7 +805,6 @@ static void on_verified(struct rp_job *j)
         snprintf(ex->log.serial, sizeof ex->log.serial, "%.*s", (int)rx->serial.len,
                  (const char *)rx->serial.p);
     if (rx->job_event == RA_EV_REFUSE) {
-        release_own_claim(rx);
         if (rx->verdict == RP_E_BAD_MESSAGE_CHECK && rx->mac_id)
             count_mac_failure(rx);
         refuse(rx, rx->verdict, rx->why);

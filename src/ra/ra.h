@@ -420,14 +420,12 @@ static inline const struct rp_cmp_msg *ra_answered_request(const struct ra_excha
 /* Forward rx->out to the CA now. */
 void ra_pipeline_forward(struct ra_exchange *rx);
 /* Answer with an RA-signed CMP error carrying err's failInfo (rx->extra_headers kept). */
-void ra_pipeline_refuse(struct ra_exchange *rx, int err, const char *why);
+void ra_pipeline_refuse(struct ra_exchange *rx, int err, const char *why); /* gives back a claim */
 /* Sign the RA's own answer to a delayed transaction on a worker (`run` writes rx->out, its
  * result in j->result) and send it; `result` is the log's. It runs ahead of new work (the
  * transaction has started: waiting, a poll's answer, the CA's answer); when it cannot be
  * made, ra_deliver_unanswered is told before the device gets an HTTP error. */
 void ra_pipeline_answer(struct ra_exchange *rx, void (*run)(struct rp_job *j), const char *result);
-/* The request will get no answer from the CA: a serial this exchange claimed goes back. */
-void ra_pipeline_release_claim(struct ra_exchange *rx);
 /* deliver.c: the RA's answer to a delayed transaction could not be made: a request this
  * exchange queued, whose device was never told waiting, is cancelled while still queued. */
 void ra_deliver_unanswered(struct ra_exchange *rx);
