@@ -392,8 +392,9 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct rp_upstream_conn *uc = req->data;
     uc->gai_pending = false;
-    net_stream_release(&uc->s);
-    if (uc->state == UC_CLOSING) {
+    bool closing = uc->state == UC_CLOSING;
+    net_stream_release(&uc->s); /* frees uc when it was closed while resolving */
+    if (closing) {
         uv_freeaddrinfo(res);
         return;
     }
